@@ -1,0 +1,235 @@
+"""What the mesh looks like at a stage: the spec resolved into concrete desired state.
+
+`plan_for(spec)` is pure. The Pulumi program declares exactly this plan, the
+orchestrator shows it (`meshlift plan`) and reads the checks' expectations from it
+(which pods are canaries, which proxy version each must report).
+
+Stage semantics (a rollout from revision A to revision B):
+- no rollout / install: every listed revision runs; tags, namespaces and
+  gateways point where the config says.
+- canary: plus a canary Deployment (pod label `istio.io/rev: B`) for each
+  `canary: true` workload that runs on A, and a canary Deployment of each
+  gateway on A behind the same Service.
+- promote: tags on A (or `promoteTags`) move to B, the default revision
+  follows, gateways on A are upgraded in place, canaries are removed, and the
+  workloads of waves 1..promotedWaves restart onto B (a pod-template
+  annotation changes). Later waves keep running A until their wave comes.
+- cleanup: everything is promoted; revision A is removed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from components.spec import MeshSpec, Stage
+
+REVISION_LABEL = "istio.io/rev"
+TRACK_LABEL = "meshlift.io/track"  # stable | canary: tells canary pods from stable ones
+PROXY_REVISION_ANNOTATION = "meshlift.io/proxy-revision"  # changing it restarts the pods
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+
+
+@dataclass(frozen=True)
+class ControlPlanePlan:
+    revision: str
+    version: str
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class GatewayPlan:
+    name: str
+    namespace: str
+    revision_label: str  # what the gateway's pods carry in istio.io/rev (tag or revision)
+    revision: str  # the revision that label resolves to at this stage
+    version: str  # istio/gateway chart version = that revision's version
+    replicas: int
+    service_type: str
+    ports: list[dict[str, Any]]
+    service_annotations: dict[str, str]
+    values: dict[str, Any]
+    canary_revision: str | None = None  # set during the canary stage
+    canary_version: str | None = None
+
+
+@dataclass(frozen=True)
+class WorkloadPlan:
+    namespace: str
+    name: str
+    image: str
+    replicas: int
+    port: int
+    labels: dict[str, str]  # pod labels, selector included
+    selector: dict[str, str]
+    proxy_revision: str  # the revision its pods should run after this stage
+    proxy_version: str
+    wave: int
+
+
+@dataclass(frozen=True)
+class CanaryPlan:
+    namespace: str
+    name: str  # <workload>-canary
+    workload: str
+    image: str
+    replicas: int
+    port: int
+    labels: dict[str, str]
+    selector: dict[str, str]
+    revision: str  # pod-level istio.io/rev
+    expected_proxy_version: str  # what /server_info must report
+
+
+@dataclass(frozen=True)
+class NamespacePlan:
+    name: str
+    create: bool
+    revision_label: str
+    revision: str
+    wave: int
+    labels: dict[str, str]
+
+
+@dataclass(frozen=True)
+class MeshPlan:
+    stage: Stage | None
+    istio_namespace: str
+    chart_repository: str
+    control_planes: list[ControlPlanePlan]
+    default_revision: str
+    tags: dict[str, str]
+    gateways: list[GatewayPlan]
+    namespaces: list[NamespacePlan]
+    workloads: list[WorkloadPlan]
+    canaries: list[CanaryPlan]
+    removed_revisions: list[str] = field(default_factory=list)
+
+    def version_of(self, revision: str) -> str:
+        for plane in self.control_planes:
+            if plane.revision == revision:
+                return plane.version
+        raise KeyError(revision)
+
+
+def promoted_tags(spec: MeshSpec) -> set[str]:
+    """The tags that move from the old revision to the new one at promotion."""
+    rollout = spec.rollout
+    if rollout is None:
+        return set()
+    if rollout.promote_tags is not None:
+        return set(rollout.promote_tags)
+    return {tag for tag, target in spec.tags.items() if target == rollout.from_revision}
+
+
+def plan_for(spec: MeshSpec) -> MeshPlan:
+    rollout = spec.rollout
+    stage = rollout.stage if rollout else None
+    promoting = stage in (Stage.PROMOTE, Stage.CLEANUP)
+    old = rollout.from_revision if rollout else None
+    new = rollout.to_revision if rollout else None
+    waves_done = len(spec.waves) if stage is Stage.CLEANUP else (rollout.promoted_waves if rollout else 0)
+    promoted_wave_numbers = set(spec.waves[:waves_done]) if promoting else set()
+
+    tags = dict(spec.tags)
+    if promoting:
+        for tag in promoted_tags(spec):
+            tags[tag] = new  # type: ignore[assignment]
+
+    def resolve(ref: str) -> str:
+        return tags.get(ref, ref)
+
+    default = spec.default_revision or (old if rollout else spec.revisions[0].revision)
+    if promoting and default == old:
+        default = new  # the validating webhook must follow the live revision
+
+    removed = [old] if stage is Stage.CLEANUP and old else []
+    control_planes = [
+        ControlPlanePlan(r.revision, r.version, dict(r.values))
+        for r in spec.revisions
+        if r.revision not in removed
+    ]
+    versions = {r.revision: r.version for r in spec.revisions}
+
+    gateways = []
+    for gateway in spec.gateways:
+        label = gateway.revision
+        if promoting and label == old:
+            label = new  # type: ignore[assignment]
+        revision = resolve(label)
+        on_old = rollout is not None and revision == old
+        canary = stage is Stage.CANARY and gateway.canary and on_old
+        gateways.append(GatewayPlan(
+            name=gateway.name,
+            namespace=gateway.namespace,
+            revision_label=label,
+            revision=revision,
+            version=versions[revision],
+            replicas=gateway.replicas,
+            service_type=gateway.service.type,
+            ports=[p.model_dump(by_alias=True, exclude_none=True) for p in gateway.service.ports],
+            service_annotations=dict(gateway.service.annotations),
+            values=dict(gateway.values),
+            canary_revision=new if canary else None,
+            canary_version=versions[new] if canary and new else None,
+        ))
+
+    namespaces, workloads, canaries = [], [], []
+    for namespace in spec.namespaces:
+        promoted = namespace.wave in promoted_wave_numbers
+        label = namespace.revision
+        if promoted and label == old:
+            label = new  # type: ignore[assignment]
+        label_revision = resolve(label)
+        # Until its wave restarts, a namespace's pods keep the proxy they started with,
+        # even when a moved tag already injects the new one into fresh pods.
+        running = label_revision if promoted else spec.resolve(namespace.revision)
+        namespaces.append(NamespacePlan(
+            name=namespace.name,
+            create=namespace.create,
+            revision_label=label,
+            revision=label_revision,
+            wave=namespace.wave,
+            labels={**namespace.labels, REVISION_LABEL: label},
+        ))
+        for workload in namespace.workloads:
+            selector = {"app": workload.app}
+            workloads.append(WorkloadPlan(
+                namespace=namespace.name,
+                name=workload.name,
+                image=workload.image,
+                replicas=workload.replicas,
+                port=workload.port,
+                labels={**workload.labels, "app": workload.app, TRACK_LABEL: "stable"},
+                selector={**selector, TRACK_LABEL: "stable"},
+                proxy_revision=running,
+                proxy_version=versions[running],
+                wave=namespace.wave,
+            ))
+            if stage is Stage.CANARY and workload.canary and running == old:
+                canaries.append(CanaryPlan(
+                    namespace=namespace.name,
+                    name=f"{workload.name}-canary",
+                    workload=workload.name,
+                    image=workload.image,
+                    replicas=workload.canary_replicas,
+                    port=workload.port,
+                    labels={**workload.labels, "app": workload.app, TRACK_LABEL: "canary"},
+                    selector={**selector, TRACK_LABEL: "canary"},
+                    revision=new,  # type: ignore[arg-type]
+                    expected_proxy_version=versions[new],  # type: ignore[index]
+                ))
+
+    return MeshPlan(
+        stage=stage,
+        istio_namespace=spec.istio_namespace,
+        chart_repository=spec.chart_repository,
+        control_planes=control_planes,
+        default_revision=default,
+        tags=tags,
+        gateways=gateways,
+        namespaces=namespaces,
+        workloads=workloads,
+        canaries=canaries,
+        removed_revisions=removed,
+    )

@@ -1,0 +1,225 @@
+"""Cross-field rules of the mesh spec: references, uniqueness, upgrade safety.
+
+Field-level rules (types, ranges, unknown keys) live on the models in
+`components.spec`; the rules here need the whole spec. Each returns problems
+instead of raising, so one run reports everything that is wrong.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from components.spec import (
+    INJECTION_LABELS,
+    IstioVersion,
+    MeshSpec,
+    Problem,
+    Stage,
+    check_dns_label,
+    key_path,
+)
+
+# Istio supports canary upgrades across at most two minor versions.
+MAX_MINOR_SKIP = 2
+
+
+def check_references(spec: MeshSpec) -> list[Problem]:
+    problems: list[Problem] = []
+    for rule in (_revisions, _tags, _gateways, _namespaces, _rollout, _gates):
+        problems += rule(spec)
+    return problems
+
+
+def _revisions(spec: MeshSpec) -> list[Problem]:
+    problems = []
+    seen: dict[str, int] = {}
+    for index, revision in enumerate(spec.revisions):
+        if revision.revision in seen:
+            problems.append(Problem(
+                key_path("revisions", index, "version"),
+                f"{revision.version} is already listed at revisions[{seen[revision.revision]}]",
+            ))
+        seen.setdefault(revision.revision, index)
+    if spec.default_revision is not None and spec.default_revision not in seen:
+        problems.append(Problem(
+            key_path("defaultRevision"),
+            f"revision '{spec.default_revision}' is not installed "
+            f"(installed: {', '.join(spec.revision_names)})",
+        ))
+    return problems
+
+
+def _tags(spec: MeshSpec) -> list[Problem]:
+    problems = []
+    installed = set(spec.revision_names)
+    for tag, target in spec.tags.items():
+        key = key_path("tags", tag)
+        if tag in installed:
+            problems.append(Problem(key, f"tag '{tag}' has the name of a revision; pick another name"))
+        if tag == "default":
+            problems.append(Problem(key, "'default' is reserved: set defaultRevision instead"))
+        try:
+            check_dns_label(tag)
+        except ValueError as error:
+            problems.append(Problem(key, str(error)))
+        if target not in installed:
+            problems.append(Problem(key, _not_installed(target, spec)))
+    return problems
+
+
+def _gateways(spec: MeshSpec) -> list[Problem]:
+    problems = []
+    names: dict[str, int] = {}
+    app_namespaces = {ns.name for ns in spec.namespaces}
+    for index, gateway in enumerate(spec.gateways):
+        if gateway.name in names:
+            problems.append(Problem(
+                key_path("gateways", index, "name"),
+                f"gateway '{gateway.name}' is already defined at gateways[{names[gateway.name]}]",
+            ))
+        names.setdefault(gateway.name, index)
+        if gateway.namespace == spec.istio_namespace:
+            problems.append(Problem(
+                key_path("gateways", index, "namespace"),
+                f"gateways run in their own namespace, not the control plane's ({spec.istio_namespace})",
+            ))
+        if gateway.namespace in app_namespaces:
+            problems.append(Problem(
+                key_path("gateways", index, "namespace"),
+                f"'{gateway.namespace}' is an application namespace; gateways run in their own namespace",
+            ))
+        problems += _reference(spec, gateway.revision, key_path("gateways", index, "revision"))
+    return problems
+
+
+def _namespaces(spec: MeshSpec) -> list[Problem]:
+    problems = []
+    first: dict[str, int] = {}
+    for index, namespace in enumerate(spec.namespaces):
+        key = key_path("namespaces", index)
+        if namespace.name in first:
+            earlier = spec.namespaces[first[namespace.name]]
+            if spec.resolve(earlier.revision) != spec.resolve(namespace.revision):
+                reason = (f"namespace '{namespace.name}' is enrolled in two revisions "
+                          f"('{earlier.revision}' at namespaces[{first[namespace.name]}] "
+                          f"and '{namespace.revision}')")
+            else:
+                reason = f"namespace '{namespace.name}' is already listed at namespaces[{first[namespace.name]}]"
+            problems.append(Problem(f"{key}.name", reason))
+        first.setdefault(namespace.name, index)
+        if namespace.name == spec.istio_namespace:
+            problems.append(Problem(f"{key}.name", "the control plane's namespace is not enrolled for injection"))
+        for label in INJECTION_LABELS:
+            if label in namespace.labels:
+                problems.append(Problem(
+                    f"{key}.labels.{label}",
+                    "injection is set by 'revision'; meshlift owns this label (a second "
+                    "injection label would enrol the namespace twice, Istio analyzer IST0123)",
+                ))
+        problems += _reference(spec, namespace.revision, f"{key}.revision")
+        workloads: dict[str, int] = {}
+        for w_index, workload in enumerate(namespace.workloads):
+            w_key = f"{key}.workloads[{w_index}]"
+            if workload.name in workloads:
+                problems.append(Problem(f"{w_key}.name", f"workload '{workload.name}' is listed twice"))
+            workloads.setdefault(workload.name, w_index)
+            for label in (*INJECTION_LABELS, "sidecar.istio.io/inject"):
+                if label in workload.labels:
+                    problems.append(Problem(f"{w_key}.labels.{label}", "meshlift owns this label"))
+    return problems
+
+
+def _rollout(spec: MeshSpec) -> list[Problem]:
+    rollout = spec.rollout
+    if rollout is None:
+        return []
+    problems = []
+    installed = set(spec.revision_names)
+    source, target = IstioVersion.parse(rollout.from_version), IstioVersion.parse(rollout.to_version)
+    if rollout.from_revision not in installed:
+        problems.append(Problem(key_path("rollout", "from"),
+                                f"the revision being replaced ({rollout.from_revision}) is not installed; "
+                                "add it to revisions"))
+    if rollout.to_revision not in installed:
+        problems.append(Problem(key_path("rollout", "to"),
+                                f"cannot promote to {rollout.to_revision}: it is not installed; add "
+                                f"{{version: {rollout.to_version}}} to revisions"))
+    if target <= source:
+        problems.append(Problem(key_path("rollout", "to"),
+                                f"{target} is not newer than {source}; to go back, roll back "
+                                "(`meshlift rollback`) instead of upgrading"))
+    elif target.major != source.major or target.minor - source.minor > MAX_MINOR_SKIP:
+        problems.append(Problem(key_path("rollout", "to"),
+                                f"{source} -> {target} spans more than {MAX_MINOR_SKIP} minor versions; "
+                                "Istio canary upgrades support at most two: upgrade in steps"))
+    waves = spec.waves
+    if rollout.promoted_waves > len(waves):
+        problems.append(Problem(key_path("rollout", "promotedWaves"),
+                                f"only {len(waves)} wave(s) are defined"))
+    if rollout.promoted_waves and rollout.stage in (Stage.INSTALL, Stage.CANARY):
+        problems.append(Problem(key_path("rollout", "promotedWaves"),
+                                f"waves are promoted in the promote stage, not in '{rollout.stage.value}'"))
+    for index, tag in enumerate(rollout.promote_tags or []):
+        if tag not in spec.tags:
+            problems.append(Problem(key_path("rollout", "promoteTags", index), f"tag '{tag}' is not defined in tags"))
+        elif spec.tags[tag] != rollout.from_revision:
+            problems.append(Problem(key_path("rollout", "promoteTags", index),
+                                    f"tag '{tag}' points at {spec.tags[tag]}, not at the revision "
+                                    f"being replaced ({rollout.from_revision})"))
+    if rollout.stage is Stage.CLEANUP and not problems:
+        problems += _still_served(spec)
+    return problems
+
+
+def _still_served(spec: MeshSpec) -> list[Problem]:
+    """Cleanup removes `from`: nothing may still resolve to it after promotion."""
+    from components.plan import promoted_tags
+
+    rollout = spec.rollout
+    assert rollout is not None
+    old = rollout.from_revision
+    moved = promoted_tags(spec)
+    problems = []
+    reason = (f"still served by revision {old}, which the cleanup stage removes; "
+              "move it to {to} first (or add the tag to rollout.promoteTags)").replace("{to}", rollout.to_revision)
+    for tag, target in spec.tags.items():
+        if target == old and tag not in moved:
+            problems.append(Problem(key_path("tags", tag), reason))
+    dependants = defaultdict(list)
+    for index, gateway in enumerate(spec.gateways):
+        if gateway.revision in spec.tags and gateway.revision not in moved and spec.tags[gateway.revision] == old:
+            dependants[key_path("gateways", index, "revision")].append(gateway.name)
+    for index, namespace in enumerate(spec.namespaces):
+        if namespace.revision in spec.tags and namespace.revision not in moved and spec.tags[namespace.revision] == old:
+            dependants[key_path("namespaces", index, "revision")].append(namespace.name)
+    for key in dependants:
+        problems.append(Problem(key, reason))
+    return problems
+
+
+def _gates(spec: MeshSpec) -> list[Problem]:
+    gates = spec.gates
+    problems = []
+    if gates.interval > gates.window:
+        problems.append(Problem(key_path("gates", "interval"),
+                                f"{gates.interval:g}s is longer than the window ({gates.window:g}s)"))
+    elif gates.consecutive_passes * gates.interval > gates.window:
+        problems.append(Problem(key_path("gates", "consecutivePasses"),
+                                f"{gates.consecutive_passes} passes at {gates.interval:g}s intervals "
+                                f"cannot fit in a {gates.window:g}s window"))
+    overlap = set(gates.checks or []) & set(gates.skip_checks)
+    if overlap:
+        problems.append(Problem(key_path("gates", "skipChecks"),
+                                f"{', '.join(sorted(overlap))} both required and skipped"))
+    return problems
+
+
+def _reference(spec: MeshSpec, ref: str, key: str) -> list[Problem]:
+    if ref in spec.tags or ref in spec.revision_names:
+        return []
+    return [Problem(key, _not_installed(ref, spec))]
+
+
+def _not_installed(ref: str, spec: MeshSpec) -> str:
+    choices = ", ".join([*spec.revision_names, *spec.tags]) or "none"
+    return f"'{ref}' is neither an installed revision nor a tag (choose from: {choices})"
