@@ -1,0 +1,207 @@
+"""A local proxy: one real Envoy fed by filesystem xDS, in front of an upstream."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import _admin
+from . import _bootstrap as cfg
+from ._binaries import EnvoyBinary
+from ._bootstrap import Layout, OverloadThresholds
+from ._certs import CertPair
+from ._controlplane import ControlPlane
+from ._ports import LOOPBACK, free_ports
+from ._process import DEFAULT_START_TIMEOUT_S, EnvoyProcess
+from ._upstream import Upstream
+from ._xds import XdsFiles, write_atomic
+
+UPSTREAM_CLUSTER = "upstream"
+HTTP_LISTENER = "http"
+TLS_LISTENER = "https"
+
+
+@dataclass(kw_only=True)
+class ProxySpec:
+    """What to start.  Ports left at 0 are picked free at construction.
+
+    `revision` becomes the Envoy `node.cluster` (e.g. "stable", "canary").
+    `tls` adds an HTTPS listener whose certificate comes from file-based SDS
+    (a fresh 90-day self-signed pair unless `cert` is given).  `overload` wires
+    the injected_resource monitor to disable_http_keepalive and
+    stop_accepting_requests.  `control_plane_port` adds ADS at that port (a
+    ControlPlane, or a closed port for "control plane unreachable").
+    """
+
+    binary: EnvoyBinary
+    upstream_port: int
+    name: str = "proxy"
+    revision: str = "default"
+    workdir: Path | None = None
+    admin_port: int = 0
+    listener_port: int = 0
+    tls: bool = False
+    tls_port: int = 0
+    cert: CertPair | None = None
+    overload: OverloadThresholds | None = None
+    control_plane_port: int | None = None
+    stats_flush_interval_s: float = 5.0
+    outlier_detection: bool = False
+    log_level: str = "info"
+
+
+@dataclass
+class _Owned:
+    """Objects the faults may act on, when the caller handed them over."""
+
+    upstream: Upstream | None = None
+    control_plane: ControlPlane | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+class Proxy:
+    """A running (or startable) Envoy.  Use as a context manager or start()/stop()."""
+
+    def __init__(
+        self,
+        spec: ProxySpec,
+        *,
+        upstream: Upstream | None = None,
+        control_plane: ControlPlane | None = None,
+    ) -> None:
+        self.spec = spec
+        self.binary = spec.binary
+        self.owned = _Owned(upstream=upstream, control_plane=control_plane)
+        self._own_workdir = spec.workdir is None
+        root = spec.workdir or Path(tempfile.mkdtemp(prefix=f"meshlift-{spec.name}-"))
+        self.layout = Layout(Path(root)).create()
+        picked = iter(free_ports(3))
+        self.admin_port = spec.admin_port or next(picked)
+        self.listener_port = spec.listener_port or next(picked)
+        self.tls_port = (spec.tls_port or next(picked)) if spec.tls else None
+        self.xds = XdsFiles(self.layout)
+        self.cert: CertPair | None = None
+        self.process = EnvoyProcess(
+            spec.binary, bootstrap=self.layout.bootstrap, log=self.layout.log,
+            admin_port=self.admin_port, log_level=spec.log_level,
+        )
+        self._write_initial_config()
+
+    # ---- configuration -------------------------------------------------
+    def listeners(self) -> list[cfg.Json]:
+        """The good listener set of this proxy (what a healthy push contains)."""
+        out = [cfg.http_listener(name=HTTP_LISTENER, port=self.listener_port,
+                                 cluster=UPSTREAM_CLUSTER)]
+        if self.tls_port is not None:
+            out.append(cfg.tls_listener(name=TLS_LISTENER, port=self.tls_port,
+                                        cluster=UPSTREAM_CLUSTER, sds_path=self.layout.sds))
+        return out
+
+    def clusters(self) -> list[cfg.Json]:
+        return [cfg.static_cluster(name=UPSTREAM_CLUSTER, port=self.spec.upstream_port,
+                                   outlier_detection=self.spec.outlier_detection)]
+
+    def _write_initial_config(self) -> None:
+        spec = self.spec
+        boot = cfg.bootstrap(
+            layout=self.layout, node_id=spec.name, node_cluster=spec.revision,
+            admin_port=self.admin_port, stats_flush_interval_s=spec.stats_flush_interval_s,
+            overload=spec.overload, ads_port=spec.control_plane_port,
+        )
+        self.layout.bootstrap.write_text(json.dumps(boot, indent=1))
+        if spec.overload is not None:
+            self.set_pressure(0.0)
+        if spec.tls:
+            from ._certs import generate_cert
+
+            self.set_certificate(spec.cert or generate_cert(common_name=spec.name,
+                                                            valid_days=90))
+        else:
+            self.xds.push_secrets([])  # the file must exist for a path_config_source
+        self.xds.push_clusters(self.clusters())
+        self.xds.push_listeners(self.listeners())
+
+    def set_certificate(self, cert: CertPair) -> None:
+        """Serve `cert` on the TLS listener: write it under new file names, push SDS."""
+        self.cert = cert
+        cert_file, key_file = cert.write(self.layout.certs)
+        self.xds.push_secrets([cfg.server_secret(cert_file=cert_file, key_file=key_file)])
+
+    def set_pressure(self, pressure: float) -> None:
+        """Rename a new injected-resource pressure (0..1) into place."""
+        write_atomic(self.layout.pressure, f"{pressure:.4f}")
+
+    # ---- lifecycle ------------------------------------------------------
+    def spawn(self) -> None:
+        self.process.spawn()
+
+    def wait_ready(self, timeout_s: float = DEFAULT_START_TIMEOUT_S) -> None:
+        self.process.wait_ready(timeout_s)
+
+    def start(self, timeout_s: float = DEFAULT_START_TIMEOUT_S) -> Proxy:
+        """Spawn and wait until `/ready` is 200 LIVE (ProxyStartError with log tail otherwise)."""
+        self.spawn()
+        self.wait_ready(timeout_s)
+        return self
+
+    def stop(self, *, grace_s: float = 5.0, keep_workdir: bool = False) -> None:
+        self.process.stop(grace_s=grace_s)
+        if self._own_workdir and not keep_workdir:
+            shutil.rmtree(self.layout.root, ignore_errors=True)
+
+    @property
+    def running(self) -> bool:
+        return self.process.running
+
+    def __enter__(self) -> Proxy:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- admin ------------------------------------------------------------
+    @property
+    def admin_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.admin_port}"
+
+    @property
+    def url(self) -> str:
+        """Base URL of the plain HTTP listener."""
+        return f"http://{LOOPBACK}:{self.listener_port}"
+
+    @property
+    def https_url(self) -> str | None:
+        return f"https://{LOOPBACK}:{self.tls_port}" if self.tls_port else None
+
+    def ready(self) -> tuple[int, str]:
+        """(status, body) of `/ready`."""
+        status, body = _admin.request(self.admin_port, "/ready")
+        return status, body.strip()
+
+    def stats(self, filter: str | None = None) -> dict[str, int | str]:  # noqa: A002
+        return _admin.stats(self.admin_port, filter=filter)
+
+    def stat(self, name: str) -> int:
+        """One counter or gauge; 0 when absent (Envoy creates some only on first use)."""
+        value = self.stats(filter=f"^{_escape(name)}$").get(name, 0)
+        return int(value) if isinstance(value, int) else 0
+
+    def server_info(self) -> dict[str, object]:
+        return _admin.get_json(self.admin_port, "/server_info")
+
+    def post(self, path: str) -> tuple[int, str]:
+        """POST to the admin endpoint (tooling only: e.g. `/healthcheck/fail`)."""
+        return _admin.request(self.admin_port, path, method="POST")
+
+    def __repr__(self) -> str:
+        return (f"Proxy({self.spec.name!r}, envoy {self.binary.version}, "
+                f"admin={self.admin_port}, http={self.listener_port})")
+
+
+def _escape(name: str) -> str:
+    import re
+
+    return re.escape(name)

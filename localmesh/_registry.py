@@ -1,0 +1,108 @@
+"""Guarantee that every Envoy we start is stopped, however the program ends.
+
+Every spawned process registers here.  `stop_all()` runs at interpreter exit
+(atexit covers normal exit, uncaught exceptions and KeyboardInterrupt) and from
+handlers for SIGTERM, SIGHUP and SIGINT that then chain to whatever handler was
+installed before (so Ctrl-C still raises KeyboardInterrupt, and SIGTERM still
+terminates).  Envoys run in their own process group, so a terminal's Ctrl-C
+does not reach them behind our back: we stop them ourselves, in order.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import subprocess
+import threading
+import time
+from types import FrameType
+from typing import Any
+
+_lock = threading.RLock()  # re-entrant: a signal may arrive while the main thread holds it
+_live: dict[int, subprocess.Popen[bytes]] = {}
+_previous: dict[int, Any] = {}
+_atexit_done = False
+_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+
+
+def register(proc: subprocess.Popen[bytes]) -> None:
+    global _atexit_done
+    with _lock:
+        _live[proc.pid] = proc
+        if not _atexit_done:
+            atexit.register(stop_all)
+            _atexit_done = True
+    install_signal_handlers()
+
+
+def unregister(proc: subprocess.Popen[bytes]) -> None:
+    with _lock:
+        _live.pop(proc.pid, None)
+
+
+def live_pids() -> list[int]:
+    """Pids of the processes started and not yet stopped."""
+    with _lock:
+        return [pid for pid, proc in _live.items() if proc.poll() is None]
+
+
+def terminate(procs: list[subprocess.Popen[bytes]], *, grace_s: float = 5.0) -> None:
+    """SIGTERM each process group, wait up to `grace_s` in total, SIGKILL the rest."""
+    for proc in procs:
+        _signal_group(proc, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait(timeout=5)
+        unregister(proc)
+
+
+def stop_all(grace_s: float = 5.0) -> None:
+    """Stop every registered process (idempotent)."""
+    with _lock:
+        procs = list(_live.values())
+    if procs:
+        terminate(procs, grace_s=grace_s)
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, sig)  # started with process_group=0: pgid == pid
+    except ProcessLookupError:
+        pass
+
+
+def _handler(signum: int, frame: FrameType | None) -> None:
+    stop_all()
+    previous = _previous.get(signum)
+    if callable(previous):
+        previous(signum, frame)
+    elif previous == signal.SIG_DFL or previous is None:
+        # Die the way the signal would have killed us, so the exit status tells.
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+    # SIG_IGN: the program chose to ignore it; the proxies are stopped anyway.
+
+
+def install_signal_handlers() -> bool:
+    """Install the cleanup handlers (once; main thread only). True if installed now or before.
+
+    Called on every spawn; a program that first starts proxies from a worker
+    thread should call it early from its main thread.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return bool(_previous)
+    with _lock:
+        for sig in _SIGNALS:
+            current = signal.getsignal(sig)
+            if current is _handler:
+                continue
+            _previous[sig] = current
+            signal.signal(sig, _handler)
+    return True
