@@ -10,17 +10,20 @@ Binaries
     target_envoy() -> EnvoyBinary     # 1.40.0; env MESHLIFT_TARGET_ENVOY overrides
 Ports
     free_port() -> int; free_ports(n) -> list[int]; closed_port() -> int
-Upstream (real HTTP server in a thread)
+Upstream (a real HTTP service; one acceptor thread, one thread per connection)
     Upstream(*, port=0, name="upstream"); .start() .stop() .fail_with(status|None)
-    .port .running .requests  -- `/status/<code>` answers <code>, else 200
+    .port .running .requests .total() .main .endpoints
+    .endpoint(name, *, port=0) -> UpstreamEndpoint   # one port per proxy
+    UpstreamEndpoint: .port .start() .stop() .fail_with(status|None) .requests
+    Answers 200; `/status/<code>` answers <code>; stop() cuts open connections.
 Control plane stand-in (ADS gRPC that holds the stream, never answers)
     ControlPlane(*, port=0); .start() .stop()
 Proxies
-    ProxySpec(*, binary, upstream_port, name="proxy", revision="default",
+    ProxySpec(*, binary, upstream_port=0, name="proxy", revision="default",
               workdir=None, admin_port=0, listener_port=0, tls=False, tls_port=0,
               cert=None, overload=None|OverloadThresholds(), control_plane_port=None,
               stats_flush_interval_s=5.0, outlier_detection=False, log_level="info")
-    Proxy(spec, *, upstream=None, control_plane=None)
+    Proxy(spec, *, upstream: Upstream | UpstreamEndpoint | None, control_plane=None)
         .start(timeout_s=20) .stop(grace_s=5) .spawn() .wait_ready()  (context manager)
         .admin_port .listener_port .tls_port .url .https_url .admin_url
         .ready() -> (status, body)  .stats(filter) -> dict  .stat(name) -> int
@@ -28,7 +31,24 @@ Proxies
         .xds: XdsFiles (push_listeners/push_clusters/push_secrets/push_bad_*)
         .listeners() .clusters()  (the good resource sets)
         .set_certificate(CertPair)  .set_pressure(float)
-    start_proxy(binary, upstream, **spec_options) -> Proxy (started)
+    start_proxy(binary, upstream, *, own_endpoint=True, control_plane=None,
+                **spec_options) -> Proxy (started, LIVE)
+Fleets
+    Fleet(*, binary, size, upstream, revision="default", name_prefix=None,
+          own_endpoints=True, control_plane=None, workdir=None, **spec_options)
+        .start(*, max_parallel_starts=None, timeout_s=20) .stop() .push(fn)
+        .proxies  (iterable, indexable, context manager)
+    start_proxies(proxies, *, max_parallel_starts=None, timeout_s=20)
+    stop_proxies(proxies, *, grace_s=5)
+Faults (see localmesh/_faults.py for the signal each raises)
+    inject_fault(proxy, name) -> InjectedFault (.revert(), .signal; context manager)
+    FAULTS: dict[name, Callable[[Proxy], InjectedFault]]; REHEARSAL_FAULTS
+    names: none 5xx upstream-down reject-config reject-cluster-config cert-expiry
+           cert-expired overload draining control-plane-down
+Traffic
+    send_traffic(url, *, requests=100, duration_s=None, rate_per_s=200,
+                 concurrency=4, noise_fraction=0.0, path="/", timeout_s=2)
+        -> TrafficResult(statuses, errors, duration_s; .sent .count(lo, hi) .server_errors)
 Certificates
     CertPair; generate_cert(*, common_name, not_before, not_after, valid_days)
     expired_cert(*, days_ago=1); expiring_cert(*, days=3)
@@ -49,20 +69,36 @@ from ._bootstrap import OverloadThresholds
 from ._certs import CertPair, expired_cert, expiring_cert, generate_cert
 from ._controlplane import ControlPlane
 from ._errors import EnvoyBinaryNotFound, FaultError, LocalMeshError, ProxyStartError
+from ._faults import FAULTS, REHEARSAL_FAULTS, InjectedFault, inject_fault
+from ._fleet import Fleet, start_proxies, stop_proxies
 from ._ports import closed_port, free_port, free_ports
 from ._proxy import Proxy, ProxySpec
 from ._registry import install_signal_handlers, live_pids, stop_all
-from ._upstream import Upstream
+from ._traffic import TrafficResult, send_traffic
+from ._upstream import Upstream, UpstreamEndpoint
 from ._xds import XdsFiles
 
 
-def start_proxy(binary: EnvoyBinary, upstream: Upstream, **options: object) -> Proxy:
+def start_proxy(
+    binary: EnvoyBinary,
+    upstream: Upstream,
+    *,
+    own_endpoint: bool = True,
+    control_plane: ControlPlane | None = None,
+    **options: object,
+) -> Proxy:
     """Start one proxy in front of `upstream` and wait until it is LIVE.
 
-    `options` are ProxySpec fields (name, revision, tls, overload, ...).
+    With `own_endpoint` the proxy gets its own port on the upstream (named
+    after the proxy), so "5xx"/"upstream-down" faults hit it alone.  `options`
+    are ProxySpec fields (name, revision, tls, overload, ...).
     """
-    spec = ProxySpec(binary=binary, upstream_port=upstream.port, **options)  # type: ignore[arg-type]
-    return Proxy(spec, upstream=upstream).start()
+    name = str(options.get("name", "proxy"))
+    endpoint = upstream.endpoint(name) if own_endpoint else upstream.main
+    if control_plane is not None:
+        options.setdefault("control_plane_port", control_plane.port)
+    spec = ProxySpec(binary=binary, **options)  # type: ignore[arg-type]
+    return Proxy(spec, upstream=endpoint, control_plane=control_plane).start()
 
 
 __all__ = [
@@ -70,13 +106,19 @@ __all__ = [
     "ControlPlane",
     "EnvoyBinary",
     "EnvoyBinaryNotFound",
+    "FAULTS",
     "FaultError",
+    "Fleet",
+    "InjectedFault",
     "LocalMeshError",
     "OverloadThresholds",
     "Proxy",
     "ProxySpec",
     "ProxyStartError",
+    "REHEARSAL_FAULTS",
+    "TrafficResult",
     "Upstream",
+    "UpstreamEndpoint",
     "XdsFiles",
     "closed_port",
     "expired_cert",
@@ -84,10 +126,14 @@ __all__ = [
     "free_port",
     "free_ports",
     "generate_cert",
+    "inject_fault",
     "install_signal_handlers",
     "live_pids",
+    "send_traffic",
     "stable_envoy",
+    "start_proxies",
     "start_proxy",
     "stop_all",
+    "stop_proxies",
     "target_envoy",
 ]

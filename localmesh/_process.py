@@ -63,6 +63,8 @@ class EnvoyProcess:
             "--concurrency", "1",
             "--log-level", self.log_level,
             "--log-path", str(self.log),
+            # Envoy buffers its log file for 10 s by default: too late for a log tail.
+            "--file-flush-interval-msec", "250",
             *self.extra_args,
         ]
         with open(self.log, "ab") as out:  # early crashes print to stderr, before --log-path

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import _admin
@@ -16,7 +16,7 @@ from ._certs import CertPair
 from ._controlplane import ControlPlane
 from ._ports import LOOPBACK, free_ports
 from ._process import DEFAULT_START_TIMEOUT_S, EnvoyProcess
-from ._upstream import Upstream
+from ._upstream import Upstream, UpstreamEndpoint
 from ._xds import XdsFiles, write_atomic
 
 UPSTREAM_CLUSTER = "upstream"
@@ -37,7 +37,7 @@ class ProxySpec:
     """
 
     binary: EnvoyBinary
-    upstream_port: int
+    upstream_port: int = 0  # or hand the Proxy an Upstream / UpstreamEndpoint
     name: str = "proxy"
     revision: str = "default"
     workdir: Path | None = None
@@ -53,15 +53,6 @@ class ProxySpec:
     log_level: str = "info"
 
 
-@dataclass
-class _Owned:
-    """Objects the faults may act on, when the caller handed them over."""
-
-    upstream: Upstream | None = None
-    control_plane: ControlPlane | None = None
-    extra: dict[str, object] = field(default_factory=dict)
-
-
 class Proxy:
     """A running (or startable) Envoy.  Use as a context manager or start()/stop()."""
 
@@ -69,12 +60,17 @@ class Proxy:
         self,
         spec: ProxySpec,
         *,
-        upstream: Upstream | None = None,
+        upstream: Upstream | UpstreamEndpoint | None = None,
         control_plane: ControlPlane | None = None,
     ) -> None:
+        """`upstream` / `control_plane` are the objects faults act on ("5xx",
+        "upstream-down", "control-plane-down"); `spec` holds their ports."""
         self.spec = spec
         self.binary = spec.binary
-        self.owned = _Owned(upstream=upstream, control_plane=control_plane)
+        self.upstream = upstream.main if isinstance(upstream, Upstream) else upstream
+        self.control_plane = control_plane
+        if self.upstream is None and not spec.upstream_port:
+            raise ValueError("a proxy needs an upstream: pass upstream= or spec.upstream_port")
         self._own_workdir = spec.workdir is None
         root = spec.workdir or Path(tempfile.mkdtemp(prefix=f"meshlift-{spec.name}-"))
         self.layout = Layout(Path(root)).create()
@@ -101,7 +97,8 @@ class Proxy:
         return out
 
     def clusters(self) -> list[cfg.Json]:
-        return [cfg.static_cluster(name=UPSTREAM_CLUSTER, port=self.spec.upstream_port,
+        port = self.upstream.port if self.upstream is not None else self.spec.upstream_port
+        return [cfg.static_cluster(name=UPSTREAM_CLUSTER, port=port,
                                    outlier_detection=self.spec.outlier_detection)]
 
     def _write_initial_config(self) -> None:

@@ -1,16 +1,26 @@
-"""A real HTTP upstream service on 127.0.0.1, run in a background thread.
+"""A real HTTP upstream service on 127.0.0.1, served from background threads.
 
-It answers 200 by default; `/status/<code>` answers `<code>`; `fail_with(503)`
-makes every request answer 503 (fault "5xx"); `stop()` then `start()` brings it
-back on the same port (fault "upstream-down").
+One `Upstream` is one service; it listens on one or more *endpoints* (ports).
+Giving each proxy its own endpoint lets a fault hit a single proxy — the canary
+— while the rest of the fleet keeps talking to the same healthy service:
+
+* default answer 200; `/status/<code>` answers `<code>` (noise such as 404);
+* `fail_with(503)` answers 503 to every request (fault "5xx");
+* `stop()` closes the listening socket and cuts open connections, `start()`
+  listens again on the same port (fault "upstream-down").
+
+On the service, these act on every endpoint; on an endpoint, on that one only.
+A single acceptor thread watches every listening socket (200 proxies must not
+mean 200 polling threads on 2 cores); each connection gets its own thread.
 """
 
 from __future__ import annotations
 
 import re
+import selectors
 import socket
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 from ._ports import LOOPBACK
 
@@ -18,17 +28,22 @@ _STATUS_PATH = re.compile(r"^/status/(\d{3})(?:[/?]|$)")
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: _Server
     protocol_version = "HTTP/1.1"  # keep-alive, like a real service behind Envoy
+    endpoint: UpstreamEndpoint
+
+    def __init__(self, conn: socket.socket, addr: tuple[str, int], endpoint: UpstreamEndpoint):
+        self.endpoint = endpoint
+        super().__init__(conn, addr, None)  # type: ignore[arg-type]
 
     def _answer(self) -> None:
         length = int(self.headers.get("content-length") or 0)
         if length:
             self.rfile.read(length)
         match = _STATUS_PATH.match(self.path)
-        status = self.server.upstream.forced_status or (int(match.group(1)) if match else 200)
-        body = f"{self.server.upstream.name} {status}\n".encode()
-        self.server.upstream._count(status)
+        forced = self.endpoint.forced_status or self.endpoint.service.forced_status
+        status = forced or (int(match.group(1)) if match else 200)
+        body = f"{self.endpoint.service.name}/{self.endpoint.name} {status}\n".encode()
+        self.endpoint._count(status)
         self.send_response(status)
         self.send_header("content-type", "text/plain")
         self.send_header("content-length", str(len(body)))
@@ -42,91 +57,200 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # thousands of requests in benchmarks: stay quiet
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True  # restart on the same port despite TIME_WAIT
-    request_queue_size = 128
+class UpstreamEndpoint:
+    """One listening port of an Upstream service."""
 
-    def __init__(self, port: int, upstream: Upstream) -> None:
-        self.upstream = upstream
-        self.connections: set[socket.socket] = set()
-        self._conn_lock = threading.Lock()
-        super().__init__((LOOPBACK, port), _Handler)
-
-    # Envoy keeps upstream connections alive; tracking them lets stop() cut
-    # them, so "upstream down" really means connect failures, not a quiet pool.
-    def process_request(self, request, client_address):  # type: ignore[no-untyped-def]
-        with self._conn_lock:
-            self.connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request):  # type: ignore[no-untyped-def]
-        with self._conn_lock:
-            self.connections.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        with self._conn_lock:
-            live = list(self.connections)
-        for conn in live:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-
-class Upstream:
-    """An HTTP/1.1 server on 127.0.0.1:`port` (0 picks a free one).
-
-    Use as a context manager or call `start()`/`stop()`.  `requests` counts the
-    answers it sent by status code.
-    """
-
-    def __init__(self, *, port: int = 0, name: str = "upstream") -> None:
+    def __init__(self, service: Upstream, name: str, port: int) -> None:
+        self.service = service
         self.name = name
         self.port = port
         self.forced_status: int | None = None
         self.requests: dict[int, int] = {}
+        self._listener: socket.socket | None = None
+        self._conns: set[socket.socket] = set()
         self._lock = threading.Lock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def running(self) -> bool:
-        return self._server is not None
+        return self._listener is not None
 
     @property
     def address(self) -> tuple[str, int]:
         return (LOOPBACK, self.port)
 
-    def start(self) -> Upstream:
-        """Listen (again) on the same port; a no-op when already running."""
-        if self._server is not None:
-            return self
-        server = _Server(self.port, self)
-        self.port = server.server_address[1]
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05},
-            name=f"upstream-{self.port}", daemon=True,
-        )
-        self._thread.start()
+    def start(self) -> UpstreamEndpoint:
+        """Listen (again) on the same port; a no-op when already listening."""
+        if self._listener is None:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # same port despite TIME_WAIT
+            sock.bind((LOOPBACK, self.port))
+            sock.listen(256)
+            sock.setblocking(False)
+            self.port = sock.getsockname()[1]
+            self._listener = sock
+            self.service._watch(self, sock)
         return self
 
     def stop(self) -> None:
-        """Close the listening socket: new connections are refused until `start()`."""
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        server.close_connections()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        """Close the port and cut open connections: proxies get connect failures."""
+        sock, self._listener = self._listener, None
+        if sock is not None:
+            self.service._unwatch(sock)
+            sock.close()
+        # Envoy pools upstream connections: without cutting them, "down" would
+        # go unnoticed until the pool recycled them.
+        with self._lock:
+            conns = list(self._conns)
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def fail_with(self, status: int | None) -> None:
-        """Answer `status` to every request; `None` goes back to normal."""
+        """Answer `status` to every request on this endpoint; `None` restores normal answers."""
         self.forced_status = status
+
+    def _serve(self, conn: socket.socket, addr: tuple[str, int]) -> None:
+        with self._lock:
+            self._conns.add(conn)
+        try:
+            conn.setblocking(True)
+            _Handler(conn, addr, self)
+        except OSError:
+            pass  # the peer or stop() cut the connection
+        finally:
+            with self._lock:
+                self._conns.discard(conn)
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+    def _count(self, status: int) -> None:
+        with self._lock:
+            self.requests[status] = self.requests.get(status, 0) + 1
+        self.service._count(status)
+
+    def __repr__(self) -> str:
+        state = "listening" if self.running else "stopped"
+        return f"UpstreamEndpoint({self.service.name}/{self.name}, port={self.port}, {state})"
+
+
+class Upstream:
+    """An HTTP/1.1 service on 127.0.0.1; its main endpoint listens on `port` (0 picks one).
+
+    Use as a context manager or call `start()`/`stop()`.  `requests` counts the
+    answers sent by status code, over all endpoints.
+    """
+
+    def __init__(self, *, port: int = 0, name: str = "upstream") -> None:
+        self.name = name
+        self.forced_status: int | None = None
+        self.requests: dict[int, int] = {}
+        self._lock = threading.Lock()
+        self._endpoints: dict[str, UpstreamEndpoint] = {}
+        self._selector: selectors.BaseSelector | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self.main = self._add("main", port)
+
+    # ---- service ---------------------------------------------------------
+    @property
+    def port(self) -> int:
+        return self.main.port
+
+    @property
+    def running(self) -> bool:
+        return self.main.running
+
+    @property
+    def endpoints(self) -> list[UpstreamEndpoint]:
+        return list(self._endpoints.values())
+
+    def endpoint(self, name: str, *, port: int = 0) -> UpstreamEndpoint:
+        """The endpoint called `name`, created (and started) on first use."""
+        with self._lock:
+            existing = self._endpoints.get(name)
+        if existing is not None:
+            return existing
+        endpoint = self._add(name, port)
+        return endpoint.start() if self._thread is not None else endpoint
+
+    def start(self) -> Upstream:
+        """Start serving on every endpoint (again, on the same ports)."""
+        if self._thread is None:
+            self._stopping.clear()
+            self._selector = selectors.DefaultSelector()
+            self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+            self._thread = threading.Thread(target=self._accept_loop,
+                                            name=f"upstream-{self.name}", daemon=True)
+            self._thread.start()
+        for endpoint in self.endpoints:
+            if endpoint._listener is not None:  # bound before the service started
+                self._watch(endpoint, endpoint._listener)
+            else:
+                endpoint.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop every endpoint and the acceptor thread."""
+        for endpoint in self.endpoints:
+            endpoint.stop()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._stopping.set()
+            self._wake_w.send(b"x")
+            thread.join(timeout=5)
+            assert self._selector is not None
+            self._selector.close()
+            self._selector = None
+
+    def fail_with(self, status: int | None) -> None:
+        """Answer `status` to every request on every endpoint; `None` restores normal answers."""
+        self.forced_status = status
+
+    def total(self) -> int:
+        with self._lock:
+            return sum(self.requests.values())
+
+    # ---- internals -------------------------------------------------------
+    def _add(self, name: str, port: int) -> UpstreamEndpoint:
+        with self._lock:
+            endpoint = self._endpoints.setdefault(name, UpstreamEndpoint(self, name, port))
+        return endpoint
+
+    def _watch(self, endpoint: UpstreamEndpoint, sock: socket.socket) -> None:
+        if self._selector is None:
+            return  # registered by start(); meanwhile connections wait in the backlog
+        try:
+            self._selector.register(sock, selectors.EVENT_READ, endpoint)
+        except KeyError:
+            return  # already registered
+        self._wake_w.send(b"x")
+
+    def _unwatch(self, sock: socket.socket) -> None:
+        if self._selector is not None:
+            try:
+                self._selector.unregister(sock)
+            except (KeyError, ValueError):
+                pass
+
+    def _accept_loop(self) -> None:
+        selector = self._selector
+        assert selector is not None
+        while not self._stopping.is_set():
+            for key, _ in selector.select(timeout=1.0):
+                if key.data is None:
+                    self._wake_r.recv(4096)
+                    continue
+                try:
+                    conn, addr = key.fileobj.accept()  # type: ignore[union-attr]
+                except (BlockingIOError, OSError):
+                    continue  # closed by stop() meanwhile, or nothing left to accept
+                threading.Thread(target=key.data._serve, args=(conn, addr),
+                                 name=f"upstream-conn-{key.data.port}", daemon=True).start()
 
     def _count(self, status: int) -> None:
         with self._lock:
@@ -140,4 +264,4 @@ class Upstream:
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
-        return f"Upstream({self.name!r}, port={self.port}, {state})"
+        return f"Upstream({self.name!r}, port={self.port}, {state}, {len(self._endpoints)} endpoints)"
