@@ -1,0 +1,319 @@
+"""The stage machine: advance a stage, verify it, decide, and undo safely.
+
+`Orchestrator.run` drives one rollout through the phases of `rollout.phases`,
+persisting every transition and decision in the journal before acting on it, so
+a new process (after Ctrl-C or a crash) resumes at the phase and wave where the
+last one stopped; a stage is re-applied on resume, which is harmless because
+every apply is declarative. The orchestrator owns time: the gates' windows,
+the bounded retries (tenacity), the waves and the approval wait.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_fixed
+
+from components.plan import plan_for
+from components.spec import MeshSpec, Stage, load_spec
+from rollout.errors import MeshliftError, NoRollbackTarget, PlatformError, UsageError
+from rollout.gates import GateRunner, GateVerdict
+from rollout.history import rollback_target
+from rollout.journal import Journal, RunState
+from rollout.phases import Phase, next_forward
+from rollout.platforms.base import Applied, GateScope, Platform, StageChange
+from rollout.stages import UpgradeTarget
+
+GATED_ENV = "MESHLIFT_GATED"  # set for `up`s the orchestrator gates itself: the resource hook stands down
+APPLY_ATTEMPTS = 2
+ROLLBACK_ATTEMPTS = 3
+
+
+class Reporter(Protocol):
+    """Where progress goes (the rich console, a JSON collector, a test list)."""
+
+    def event(self, kind: str, data: dict[str, Any]) -> None: ...
+
+    def sample(self, gate: str, sample: Any) -> None: ...
+
+
+class Approval(Protocol):
+    """An interactive answer, polled while waiting: True go, False roll back, None not yet."""
+
+    def poll(self) -> bool | None: ...
+
+
+@dataclass
+class RunRequest:
+    command: str  # upgrade | rehearse
+    params: dict[str, Any]  # what makes a repeated command the same run
+    target: UpgradeTarget
+    base_config: dict[str, Any]  # the stack config before the upgrade (meshlift:* keys)
+
+
+class Orchestrator:
+    def __init__(
+        self,
+        *,
+        platform: Platform,
+        journal: Journal,
+        gate: GateRunner,
+        reporter: Reporter,
+        stack: str,
+        approval: Approval | None = None,
+        approval_poll_s: float = 1.0,
+        retry_wait_s: float = 1.0,
+    ) -> None:
+        self.platform = platform
+        self.journal = journal
+        self.gate = gate
+        self.reporter = reporter
+        self.stack = stack
+        self.approval = approval
+        self.approval_poll_s = approval_poll_s
+        self.retry_wait_s = retry_wait_s
+
+    # ------------------------------------------------------------------ entry points
+
+    def run(self, request: RunRequest) -> RunState:
+        """Start, resume or (if already done) report the run `request` describes."""
+        with self.journal.locked():
+            state = self._start_or_resume(request)
+            if state.phase.terminal:
+                return state
+            self.platform.open(self._current_spec(state, request))
+            try:
+                while not state.phase.terminal:
+                    self._step(state, request)
+            finally:
+                self.platform.close()
+            self._emit(state, "done", phase=state.phase.value, failure=state.failure, rollback=state.rollback,
+                       waves_done=state.waves_done, seconds=round(time.time() - state.started_at, 1))
+            return state
+
+    def rollback_by_hand(self, *, to: str | None, base_config: dict[str, Any]) -> Applied:
+        """`meshlift rollback [--to]`: re-apply an earlier good update; ends any run in progress."""
+        with self.journal.locked():
+            entries = self.platform.history()
+            entry = rollback_target(entries, to=to)
+            state = self.journal.load()
+            self.platform.open(self._spec_of(base_config))
+            try:
+                applied = self._reapply(entry)
+            finally:
+                self.platform.close()
+            if state is not None and not state.phase.terminal:
+                state.failure = {"gate": "operator", "message": "rolled back by hand", "checks": []}
+                self.journal.transition(state, Phase.ROLLING_BACK)
+                state.rollback = {"to_update": entry.version, "describe": entry.describe(), "update": applied.update}
+                self.journal.transition(state, Phase.ROLLED_BACK)
+            elif state is not None:
+                self.journal.append(state, "rollback", to_update=entry.version, describe=entry.describe(),
+                                    update=applied.update, by="operator")
+            self.reporter.event("rollback", {"to_update": entry.version, "describe": entry.describe(),
+                                             "update": applied.update})
+            return applied
+
+    # ------------------------------------------------------------------ run bookkeeping
+
+    def _start_or_resume(self, request: RunRequest) -> RunState:
+        state = self.journal.load()
+        if state is not None and not state.phase.terminal:
+            if not state.matches(request.command, request.params):
+                raise UsageError(
+                    f"a {state.command} run ({_params(state.params)}) is in phase {state.phase.value}; "
+                    f"resume it with the same command, or `meshlift rollback -s {self.stack}` first")
+            self._emit(state, "run", resumed=True, phase=state.phase.value, waves_done=state.waves_done)
+            return state
+        if (state is not None and state.phase is Phase.SUCCEEDED and request.command == "upgrade"
+                and state.matches(request.command, request.params)) or request.target.already_done:
+            if state is None:
+                state = RunState.new(stack=self.stack, command=request.command, params=request.params,
+                                     waves_total=len(request.target.spec.waves))
+                state.phase = Phase.SUCCEEDED
+            self.reporter.event("run", {"already_done": True, "phase": state.phase.value, "run": state.run_id})
+            return state  # idempotent: the same upgrade again changes nothing
+        state = RunState.new(stack=self.stack, command=request.command, params=request.params,
+                             waves_total=len(request.target.spec.waves))
+        self.journal.save(state)
+        self._emit(state, "run", resumed=False, params=request.params, waves_total=state.waves_total)
+        return state
+
+    def _current_spec(self, state: RunState, request: RunRequest) -> MeshSpec:
+        if state.applied is None:
+            return self._spec_of(request.base_config)
+        return self._spec_of({**request.base_config, **state.applied})
+
+    @staticmethod
+    def _spec_of(config: dict[str, Any]) -> MeshSpec:
+        return load_spec(config)
+
+    def _emit(self, state: RunState, kind: str, **data: Any) -> None:
+        self.journal.append(state, kind, **data)
+        self.reporter.event(kind, {"run": state.run_id, **data})
+
+    def _move(self, state: RunState, phase: Phase, **evidence: Any) -> None:
+        previous = state.phase
+        self.journal.transition(state, phase, **evidence)
+        self.reporter.event("phase", {"run": state.run_id, "from": previous.value, "to": phase.value,
+                                      "waves_done": state.waves_done, **evidence})
+
+    # ------------------------------------------------------------------ the steps
+
+    def _step(self, state: RunState, request: RunRequest) -> None:
+        target = request.target
+        rollout = target.spec.rollout
+        assert rollout is not None
+        require_approval = rollout.require_approval
+        phase = state.phase
+        try:
+            if phase is Phase.PLANNED:
+                entries = self.platform.history()
+                good = [e.version for e in entries if e.good]
+                state.baseline_update = max(good) if good else None
+                self._move(state, Phase.INSTALLING, baseline_update=state.baseline_update)
+            elif phase is Phase.INSTALLING:
+                self._apply(state, target.change(Stage.INSTALL))
+                self._move(state, Phase.CANARY_VERIFYING)
+            elif phase is Phase.CANARY_VERIFYING:
+                self._apply(state, target.change(Stage.CANARY))
+                if self._gate(state, target.change(Stage.CANARY).spec, GateScope("canary")):
+                    self._move(state, next_forward(phase, require_approval=require_approval))
+            elif phase is Phase.WAITING_APPROVAL:
+                self._wait_for_approval(state, target)
+            elif phase is Phase.PROMOTING:
+                self._promote_next_wave(state, target)
+            elif phase is Phase.VERIFYING:
+                spec = target.change(Stage.PROMOTE, len(target.spec.waves)).spec
+                if self._gate(state, spec, GateScope("verify")):
+                    self._move(state, Phase.CLEANING_UP)
+            elif phase is Phase.CLEANING_UP:
+                self._apply(state, target.change(Stage.CLEANUP))
+                self._move(state, Phase.SUCCEEDED)
+            elif phase is Phase.ROLLING_BACK:
+                self._roll_back(state)
+        except PlatformError as error:
+            if phase is Phase.ROLLING_BACK:
+                raise
+            self._fail(state, gate="apply", message=f"Halt advancement: {error}", checks=["apply"])
+
+    def _promote_next_wave(self, state: RunState, target: UpgradeTarget) -> None:
+        total = len(target.spec.waves)
+        wave = min(state.waves_done + 1, total)
+        self._apply(state, target.change(Stage.PROMOTE, wave))
+        self._emit(state, "wave", wave=wave, of=total, status="applied")
+        spec = target.change(Stage.PROMOTE, wave).spec
+        waves = tuple(target.spec.waves[:wave])
+        if not self._gate(state, spec, GateScope("wave", waves)):
+            return
+        state.waves_done = wave
+        self.journal.save(state)
+        self._emit(state, "wave", wave=wave, of=total, status="verified")
+        self._move(state, Phase.PROMOTING if wave < total else Phase.VERIFYING, wave=wave)
+
+    def _apply(self, state: RunState, change: StageChange) -> Applied:
+        self._emit(state, "apply", stage=change.spec.rollout.stage.value if change.spec.rollout else None,
+                   message=change.message, status="started")
+        applied = self._with_retries(lambda: self.platform.apply(change, log=self._log(state)), APPLY_ATTEMPTS)
+        state.applied = dict(change.config)
+        self.journal.save(state)
+        self._emit(state, "apply", stage=change.spec.rollout.stage.value if change.spec.rollout else None,
+                   message=change.message, status="done", update=applied.update, changes=applied.changes)
+        return applied
+
+    def _gate(self, state: RunState, spec: MeshSpec, scope: GateScope) -> bool:
+        """Run one gate; on failure record it and move to RollingBack. True if it passed."""
+        verdict = self._judge(state, spec, scope, scope.label)
+        if verdict.passed:
+            return True
+        self._fail(state, gate=verdict.gate, message=verdict.message, checks=verdict.failing_checks,
+                   evidence=verdict.evidence)
+        return False
+
+    def _judge(self, state: RunState, spec: MeshSpec, scope: GateScope, name: str) -> GateVerdict:
+        targets = self.platform.targets(plan_for(spec), scope)
+        self._emit(state, "gate", gate=name, status="started", canary=[t.name for t in targets.canary],
+                   baseline=[t.name for t in targets.baseline])
+        verdict = self.gate(name, targets, spec.gates, on_sample=lambda s: self.reporter.sample(name, s))
+        self._emit(state, "gate", status="done", **verdict.to_json())
+        return verdict
+
+    def _fail(self, state: RunState, *, gate: str, message: str, checks: list[str], evidence: Any = None) -> None:
+        history = self._safe_history_top()
+        state.failure = {"gate": gate, "message": message, "checks": list(checks), "phase": state.phase.value,
+                         "update": history, "evidence": evidence}
+        self._move(state, Phase.ROLLING_BACK, gate=gate, message=message, checks=list(checks))
+
+    def _safe_history_top(self) -> int | None:
+        try:
+            entries = self.platform.history()
+        except MeshliftError:
+            return None
+        return max((e.version for e in entries), default=None)
+
+    def _wait_for_approval(self, state: RunState, target: UpgradeTarget) -> None:
+        spec = target.change(Stage.CANARY).spec
+        self._emit(state, "approval", status="waiting",
+                   hint=f"meshlift promote -s {self.stack}")
+        while True:
+            if self.journal.approved(state.run_id):
+                answer: bool | None = True
+            else:
+                answer = self.approval.poll() if self.approval is not None else None
+            if answer is True:
+                self._emit(state, "approval", status="approved")
+                self._move(state, Phase.PROMOTING)
+                return
+            if answer is False:
+                self._fail(state, gate="approval", message="Halt advancement: promotion rejected by the operator",
+                           checks=["approval"])
+                return
+            # Rollback gates stay active while nobody has answered.
+            verdict = self._judge(state, spec, GateScope("canary"), "approval")
+            if not verdict.passed:
+                self._fail(state, gate="approval", message=verdict.message, checks=verdict.failing_checks,
+                           evidence=verdict.evidence)
+                return
+            time.sleep(self.approval_poll_s)
+
+    def _roll_back(self, state: RunState) -> None:
+        before = (state.failure or {}).get("update")
+        try:
+            entry = rollback_target(self.platform.history(), before=before)
+            applied = self._reapply(entry, state=state)
+        except (NoRollbackTarget, PlatformError) as error:
+            state.rollback = {"error": str(error)}
+            self._move(state, Phase.FAILED, error=str(error))
+            return
+        state.rollback = {"to_update": entry.version, "describe": entry.describe(), "update": applied.update}
+        state.applied = entry.decoded_config()
+        self._move(state, Phase.ROLLED_BACK, **state.rollback)
+
+    def _reapply(self, entry: Any, *, state: RunState | None = None) -> Applied:
+        if state is not None:
+            self._emit(state, "rollback", to_update=entry.version, describe=entry.describe(), status="started")
+        log = self._log(state) if state is not None else (lambda line: self.reporter.event("log", {"line": line}))
+        return self._with_retries(lambda: self.platform.reapply(entry, log=log), ROLLBACK_ATTEMPTS)
+
+    def _with_retries(self, action: Callable[[], Applied], attempts: int) -> Applied:
+        retrying = Retrying(stop=stop_after_attempt(attempts), wait=wait_fixed(self.retry_wait_s),
+                            retry=retry_if_exception_type(PlatformError), reraise=True)
+        return retrying(action)
+
+    def _log(self, state: RunState | None) -> Callable[[str], None]:
+        def log(line: str) -> None:
+            self.reporter.event("log", {"line": line.rstrip()})
+        return log
+
+
+def gated_env() -> dict[str, str]:
+    """The environment an orchestrated `up` runs with (see rollout.hooks)."""
+    return {GATED_ENV: str(os.getpid())}
+
+
+def _params(params: dict[str, Any]) -> str:
+    return ", ".join(f"{key}={value}" for key, value in sorted(params.items())) or "no parameters"

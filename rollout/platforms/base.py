@@ -1,0 +1,88 @@
+"""The one interface the stage machine drives; one module per implementation.
+
+A platform realizes a stage (`apply`), says which proxies a gate looks at
+(`targets`), keeps a history of what it applied (`history`, newest first, like
+`pulumi stack history`) and re-applies an earlier entry (`reapply`, a rollback).
+The stage machine and the gates never know which platform they drive.
+
+    kubernetes  rollout.platforms.kubernetes   Pulumi Automation API on this project
+    local       rollout.platforms.local        real Envoy processes on 127.0.0.1
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from components.plan import MeshPlan
+from components.spec import MeshSpec
+from rollout.history import HistoryEntry
+
+ScopeKind = Literal["canary", "wave", "verify"]
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class StageChange:
+    """One stage to realize: the whole spec at that stage, and the config keys that express it."""
+
+    spec: MeshSpec
+    config: dict[str, Any]  # e.g. {"meshlift:rollout": {...}}: what `set_config` writes
+    message: str  # recorded with the update ("meshlift: canary 1.39.3 -> 1.40.0")
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What an apply (or re-apply) recorded in the platform's history."""
+
+    update: int | None  # the history entry it created
+    changes: dict[str, int] = field(default_factory=dict)
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class GateScope:
+    """Which proxies a gate judges: the canaries, the waves promoted so far, or all."""
+
+    kind: ScopeKind
+    waves: tuple[int, ...] = ()
+
+    @property
+    def label(self) -> str:
+        if self.kind == "wave":
+            return f"wave {self.waves[-1]}" if self.waves else "wave"
+        return self.kind
+
+
+@dataclass(frozen=True)
+class GateTargets:
+    """checks.Target lists: the proxies under test and the stable ones to compare with."""
+
+    canary: list[Any]
+    baseline: list[Any] = field(default_factory=list)
+
+
+class Platform(Protocol):
+    name: str
+
+    def open(self, current: MeshSpec) -> None:
+        """Acquire what the platform needs; make sure the mesh runs `current`
+        (a resumed local rehearsal restarts its proxies here; a cluster is already there)."""
+        ...
+
+    def close(self) -> None:
+        """Release everything `open` and `apply` started. Idempotent."""
+        ...
+
+    def apply(self, change: StageChange, *, log: Log) -> Applied:
+        """Realize one stage; raise PlatformError if it cannot."""
+        ...
+
+    def targets(self, plan: MeshPlan, scope: GateScope) -> GateTargets: ...
+
+    def history(self) -> list[HistoryEntry]: ...
+
+    def reapply(self, entry: HistoryEntry, *, log: Log) -> Applied:
+        """Re-apply the config of an earlier update (rollback)."""
+        ...

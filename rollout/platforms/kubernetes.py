@@ -1,0 +1,98 @@
+"""The Kubernetes platform: each stage is "set config, `pulumi up`" on this project's stack.
+
+- apply:   `set_config(meshlift:rollout = {stage, promotedWaves, ...})`, then `up`
+           (with MESHLIFT_GATED set, so the program's resource hook knows the
+           orchestrator gates this update itself).
+- history: the stack's update history (`pulumi stack history`).
+- reapply: the `meshlift:*` config recorded with an earlier update is set again
+           (keys it did not have are removed; secret values, which history does
+           not reveal, keep their current value), then `up`.
+- targets: pods found by the checks' Kubernetes discovery, chosen by the plan
+           (canary Deployments, the waves promoted so far, or everything).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from components.plan import MeshPlan
+from components.spec import CONFIG_NAMESPACE, MeshSpec
+from rollout.engine import StackEngine
+from rollout.errors import PlatformError
+from rollout.history import HistoryEntry
+from rollout.platforms.base import Applied, GateScope, GateTargets, Log, StageChange
+from rollout.platforms.scope import PodSelector, selectors_for
+
+Discover = Callable[[Sequence[PodSelector]], list[Any]]  # selectors -> checks.Target list
+
+
+class KubernetesPlatform:
+    name = "kubernetes"
+
+    def __init__(self, engine: StackEngine, *, discover: Discover | None = None) -> None:
+        self.engine = engine
+        self._discover = discover
+
+    def open(self, current: MeshSpec) -> None:
+        return None  # the cluster is already there; nothing to restore
+
+    def close(self) -> None:
+        closer = getattr(self._discover, "close", None)
+        if callable(closer):
+            closer()
+
+    def apply(self, change: StageChange, *, log: Log) -> Applied:
+        from rollout.orchestrator import gated_env
+
+        self.engine.set_config(change.config)
+        result = self.engine.up(message=change.message, on_output=log, env=gated_env())
+        if result.result != "succeeded":
+            raise PlatformError(f"pulumi up for '{change.message}' ended {result.result}")
+        return Applied(update=result.version, changes=dict(result.changes))
+
+    def targets(self, plan: MeshPlan, scope: GateScope) -> GateTargets:
+        selectors = selectors_for(plan, scope)
+        found = self._discovery()(selectors)
+        return GateTargets(canary=[t for t in found if t.role == "canary"],
+                           baseline=[t for t in found if t.role == "baseline"])
+
+    def history(self) -> list[HistoryEntry]:
+        return self.engine.history()
+
+    def reapply(self, entry: HistoryEntry, *, log: Log) -> Applied:
+        from rollout.orchestrator import gated_env
+
+        wanted = {k: v for k, v in entry.decoded_config().items() if k not in entry.secret_keys}
+        current = self.engine.get_config()
+        stale = [key for key in current
+                 if key.startswith(CONFIG_NAMESPACE + ":") and key not in wanted and key not in entry.secret_keys]
+        self.engine.remove_config(stale)
+        self.engine.set_config(wanted)
+        result = self.engine.up(message=f"meshlift: rollback to update {entry.version} ({entry.describe()})",
+                                on_output=log, env=gated_env())
+        if result.result != "succeeded":
+            raise PlatformError(f"pulumi up re-applying update {entry.version} ended {result.result}")
+        return Applied(update=result.version, changes=dict(result.changes))
+
+    def _discovery(self) -> Discover:
+        if self._discover is None:
+            self._discover = _checks_discovery()
+        return self._discover
+
+
+def _checks_discovery() -> Discover:
+    """Target discovery from the checks package (port-forwards to each pod's admin port)."""
+    try:
+        from checks import kube_targets  # type: ignore[attr-defined]
+    except ImportError as error:
+        raise PlatformError(f"Kubernetes target discovery is unavailable: {error}") from error
+
+    def discover(selectors: Sequence[PodSelector]) -> list[Any]:
+        targets: list[Any] = []
+        for selector in selectors:
+            targets += kube_targets(namespace=selector.namespace, label_selector=selector.label_selector,
+                                    role=selector.role, expected_version=selector.expected_version)
+        return targets
+
+    return discover

@@ -1,0 +1,107 @@
+"""From a spec and a target version to the sequence of stage configs a rollout applies.
+
+Pure functions: `meshlift plan` prints them, the orchestrator applies them, the
+tests compare them with what the Automation API double recorded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from components.spec import CONFIG_NAMESPACE, IstioVersion, MeshSpec, RolloutSpec, Stage, load_spec
+from rollout.errors import UsageError
+from rollout.platforms.base import StageChange
+
+ROLLOUT_KEY = f"{CONFIG_NAMESPACE}:rollout"
+REVISIONS_KEY = f"{CONFIG_NAMESPACE}:revisions"
+
+
+def rollout_config(rollout: RolloutSpec, stage: Stage, waves: int = 0) -> dict[str, Any]:
+    """The `meshlift:rollout` value for one stage (what `set_config` writes)."""
+    value = rollout.model_dump(by_alias=True, mode="json", exclude_none=True)
+    value["stage"] = stage.value
+    value["promotedWaves"] = waves if stage is Stage.PROMOTE else 0
+    if not value.get("requireApproval"):
+        value.pop("requireApproval", None)
+    return value
+
+
+def spec_at(spec: MeshSpec, stage: Stage, waves: int = 0) -> MeshSpec:
+    assert spec.rollout is not None
+    rollout = spec.rollout.model_copy(update={"stage": stage, "promoted_waves": waves if stage is Stage.PROMOTE else 0})
+    return spec.model_copy(update={"rollout": rollout})
+
+
+def change_for(spec: MeshSpec, stage: Stage, waves: int = 0, *, extra: dict[str, Any] | None = None) -> StageChange:
+    """The StageChange of one stage: the whole spec at that stage plus the config to set."""
+    assert spec.rollout is not None
+    rollout = spec.rollout
+    label = stage.value + (f" wave {waves}/{len(spec.waves)}" if stage is Stage.PROMOTE else "")
+    return StageChange(
+        spec=spec_at(spec, stage, waves),
+        config={**(extra or {}), ROLLOUT_KEY: rollout_config(rollout, stage, waves)},
+        message=f"meshlift: {label} {rollout.from_version} -> {rollout.to_version}",
+    )
+
+
+@dataclass(frozen=True)
+class UpgradeTarget:
+    """A validated spec with the rollout to `to`, and the config keys the upgrade adds."""
+
+    spec: MeshSpec
+    extra: dict[str, Any]  # e.g. meshlift:revisions with the target appended
+    already_done: bool = False  # the stack config already records this rollout as cleaned up
+
+    def change(self, stage: Stage, waves: int = 0) -> StageChange:
+        return change_for(self.spec, stage, waves, extra=self.extra)
+
+
+def upgrade_target(config: dict[str, Any], to: str, *, require_approval: bool | None = None) -> UpgradeTarget:
+    """Validate the stack config with a rollout to `to` added; SpecError if it would be invalid.
+
+    `from` is the rollout's `from` if the config has one, else the default revision's
+    version; the target is added to `revisions` when it is not listed yet.
+    """
+    try:
+        target = str(IstioVersion.parse(to))
+    except ValueError as error:
+        raise UsageError(f"--to: {error}") from None
+    current = load_spec(config)
+    extra: dict[str, Any] = {}
+    revisions = [r.model_dump(by_alias=True, mode="json", exclude_defaults=True) for r in current.revisions]
+    if target not in {r.version for r in current.revisions}:
+        revisions.append({"version": target})
+        extra[REVISIONS_KEY] = revisions
+    done = False
+    if current.rollout is not None and current.rollout.to_version == target:
+        rollout = current.rollout.model_dump(by_alias=True, mode="json", exclude_none=True)
+        done = current.rollout.stage is Stage.CLEANUP
+    else:
+        if current.rollout is not None and current.rollout.stage is not Stage.INSTALL:
+            raise UsageError(
+                f"the stack is mid-rollout to {current.rollout.to_version} (stage {current.rollout.stage.value}); "
+                "finish it, or `meshlift rollback`, before starting another upgrade")
+        default = current.default_revision or (current.rollout.from_revision if current.rollout else None)
+        source = current.revision(default).version if default else current.revisions[0].version
+        rollout = {"from": source, "to": target}
+    if require_approval is not None:
+        rollout["requireApproval"] = require_approval
+    rollout["stage"], rollout["promotedWaves"] = Stage.INSTALL.value, 0
+    merged = {**config, **extra, ROLLOUT_KEY: rollout}
+    return UpgradeTarget(load_spec(merged), extra, already_done=done)
+
+
+def gate_duration(spec: MeshSpec) -> tuple[float, float]:
+    """(at least, at most) seconds one gate takes with the spec's gate settings."""
+    gates = spec.gates
+    return gates.consecutive_passes * gates.interval, gates.window
+
+
+def stage_sequence(spec: MeshSpec) -> list[tuple[Stage, int]]:
+    """Every (stage, promotedWaves) an upgrade applies, in order."""
+    waves = len(spec.waves)
+    steps: list[tuple[Stage, int]] = [(Stage.INSTALL, 0), (Stage.CANARY, 0)]
+    steps += [(Stage.PROMOTE, wave) for wave in range(1, waves + 1)] or [(Stage.PROMOTE, 0)]
+    steps.append((Stage.CLEANUP, 0))
+    return steps

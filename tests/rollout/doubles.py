@@ -1,0 +1,134 @@
+"""Test doubles: a Pulumi stack that records every call, a scripted gate, a list reporter."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from rollout.engine import OnOutput, UpResult
+from rollout.errors import PlatformError
+from rollout.gates import GateVerdict
+from rollout.history import HistoryEntry
+from rollout.platforms.base import GateTargets
+
+
+class RecordingEngine:
+    """A StackEngine with no Pulumi CLI: config in a dict, history appended by `up`.
+
+    `calls` lists every call in order as (name, payload); `fail_up_on` makes the
+    n-th `up` (1-based) fail like a failed `pulumi up`.
+    """
+
+    def __init__(self, stack: str = "dev", config: Mapping[str, Any] | None = None,
+                 history: list[HistoryEntry] | None = None) -> None:
+        self.stack = stack
+        self.config: dict[str, Any] = dict(config or {})
+        self.entries: list[HistoryEntry] = list(history or [])
+        self.calls: list[tuple[str, Any]] = []
+        self.fail_up_on: set[int] = set()
+        self.ups = 0
+
+    def get_config(self) -> dict[str, Any]:
+        self.calls.append(("get_config", None))
+        return dict(self.config)
+
+    def set_config(self, values: Mapping[str, Any]) -> None:
+        self.calls.append(("set_config", json.loads(json.dumps(dict(values)))))
+        self.config.update(values)
+
+    def remove_config(self, keys: list[str]) -> None:
+        self.calls.append(("remove_config", list(keys)))
+        for key in keys:
+            self.config.pop(key, None)
+
+    def up(self, *, message: str, on_output: OnOutput | None = None,
+           env: Mapping[str, str] | None = None) -> UpResult:
+        self.ups += 1
+        self.calls.append(("up", {"message": message, "env": sorted((env or {}).keys())}))
+        version = max((e.version for e in self.entries), default=0) + 1
+        failed = self.ups in self.fail_up_on
+        config = {k: json.dumps(v) if isinstance(v, (dict, list)) else str(v) for k, v in self.config.items()}
+        self.entries.append(HistoryEntry(version=version, kind="update",
+                                         result="failed" if failed else "succeeded",
+                                         config=config, message=message))
+        if on_output:
+            on_output(f"Updating ({self.stack}) {message}\n")
+        if failed:
+            raise PlatformError(f"pulumi up failed: update {version}")
+        return UpResult(version=version, result="succeeded", changes={"update": 1})
+
+    def history(self, *, page_size: int | None = None) -> list[HistoryEntry]:
+        self.calls.append(("history", page_size))
+        newest = sorted(self.entries, key=lambda e: e.version, reverse=True)
+        return newest[:page_size] if page_size else newest
+
+    def refresh(self) -> None:
+        self.calls.append(("refresh", None))
+
+    def cancel(self) -> None:
+        self.calls.append(("cancel", None))
+
+    def named(self, name: str) -> list[Any]:
+        return [payload for call, payload in self.calls if call == name]
+
+
+class ScriptedGate:
+    """A gate whose verdicts are scripted per gate name ("canary", "wave 2", ...); default pass."""
+
+    def __init__(self, outcomes: Mapping[str, str] | None = None, *, interrupt_on: str | None = None) -> None:
+        self.outcomes = dict(outcomes or {})
+        self.interrupt_on = interrupt_on
+        self.calls: list[tuple[str, list[str], list[str]]] = []
+
+    def __call__(self, gate: str, targets: GateTargets, settings: Any, *, on_sample: Any = None) -> GateVerdict:
+        self.calls.append((gate, [t.name for t in targets.canary], [t.name for t in targets.baseline]))
+        if self.interrupt_on == gate:
+            self.interrupt_on = None
+            raise KeyboardInterrupt
+        if on_sample:
+            on_sample({"gate": gate, "sample": 1})
+        outcome = self.outcomes.get(gate, "passed")
+        message = "" if outcome == "passed" else f"Halt {gate} advancement: success rate 50.00% < 99%"
+        return GateVerdict(gate, outcome, message, failing_checks=[] if outcome == "passed" else ["success-rate"])
+
+
+class ListReporter:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+        self.samples: list[tuple[str, Any]] = []
+
+    def event(self, kind: str, data: dict[str, Any]) -> None:
+        self.events.append((kind, data))
+
+    def sample(self, gate: str, sample: Any) -> None:
+        self.samples.append((gate, sample))
+
+    def phases(self) -> list[str]:
+        return [data["to"] for kind, data in self.events if kind == "phase"]
+
+
+class FakeTarget:
+    def __init__(self, name: str, role: str, expected_version: str | None = None) -> None:
+        self.name, self.role, self.expected_version = name, role, expected_version
+
+
+def fake_discovery(selectors: Any) -> list[FakeTarget]:
+    return [FakeTarget(f"{s.namespace}/{s.name}", s.role, s.expected_version) for s in selectors]
+
+
+def mesh_config(**overrides: Any) -> dict[str, Any]:
+    """A valid stack config: 1.39.3 installed, tag `stable`, two namespaces in two waves."""
+    config: dict[str, Any] = {
+        "meshlift:revisions": [{"version": "1.39.3"}],
+        "meshlift:tags": {"stable": "1-39-3"},
+        "meshlift:namespaces": [
+            {"name": "shop", "revision": "stable", "wave": 1,
+             "workloads": [{"name": "web", "image": "nginx:1.27", "canary": True}]},
+            {"name": "pay", "revision": "stable", "wave": 2,
+             "workloads": [{"name": "api", "image": "nginx:1.27"}]},
+        ],
+        "meshlift:gates": {"window": "2s", "interval": "100ms", "consecutivePasses": 2},
+    }
+    config.update(overrides)
+    return config

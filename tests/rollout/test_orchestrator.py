@@ -1,0 +1,129 @@
+"""The stage machine driving the Kubernetes platform over a recording Automation API double."""
+
+from __future__ import annotations
+
+import pytest
+
+from rollout.phases import Phase
+from tests.rollout.doubles import ScriptedGate
+
+
+def _stages(engine) -> list[tuple[str, int]]:
+    return [(c["meshlift:rollout"]["stage"], c["meshlift:rollout"]["promotedWaves"])
+            for c in engine.named("set_config") if "meshlift:rollout" in c]
+
+
+def test_healthy_upgrade_sets_config_and_runs_up_once_per_stage_then_succeeds(rig):
+    state = rig.run()
+
+    assert state.phase is Phase.SUCCEEDED
+    assert _stages(rig.engine) == [("install", 0), ("canary", 0), ("promote", 1), ("promote", 2), ("cleanup", 0)]
+    calls = [name for name, _ in rig.engine.calls if name in ("set_config", "up")]
+    assert calls == ["set_config", "up"] * 5, "each stage is exactly: set config, then up"
+    first = rig.engine.named("set_config")[0]
+    assert first["meshlift:revisions"] == [{"version": "1.39.3"}, {"version": "1.40.0"}]
+    assert first["meshlift:rollout"] == {"from": "1.39.3", "to": "1.40.0", "stage": "install", "promotedWaves": 0}
+    assert all(up["env"] == ["MESHLIFT_GATED"] for up in rig.engine.named("up"))
+    assert rig.reporter.phases() == ["Installing", "CanaryVerifying", "Promoting", "Promoting", "Verifying",
+                                     "CleaningUp", "Succeeded"]
+
+
+def test_gates_judge_canaries_then_each_wave_against_the_rest_then_everything(rig):
+    rig.run()
+
+    assert rig.gate.calls == [
+        ("canary", ["shop/web-canary"], ["shop/web"]),
+        ("wave 1", ["shop/web"], ["pay/api"]),
+        ("wave 2", ["shop/web", "pay/api"], []),
+        ("verify", ["shop/web", "pay/api"], []),
+    ]
+
+
+def test_canary_gate_failure_reapplies_the_install_update_from_history(make_rig):
+    rig = make_rig(gate=ScriptedGate({"canary": "failed"}))
+
+    state = rig.run()
+
+    assert state.phase is Phase.ROLLED_BACK
+    assert state.failure["gate"] == "canary"
+    assert "success rate" in state.failure["message"]
+    # updates: 1 initial, 2 install, 3 canary (rejected) -> rollback re-applies 2, recorded as update 4
+    assert state.rollback["to_update"] == 2 and state.rollback["update"] == 4
+    rollback_config = rig.engine.named("set_config")[-1]
+    assert rollback_config["meshlift:rollout"]["stage"] == "install"
+    assert rig.engine.calls[-1][0] == "up" and "rollback to update 2" in rig.engine.calls[-1][1]["message"]
+    assert rig.reporter.phases()[-2:] == ["RollingBack", "RolledBack"]
+
+
+def test_second_wave_failure_rolls_back_past_the_first_wave_to_a_single_version_state(make_rig):
+    rig = make_rig(gate=ScriptedGate({"wave 2": "failed"}))
+
+    state = rig.run()
+
+    assert state.phase is Phase.ROLLED_BACK and state.failure["gate"] == "wave 2"
+    assert state.waves_done == 1
+    assert state.rollback["to_update"] == 2, "the install update: no workload on the new revision"
+
+
+def test_failed_up_rolls_back_and_names_the_apply(make_rig):
+    rig = make_rig()
+    rig.engine.fail_up_on = {3, 4}  # promote wave 1, twice (the orchestrator retries once)
+
+    state = rig.run()
+
+    assert state.phase is Phase.ROLLED_BACK
+    assert state.failure["gate"] == "apply"
+    assert "update" in state.failure["message"]
+
+
+def test_rollback_that_fails_ends_failed(make_rig):
+    rig = make_rig(gate=ScriptedGate({"canary": "failed"}))
+    rig.engine.fail_up_on = {3, 4, 5}  # every rollback attempt's up fails
+
+    state = rig.run()
+
+    assert state.phase is Phase.FAILED
+    assert "failed" in state.rollback["error"]
+
+
+def test_inconclusive_gate_fails_closed(make_rig):
+    rig = make_rig(gate=ScriptedGate({"verify": "inconclusive"}))
+
+    state = rig.run()
+
+    assert state.phase is Phase.ROLLED_BACK and state.failure["gate"] == "verify"
+
+
+def test_repeating_a_succeeded_upgrade_changes_nothing(rig):
+    rig.run()
+    calls_before = len(rig.engine.calls)
+
+    again = rig.run()
+
+    assert again.phase is Phase.SUCCEEDED
+    assert [c for c, _ in rig.engine.calls[calls_before:] if c in ("set_config", "up")] == []
+
+
+def test_interrupted_run_resumes_at_the_wave_where_it_stopped(make_rig):
+    rig = make_rig(gate=ScriptedGate(interrupt_on="wave 2"))
+    with pytest.raises(KeyboardInterrupt):
+        rig.run()
+    assert rig.journal.load().phase is Phase.PROMOTING and rig.journal.load().waves_done == 1
+    stages_before = _stages(rig.engine)
+
+    state = rig.run()
+
+    assert state.phase is Phase.SUCCEEDED
+    resumed = _stages(rig.engine)[len(stages_before):]
+    assert resumed == [("promote", 2), ("cleanup", 0)], "wave 2 is re-applied, nothing before it"
+    assert [c[0] for c in rig.gate.calls] == ["canary", "wave 1", "wave 2", "wave 2", "verify"]
+
+
+def test_a_different_upgrade_while_one_is_in_progress_is_refused(make_rig):
+    from rollout.errors import UsageError
+
+    rig = make_rig(gate=ScriptedGate(interrupt_on="canary"))
+    with pytest.raises(KeyboardInterrupt):
+        rig.run()
+    with pytest.raises(UsageError, match="in phase CanaryVerifying"):
+        rig.run("1.41.0")
