@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.spec import MeshSpec, Stage
+from components.spec import IstioVersion, MeshSpec, Stage
 
 REVISION_LABEL = "istio.io/rev"
 TRACK_LABEL = "meshlift.io/track"  # stable | canary: tells canary pods from stable ones
@@ -104,6 +104,21 @@ class MeshPlan:
     workloads: list[WorkloadPlan]
     canaries: list[CanaryPlan]
     removed_revisions: list[str] = field(default_factory=list)
+    base_values: dict[str, Any] = field(default_factory=dict)
+    from_revision: str | None = None  # the rollout's A and B (None without a rollout)
+    to_revision: str | None = None
+    from_version: str | None = None
+    to_version: str | None = None
+
+    @property
+    def base_version(self) -> str:
+        """istio/base chart version: the newest installed revision's.
+
+        CRDs are shared by every revision and only ever gain fields, so they must be
+        as new as the newest control plane; the older istiod ignores what it does not know.
+        """
+        newest = max(self.control_planes, key=lambda plane: IstioVersion.parse(plane.version))
+        return newest.version
 
     def version_of(self, revision: str) -> str:
         for plane in self.control_planes:
@@ -232,4 +247,9 @@ def plan_for(spec: MeshSpec) -> MeshPlan:
         workloads=workloads,
         canaries=canaries,
         removed_revisions=removed,
+        base_values=dict(spec.base_values),
+        from_revision=old,
+        to_revision=new,
+        from_version=rollout.from_version if rollout else None,
+        to_version=rollout.to_version if rollout else None,
     )

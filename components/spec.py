@@ -250,6 +250,7 @@ class RolloutSpec(_Model):
 class MeshSpec(_Model):
     istio_namespace: Name = "istio-system"
     chart_repository: str = DEFAULT_CHART_REPOSITORY
+    base_values: dict[str, Any] = Field(default_factory=dict)  # istio/base Helm values passthrough
     revisions: list[RevisionSpec] = Field(min_length=1)
     default_revision: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)

@@ -22,11 +22,55 @@ from components.spec import (
 # Istio supports canary upgrades across at most two minor versions.
 MAX_MINOR_SKIP = 2
 
+# Ports the injected sidecar binds in every pod; an application on one of them
+# fails to start (or silently loses its traffic) once the proxy is injected.
+ISTIO_RESERVED_PORTS = frozenset({15000, 15001, 15004, 15006, 15008, 15009, 15020, 15021, 15053, 15090})
+
+CANARY_SUFFIX = "-canary"
+_MAX_NAME = 63
+
+# Helm values meshlift derives from the spec; a passthrough value would silently
+# override (or fight) the spec, so they are rejected where the user can set them.
+_OWNED_VALUES = {
+    "baseValues": {"defaultRevision": "set meshlift:defaultRevision instead"},
+    "revisions": {
+        "revision": "the revision name is derived from 'version'",
+        "revisionTags": "tags are separate webhook objects managed from meshlift:tags",
+    },
+    "gateways": {"revision": "set the gateway's 'revision' key instead"},
+}
+
 
 def check_references(spec: MeshSpec) -> list[Problem]:
     problems: list[Problem] = []
-    for rule in (_revisions, _tags, _gateways, _namespaces, _rollout, _gates):
+    for rule in (_chart_source, _owned_values, _revisions, _tags, _gateways, _namespaces,
+                 _workloads, _rollout, _gates):
         problems += rule(spec)
+    return problems
+
+
+def _chart_source(spec: MeshSpec) -> list[Problem]:
+    if spec.chart_repository.startswith(("https://", "http://", "oci://")):
+        return []
+    return [Problem(key_path("chartRepository"),
+                    f"{spec.chart_repository!r} is not a Helm repository URL (https://... or oci://...)")]
+
+
+def _owned_values(spec: MeshSpec) -> list[Problem]:
+    problems = []
+    for key, reason in _OWNED_VALUES["baseValues"].items():
+        if key in spec.base_values:
+            problems.append(Problem(key_path("baseValues", key), f"meshlift sets this value: {reason}"))
+    for index, revision in enumerate(spec.revisions):
+        for key, reason in _OWNED_VALUES["revisions"].items():
+            if key in revision.values:
+                problems.append(Problem(key_path("revisions", index, "values", key),
+                                        f"meshlift sets this value: {reason}"))
+    for index, gateway in enumerate(spec.gateways):
+        for key, reason in _OWNED_VALUES["gateways"].items():
+            if key in gateway.values:
+                problems.append(Problem(key_path("gateways", index, "values", key),
+                                        f"meshlift sets this value: {reason}"))
     return problems
 
 
@@ -89,6 +133,54 @@ def _gateways(spec: MeshSpec) -> list[Problem]:
                 f"'{gateway.namespace}' is an application namespace; gateways run in their own namespace",
             ))
         problems += _reference(spec, gateway.revision, key_path("gateways", index, "revision"))
+        if gateway.canary and len(gateway.name) + len(CANARY_SUFFIX) > _MAX_NAME:
+            problems.append(Problem(key_path("gateways", index, "name"),
+                                    f"too long for its canary Deployment '{gateway.name}{CANARY_SUFFIX}' "
+                                    f"(at most {_MAX_NAME - len(CANARY_SUFFIX)} characters, or canary: false)"))
+        problems += _ports(gateway.service.ports, key_path("gateways", index, "service", "ports"))
+    return problems
+
+
+def _ports(ports, key: str) -> list[Problem]:
+    problems = []
+    names: dict[str, int] = {}
+    numbers: dict[int, int] = {}
+    for index, port in enumerate(ports):
+        if port.name in names:
+            problems.append(Problem(f"{key}[{index}].name",
+                                    f"port name '{port.name}' is already used at [{names[port.name]}]"))
+        if port.port in numbers:
+            problems.append(Problem(f"{key}[{index}].port",
+                                    f"port {port.port} is already used at [{numbers[port.port]}]"))
+        names.setdefault(port.name, index)
+        numbers.setdefault(port.port, index)
+    return problems
+
+
+def _workloads(spec: MeshSpec) -> list[Problem]:
+    """Rules per workload that need its namespace: Service selectors, names, ports."""
+    problems = []
+    for n_index, namespace in enumerate(spec.namespaces):
+        apps: dict[str, int] = {}
+        for w_index, workload in enumerate(namespace.workloads):
+            key = key_path("namespaces", n_index, "workloads", w_index)
+            if workload.app in apps and namespace.workloads[apps[workload.app]].name != workload.name:
+                # Each workload's Service selects only `app`, so two workloads sharing
+                # it would receive each other's traffic.
+                problems.append(Problem(
+                    f"{key}.labels.app" if "app" in workload.labels else f"{key}.name",
+                    f"app label '{workload.app}' is already used by workloads[{apps[workload.app]}] "
+                    "in this namespace; their Services would route to each other's pods",
+                ))
+            apps.setdefault(workload.app, w_index)
+            if workload.canary and len(workload.name) + len(CANARY_SUFFIX) > _MAX_NAME:
+                problems.append(Problem(f"{key}.name",
+                                        f"too long for its canary Deployment '{workload.name}{CANARY_SUFFIX}' "
+                                        f"(at most {_MAX_NAME - len(CANARY_SUFFIX)} characters)"))
+            if workload.port in ISTIO_RESERVED_PORTS:
+                problems.append(Problem(f"{key}.port",
+                                        f"port {workload.port} is reserved by the Istio sidecar "
+                                        f"({', '.join(str(p) for p in sorted(ISTIO_RESERVED_PORTS))})"))
     return problems
 
 

@@ -1,0 +1,92 @@
+"""meshlift's Pulumi program: the stack's mesh spec, declared as resources for its stage.
+
+Only reads config and wires components. The stack config is validated first: a
+bad config raises before any resource is registered. What each stage looks like
+is decided by `components.plan.plan_for`; this program translates that plan into
+resources one to one, and exports the same plan as stack outputs.
+"""
+
+from __future__ import annotations
+
+import pulumi
+
+from components.canary import Canary, CanaryArgs
+from components.control_plane import ControlPlaneArgs, ControlPlaneRevision
+from components.gateway import Gateway, GatewayArgs
+from components.mesh_base import MeshBase, MeshBaseArgs
+from components.namespace_enrollment import NamespaceEnrollment, NamespaceEnrollmentArgs
+from components.outputs import stack_outputs
+from components.plan import plan_for
+from components.promotion import load_promotion_hooks
+from components.revision_tags import RevisionTags, RevisionTagsArgs
+from components.spec import SpecError, config_from_pulumi, load_spec
+from components.workload import Workload, WorkloadArgs
+
+
+def main() -> None:
+    try:
+        spec = load_spec(config_from_pulumi())
+    except SpecError as error:
+        # RunError: Pulumi prints the message (every key path) without a traceback.
+        raise pulumi.RunError(str(error)) from error
+    plan = plan_for(spec)
+    hooks = load_promotion_hooks(spec, plan)
+
+    base = MeshBase("istio-base", MeshBaseArgs(
+        istio_namespace=plan.istio_namespace,
+        chart_repository=plan.chart_repository,
+        version=plan.base_version,
+        default_revision=plan.default_revision,
+        values=plan.base_values,
+    ))
+    planes = {
+        cp.revision: ControlPlaneRevision(f"istiod-{cp.revision}", ControlPlaneArgs(
+            plan=cp,
+            istio_namespace=plan.istio_namespace,
+            chart_repository=plan.chart_repository,
+            depends_on=[base.crds],
+        ))
+        for cp in plan.control_planes
+    }
+    tags = RevisionTags("revision-tags", RevisionTagsArgs(
+        tags=plan.tags, istio_namespace=plan.istio_namespace, control_planes=planes, promotion_hooks=hooks,
+    ))
+
+    def injector(label: str, revision: str) -> list[pulumi.Resource]:
+        """What must exist before pods labelled `label` can be injected: istiod, and the tag."""
+        return [planes[revision], *([tags.webhooks[label]] if label in tags.webhooks else [])]
+
+    gateway_namespaces: dict[str, Gateway] = {}
+    for gw in plan.gateways:
+        owner = gateway_namespaces.get(gw.namespace)
+        gateway = Gateway(gw.name, GatewayArgs(
+            plan=gw,
+            chart_repository=plan.chart_repository,
+            create_namespace=owner is None,
+            depends_on=[*injector(gw.revision_label, gw.revision), *([owner.namespace] if owner else [])],
+            canary_depends_on=[planes[gw.canary_revision]] if gw.canary_revision else [],
+            promotion_hooks=hooks,
+        ))
+        gateway_namespaces.setdefault(gw.namespace, gateway)
+
+    enrolled = {
+        ns.name: NamespaceEnrollment(ns.name, NamespaceEnrollmentArgs(
+            plan=ns, depends_on=injector(ns.revision_label, ns.revision),
+        ))
+        for ns in plan.namespaces
+    }
+    # "<namespace>.<workload>": a dot cannot appear in either name, so names never collide.
+    for wl in plan.workloads:
+        Workload(f"{wl.namespace}.{wl.name}", WorkloadArgs(
+            plan=wl, depends_on=[enrolled[wl.namespace].labelled], promotion_hooks=hooks,
+        ))
+    for canary in plan.canaries:
+        Canary(f"{canary.namespace}.{canary.name}", CanaryArgs(
+            plan=canary, depends_on=[enrolled[canary.namespace].labelled, planes[canary.revision]],
+        ))
+
+    for key, value in stack_outputs(plan).items():
+        pulumi.export(key, value)
+
+
+main()

@@ -1,0 +1,75 @@
+"""One way to declare a Helm release, shared by the chart-based components.
+
+Every chart meshlift installs is a `kubernetes.helm.v3.Release`, not a
+`helm.v4.Chart`: a Release is a real Helm release (`helm ls` shows it, `helm
+rollback` works in an emergency), and Helm's own lifecycle applies, in particular
+the `helm.sh/resource-policy: keep` annotation Istio puts on its CRDs. A v4 Chart
+renders to plain Pulumi resources, so deleting it would delete the CRDs (and with
+them every Istio custom resource in the cluster).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+import pulumi
+from pulumi_kubernetes.helm.v3 import Release, ReleaseArgs, RepositoryOptsArgs
+
+MANAGED_BY = {"app.kubernetes.io/managed-by": "meshlift"}
+
+# Long enough for istiod and gateways to become ready on a busy cluster; a release
+# that is still not ready after this fails the `pulumi up` instead of hanging it.
+RELEASE_TIMEOUT_SECONDS = 600
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """`override` on top of `base`, recursing into mappings (lists are replaced, as Helm does)."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def layered_values(defaults: Mapping[str, Any], user: Mapping[str, Any], owned: Mapping[str, Any]) -> dict[str, Any]:
+    """meshlift's defaults, then the user's passthrough values, then what the spec dictates."""
+    return deep_merge(deep_merge(defaults, user), owned)
+
+
+def release(
+    resource_name: str,
+    *,
+    release_name: str,
+    chart: str,
+    version: str,
+    namespace: str,
+    repository: str,
+    values: Mapping[str, Any],
+    opts: pulumi.ResourceOptions,
+    skip_crds: bool = False,
+) -> Release:
+    """A Helm release of an Istio chart from an https:// or oci:// repository."""
+    if repository.startswith("oci://"):
+        chart_ref, repository_opts = f"{repository.rstrip('/')}/{chart}", None
+    else:
+        chart_ref, repository_opts = chart, RepositoryOptsArgs(repo=repository)
+    return Release(
+        resource_name,
+        ReleaseArgs(
+            name=release_name,
+            chart=chart_ref,
+            version=version,
+            namespace=namespace,
+            repository_opts=repository_opts,
+            values=dict(values),
+            skip_crds=skip_crds,
+            cleanup_on_fail=True,
+            max_history=10,
+            timeout=RELEASE_TIMEOUT_SECONDS,
+        ),
+        opts=opts,
+    )

@@ -1,0 +1,88 @@
+"""ControlPlaneRevision: one `istiod-<rev>` Helm release (chart istio/istiod) per revision.
+
+The chart version is the Istio version and the `revision` value is the revision
+name, so several revisions run side by side in the control plane's namespace,
+each with its own injector webhook (`istio-sidecar-injector-<rev>`) and Service
+(`istiod-<rev>`). Revision tags are *not* rendered by this chart (`revisionTags`
+stays empty): they are separate objects, see `components.revision_tags`.
+
+Values are layered: meshlift's production defaults, then the revision's `values`
+from the stack config, then what meshlift owns (`revision`, `revisionTags`,
+`global.istioNamespace`). `holdApplicationUntilProxyStarts` is on by default in
+both of its forms: `meshConfig.defaultConfig` is what the proxies read, and
+`global.proxy` is what the injection template of some versions reads
+(istio/istio #51310); a revision may still turn it off in its values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+
+from components._helm import layered_values, release
+from components.plan import ControlPlanePlan
+
+DEFAULT_ISTIOD_VALUES: dict[str, Any] = {
+    "pilot": {
+        # Two replicas and a PDB keep injection and config push available while a
+        # node drains; the HPA absorbs push storms during restarts.
+        "replicaCount": 2,
+        "autoscaleEnabled": True,
+        "autoscaleMin": 2,
+        "autoscaleMax": 5,
+        "cpu": {"targetAverageUtilization": 80},
+        "resources": {"requests": {"cpu": "500m", "memory": "2048Mi"}},
+    },
+    "global": {
+        "defaultPodDisruptionBudget": {"enabled": True},
+        "proxy": {
+            "holdApplicationUntilProxyStarts": True,
+            "resources": {
+                "requests": {"cpu": "100m", "memory": "128Mi"},
+                "limits": {"cpu": "2000m", "memory": "1024Mi"},
+            },
+        },
+    },
+    "meshConfig": {"defaultConfig": {"holdApplicationUntilProxyStarts": True}},
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ControlPlaneArgs:
+    plan: ControlPlanePlan
+    istio_namespace: str
+    chart_repository: str
+    depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)  # the CRDs (MeshBase)
+
+
+class ControlPlaneRevision(pulumi.ComponentResource):
+    """istiod for one revision; gateways and enrolled namespaces of that revision depend on it."""
+
+    def __init__(self, name: str, args: ControlPlaneArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("meshlift:index:ControlPlaneRevision", name, None, opts)
+        plan = args.plan
+        self.revision = plan.revision
+        self.release_name = f"istiod-{plan.revision}"
+        self.values = layered_values(
+            DEFAULT_ISTIOD_VALUES,
+            plan.values,
+            {"revision": plan.revision, "revisionTags": [], "global": {"istioNamespace": args.istio_namespace}},
+        )
+        self.release = release(
+            f"{name}-release",
+            release_name=self.release_name,
+            chart="istiod",
+            version=plan.version,
+            namespace=args.istio_namespace,
+            repository=args.chart_repository,
+            values=self.values,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
+        )
+        self.register_outputs({
+            "revision": plan.revision,
+            "version": plan.version,
+            "release": self.release_name,
+        })

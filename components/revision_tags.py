@@ -1,0 +1,127 @@
+"""RevisionTags: one `istio-revision-tag-<tag>` MutatingWebhookConfiguration per tag.
+
+Why separate objects and not the istiod chart's `revisionTags` value:
+
+- Moving a tag is the promotion switch. As its own object, a move is one update
+  of one webhook (its Service reference and `istio.io/rev` label), which a
+  resource hook can gate and `pulumi preview` shows as exactly that. With
+  `revisionTags`, a move re-renders two istiod releases (remove the tag from
+  the old one, add it to the new one); Pulumi may run both upgrades in either
+  order, and the second release then fails Helm's ownership check on an object
+  the first still owns.
+- A tag must outlive the revision it pointed at. Rendered by `istiod-<old>`, it
+  is deleted with that release (or left orphaned, istio/istio #33822); here its
+  lifetime is the tag's own, and the validator refuses a cleanup while any tag
+  still points at the revision being removed.
+- Rollback moves it back: returning to an earlier stage restores the webhook's
+  earlier inputs, an ordinary update of the same object.
+
+The webhooks mirror what istiod's chart and `istioctl tag set` render: one
+namespace-level and one object-level webhook sending pods to `istiod-<rev>`.
+`caBundle` is left out on purpose: istiod patches it into every webhook labelled
+with its revision, and under server-side apply a field meshlift never sets is
+never reset by it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_kubernetes.admissionregistration.v1 import (
+    MutatingWebhookArgs,
+    MutatingWebhookConfiguration,
+    RuleWithOperationsArgs,
+    ServiceReferenceArgs,
+    WebhookClientConfigArgs,
+)
+from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, LabelSelectorRequirementArgs, ObjectMetaArgs
+
+from components._helm import MANAGED_BY
+from components.plan import REVISION_LABEL
+
+TAG_LABEL = "istio.io/tag"
+
+
+def tag_webhook_name(tag: str, istio_namespace: str) -> str:
+    """The object name Istio itself uses for a tag webhook."""
+    suffix = "" if istio_namespace == "istio-system" else f"-{istio_namespace}"
+    return f"istio-revision-tag-{tag}{suffix}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RevisionTagsArgs:
+    tags: Mapping[str, str]  # tag -> revision at this stage
+    istio_namespace: str
+    control_planes: Mapping[str, pulumi.Resource]  # revision -> its ControlPlaneRevision
+    promotion_hooks: pulumi.ResourceHookBinding | None = None
+
+
+class RevisionTags(pulumi.ComponentResource):
+    """Tag webhooks; `webhooks[tag]` is what namespaces and gateways labelled with a tag depend on."""
+
+    def __init__(self, name: str, args: RevisionTagsArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("meshlift:index:RevisionTags", name, None, opts)
+        self.webhooks: dict[str, MutatingWebhookConfiguration] = {}
+        for tag, revision in sorted(args.tags.items()):
+            self.webhooks[tag] = MutatingWebhookConfiguration(
+                f"{name}-{tag}",
+                metadata=ObjectMetaArgs(
+                    name=tag_webhook_name(tag, args.istio_namespace),
+                    labels={
+                        TAG_LABEL: tag,
+                        REVISION_LABEL: revision,  # istiod of this revision patches the caBundle
+                        "app": "sidecar-injector",
+                        **MANAGED_BY,
+                    },
+                ),
+                webhooks=_webhooks(tag, revision, args.istio_namespace),
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    # Never point a tag at an istiod that is not running yet.
+                    depends_on=[args.control_planes[revision]],
+                    hooks=args.promotion_hooks,
+                ),
+            )
+        self.register_outputs({"tags": dict(args.tags)})
+
+
+def _webhooks(tag: str, revision: str, istio_namespace: str) -> list[MutatingWebhookArgs]:
+    def webhook(prefix: str, namespace_selector: list, object_selector: list) -> MutatingWebhookArgs:
+        return MutatingWebhookArgs(
+            name=f"{prefix}sidecar-injector.istio.io",
+            admission_review_versions=["v1"],
+            side_effects="None",
+            failure_policy="Fail",
+            reinvocation_policy="Never",
+            client_config=WebhookClientConfigArgs(
+                service=ServiceReferenceArgs(
+                    name=f"istiod-{revision}", namespace=istio_namespace, path="/inject", port=443,
+                ),
+            ),
+            rules=[RuleWithOperationsArgs(
+                operations=["CREATE"], api_groups=[""], api_versions=["v1"], resources=["pods"],
+            )],
+            namespace_selector=LabelSelectorArgs(match_expressions=namespace_selector),
+            object_selector=LabelSelectorArgs(match_expressions=object_selector),
+        )
+
+    def requirement(key: str, operator: str, *values: str) -> LabelSelectorRequirementArgs:
+        return LabelSelectorRequirementArgs(key=key, operator=operator, values=list(values) or None)
+
+    not_opted_out = requirement("sidecar.istio.io/inject", "NotIn", "false")
+    return [
+        # Namespaces labelled istio.io/rev=<tag> (and not overridden by istio-injection).
+        webhook(
+            "rev.namespace.",
+            [requirement(REVISION_LABEL, "In", tag), requirement("istio-injection", "DoesNotExist")],
+            [not_opted_out],
+        ),
+        # Pods labelled istio.io/rev=<tag> in namespaces without any injection label.
+        webhook(
+            "rev.object.",
+            [requirement(REVISION_LABEL, "DoesNotExist"), requirement("istio-injection", "DoesNotExist")],
+            [not_opted_out, requirement(REVISION_LABEL, "In", tag)],
+        ),
+    ]

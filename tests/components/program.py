@@ -1,0 +1,196 @@
+"""Run the real `__main__.py` under Pulumi's mock monitor and record what it registered.
+
+This follows what Pulumi's own language host does for a program (see
+`pulumi.automation._server`): a fresh context, `reset`-style settings with a
+monitor, `set_all_config` with the stack's config in Pulumi's wire form (every
+value a string, structured values as JSON), a new event loop and
+`run_in_stack(program)`. The monitor is `pulumi.runtime.mocks.MockMonitor`,
+extended only to keep each `RegisterResourceRequest`'s parent, dependencies,
+hooks and options, and the stack's outputs, so tests can assert on them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import runpy
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import json_format
+from pulumi.runtime import mocks, rpc, settings
+from pulumi.runtime.config import set_all_config
+from pulumi.runtime.stack import run_in_stack
+from pulumi.runtime.sync_await import _sync_await
+
+from components.spec import load_stack_file
+
+ROOT = Path(__file__).resolve().parents[2]
+PROGRAM = ROOT / "__main__.py"
+STACKS = ROOT / "stacks"
+PROJECT = "meshlift"
+STACK_TYPE = "pulumi:pulumi:Stack"
+
+
+@dataclass(frozen=True)
+class Registration:
+    urn: str
+    type: str
+    name: str
+    parent: str
+    dependencies: tuple[str, ...]
+    inputs: dict[str, Any]  # as the provider would see them (nulls dropped)
+    wire: dict[str, Any]  # the raw request object, explicit nulls kept
+    custom: bool
+    retain_on_delete: bool
+    hooks: dict[str, tuple[str, ...]]
+
+
+@dataclass
+class ProgramRun:
+    registrations: list[Registration] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    stack_urn: str = ""
+
+    def __iter__(self) -> Iterator[Registration]:
+        return iter(self.registrations)
+
+    def of_type(self, type_: str) -> list[Registration]:
+        return [r for r in self.registrations if r.type == type_]
+
+    def named(self, name: str) -> Registration:
+        found = [r for r in self.registrations if r.name == name]
+        assert len(found) == 1, f"expected one resource named {name!r}, found {[r.urn for r in found]}"
+        return found[0]
+
+    def maybe(self, name: str) -> Registration | None:
+        found = [r for r in self.registrations if r.name == name]
+        return found[0] if found else None
+
+    def by_urn(self, urn: str) -> Registration:
+        for registration in self.registrations:
+            if registration.urn == urn:
+                return registration
+        raise KeyError(urn)
+
+    def children(self, parent: Registration) -> list[Registration]:
+        return [r for r in self.registrations if r.parent == parent.urn]
+
+    def depends_on(self, resource: Registration, other: Registration) -> bool:
+        """Whether `resource` waits for `other` (directly, or for a component's children)."""
+        targets = {other.urn, *(c.urn for c in self._descendants(other))}
+        return bool(targets & set(resource.dependencies))
+
+    def _descendants(self, resource: Registration) -> list[Registration]:
+        found = []
+        for child in self.children(resource):
+            found += [child, *self._descendants(child)]
+        return found
+
+
+class _Mocks(mocks.Mocks):
+    def new_resource(self, args: mocks.MockResourceArgs):
+        return f"{args.name}-id", dict(args.inputs)
+
+    def call(self, args: mocks.MockCallArgs):
+        return {}, None
+
+
+class RecordingMonitor(mocks.MockMonitor):
+    def __init__(self, run: ProgramRun):
+        super().__init__(_Mocks())
+        self.run = run
+
+    def RegisterResource(self, request):  # noqa: N802 (gRPC method name)
+        response = super().RegisterResource(request)
+        if request.type == STACK_TYPE:
+            self.run.stack_urn = response.urn
+            return response
+        self.run.registrations.append(Registration(
+            urn=response.urn,
+            type=request.type,
+            name=request.name,
+            parent=request.parent,
+            dependencies=tuple(request.dependencies),
+            inputs=rpc.deserialize_properties(request.object),
+            wire=json_format.MessageToDict(request.object),
+            custom=request.custom,
+            retain_on_delete=request.retainOnDelete,
+            hooks={
+                kind: tuple(getattr(request.hooks, kind))
+                for kind in ("before_create", "before_update") if getattr(request.hooks, kind)
+            },
+        ))
+        return response
+
+    def RegisterResourceOutputs(self, request):  # noqa: N802
+        if request.urn == self.run.stack_urn:
+            self.run.outputs = _sync_await(_deserialize(request.outputs))
+        return super().RegisterResourceOutputs(request)
+
+
+async def _deserialize(struct) -> dict[str, Any]:
+    return rpc.deserialize_properties(struct)
+
+
+def wire_config(config: Mapping[str, Any]) -> dict[str, str]:
+    """Config as the Pulumi CLI hands it to a program: strings, structured values as JSON."""
+    wire = {}
+    for key, value in config.items():
+        if isinstance(value, (dict, list)):
+            wire[key] = json.dumps(value)
+        elif isinstance(value, bool):
+            wire[key] = "true" if value else "false"
+        else:
+            wire[key] = str(value)
+    return wire
+
+
+def stack_config(env: str) -> dict[str, Any]:
+    return load_stack_file(str(STACKS / f"Pulumi.{env}.yaml"))
+
+
+def with_rollout(config: Mapping[str, Any], **changes: Any) -> dict[str, Any]:
+    """A copy of `config` with `meshlift:rollout` keys changed (None removes a key)."""
+    updated = json.loads(json.dumps(dict(config)))
+    rollout = updated.setdefault("meshlift:rollout", {})
+    for key, value in changes.items():
+        if value is None:
+            rollout.pop(key, None)
+        else:
+            rollout[key] = value
+    return updated
+
+
+def run_program(config: Mapping[str, Any], *, stack: str = "test", preview: bool = False) -> ProgramRun:
+    """Run `__main__.py` once in a fresh runtime; re-raise what the program raised."""
+    run = ProgramRun()
+
+    def in_fresh_context() -> None:
+        settings.ROOT.set(None)
+        monitor = RecordingMonitor(run)
+        settings.configure(mocks.MockSettings(
+            monitor=monitor,
+            monitor_features=set(monitor.GetDeploymentInfo(None).supportedFeatures),
+            engine=mocks.MockEngine(None),
+            project=PROJECT,
+            stack=stack,
+            dry_run=preview,
+            organization="organization",
+            callbacks=None,
+        ))
+        set_all_config(wire_config(config))
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(run_in_stack(lambda: runpy.run_path(str(PROGRAM), run_name="__main__")))
+        finally:
+            for task in asyncio.all_tasks(loop):
+                task.cancel()
+            loop.run_until_complete(asyncio.sleep(0))
+            loop.close()
+
+    contextvars.copy_context().run(in_fresh_context)
+    return run
