@@ -1,0 +1,147 @@
+"""The check catalog: every check as data, in report order.
+
+Each `CheckSpec` says what it checks (`description`), where to read more
+(`hint`, an anchor in checks/README.md), whether a failure blocks a promotion
+(`fatal`; a non-fatal failure is reported as `warn`), which admin reads it
+needs (`reads`) and which stats (`stats`: RE2 patterns merged into one
+`/stats?filter=`), and the function that judges one `Context`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from . import rules_config, rules_kube, rules_proxy, rules_runtime, rules_traffic
+from .context import Context, GateSettingsLike, Verdict
+from .observe import Read
+
+__all__ = ["CheckSpec", "CATALOG", "CATEGORIES", "HINT_BASE", "check_by_id", "select_checks"]
+
+HINT_BASE = "checks/README.md#"
+
+CATEGORIES = ("proxy", "configuration", "security", "overload", "traffic", "kubernetes")
+
+_XDS_STATS = r"\.(update_rejected|update_failure|update_success|version_text)$"
+_CLUSTER_STATS = r"^cluster\..*\.(upstream_rq_completed|upstream_rq_5xx|upstream_cx_connect_fail)$"
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    id: str
+    category: str
+    description: str
+    fatal: bool
+    reads: tuple[Read, ...]
+    evaluate: Callable[[Context], Verdict]
+    threshold: str  # the default threshold, in words (README and `--list`)
+    stats: tuple[str, ...] = ()
+
+    @property
+    def hint(self) -> str:
+        return HINT_BASE + self.id
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "category": self.category,
+            "description": self.description,
+            "fatal": self.fatal,
+            "reads": [r.value for r in self.reads],
+            "stats": list(self.stats),
+            "threshold": self.threshold,
+            "hint": self.hint,
+        }
+
+
+CATALOG: tuple[CheckSpec, ...] = (
+    CheckSpec(
+        "proxy-ready", "proxy", "proxy is ready (/ready LIVE)", True, (Read.READY,),
+        rules_proxy.proxy_ready, "LIVE (not the lagging server.state gauge)",
+    ),
+    CheckSpec(
+        "proxy-version", "proxy", "proxy runs the expected version", True, (Read.SERVER_INFO,),
+        rules_proxy.proxy_version, "ISTIO_VERSION (or Envoy version) equals the target's expected version",
+    ),
+    CheckSpec(
+        "proxy-not-draining", "proxy", "proxy is not draining and no listener is stopped", True,
+        (Read.SERVER_INFO, Read.STATS), rules_proxy.not_draining,
+        "state != DRAINING, listener_manager.listener_stopped = 0 (draining listeners warn)",
+        (r"^listener_manager\.(listener_stopped|total_listeners_draining)$",),
+    ),
+    CheckSpec(
+        "proxy-memory", "proxy", "proxy memory within bound", True, (Read.STATS,),
+        rules_proxy.memory_within_bound, "server.memory_allocated <= maxMemoryBytes (512 MiB)",
+        (r"^server\.memory_(allocated|heap_size)$",),
+    ),
+    CheckSpec(
+        "control-plane-connected", "configuration", "proxy is connected to its control plane", True,
+        (Read.STATS,), rules_config.control_plane_connected, "control_plane.connected_state = 1",
+        (r"^control_plane\.connected_state$",),
+    ),
+    CheckSpec(
+        "xds-config-accepted", "configuration", "no xDS update rejected, now or still in effect", True,
+        (Read.STATS, Read.LISTENER_STATE), rules_config.xds_config_accepted,
+        "0 rejected updates in the window; no listener error_state; no subscription rejected without ever accepting",
+        (_XDS_STATS, r"^control_plane\.connected_state$"),
+    ),
+    CheckSpec(
+        "xds-unknown-fields", "configuration", "dynamic config has no fields unknown to this proxy", False,
+        (Read.STATS,), rules_config.no_unknown_fields, "server.dynamic_unknown_fields = 0",
+        (r"^server\.dynamic_unknown_fields$",),
+    ),
+    CheckSpec(
+        "certificates-valid", "security", "certificates valid for long enough", True, (Read.CERTS,),
+        rules_runtime.certificates_valid, "every certificate valid >= minCertValidityDays (7 days); none expired",
+    ),
+    CheckSpec(
+        "overload-inactive", "overload", "no overload action active", True, (Read.STATS,),
+        rules_runtime.overload_inactive, "every overload.<action>.active = 0 (scale_percent > 0 warns)",
+        (r"^overload\.",),
+    ),
+    CheckSpec(
+        "upstream-success-rate", "traffic", "upstream success rate at or above threshold", True,
+        (Read.STATS,), rules_traffic.upstream_success_rate,
+        "non-5xx / completed >= minSuccessRate (99%) with >= minRequests (10) requests, 99% confidence",
+        (_CLUSTER_STATS,),
+    ),
+    CheckSpec(
+        "upstream-connect-failures", "traffic", "upstream connect failures within bound", True,
+        (Read.STATS,), rules_traffic.upstream_connect_failures,
+        "new upstream_cx_connect_fail per sample <= maxConnectFailures (0)",
+        (_CLUSTER_STATS,),
+    ),
+    CheckSpec(
+        "canary-vs-baseline", "traffic", "canary error rate not worse than baseline", True,
+        (Read.STATS,), rules_traffic.canary_vs_baseline,
+        "canary error rate - baseline error rate <= maxErrorRateDelta (1 point), 99% confidence",
+        (_CLUSTER_STATS,),
+    ),
+    CheckSpec(
+        "outlier-ejections", "traffic", "no upstream host ejected as an outlier", False, (Read.STATS,),
+        rules_runtime.no_outlier_ejections, "cluster.*.outlier_detection.ejections_active = 0",
+        (r"^cluster\..*\.outlier_detection\.ejections_active$",),
+    ),
+    CheckSpec(
+        "app-started-after-proxy", "kubernetes", "application containers started after the proxy was ready",
+        False, (Read.POD,), rules_kube.app_started_after_proxy,
+        "native sidecar or holdApplicationUntilProxyStarts, and no app container started before istio-proxy",
+    ),
+)
+
+_BY_ID = {c.id: c for c in CATALOG}
+
+
+def check_by_id(check_id: str) -> CheckSpec:
+    return _BY_ID[check_id]
+
+
+def select_checks(settings: GateSettingsLike | None = None, *, only: Iterable[str] | None = None) -> tuple[list[CheckSpec], list[CheckSpec]]:
+    """(selected, skipped) by `settings.checks`/`skip_checks` and `only`; unknown ids raise ValueError."""
+    wanted = list(only) if only is not None else (list(settings.checks) if settings and settings.checks is not None else None)
+    skipped_ids = list(settings.skip_checks) if settings else []
+    unknown = sorted({*(wanted or []), *skipped_ids} - _BY_ID.keys())
+    if unknown:
+        raise ValueError(f"unknown check id(s): {', '.join(unknown)}; known: {', '.join(_BY_ID)}")
+    selected = [c for c in CATALOG if (wanted is None or c.id in wanted) and c.id not in skipped_ids]
+    return selected, [c for c in CATALOG if c not in selected]

@@ -1,0 +1,206 @@
+"""`meshlift check`: check Envoy proxies now, or run a gate over a window.
+
+`check` is a plain typer command function: the orchestrator mounts it into the
+`meshlift` app (`app.command("check")(checks.cli.check)`); `app` here runs it
+standalone (`python -m checks`). Exit codes, mapped in one place (`_exit`):
+0 every check (or the gate) passed, 1 something failed / the gate did not pass,
+2 usage or configuration error (bad flag, unknown check id, bad threshold,
+unreadable stack config, no Kubernetes access).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from pydantic import ValidationError
+from pydantic.alias_generators import to_camel
+from rich.console import Console
+from rich.table import Table
+
+from .catalog import CATALOG
+from .client import AdminClient
+from .gate import run_gate
+from .report import gate_to_json, print_gate, print_report, report_to_json
+from .runner import run_checks
+from .target import Target
+
+__all__ = ["app", "check", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "load_settings"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+app = typer.Typer(add_completion=False, no_args_is_help=False, help="Health checks and gates over Envoy admin interfaces.")
+
+
+class ConfigError(Exception):
+    """A configuration problem: exit code 2."""
+
+
+def load_settings(stack_config: Path | None = None, overrides: dict[str, Any] | None = None) -> Any:
+    """`GateSettings` from a stack file's `meshlift:gates` (if given) plus CLI overrides.
+
+    Raises ConfigError with every invalid key named.
+    """
+    from components.spec import GateSettings  # the one definition of the thresholds
+
+    values: dict[str, Any] = {}
+    if stack_config is not None:
+        import yaml
+
+        try:
+            document = yaml.safe_load(stack_config.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read {stack_config}: {exc}") from exc
+        gates = (document.get("config") or {}).get("meshlift:gates") or {}
+        if not isinstance(gates, dict):
+            raise ConfigError(f"{stack_config}: meshlift:gates must be a mapping")
+        values.update(gates)
+    values.update({to_camel(k): v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return GateSettings.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(f"meshlift:gates.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(problems) from exc
+
+
+def _exit(code: int, message: str | None = None, console: Console | None = None) -> NoReturn:
+    if message:
+        (console or Console(stderr=True)).print(message, style="red" if code else None, highlight=False)
+    raise typer.Exit(code)
+
+
+def _list_checks(as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps([c.to_dict() for c in CATALOG], indent=2))
+        return
+    table = Table("id", "category", "level", "default threshold", "hint")
+    for c in CATALOG:
+        table.add_row(c.id, c.category, "fatal" if c.fatal else "warning", c.threshold, c.hint)
+    Console().print(table)
+
+
+@app.command("check")
+def check(
+    admin: Annotated[list[str] | None, typer.Option("--admin", help="Admin URL of a proxy to check (repeatable).", metavar="URL")] = None,
+    baseline: Annotated[list[str] | None, typer.Option("--baseline", help="Admin URL of a baseline proxy: the canary is compared with it.", metavar="URL")] = None,
+    expected_version: Annotated[str | None, typer.Option("--expected-version", help="Version (1.40.0) or revision (1-40-0) the checked proxies must run.")] = None,
+    namespace: Annotated[str | None, typer.Option("--namespace", "-n", help="Kubernetes: namespace of the pods (default: all).")] = None,
+    selector: Annotated[str | None, typer.Option("--selector", "-l", help="Kubernetes: label selector of the pods.")] = None,
+    revision: Annotated[str | None, typer.Option("--revision", help="Kubernetes: Istio revision of the pods (istio.io/rev).")] = None,
+    baseline_revision: Annotated[str | None, typer.Option("--baseline-revision", help="Kubernetes: revision of the baseline pods.")] = None,
+    kube_context: Annotated[str | None, typer.Option("--context", help="Kubernetes: kubeconfig context.")] = None,
+    gate: Annotated[bool, typer.Option("--gate", help="Run a gate over a window instead of one sample.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (schema meshlift.checks/v1 or meshlift.gate/v1).")] = False,
+    stack_config: Annotated[Path | None, typer.Option("--stack-config", help="Read thresholds from a stack file's meshlift:gates.", exists=False)] = None,
+    only: Annotated[list[str] | None, typer.Option("--check", help="Run only this check id (repeatable).")] = None,
+    skip: Annotated[list[str] | None, typer.Option("--skip", help="Skip this check id (repeatable).")] = None,
+    window: Annotated[str | None, typer.Option(help="Gate window, e.g. 30s.")] = None,
+    interval: Annotated[str | None, typer.Option(help="Gate sampling interval, e.g. 1s.")] = None,
+    consecutive_passes: Annotated[int | None, typer.Option(help="Passing samples in a row that open the gate.")] = None,
+    failure_limit: Annotated[int | None, typer.Option(help="Failing samples that close the gate.")] = None,
+    min_success_rate: Annotated[float | None, typer.Option(help="Minimum upstream success rate, 0..1.")] = None,
+    max_error_rate_delta: Annotated[float | None, typer.Option(help="Canary minus baseline error rate allowed, 0..1.")] = None,
+    min_requests: Annotated[int | None, typer.Option(help="Fewer requests than this = no traffic.")] = None,
+    min_cert_validity_days: Annotated[float | None, typer.Option(help="Minimum certificate validity in days.")] = None,
+    max_connect_failures: Annotated[int | None, typer.Option(help="New upstream connect failures allowed per sample.")] = None,
+    max_memory_bytes: Annotated[int | None, typer.Option(help="Maximum server.memory_allocated.")] = None,
+    timeout: Annotated[float, typer.Option(help="Per-request timeout in seconds (total deadline is twice this).")] = 2.0,
+    list_checks: Annotated[bool, typer.Option("--list-checks", help="Print the check catalog and exit.")] = False,
+) -> None:
+    """Check Envoy proxies through their admin interface (exit 0 pass, 1 fail, 2 usage/config error)."""
+    if list_checks:
+        _list_checks(as_json)
+        raise typer.Exit(EXIT_OK)
+    try:
+        overrides = {
+            "window": window, "interval": interval, "consecutive_passes": consecutive_passes,
+            "failure_limit": failure_limit, "min_success_rate": min_success_rate,
+            "max_error_rate_delta": max_error_rate_delta, "min_requests": min_requests,
+            "min_cert_validity_days": min_cert_validity_days, "max_connect_failures": max_connect_failures,
+            "max_memory_bytes": max_memory_bytes,
+            "checks": list(only) if only else None, "skip_checks": list(skip) if skip else None,
+        }
+        settings = load_settings(stack_config, overrides)
+        kube = bool(namespace or selector or revision or baseline_revision)
+        if not admin and not kube:
+            raise ConfigError("give --admin URL (repeatable), or --namespace/--selector/--revision for Kubernetes pods")
+        if admin and kube:
+            raise ConfigError("use either --admin URLs or the Kubernetes form, not both")
+        role = "canary" if (gate or baseline or baseline_revision) else "proxy"
+        if kube:
+            code = _run_kube(settings, namespace, selector, revision, baseline_revision, kube_context,
+                             role, expected_version, gate, as_json, timeout)
+        else:
+            try:
+                targets = [Target.from_url(u, role=role, expected_version=expected_version) for u in admin or ()]
+                baselines = [Target.from_url(u, role="baseline") for u in baseline or ()]
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from exc
+            code = asyncio.run(_run(targets, baselines, settings, gate=gate, as_json=as_json, timeout=timeout))
+    except ConfigError as exc:
+        _exit(EXIT_USAGE, f"meshlift check: {exc}")
+    except ValueError as exc:  # unknown check ids and the like, raised before any read
+        _exit(EXIT_USAGE, f"meshlift check: {exc}")
+    raise typer.Exit(code)
+
+
+async def _run(targets: list[Target], baselines: list[Target], settings: Any, *, gate: bool, as_json: bool, timeout: float) -> int:
+    async with AdminClient(timeout=timeout) as client:
+        if gate or baselines:
+            result = await run_gate(
+                [t for t in targets], settings, baseline_targets=baselines, client=client,
+                on_sample=None if as_json else _progress,
+            )
+            if as_json:
+                typer.echo(gate_to_json(result))
+            else:
+                print_gate(result)
+            return EXIT_OK if result.passed else EXIT_FAILED
+        report = await run_checks(targets, settings, client=client)
+    if as_json:
+        typer.echo(report_to_json(report))
+    else:
+        print_report(report)
+    return EXIT_OK if report.success else EXIT_FAILED
+
+
+def _progress(sample: Any) -> None:
+    mark = {"pass": "√", "fail": "×", "no-data": "-"}[sample.verdict]
+    Console(stderr=True).print(f"sample {sample.index + 1} at {sample.elapsed:.1f}s: {mark} {sample.verdict}", highlight=False)
+
+
+def _run_kube(settings: Any, namespace: str | None, selector: str | None, revision: str | None,
+              baseline_revision: str | None, context: str | None, role: str, expected_version: str | None,
+              gate: bool, as_json: bool, timeout: float) -> int:
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+
+    from .kube import describe_selection, kube_targets
+
+    try:
+        try:
+            k8s_config.load_kube_config(context=context)
+        except k8s_config.ConfigException:
+            k8s_config.load_incluster_config()
+    except k8s_config.ConfigException as exc:
+        raise ConfigError(f"no Kubernetes access: {exc}") from exc
+    core = k8s.CoreV1Api()
+    try:
+        with kube_targets(core, namespace=namespace, selector=selector, revision=revision, role=role,
+                          expected_version=expected_version) as targets:
+            if not targets:
+                raise ConfigError(f"no running pods with an istio-proxy in {describe_selection(namespace, selector, revision)}")
+            if baseline_revision:
+                with kube_targets(core, namespace=namespace, selector=selector, revision=baseline_revision,
+                                  role="baseline") as baselines:
+                    return asyncio.run(_run(targets, baselines, settings, gate=gate, as_json=as_json, timeout=timeout))
+            return asyncio.run(_run(targets, [], settings, gate=gate, as_json=as_json, timeout=timeout))
+    except k8s.ApiException as exc:
+        raise ConfigError(f"Kubernetes API: {exc.status} {exc.reason}") from exc
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app()

@@ -1,0 +1,212 @@
+"""Async, read-only client for Envoy admin interfaces.
+
+One `AdminClient` serves many proxies: a semaphore bounds concurrent requests
+across all of them, each request has its own connect/read timeouts *and* a
+total deadline (a server dribbling one byte a second never trips a read
+timeout), bodies are streamed and cut at `max_body_bytes`, and only GET on the
+read-only paths in `ALLOWED_PATHS` is possible. Connection failures are retried
+(tenacity, a few short attempts: a proxy restarting is transient); timeouts and
+bad answers are not, so the worst case stays bounded at about
+`attempts * deadline`. All httpx errors are translated in `_translate()`.
+
+Tests never touch the network: pass `transport=httpx.MockTransport(handler)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from ._exceptions import (
+    AdminBodyTooLarge,
+    AdminDecodeError,
+    AdminError,
+    AdminPathNotAllowed,
+    AdminStatusError,
+    AdminTimeout,
+    AdminUnreachable,
+)
+
+__all__ = ["AdminClient", "AdminResponse", "ALLOWED_PATHS"]
+
+# Read-only endpoints of Envoy's admin port (15000) and Istio's agent ports
+# (15020 merged Prometheus, 15021 health, 15090 Envoy Prometheus). Everything
+# that mutates (/quitquitquit, /healthcheck/fail, /drain_listeners, /logging,
+# /runtime_modify, /reset_counters, /cpuprofiler, /heapprofiler) is absent on purpose.
+ALLOWED_PATHS = frozenset(
+    {
+        "/ready",
+        "/server_info",
+        "/stats",
+        "/stats/prometheus",
+        "/certs",
+        "/clusters",
+        "/listeners",
+        "/config_dump",
+        "/memory",
+        "/runtime",
+        "/healthz/ready",
+    }
+)
+
+DEFAULT_MAX_BODY = 16 * 1024 * 1024  # a 500-cluster /stats/prometheus is ~6.4 MB
+
+
+@dataclass(frozen=True)
+class AdminResponse:
+    """A complete, size-checked answer."""
+
+    url: str
+    status: int
+    body: bytes
+    elapsed: float
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise AdminDecodeError(f"invalid JSON from {self.url}: {exc}", url=self.url) from exc
+
+
+class AdminClient:
+    """GET-only client for many admin interfaces; use as an async context manager."""
+
+    def __init__(
+        self,
+        *,
+        timeout: float = 2.0,
+        deadline: float | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY,
+        concurrency: int = 16,
+        attempts: int = 3,
+        transport: httpx.AsyncBaseTransport | None = None,
+        headers: Mapping[str, str] | None = None,
+        verify: bool | str = True,
+    ) -> None:
+        self.timeout = timeout
+        self.deadline = deadline if deadline is not None else 2 * timeout
+        self.max_body_bytes = max_body_bytes
+        self.attempts = max(1, attempts)
+        self._semaphore = asyncio.Semaphore(concurrency)
+        self._http = httpx.AsyncClient(
+            transport=transport,
+            timeout=httpx.Timeout(timeout),
+            headers=dict(headers or {}),
+            follow_redirects=False,
+            verify=verify,
+            trust_env=False,
+        )
+
+    async def __aenter__(self) -> AdminClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def get(
+        self,
+        base_url: str,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        *,
+        ok_statuses: tuple[int, ...] = (200,),
+    ) -> AdminResponse:
+        """GET `base_url + path`; raise an `AdminError` unless the status is in `ok_statuses`."""
+        url = _join(base_url, path)
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.attempts),
+            wait=wait_exponential(multiplier=0.05, max=0.5),
+            retry=retry_if_exception_type(AdminUnreachable),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                response = await self._get_once(url, params)
+        if response.status not in ok_statuses:
+            raise AdminStatusError(
+                f"GET {path} answered HTTP {response.status}: {response.text[:200]!r}",
+                url=url,
+                status=response.status,
+            )
+        return response
+
+    async def get_json(self, base_url: str, path: str, params: Mapping[str, str] | None = None) -> Any:
+        return (await self.get(base_url, path, params)).json()
+
+    async def _get_once(self, url: str, params: Mapping[str, str] | None) -> AdminResponse:
+        async with self._semaphore:
+            started = time.monotonic()
+            with _translate(url):
+                try:
+                    async with asyncio.timeout(self.deadline):
+                        return await self._read(url, params, started)
+                except TimeoutError as exc:
+                    raise AdminTimeout(
+                        f"no complete answer from {url} within {self.deadline:g}s", url=url
+                    ) from exc
+
+    async def _read(self, url: str, params: Mapping[str, str] | None, started: float) -> AdminResponse:
+        async with self._http.stream("GET", url, params=params) as response:
+            declared = response.headers.get("content-length")
+            if declared and declared.isdigit() and int(declared) > self.max_body_bytes:
+                raise AdminBodyTooLarge(
+                    f"{url} declares {declared} bytes, above the {self.max_body_bytes}-byte cap", url=url
+                )
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > self.max_body_bytes:
+                    raise AdminBodyTooLarge(
+                        f"{url} sent more than {self.max_body_bytes} bytes; stopped reading", url=url
+                    )
+                chunks.append(chunk)
+            return AdminResponse(url, response.status_code, b"".join(chunks), time.monotonic() - started)
+
+
+def _join(base_url: str, path: str) -> str:
+    if path not in ALLOWED_PATHS:
+        raise AdminPathNotAllowed(f"{path!r} is not a read-only admin path we may call", url=base_url)
+    if not base_url.startswith(("http://", "https://")):
+        raise AdminPathNotAllowed(f"{base_url!r} is not an http(s) URL", url=base_url)
+    return base_url.rstrip("/") + path
+
+
+@contextmanager
+def _translate(url: str) -> Iterator[None]:
+    """The one place where httpx errors become ours."""
+    try:
+        yield
+    except AdminError:
+        raise
+    except httpx.TimeoutException as exc:
+        raise AdminTimeout(f"timed out talking to {url}: {type(exc).__name__}", url=url) from exc
+    except (httpx.ConnectError, httpx.UnsupportedProtocol) as exc:
+        raise AdminUnreachable(f"cannot connect to {url}: {exc or type(exc).__name__}", url=url) from exc
+    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.DecodingError) as exc:
+        # The peer answered something, then broke off or spoke non-HTTP.
+        raise AdminDecodeError(f"broken answer from {url}: {exc or type(exc).__name__}", url=url) from exc
+    except httpx.HTTPError as exc:
+        raise AdminUnreachable(f"request to {url} failed: {exc or type(exc).__name__}", url=url) from exc
+    except OSError as exc:
+        raise AdminUnreachable(f"cannot reach {url}: {exc}", url=url) from exc

@@ -1,0 +1,247 @@
+"""Kubernetes targets: find the Istio proxies of a revision, and reach their admin port.
+
+Discovery lists pods with the official `kubernetes` client (`CoreV1Api.list_namespaced_pod`
+or `list_pod_for_all_namespaces`), selected by label selector and Istio
+revision (pod label `istio.io/rev`, set by the injector; note that
+`service.istio.io/canonical-revision` is the *workload's* revision, not
+Istio's, so it is reported but never used to select). Only pods that run an
+`istio-proxy` container (a classic sidecar, a native sidecar in
+`initContainers`, or a gateway) and are Running are kept.
+
+Reaching the admin interface: Istio binds Envoy's admin port 15000 to
+127.0.0.1 inside the pod, so the API server's *pod proxy*
+(`/api/v1/namespaces/<ns>/pods/<pod>:15000/proxy/`) cannot reach it; only a
+**port-forward** can (it connects from inside the pod's network namespace).
+`PortForward` opens one local listener per pod on 127.0.0.1 and, for each
+connection to it, a port-forward stream to the pod's 15000 through the API
+server (`pods/portforward`, the same as `kubectl port-forward`; needs the
+`create` verb on `pods/portforward`). Ports 15020 (merged Prometheus stats,
+`/healthz/ready`), 15021 (health) and 15090 (Envoy Prometheus) listen on the
+pod IP and *are* reachable through the API-server pod proxy, but they expose
+stats only, not /server_info, /certs or /config_dump, so every check here uses
+15000 via port-forward.
+
+Pod-level facts (container start times, native sidecar, the
+`pilot-agent wait` postStart hook of holdApplicationUntilProxyStarts) come
+from the same pod objects and feed the `app-started-after-proxy` check.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+from .target import ContainerFacts, PodFacts, Target
+
+__all__ = ["discover_pods", "pod_facts", "PortForward", "kube_targets", "ADMIN_PORT", "PROXY_CONTAINER"]
+
+ADMIN_PORT = 15000
+PROXY_CONTAINER = "istio-proxy"
+_HOLD = re.compile(r"holdApplicationUntilProxyStarts\"?\s*:\s*\"?true", re.IGNORECASE)
+
+
+def _label_selector(selector: str | None, revision: str | None) -> str | None:
+    parts = [p for p in (selector, f"istio.io/rev={revision}" if revision else None) if p]
+    return ",".join(parts) or None
+
+
+def discover_pods(
+    core_v1: Any,
+    *,
+    namespace: str | None = None,
+    selector: str | None = None,
+    revision: str | None = None,
+    timeout: float = 10.0,
+) -> list[Any]:
+    """Running pods with an istio-proxy, as `V1Pod` objects, sorted by namespace/name."""
+    label_selector = _label_selector(selector, revision)
+    kwargs: dict[str, Any] = {"_request_timeout": timeout}
+    if label_selector:
+        kwargs["label_selector"] = label_selector
+    if namespace:
+        pods = core_v1.list_namespaced_pod(namespace, **kwargs)
+    else:
+        pods = core_v1.list_pod_for_all_namespaces(**kwargs)
+    keep = [
+        p for p in pods.items
+        if (p.status and p.status.phase == "Running")
+        and not (p.metadata and p.metadata.deletion_timestamp)
+        and _proxy_spec(p) is not None
+    ]
+    return sorted(keep, key=lambda p: (p.metadata.namespace, p.metadata.name))
+
+
+def _proxy_spec(pod: Any) -> tuple[Any, bool] | None:
+    """(container spec, native sidecar?) of the pod's istio-proxy, if any."""
+    spec = pod.spec
+    for container in (spec.containers or []) if spec else []:
+        if container.name == PROXY_CONTAINER:
+            return container, False
+    for container in (spec.init_containers or []) if spec else []:
+        if container.name == PROXY_CONTAINER:
+            return container, getattr(container, "restart_policy", None) == "Always"
+    return None
+
+
+def _waits_for_proxy(container: Any) -> bool:
+    hook = container.lifecycle.post_start if container.lifecycle and container.lifecycle.post_start else None
+    # The generated model calls `exec` `var_exec` (pydantic models) or `_exec` (older clients).
+    action = (getattr(hook, "var_exec", None) or getattr(hook, "_exec", None)) if hook is not None else None
+    command = action.command if action is not None else None
+    return bool(command) and "wait" in command
+
+
+def pod_facts(pod: Any) -> PodFacts:
+    """What the `app-started-after-proxy` check needs, from one `V1Pod`."""
+    meta, status = pod.metadata, pod.status
+    found = _proxy_spec(pod)
+    proxy_spec, native = found if found else (None, False)
+    waits = proxy_spec is not None and _waits_for_proxy(proxy_spec)
+    annotations = meta.annotations or {}
+    hold = bool(_HOLD.search(annotations.get("proxy.istio.io/config", ""))) or None
+    containers: list[ContainerFacts] = []
+    statuses = [(s, False) for s in (status.container_statuses or [])]
+    statuses += [(s, True) for s in (status.init_container_statuses or [])]
+    for cs, is_init in statuses:
+        is_proxy = cs.name == PROXY_CONTAINER
+        if is_init and not is_proxy:
+            continue  # istio-init and friends run to completion before anything else
+        running = cs.state.running if cs.state else None
+        containers.append(
+            ContainerFacts(
+                name=cs.name,
+                started_at=running.started_at if running else None,
+                ready=bool(cs.ready),
+                is_proxy=is_proxy,
+                native_sidecar=is_proxy and native,
+                waits_for_proxy=is_proxy and waits,
+            )
+        )
+    labels = meta.labels or {}
+    return PodFacts(
+        namespace=meta.namespace,
+        name=meta.name,
+        revision=labels.get("istio.io/rev"),
+        containers=tuple(containers),
+        hold_application=hold,
+    )
+
+
+class PortForward:
+    """A local 127.0.0.1 listener that forwards each connection to a pod's port via the API server."""
+
+    def __init__(self, core_v1: Any, namespace: str, pod: str, port: int = ADMIN_PORT) -> None:
+        self._api, self.namespace, self.pod, self.port = core_v1, namespace, pod, port
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self._server.settimeout(0.5)
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name=f"pf-{namespace}/{pod}", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.getsockname()[1]}"
+
+    def __enter__(self) -> PortForward:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._closed.set()
+        self._server.close()
+        self._thread.join(timeout=2)
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                local, _ = self._server.accept()
+            except (TimeoutError, socket.timeout):
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._bridge, args=(local,), daemon=True).start()
+
+    def _bridge(self, local: socket.socket) -> None:
+        from kubernetes.stream import portforward  # imported late: it patches the API object
+
+        try:
+            forward = portforward(
+                self._api.connect_get_namespaced_pod_portforward, self.pod, self.namespace, ports=str(self.port)
+            )
+            remote = forward.socket(self.port)
+        except Exception:  # noqa: BLE001 - the client sees a closed connection: AdminUnreachable
+            local.close()
+            return
+        remote.setblocking(True)
+        pumps = [
+            threading.Thread(target=_pump, args=(local, remote), daemon=True),
+            threading.Thread(target=_pump, args=(remote, local), daemon=True),
+        ]
+        for p in pumps:
+            p.start()
+        for p in pumps:
+            p.join()
+        forward.close()
+
+
+def _pump(src: socket.socket, dst: socket.socket) -> None:
+    try:
+        while chunk := src.recv(65536):
+            dst.sendall(chunk)
+    except OSError:
+        pass
+    finally:
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+@contextmanager
+def kube_targets(
+    core_v1: Any,
+    *,
+    namespace: str | None = None,
+    selector: str | None = None,
+    revision: str | None = None,
+    role: str = "proxy",
+    expected_version: str | None = None,
+    forward: bool = True,
+) -> Iterator[list[Target]]:
+    """Targets for the selected pods, each reached through its own port-forward while open.
+
+    With `forward=False` (tests, or a caller that reaches pods another way) the
+    admin URL is the pod IP's 15000, which only works from inside the pod.
+    """
+    pods = discover_pods(core_v1, namespace=namespace, selector=selector, revision=revision)
+    with ExitStack() as stack:
+        targets: list[Target] = []
+        for pod in pods:
+            facts = pod_facts(pod)
+            if forward:
+                url = stack.enter_context(PortForward(core_v1, facts.namespace, facts.name)).url
+            else:
+                url = f"http://{pod.status.pod_ip or '127.0.0.1'}:{ADMIN_PORT}"
+            targets.append(
+                Target(
+                    name=f"{facts.namespace}/{facts.name}",
+                    admin_url=url,
+                    role=role,  # type: ignore[arg-type]
+                    expected_version=expected_version,
+                    labels=dict(pod.metadata.labels or {}),
+                    pod=facts,
+                )
+            )
+        yield targets
+
+
+def describe_selection(namespace: str | None, selector: str | None, revision: str | None) -> str:
+    where = f"namespace {namespace}" if namespace else "all namespaces"
+    sel = _label_selector(selector, revision)
+    return where + (f", pods matching {sel}" if sel else "")
+
+

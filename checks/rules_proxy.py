@@ -1,0 +1,98 @@
+"""Checks on the proxy process itself: ready, version, draining, memory."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from .context import Context, Verdict
+from .observe import Read, ReadyState
+
+_ENVOY_VERSION = re.compile(r"/(\d+\.\d+\.\d+[^/]*)/")
+
+
+def proxy_ready(ctx: Context) -> Verdict:
+    ready: ReadyState = ctx.obs.get(Read.READY)
+    if ready.live:
+        return Verdict.ok("LIVE", observed="LIVE", threshold="LIVE")
+    state = ready.state or f"HTTP {ready.status}"
+    return Verdict.fail(f"/ready answered {ready.status} {state!r}, not LIVE", observed=state, threshold="LIVE")
+
+
+def proxy_versions(info: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """(Envoy version, Istio proxy version) from /server_info; either may be None."""
+    match = _ENVOY_VERSION.search(str(info.get("version", "")))
+    envoy = match.group(1) if match else None
+    node = info.get("node") if isinstance(info.get("node"), Mapping) else {}
+    metadata = node.get("metadata") if isinstance(node.get("metadata"), Mapping) else {}
+    istio = metadata.get("ISTIO_VERSION")
+    return envoy, istio if isinstance(istio, str) and istio else None
+
+
+def _normalise(version: str) -> str:
+    # A revision name is the version with dots as dashes (1-40-0); compare in one form.
+    return version.strip().lstrip("v").replace("-", ".").lower()
+
+
+def version_matches(actual: str, expected: str) -> bool:
+    a, e = _normalise(actual), _normalise(expected)
+    return a == e or a.startswith(e + ".")
+
+
+def proxy_version(ctx: Context) -> Verdict:
+    expected = ctx.target.expected_version
+    info = ctx.obs.get(Read.SERVER_INFO)
+    envoy, istio = proxy_versions(info)
+    # An Istio sidecar reports Envoy's version in `version`; the revision's version is
+    # the agent's ISTIO_VERSION in the node metadata. Plain Envoy has only the former.
+    actual, source = (istio, "ISTIO_VERSION") if istio else (envoy, "Envoy")
+    details = {"envoy_version": envoy, "istio_version": istio}
+    if expected is None:
+        return Verdict.skip(f"no expected version given (running {source} {actual})", observed=actual, details=details)
+    if actual is None:
+        return Verdict.fail(
+            f"cannot tell the version from /server_info {str(info.get('version'))[:80]!r}",
+            threshold=expected,
+            details=details,
+        )
+    if version_matches(actual, expected):
+        return Verdict.ok(f"{source} {actual}", observed=actual, threshold=expected, details=details)
+    return Verdict.fail(
+        f"proxy runs {source} {actual}, expected {expected}", observed=actual, threshold=expected, details=details
+    )
+
+
+def not_draining(ctx: Context) -> Verdict:
+    stats = ctx.obs.stats
+    info = ctx.obs.get(Read.SERVER_INFO)
+    state = str(info.get("state", ""))
+    stopped = stats.number("listener_manager.listener_stopped")
+    draining = stats.number("listener_manager.total_listeners_draining")
+    observed = {"state": state, "listeners_stopped": stopped, "listeners_draining": draining}
+    if state == "DRAINING":
+        return Verdict.fail("server is DRAINING (health check failed or shutting down)", observed=observed)
+    if stopped > 0:
+        return Verdict.fail(f"{stopped:.0f} listener(s) stopped (listeners drained)", observed=observed, threshold=0)
+    if draining > 0:
+        # Normal for a moment after every listener update; worth a look if it persists.
+        return Verdict.warn(f"{draining:.0f} listener(s) draining", observed=observed, threshold=0)
+    return Verdict.ok(f"state {state}, no listener stopped or draining", observed=observed)
+
+
+def memory_within_bound(ctx: Context) -> Verdict:
+    stats = ctx.obs.stats
+    limit = ctx.settings.max_memory_bytes
+    if "server.memory_allocated" not in stats:
+        return Verdict.skip("server.memory_allocated not reported", threshold=limit)
+    allocated = stats.number("server.memory_allocated")
+    heap = stats.number("server.memory_heap_size")
+    details = {"memory_heap_size": heap}
+    message = f"memory allocated {_mib(allocated)} {'>' if allocated > limit else '<='} {_mib(limit)}"
+    if allocated > limit:
+        return Verdict.fail(message, observed=allocated, threshold=limit, details=details)
+    return Verdict.ok(message, observed=allocated, threshold=limit, details=details)
+
+
+def _mib(value: float) -> str:
+    return f"{value / 1048576:.1f} MiB"

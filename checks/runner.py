@@ -1,0 +1,143 @@
+"""Run the selected checks over targets: one sample, one `Report`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timezone
+
+from .catalog import CheckSpec, select_checks
+from .client import AdminClient
+from .context import BaselineView, Context, GateSettingsLike, Verdict
+from .observe import Observation, Read, observe
+from .result import CheckResult, Report, Status, TargetReport
+from .target import Target
+
+__all__ = ["run_checks", "RATE_LOOKBACK_SAMPLES", "MAX_HISTORY"]
+
+# Rates are judged over the last few samples: one sample (1 s) is too few requests
+# to tell noise from a fault; the whole window dilutes a late fault.
+RATE_LOOKBACK_SAMPLES = 5
+MAX_HISTORY = 600  # samples kept per target; the window's first sample is always kept
+
+
+async def run_checks(
+    targets: Sequence[Target],
+    settings: GateSettingsLike,
+    *,
+    client: AdminClient | None = None,
+    previous: Report | None = None,
+    only: Sequence[str] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    wall_clock: Callable[[], datetime] | None = None,
+) -> Report:
+    """Take one sample of every target and judge it.
+
+    Without `previous`, counters are judged since each proxy started. Pass the
+    previous sample's report to judge them as deltas: rates over the last
+    `RATE_LOOKBACK_SAMPLES` samples and over everything since the first report
+    of the chain (the gate window). `only` restricts to these check ids
+    (besides `settings.checks`/`skip_checks`). Never raises for a proxy that
+    cannot be read: its checks report `error`. Raises ValueError for unknown
+    check ids.
+    """
+    selected, skipped = select_checks(settings, only=only)
+    own_client = client is None
+    client = client or AdminClient()
+    try:
+        taken_at = clock()
+        reads = {r for c in selected for r in c.reads}
+        patterns = {p for c in selected for p in c.stats}
+        observations = await asyncio.gather(
+            *(observe(client, t, reads, stat_patterns=patterns, taken_at=taken_at) for t in targets)
+        )
+    finally:
+        if own_client:
+            await client.aclose()
+    history: dict[str, tuple[Observation, ...]] = {}
+    for target, obs in zip(targets, observations):
+        earlier = tuple(previous.history.get(target.name, ())) if previous is not None else ()
+        if len(earlier) >= MAX_HISTORY:
+            earlier = earlier[:1] + earlier[-(MAX_HISTORY - 2):]
+        history[target.name] = (*earlier, obs)
+    now = (wall_clock or (lambda: datetime.now(timezone.utc)))()
+    return evaluate(targets, history, settings, selected, skipped, now=now, taken_at=taken_at)
+
+
+def _refs(chain: tuple[Observation, ...]) -> tuple[Observation | None, Observation | None, Observation | None]:
+    """(previous, recent, start) references for the newest observation of a chain."""
+    if len(chain) < 2:
+        return None, None, None
+    previous = chain[-2]
+    recent = chain[max(0, len(chain) - 1 - RATE_LOOKBACK_SAMPLES)]
+    return previous, recent, chain[0]
+
+
+def evaluate(
+    targets: Sequence[Target],
+    history: Mapping[str, tuple[Observation, ...]],
+    settings: GateSettingsLike,
+    selected: Sequence[CheckSpec],
+    skipped: Sequence[CheckSpec],
+    *,
+    now: datetime,
+    taken_at: float,
+) -> Report:
+    baselines: list[BaselineView] = []
+    for t in targets:
+        if t.role == "baseline":
+            _, recent, start = _refs(history[t.name])
+            baselines.append(BaselineView(t, history[t.name][-1], recent, start))
+    reports = []
+    for target in targets:
+        chain = history[target.name]
+        previous, recent, start = _refs(chain)
+        ctx = Context(
+            target=target, settings=settings, obs=chain[-1], now=now,
+            previous=previous, recent=recent, start=start, baselines=tuple(baselines),
+        )
+        results = [_judge(spec, ctx) for spec in selected]
+        results += [_skipped(spec) for spec in skipped]
+        order = {c.id: i for i, c in enumerate((*selected, *skipped))}
+        results.sort(key=lambda r: order[r.check_id])
+        reports.append(TargetReport(target.name, target.admin_url, target.role, tuple(results)))
+    return Report(tuple(reports), taken_at=taken_at, meta={"time": now.isoformat()}, history=dict(history))
+
+
+def _judge(spec: CheckSpec, ctx: Context) -> CheckResult:
+    for read in spec.reads:
+        error = ctx.obs.failed(read)
+        if error is not None:
+            return _result(spec, Verdict(Status.ERROR, f"cannot read {read.value}: {error}", details={"error": error.kind}))
+    try:
+        verdict = spec.evaluate(ctx)
+    except Exception as exc:  # noqa: BLE001 - an unexpected answer shape must not crash a gate
+        verdict = Verdict(Status.ERROR, f"could not judge: {type(exc).__name__}: {exc}")
+    return _result(spec, verdict)
+
+
+def _result(spec: CheckSpec, verdict: Verdict) -> CheckResult:
+    status = verdict.status
+    if status is Status.FAIL and not spec.fatal:
+        status = Status.WARN
+    return CheckResult(
+        check_id=spec.id,
+        status=status,
+        message=verdict.message,
+        category=spec.category,
+        description=spec.description,
+        fatal=spec.fatal,
+        hint=spec.hint,
+        observed=verdict.observed,
+        threshold=verdict.threshold,
+        no_data=verdict.no_data,
+        details=verdict.details,
+    )
+
+
+def _skipped(spec: CheckSpec) -> CheckResult:
+    return CheckResult(
+        check_id=spec.id, status=Status.SKIP, message="skipped by configuration",
+        category=spec.category, description=spec.description, fatal=spec.fatal, hint=spec.hint,
+    )

@@ -1,0 +1,180 @@
+"""Envoy stats: parse the JSON, text and Prometheus forms; read counters as deltas.
+
+`Stats` is a flat name -> value view of one `/stats` read. Counters that Envoy
+has not created yet (response-code counters appear only after the first such
+response) read as 0, text readouts (`*.version_text`) as strings, and anything
+unparseable (histogram summaries, `No recorded values`) is skipped, never fatal.
+
+`parse_prometheus` reads the text exposition format served by `/stats/prometheus`
+(Envoy, 15090) and Istio's merged endpoint (15020). It is a line-oriented
+regex scanner, not a grammar: it accepts every line Envoy and the Istio agent
+emit and skips (rather than rejects) anything else.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, NamedTuple
+
+__all__ = [
+    "Stats",
+    "PromSample",
+    "parse_json_stats",
+    "parse_text_stats",
+    "parse_prometheus",
+    "stats_filter",
+]
+
+StatValue = int | float | str
+
+
+class Stats(Mapping[str, StatValue]):
+    """One read of a proxy's stats: name -> number (or string for text readouts)."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Mapping[str, StatValue] | None = None) -> None:
+        self._values: dict[str, StatValue] = dict(values or {})
+
+    def __getitem__(self, name: str) -> StatValue:
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def number(self, name: str, default: float = 0) -> float:
+        """A counter or gauge; absent (not created yet) or non-numeric reads as `default`."""
+        value = self._values.get(name)
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+
+    def text(self, name: str) -> str | None:
+        value = self._values.get(name)
+        return value if isinstance(value, str) else None
+
+    def delta(self, earlier: Stats | None, name: str) -> float:
+        """How much counter `name` rose since `earlier` (all of it when there is no earlier read).
+
+        A drop means the proxy restarted (counters reset): count from zero again.
+        """
+        now = self.number(name)
+        if earlier is None:
+            return now
+        before = earlier.number(name)
+        return now - before if now >= before else now
+
+    def names(self, *, prefix: str = "", suffix: str = "") -> list[str]:
+        return [n for n in self._values if n.startswith(prefix) and n.endswith(suffix)]
+
+    def to_dict(self) -> dict[str, StatValue]:
+        return dict(self._values)
+
+
+def parse_json_stats(payload: bytes | str | Mapping[str, Any]) -> Stats:
+    """Parse `/stats?format=json`: `{"stats": [{"name", "value"} | {"histograms": ...}]}`."""
+    data = json.loads(payload) if isinstance(payload, (bytes, str)) else payload
+    if not isinstance(data, Mapping) or not isinstance(data.get("stats"), list):
+        raise ValueError("not an Envoy JSON stats document (no 'stats' list)")
+    values: dict[str, StatValue] = {}
+    for entry in data["stats"]:
+        if not isinstance(entry, Mapping):
+            continue
+        name, value = entry.get("name"), entry.get("value")
+        if not isinstance(name, str) or isinstance(value, bool):
+            continue  # histogram blocks and anything unknown
+        if isinstance(value, (int, float, str)):
+            values[name] = value
+    return Stats(values)
+
+
+_TEXT_LINE = re.compile(r"^([^:\s]+): (.*)$")
+
+
+def parse_text_stats(text: str) -> Stats:
+    """Parse plain `/stats`: `name: value` lines; non-numeric values kept only if quoted."""
+    values: dict[str, StatValue] = {}
+    for line in text.splitlines():
+        match = _TEXT_LINE.match(line)
+        if not match:
+            continue
+        name, raw = match.groups()
+        raw = raw.strip()
+        if raw.startswith('"') and raw.endswith('"') and len(raw) >= 2:
+            values[name] = raw[1:-1]
+            continue
+        try:
+            values[name] = int(raw)
+        except ValueError:
+            try:
+                number = float(raw)
+            except ValueError:
+                continue  # "No recorded values", histogram summaries
+            if math.isfinite(number):
+                values[name] = number
+    return Stats(values)
+
+
+class PromSample(NamedTuple):
+    name: str
+    labels: dict[str, str]
+    value: float
+
+
+_PROM_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+_PROM_ESCAPES = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
+_PROM_ESCAPE = re.compile(r'\\[\\"n]')
+
+
+def _parse_labels(raw: str) -> dict[str, str]:
+    pairs = _PROM_LABEL.findall(raw)
+    if "\\" not in raw:
+        return dict(pairs)
+    return {k: _PROM_ESCAPE.sub(lambda m: _PROM_ESCAPES[m.group(0)], v) for k, v in pairs}
+
+
+def parse_prometheus(text: str) -> list[PromSample]:
+    """Every sample of a Prometheus text exposition, in order.
+
+    Built for speed on a 500-cluster Envoy (6 MB, 85k samples): string
+    partitioning instead of a grammar, and one label dict per distinct label
+    set (Envoy repeats each cluster's label set across ~170 metrics), so the
+    `labels` of samples may be the *same* dict object: treat them as read-only.
+    Comments, blank lines and lines whose value is not a number are skipped.
+    """
+    samples: list[PromSample] = []
+    append = samples.append
+    new = tuple.__new__
+    label_cache: dict[str, dict[str, str]] = {}
+    no_labels: dict[str, str] = {}
+    for line in text.split("\n"):
+        if not line or line[0] == "#":
+            continue
+        name, brace, rest = line.partition("{")
+        if brace:
+            raw_labels, _, tail = rest.rpartition("}")
+            labels = label_cache.get(raw_labels)
+            if labels is None:
+                labels = label_cache[raw_labels] = _parse_labels(raw_labels)
+        else:
+            name, _, tail = line.strip().partition(" ")
+            labels = no_labels
+        tail = tail.strip()
+        if " " in tail or "\t" in tail:
+            tail = tail.split()[0]  # drop the optional timestamp
+        try:
+            value = float(tail)
+        except ValueError:
+            continue
+        append(new(PromSample, (name.strip(), labels, value)))
+    return samples
+
+
+def stats_filter(patterns: Iterable[str]) -> str:
+    """One `filter=` regex (RE2) matching any of `patterns`, so one read fetches all we need."""
+    unique = sorted(set(patterns))
+    return "|".join(f"(?:{p})" for p in unique)
