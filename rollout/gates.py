@@ -58,6 +58,9 @@ def verdict_from_result(gate: str, result: Any, *, duration_s: float, attempts: 
     if outcome is None:
         outcome = "passed" if getattr(result, "passed", False) else "failed"
     evidence = result.to_dict() if hasattr(result, "to_dict") else getattr(result, "evidence", None)
+    if isinstance(evidence, dict) and isinstance(evidence.get("samples"), list):
+        # The deciding sample is the evidence; every sample would bloat the journal.
+        evidence = {**evidence, "sample_count": len(evidence["samples"]), "samples": evidence["samples"][-1:]}
     failing = getattr(result, "failing_checks", None) or getattr(result, "failing", None) or []
     return GateVerdict(
         gate=gate,
@@ -88,7 +91,7 @@ class ChecksGate:
         def once() -> GateVerdict:
             nonlocal attempts
             attempts += 1
-            result = _run_checks_gate(targets, settings, on_sample)
+            result = _run_checks_gate(gate, targets, settings, on_sample)
             return verdict_from_result(gate, result, duration_s=time.monotonic() - started, attempts=attempts)
 
         retrying = Retrying(
@@ -109,11 +112,11 @@ class ChecksGate:
         return verdict
 
 
-def _run_checks_gate(targets: GateTargets, settings: GateSettings, on_sample: OnSample | None) -> Any:
-    import checks
+def _run_checks_gate(gate: str, targets: GateTargets, settings: GateSettings, on_sample: OnSample | None) -> Any:
+    from checks.gate import run_gate
 
-    outcome = checks.run_gate(targets.canary, settings, baseline_targets=tuple(targets.baseline),
-                              on_sample=on_sample)
+    outcome = run_gate(targets.canary, settings, baseline_targets=tuple(targets.baseline),
+                       on_sample=on_sample, name=gate)
     if inspect.isawaitable(outcome):
         return asyncio.run(_await(outcome))
     return outcome

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from typing import Any
 
 from components.plan import MeshPlan
@@ -82,17 +83,47 @@ class KubernetesPlatform:
 
 
 def _checks_discovery() -> Discover:
-    """Target discovery from the checks package (port-forwards to each pod's admin port)."""
-    try:
-        from checks import kube_targets  # type: ignore[attr-defined]
-    except ImportError as error:
-        raise PlatformError(f"Kubernetes target discovery is unavailable: {error}") from error
+    return KubeDiscovery()
 
-    def discover(selectors: Sequence[PodSelector]) -> list[Any]:
+
+class KubeDiscovery:
+    """Targets from the checks' Kubernetes discovery, one port-forward per pod.
+
+    The forwards of one gate stay open until the next `targets` call (the pods
+    change between stages) or `close()`.
+    """
+
+    def __init__(self, core_v1: Any = None) -> None:
+        self._core_v1 = core_v1
+        self._open = ExitStack()
+
+    def __call__(self, selectors: Sequence[PodSelector]) -> list[Any]:
+        from checks.kube import kube_targets
+
+        self._open.close()
+        self._open = ExitStack()
+        core_v1 = self._client()
         targets: list[Any] = []
-        for selector in selectors:
-            targets += kube_targets(namespace=selector.namespace, label_selector=selector.label_selector,
-                                    role=selector.role, expected_version=selector.expected_version)
+        try:
+            for selector in selectors:
+                targets += self._open.enter_context(kube_targets(
+                    core_v1, namespace=selector.namespace, selector=selector.label_selector,
+                    role=selector.role, expected_version=selector.expected_version))
+        except Exception as error:  # API unreachable, RBAC, a pod gone: the gate cannot judge
+            self._open.close()
+            raise PlatformError(f"cannot discover the proxies to gate: {error}") from error
         return targets
 
-    return discover
+    def close(self) -> None:
+        self._open.close()
+
+    def _client(self) -> Any:
+        if self._core_v1 is None:
+            from kubernetes import client, config
+
+            try:
+                config.load_kube_config()
+            except Exception:
+                config.load_incluster_config()
+            self._core_v1 = client.CoreV1Api()
+        return self._core_v1

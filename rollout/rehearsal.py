@@ -1,0 +1,76 @@
+"""`meshlift rehearse`: the whole staged upgrade, on real Envoys on this machine.
+
+The rehearsal mesh is a spec like any stack's (built here, validated by the same
+`load_spec`): Istio "versions" 1.39.3 and 1.40.0 are the two Envoy binaries,
+two namespaces are two promotion waves of two pods each, and each namespace's
+workload has one canary pod. The same orchestrator, stage machine and gates
+that drive a cluster drive the local platform.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from components.spec import load_spec
+from rollout.gates import ChecksGate, GateRunner
+from rollout.journal import Journal
+from rollout.orchestrator import Approval, Orchestrator, Reporter, RunRequest
+from rollout.platforms.local import LocalPlatform
+from rollout.stages import upgrade_target
+
+STACK = "rehearsal"
+FROM_VERSION = "1.39.3"
+TO_VERSION = "1.40.0"
+FAULTS = ("none", "5xx", "reject-config", "cert-expiry", "overload", "upstream-down")
+
+# Short windows: a rehearsal shows the whole flow in about a minute.
+GATES = {"window": "8s", "interval": "500ms", "consecutivePasses": 4, "failureLimit": 1, "minRequests": 5}
+
+
+def rehearsal_config(*, gates: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The stack config of the rehearsal mesh, before the upgrade."""
+    config: dict[str, Any] = {
+        "meshlift:revisions": [{"version": FROM_VERSION}],
+        "meshlift:tags": {"stable": "1-39-3"},
+        "meshlift:namespaces": [
+            {"name": "shop", "revision": "stable", "wave": 1,
+             "workloads": [{"name": "web", "image": "local/web", "replicas": 2, "canary": True}]},
+            {"name": "pay", "revision": "stable", "wave": 2,
+             "workloads": [{"name": "api", "image": "local/api", "replicas": 2, "canary": True}]},
+        ],
+        "meshlift:gates": {**GATES, **(gates or {})},
+    }
+    load_spec(config)  # fail loudly here if the rehearsal mesh itself is wrong
+    return config
+
+
+def rehearse(
+    *,
+    project_dir: Path,
+    fault: str,
+    reporter: Reporter,
+    gate: GateRunner | None = None,
+    gates: dict[str, Any] | None = None,
+    require_approval: bool = False,
+    approval: Approval | None = None,
+) -> tuple[Any, LocalPlatform]:
+    """Run (or resume) the rehearsal; returns the final RunState and the platform."""
+    config = rehearsal_config(gates=gates)
+    target = upgrade_target(config, TO_VERSION, require_approval=require_approval or None)
+    journal = Journal.for_stack(project_dir, STACK)
+    platform = LocalPlatform(state_dir=journal.root, base_config=config, fault=fault)
+    params = {"to": TO_VERSION, "fault": fault, "approval": require_approval}
+    previous = journal.load()
+    if previous is None or previous.phase.terminal or not previous.matches("rehearse", params):
+        # A new rehearsal: a fresh local mesh and history. (An unfinished run with other
+        # parameters is abandoned: its Envoys died with the process that ran them.)
+        platform.reset()
+        if previous is not None and not previous.phase.terminal:
+            journal.append(previous, "abandoned", reason=f"new rehearsal with {params}")
+            journal.state_path.unlink(missing_ok=True)
+    orchestrator = Orchestrator(platform=platform, journal=journal, gate=gate or ChecksGate(),
+                                reporter=reporter, stack=STACK, approval=approval, retry_wait_s=0.5,
+                                approval_poll_s=0.5)
+    request = RunRequest(command="rehearse", params=params, target=target, base_config=config)
+    return orchestrator.run(request), platform
