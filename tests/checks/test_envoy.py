@@ -1,0 +1,252 @@
+"""Each check against real Envoy processes: passes on a healthy proxy, and fails for
+the right reason when the condition is provoked for real (localmesh faults)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+from collections.abc import Callable, Iterator
+
+import pytest
+
+import localmesh as lm
+from checks import GateOutcome, Report, Status, Target, run_checks, run_gate
+from components.spec import GateSettings
+
+pytestmark = pytest.mark.envoy
+
+_serial = itertools.count()
+WAIT_S = 8.0  # longest any provoked condition takes to show in the admin interface
+
+
+@pytest.fixture(scope="module")
+def target_bin() -> lm.EnvoyBinary:
+    return lm.target_envoy()
+
+
+@pytest.fixture(scope="module")
+def stable_bin() -> lm.EnvoyBinary:
+    return lm.stable_envoy()
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[lm.Upstream]:
+    with lm.Upstream(name="svc") as service:
+        yield service
+
+
+@pytest.fixture(scope="module")
+def plane() -> Iterator[lm.ControlPlane]:
+    control = lm.ControlPlane()
+    control.start()
+    yield control
+    control.stop()
+
+
+@pytest.fixture(scope="module")
+def healthy(target_bin: lm.EnvoyBinary, upstream: lm.Upstream, plane: lm.ControlPlane) -> Iterator[lm.Proxy]:
+    """A full-featured 1.40 proxy that stays healthy: every test here only reads it."""
+    proxy = lm.start_proxy(
+        target_bin, upstream, name="healthy", tls=True, overload=lm.OverloadThresholds(),
+        control_plane=plane,
+    )
+    lm.send_traffic(proxy.url, requests=60)
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture
+def fresh(target_bin: lm.EnvoyBinary, upstream: lm.Upstream) -> Iterator[Callable[..., lm.Proxy]]:
+    """A factory of throw-away proxies for faults that leave traces (rejections, drains)."""
+    started: list[lm.Proxy] = []
+
+    def make(**options: object) -> lm.Proxy:
+        proxy = lm.start_proxy(target_bin, upstream, name=f"fresh{next(_serial)}", **options)
+        started.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in started:
+        proxy.stop()
+
+
+def target_of(proxy: lm.Proxy, **kw: object) -> Target:
+    return Target(name=proxy.spec.name, admin_url=proxy.admin_url, **kw)  # type: ignore[arg-type]
+
+
+async def check_once(proxy: lm.Proxy, settings: GateSettings, *, previous: Report | None = None, **kw: object) -> Report:
+    return await run_checks([target_of(proxy, **kw)], settings, previous=previous)
+
+
+async def wait_for_status(proxy: lm.Proxy, check_id: str, status: Status, settings: GateSettings, **kw: object):
+    """Re-check until `check_id` reaches `status` (the condition needs a moment to show)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT_S
+    while True:
+        result = (await check_once(proxy, settings, **kw)).targets[0].result(check_id)
+        if result.status is status or loop.time() > deadline:
+            return result
+        await asyncio.sleep(0.1)
+
+
+async def test_healthy_proxy_passes_every_applicable_check(healthy: lm.Proxy, settings: GateSettings) -> None:
+    report = await check_once(healthy, settings, expected_version="1.40.0")
+    by_id = {r.check_id: r for r in report.targets[0].results}
+    assert report.success, [r.message for r in by_id.values() if r.status is not Status.PASS]
+    for check_id in ("proxy-ready", "proxy-version", "proxy-not-draining", "proxy-memory",
+                     "control-plane-connected", "xds-config-accepted", "certificates-valid",
+                     "overload-inactive", "upstream-success-rate", "upstream-connect-failures"):
+        assert by_id[check_id].status is Status.PASS, (check_id, by_id[check_id].message)
+    assert by_id["certificates-valid"].observed > 80  # the 90-day certificate, to the second
+
+
+async def test_wrong_proxy_version_fails_on_the_stable_binary(
+    stable_bin: lm.EnvoyBinary, upstream: lm.Upstream, healthy: lm.Proxy, settings: GateSettings
+) -> None:
+    with lm.start_proxy(stable_bin, upstream, name="stable") as old:
+        report = await run_checks(
+            [target_of(old, expected_version="1-40-0"), target_of(healthy, expected_version="1-40-0")], settings,
+            only=["proxy-version"],
+        )
+    stale, current = (t.result("proxy-version") for t in report.targets)
+    assert stale.status is Status.FAIL and "1.39.3" in stale.message
+    assert current.status is Status.PASS and current.observed == "1.40.0"
+
+
+async def test_upstream_5xx_fails_the_success_rate(fresh, settings: GateSettings) -> None:
+    proxy = fresh()
+    before = await check_once(proxy, settings)
+    with lm.inject_fault(proxy, "5xx"):
+        sent = lm.send_traffic(proxy.url, requests=40)
+    assert sent.server_errors == 40
+    result = (await check_once(proxy, settings, previous=before)).targets[0].result("upstream-success-rate")
+    assert result.status is Status.FAIL
+    assert result.headline == "upstream success rate 0.00% < 99.00%"
+
+
+async def test_upstream_down_fails_connect_failures_and_success_rate(fresh, settings: GateSettings) -> None:
+    proxy = fresh()
+    before = await check_once(proxy, settings)
+    with lm.inject_fault(proxy, "upstream-down"):
+        lm.send_traffic(proxy.url, requests=20)
+        report = await check_once(proxy, settings, previous=before)
+    target = report.targets[0]
+    assert target.result("upstream-connect-failures").status is Status.FAIL
+    assert target.result("upstream-connect-failures").observed >= 20
+    assert target.result("upstream-success-rate").status is Status.FAIL
+
+
+async def test_rejected_listener_update_fails_while_in_effect_and_passes_once_superseded(
+    fresh, settings: GateSettings
+) -> None:
+    proxy = fresh()
+    fault = lm.inject_fault(proxy, "reject-config")
+    rejected = await wait_for_status(proxy, "xds-config-accepted", Status.FAIL, settings)
+    assert rejected.status is Status.FAIL
+    assert "listener 'http'" in rejected.message and "still in effect" in rejected.message
+    fault.revert()  # the control plane pushes a good version: the rejection is superseded
+    superseded = await wait_for_status(proxy, "xds-config-accepted", Status.PASS, settings)
+    assert superseded.status is Status.PASS, superseded.message
+    assert superseded.observed["rejected"] >= 1  # the counter remembers; the check knows better
+
+
+async def test_rejected_listener_update_during_the_window_fails_even_if_superseded(
+    fresh, settings: GateSettings
+) -> None:
+    proxy = fresh()
+    start = await check_once(proxy, settings)
+    with lm.inject_fault(proxy, "reject-config"):
+        lm.wait_until(lambda: proxy.stat("listener_manager.lds.update_rejected") >= 1, timeout_s=WAIT_S)
+    lm.wait_until(lambda: proxy.stat("listener_manager.lds.update_success") >= 2, timeout_s=WAIT_S)
+    result = (await check_once(proxy, settings, previous=start)).targets[0].result("xds-config-accepted")
+    assert result.status is Status.FAIL
+    assert "LDS: 1 update(s) rejected during the window" in result.message
+
+
+async def test_rejected_cluster_update_fails(fresh, settings: GateSettings) -> None:
+    proxy = fresh()
+    start = await check_once(proxy, settings)
+    lm.inject_fault(proxy, "reject-cluster-config")
+    lm.wait_until(lambda: proxy.stat("cluster_manager.cds.update_rejected") >= 1, timeout_s=WAIT_S)
+    result = (await check_once(proxy, settings, previous=start)).targets[0].result("xds-config-accepted")
+    assert result.status is Status.FAIL
+    assert "CDS: 1 update(s) rejected during the window" in result.message
+    # One-off, with no window: Envoy keeps no per-cluster error state, so it can only warn.
+    alone = (await check_once(proxy, settings)).targets[0].result("xds-config-accepted")
+    assert alone.status is Status.WARN and "CDS" in alone.message
+
+
+@pytest.mark.parametrize(
+    ("fault", "fragment"), [("cert-expiry", "expires in 2."), ("cert-expired", "expired 1.0 days ago")]
+)
+async def test_certificate_within_threshold_or_expired_fails(fresh, settings: GateSettings, fault: str, fragment: str) -> None:
+    proxy = fresh(tls=True)
+    lm.inject_fault(proxy, fault)
+    result = await wait_for_status(proxy, "certificates-valid", Status.FAIL, settings)
+    assert result.status is Status.FAIL
+    assert fragment in result.message, result.message
+    assert result.threshold == settings.min_cert_validity_days
+
+
+async def test_overload_action_active_fails_while_ready_stays_live(fresh, settings: GateSettings) -> None:
+    proxy = fresh(overload=lm.OverloadThresholds())
+    with lm.inject_fault(proxy, "overload"):
+        result = await wait_for_status(proxy, "overload-inactive", Status.FAIL, settings)
+        ready = (await check_once(proxy, settings)).targets[0].result("proxy-ready")
+    assert result.status is Status.FAIL and "stop_accepting_requests" in result.message
+    assert ready.status is Status.PASS  # /ready stays LIVE: only the overload check sees it
+
+
+async def test_draining_fails_ready_and_not_draining(fresh, settings: GateSettings) -> None:
+    proxy = fresh()
+    lm.inject_fault(proxy, "draining")
+    target = (await check_once(proxy, settings)).targets[0]
+    assert target.result("proxy-ready").status is Status.FAIL
+    assert "DRAINING" in target.result("proxy-ready").message
+    assert target.result("proxy-not-draining").status is Status.FAIL
+
+
+async def test_control_plane_unreachable_fails(fresh, settings: GateSettings) -> None:
+    plane = lm.ControlPlane()
+    plane.start()
+    try:
+        proxy = fresh(control_plane=plane)
+        connected = await wait_for_status(proxy, "control-plane-connected", Status.PASS, settings)
+        assert connected.status is Status.PASS
+        lm.inject_fault(proxy, "control-plane-down")
+        lost = await wait_for_status(proxy, "control-plane-connected", Status.FAIL, settings)
+    finally:
+        plane.stop()
+    assert lost.status is Status.FAIL and lost.observed == 0
+
+
+async def test_gate_passes_on_healthy_canary_and_halts_on_5xx(
+    fresh, stable_bin: lm.EnvoyBinary, upstream: lm.Upstream
+) -> None:
+    settings = GateSettings(interval=0.25, window=8.0, consecutive_passes=3)
+    canary = fresh()
+    with lm.start_proxy(stable_bin, upstream, name="baseline") as baseline:
+        stop = threading.Event()
+
+        def load() -> None:
+            while not stop.is_set():
+                lm.send_traffic(canary.url, requests=20, rate_per_s=100)
+                lm.send_traffic(baseline.url, requests=20, rate_per_s=100)
+
+        worker = threading.Thread(target=load, daemon=True)
+        worker.start()
+        try:
+            await asyncio.sleep(0.3)
+            targets = dict(baseline_targets=[target_of(baseline, role="baseline")])
+            passed = await run_gate([target_of(canary, role="canary", expected_version="1.40.0")], settings, **targets)
+            with lm.inject_fault(canary, "5xx"):
+                failed = await run_gate([target_of(canary, role="canary")], settings, **targets, name="canary 1-40-0")
+        finally:
+            stop.set()
+            worker.join(timeout=10)
+    assert passed.outcome is GateOutcome.PASSED, passed.message
+    assert failed.outcome is GateOutcome.FAILED
+    assert failed.message.startswith("Halt canary 1-40-0 advancement: ")
+    assert "upstream-success-rate" in failed.failing_checks
+    assert len(failed.samples) <= 3  # decided within a couple of samples of the fault
