@@ -52,6 +52,8 @@ Traffic
 Certificates
     CertPair; generate_cert(*, common_name, not_before, not_after, valid_days)
     expired_cert(*, days_ago=1); expiring_cert(*, days=3)
+Polling
+    wait_until(predicate, *, timeout_s=5, interval_s=0.02, what="") -> value
 Process cleanup
     stop_all(); live_pids(); install_signal_handlers()
 Errors
@@ -72,6 +74,7 @@ from ._errors import EnvoyBinaryNotFound, FaultError, LocalMeshError, ProxyStart
 from ._faults import FAULTS, REHEARSAL_FAULTS, InjectedFault, inject_fault
 from ._fleet import Fleet, start_proxies, stop_proxies
 from ._ports import closed_port, free_port, free_ports
+from ._process import wait_until
 from ._proxy import Proxy, ProxySpec
 from ._registry import install_signal_handlers, live_pids, stop_all
 from ._traffic import TrafficResult, send_traffic
@@ -136,4 +139,5 @@ __all__ = [
     "stop_all",
     "stop_proxies",
     "target_envoy",
+    "wait_until",
 ]

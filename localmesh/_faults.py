@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from ._certs import expired_cert, expiring_cert
 from ._errors import FaultError
+from ._process import wait_until
 from ._proxy import Proxy
 
 OVERLOAD_PRESSURE = 0.98
@@ -79,6 +80,12 @@ def _5xx(proxy: Proxy) -> InjectedFault:
 def _upstream_down(proxy: Proxy) -> InjectedFault:
     endpoint = _need_upstream(proxy, "upstream-down")
     endpoint.stop()
+    # Let Envoy notice its pooled connections were cut, so that from now on
+    # every request is a connect failure rather than a reset on a dying connection.
+    try:
+        wait_until(lambda: proxy.stat("cluster.upstream.upstream_cx_active") == 0, timeout_s=2)
+    except (TimeoutError, OSError):
+        pass  # the fault is in force anyway; only the first requests may differ
     return InjectedFault("upstream-down", proxy,
                          "cluster.upstream.upstream_cx_connect_fail rises with traffic",
                          endpoint.start)

@@ -111,3 +111,19 @@ class EnvoyProcess:
             return None
         _registry.terminate([self._proc], grace_s=grace_s)
         return self._proc.returncode
+
+
+def wait_until(predicate, *, timeout_s: float = 5.0, interval_s: float = 0.02, what: str = ""):  # type: ignore[no-untyped-def]
+    """Poll `predicate()` until it returns a truthy value, which is returned.
+
+    Raises TimeoutError (naming `what`) after `timeout_s`.  Envoy applies xDS
+    pushes, overload pressure and cert swaps asynchronously: tests poll, never sleep.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not true after {timeout_s}s: {what or predicate}")
+        time.sleep(interval_s)
