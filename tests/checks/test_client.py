@@ -1,0 +1,165 @@
+"""The admin client: read-only allowlist, size cap, error translation, retries, concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from checks import (
+    ALLOWED_PATHS,
+    AdminBodyTooLarge,
+    AdminClient,
+    AdminDecodeError,
+    AdminPathNotAllowed,
+    AdminStatusError,
+    AdminTimeout,
+    AdminUnreachable,
+)
+
+BASE = "http://proxy.test:15000"
+
+
+def client_for(handler, **kw) -> AdminClient:
+    return AdminClient(transport=httpx.MockTransport(handler), **kw)
+
+
+@pytest.mark.parametrize(
+    "path", ["/quitquitquit", "/healthcheck/fail", "/drain_listeners", "/logging", "/runtime_modify", "/stats/../quitquitquit"]
+)
+async def test_mutating_paths_are_refused_before_any_request(path: str) -> None:
+    sent: list[httpx.Request] = []
+    async with client_for(lambda r: sent.append(r) or httpx.Response(200)) as client:
+        with pytest.raises(AdminPathNotAllowed):
+            await client.get(BASE, path)
+    assert sent == []
+
+
+async def test_every_request_is_a_get_on_an_allowed_path() -> None:
+    seen: list[tuple[str, str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, request.url.path))
+        return httpx.Response(200, json={"version": "x/1.40.0/Clean", "stats": [], "certificates": [], "configs": []})
+
+    async with client_for(handler) as client:
+        for path in sorted(ALLOWED_PATHS):
+            await client.get(BASE, path)
+    assert {m for m, _ in seen} == {"GET"}
+    assert {p for _, p in seen} == set(ALLOWED_PATHS)
+
+
+async def test_unexpected_status_is_a_status_error_with_the_code() -> None:
+    async with client_for(lambda r: httpx.Response(500, text="upstream connect error")) as client:
+        with pytest.raises(AdminStatusError) as info:
+            await client.get(BASE, "/server_info")
+    assert info.value.status == 500 and info.value.kind == "bad-status"
+
+
+async def test_503_is_accepted_where_the_caller_expects_it() -> None:
+    async with client_for(lambda r: httpx.Response(503, text="DRAINING\n")) as client:
+        response = await client.get(BASE, "/ready", ok_statuses=(200, 503))
+    assert (response.status, response.text.strip()) == (503, "DRAINING")
+
+
+async def test_invalid_json_is_a_decode_error() -> None:
+    async with client_for(lambda r: httpx.Response(200, content=b'{"stats": [')) as client:
+        with pytest.raises(AdminDecodeError):
+            await client.get_json(BASE, "/stats")
+
+
+async def test_declared_oversized_body_is_refused_without_reading_it() -> None:
+    async with client_for(lambda r: httpx.Response(200, headers={"content-length": "5000"}, content=b"x" * 5000), max_body_bytes=1000) as client:
+        with pytest.raises(AdminBodyTooLarge, match="declares 5000"):
+            await client.get(BASE, "/stats/prometheus")
+
+
+async def test_streamed_body_is_cut_at_the_cap() -> None:
+    produced = 0
+
+    async def endless():
+        nonlocal produced
+        for _ in range(1000):
+            produced += 1024
+            yield b"y" * 1024
+
+    async with client_for(lambda r: httpx.Response(200, content=endless()), max_body_bytes=10_000) as client:
+        with pytest.raises(AdminBodyTooLarge, match="more than 10000"):
+            await client.get(BASE, "/stats/prometheus")
+    assert produced < 20_000  # stopped reading, did not drain the stream
+
+
+async def test_connection_refused_is_retried_then_succeeds() -> None:
+    attempts = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal attempts
+        attempts += 1
+        if attempts < 3:
+            raise httpx.ConnectError("connection refused", request=request)
+        return httpx.Response(200, text="LIVE")
+
+    async with client_for(handler, attempts=3) as client:
+        response = await client.get(BASE, "/ready")
+    assert response.text == "LIVE" and attempts == 3
+
+
+async def test_persistent_refusal_ends_as_unreachable_after_the_attempts() -> None:
+    attempts = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal attempts
+        attempts += 1
+        raise httpx.ConnectError("connection refused", request=request)
+
+    async with client_for(handler, attempts=2) as client:
+        with pytest.raises(AdminUnreachable):
+            await client.get(BASE, "/ready")
+    assert attempts == 2
+
+
+async def test_timeouts_are_not_retried() -> None:
+    attempts = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal attempts
+        attempts += 1
+        raise httpx.ReadTimeout("slow", request=request)
+
+    async with client_for(handler, attempts=3) as client:
+        with pytest.raises(AdminTimeout):
+            await client.get(BASE, "/ready")
+    assert attempts == 1
+
+
+async def test_broken_connection_mid_answer_is_a_decode_error() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.RemoteProtocolError("peer closed connection without sending complete message body", request=request)
+
+    async with client_for(handler) as client:
+        with pytest.raises(AdminDecodeError):
+            await client.get(BASE, "/server_info")
+
+
+async def test_concurrency_is_bounded_across_proxies() -> None:
+    active = peak = 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        await asyncio.sleep(0.01)
+        active -= 1
+        return httpx.Response(200, text="LIVE")
+
+    async with client_for(handler, concurrency=3) as client:
+        await asyncio.gather(*(client.get(f"http://p{i}.test:15000", "/ready") for i in range(12)))
+    assert peak == 3
+
+
+async def test_base_url_with_a_path_prefix_keeps_it() -> None:
+    seen: list[str] = []
+    async with client_for(lambda r: seen.append(str(r.url)) or httpx.Response(200, text="LIVE")) as client:
+        await client.get("https://apiserver.test/api/v1/namespaces/a/pods/b:15000/proxy/", "/ready")
+    assert seen == ["https://apiserver.test/api/v1/namespaces/a/pods/b:15000/proxy/ready"]
