@@ -8,7 +8,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import _admin
+from . import _admin, _registry
 from . import _bootstrap as cfg
 from ._binaries import EnvoyBinary
 from ._bootstrap import Layout, OverloadThresholds
@@ -74,6 +74,8 @@ class Proxy:
         self._own_workdir = spec.workdir is None
         root = spec.workdir or Path(tempfile.mkdtemp(prefix=f"meshlift-{spec.name}-"))
         self.layout = Layout(Path(root)).create()
+        if self._own_workdir:
+            _registry.register_dir(self.layout.root)
         picked = iter(free_ports(3))
         self.admin_port = spec.admin_port or next(picked)
         self.listener_port = spec.listener_port or next(picked)
@@ -146,8 +148,12 @@ class Proxy:
 
     def stop(self, *, grace_s: float = 5.0, keep_workdir: bool = False) -> None:
         self.process.stop(grace_s=grace_s)
-        if self._own_workdir and not keep_workdir:
-            shutil.rmtree(self.layout.root, ignore_errors=True)
+        if self._own_workdir:
+            if keep_workdir:
+                _registry.forget_dir(self.layout.root)
+            else:
+                shutil.rmtree(self.layout.root, ignore_errors=True)
+                _registry.forget_dir(self.layout.root)
 
     @property
     def running(self) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -22,18 +23,36 @@ from typing import Any
 _lock = threading.RLock()  # re-entrant: a signal may arrive while the main thread holds it
 _live: dict[int, subprocess.Popen[bytes]] = {}
 _previous: dict[int, Any] = {}
+_dirs: set[str] = set()  # temporary work directories to remove once their envoy is gone
 _atexit_done = False
 _SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 
 
 def register(proc: subprocess.Popen[bytes]) -> None:
-    global _atexit_done
     with _lock:
         _live[proc.pid] = proc
+    _ensure_atexit()
+    install_signal_handlers()
+
+
+def register_dir(path: os.PathLike[str] | str) -> None:
+    """Remove `path` at exit (after the processes are stopped) unless forgotten before."""
+    with _lock:
+        _dirs.add(str(path))
+    _ensure_atexit()
+
+
+def forget_dir(path: os.PathLike[str] | str) -> None:
+    with _lock:
+        _dirs.discard(str(path))
+
+
+def _ensure_atexit() -> None:
+    global _atexit_done
+    with _lock:
         if not _atexit_done:
             atexit.register(stop_all)
             _atexit_done = True
-    install_signal_handlers()
 
 
 def unregister(proc: subprocess.Popen[bytes]) -> None:
@@ -62,11 +81,16 @@ def terminate(procs: list[subprocess.Popen[bytes]], *, grace_s: float = 5.0) -> 
 
 
 def stop_all(grace_s: float = 5.0) -> None:
-    """Stop every registered process (idempotent)."""
+    """Stop every registered process, then remove temporary work directories (idempotent)."""
     with _lock:
         procs = list(_live.values())
     if procs:
         terminate(procs, grace_s=grace_s)
+    with _lock:
+        dirs = list(_dirs)
+        _dirs.clear()
+    for path in dirs:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:

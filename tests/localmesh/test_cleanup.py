@@ -1,0 +1,68 @@
+"""No Envoy process and no /dev/shm/envoy_shared_memory_* file outlives its program."""
+
+from __future__ import annotations
+
+import glob
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import psutil
+import pytest
+
+pytestmark = pytest.mark.envoy
+
+# A program that starts two proxies, says which pids they have, then either
+# waits to be interrupted or ends in the way the test asks.
+CHILD = textwrap.dedent("""
+    import sys, time
+    import localmesh as lm
+    up = lm.Upstream().start()
+    proxies = [lm.start_proxy(lm.target_envoy(), up, name=f"p{i}") for i in range(2)]
+    print(" ".join(str(p.process.pid) for p in proxies), flush=True)
+    print(" ".join(str(p.layout.root) for p in proxies), flush=True)
+    how = sys.argv[1]
+    if how == "raise":
+        raise RuntimeError("boom")
+    if how == "exit":
+        sys.exit(0)
+    time.sleep(60)
+""")
+
+
+def envoy_pids() -> set[int]:
+    return {p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "envoy"}
+
+
+def shm_files() -> set[str]:
+    return set(glob.glob("/dev/shm/envoy_shared_memory_*"))
+
+
+@pytest.mark.parametrize("how", ["sigint", "sigterm", "raise", "exit"])
+def test_proxies_are_stopped_when_their_program_ends(how) -> None:
+    shm_before = shm_files()
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, how], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+    )
+    try:
+        line = child.stdout.readline()  # type: ignore[union-attr]
+        pids = {int(pid) for pid in line.split()}
+        assert len(pids) == 2, child.stderr.read()  # type: ignore[union-attr]
+        workdirs = child.stdout.readline().split()  # type: ignore[union-attr]
+        if how == "sigint":
+            child.send_signal(signal.SIGINT)
+        elif how == "sigterm":
+            child.send_signal(signal.SIGTERM)
+        code = child.wait(timeout=30)
+    finally:
+        child.kill()
+        child.wait()
+    assert not pids & envoy_pids(), f"envoys left behind after {how}"
+    assert shm_files() <= shm_before
+    assert not [d for d in workdirs if os.path.exists(d)]
+    # An uncaught KeyboardInterrupt ends Python by SIGINT itself (exit status -2).
+    expected = {"sigint": -signal.SIGINT, "sigterm": -signal.SIGTERM, "raise": 1, "exit": 0}[how]
+    assert code == expected
