@@ -2,16 +2,18 @@
 
 Built from the plan alone (plain data, no Pulumi Outputs), so the orchestrator can
 compute the same document for a stage it has not applied yet and compare.
-Keys are camelCase like every other Pulumi output; the shapes are:
+Keys are camelCase like every other Pulumi output. There are no nulls: Pulumi
+drops null values on the way to the engine, so an optional key is *absent*
+instead. The shapes are:
 
-- `stage`: "install" | "canary" | "promote" | "cleanup", or null without a rollout
-- `rollout`: null, or {from, to, fromRevision, toRevision}
+- `stage`: "install" | "canary" | "promote" | "cleanup" (absent without a rollout)
+- `rollout`: {from, to, fromRevision, toRevision} (absent without a rollout)
 - `revisions`: {<rev>: {version, release}} for every installed istiod
 - `removedRevisions`: [<rev>] removed at this stage (cleanup)
 - `defaultRevision`: the revision the default validator points at
 - `tags`: {<tag>: <rev>}
 - `gateways`: {<name>: {namespace, revisionLabel, revision, version, service,
-  canary: null | {name, revision, version}}}
+  canary?: {name, revision, version}}}  (canary only in the canary stage)
 - `namespaces`: {<name>: {revisionLabel, revision, wave, created}}
 - `workloads`: [{namespace, name, selector, proxyRevision, proxyVersion, wave}]
 - `canaries`: [{namespace, name, workload, selector, revision, expectedProxyVersion}]
@@ -25,7 +27,7 @@ from components.plan import MeshPlan
 
 
 def stack_outputs(plan: MeshPlan) -> dict[str, Any]:
-    return {
+    return _without_nulls({
         "stage": plan.stage.value if plan.stage else None,
         "rollout": None if plan.from_revision is None else {
             "from": plan.from_version,
@@ -86,4 +88,12 @@ def stack_outputs(plan: MeshPlan) -> dict[str, Any]:
             }
             for canary in plan.canaries
         ],
-    }
+    })
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value

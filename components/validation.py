@@ -107,7 +107,11 @@ def _tags(spec: MeshSpec) -> list[Problem]:
         except ValueError as error:
             problems.append(Problem(key, str(error)))
         if target not in installed:
-            problems.append(Problem(key, _not_installed(target, spec)))
+            # Only revisions here: a tag naming another tag would leave no webhook target.
+            reason = f"'{target}' is not an installed revision (installed: {', '.join(spec.revision_names)})"
+            if target in spec.tags:
+                reason += "; a tag points at a revision, not at another tag"
+            problems.append(Problem(key, reason))
     return problems
 
 

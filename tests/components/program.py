@@ -165,9 +165,13 @@ def with_rollout(config: Mapping[str, Any], **changes: Any) -> dict[str, Any]:
     return updated
 
 
-def run_program(config: Mapping[str, Any], *, stack: str = "test", preview: bool = False) -> ProgramRun:
-    """Run `__main__.py` once in a fresh runtime; re-raise what the program raised."""
-    run = ProgramRun()
+def run_program(config: Mapping[str, Any], *, stack: str = "test", preview: bool = False,
+                record: ProgramRun | None = None) -> ProgramRun:
+    """Run `__main__.py` once in a fresh runtime; re-raise what the program raised.
+
+    Pass `record` to inspect what was registered even when the program raises.
+    """
+    run = record if record is not None else ProgramRun()
 
     def in_fresh_context() -> None:
         settings.ROOT.set(None)

@@ -1,0 +1,185 @@
+"""Focused behaviour of each component, through the real program under mocks."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import pulumi
+import pytest
+
+import components.promotion
+from components.plan import REVISION_LABEL
+from tests.components.configs import minimal
+from tests.components.program import ProgramRun, run_program, stack_config, with_rollout
+
+NAMESPACE = "kubernetes:core/v1:Namespace"
+PATCH = "kubernetes:core/v1:NamespacePatch"
+
+
+def test_existing_namespace_is_patched_with_a_shared_field_manager_that_drops_istio_injection():
+    namespaces = [{"name": "legacy", "revision": "stable", "create": False, "labels": {"team": "a"}}]
+    run = run_program(minimal(namespaces=namespaces))
+    assert all(r.inputs["metadata"]["name"] != "legacy" for r in run.of_type(NAMESPACE)), \
+        "an existing namespace must never become a Namespace resource (taken over)"
+    take, enroll = run.named("legacy-take-injection-label"), run.named("legacy-enrollment")
+    assert take.type == enroll.type == PATCH
+    for patch in (take, enroll):
+        annotations = patch.inputs["metadata"]["annotations"]
+        assert annotations["pulumi.com/patchForce"] == "true", patch.urn
+        assert annotations["pulumi.com/patchFieldManager"] == "meshlift-enroll-legacy", patch.urn
+    assert take.inputs["metadata"]["labels"] == {"istio-injection": ""}, take.urn
+    # The null must reach the provider: that is what removes the label.
+    assert enroll.wire["metadata"]["labels"] == {"istio-injection": None, REVISION_LABEL: "stable", "team": "a"}
+    assert run.depends_on(enroll, take), f"{enroll.urn} must run after {take.urn}"
+    assert run.depends_on(enroll, run.named("revision-tags-stable")), enroll.urn
+
+
+def test_created_namespace_carries_the_revision_label_and_no_injection_label():
+    run = run_program(minimal())
+    namespace = run.named("shop-namespace")
+    labels = namespace.inputs["metadata"]["labels"]
+    assert labels[REVISION_LABEL] == "stable", namespace.urn
+    assert "istio-injection" not in labels, namespace.urn
+    assert run.depends_on(namespace, run.named("istiod-1-9-5")), namespace.urn
+
+
+def test_gateway_namespace_is_not_labelled_for_injection_and_is_created_once_when_shared():
+    gateways = [
+        {"name": "ingress", "namespace": "edge", "revision": "stable"},
+        {"name": "egress", "namespace": "edge", "revision": "1-9-5", "service": {"type": "ClusterIP"}},
+    ]
+    run = run_program(minimal(gateways=gateways))
+    created = [r for r in run.of_type(NAMESPACE) if r.inputs["metadata"]["name"] == "edge"]
+    assert [r.name for r in created] == ["ingress-namespace"]
+    assert set(created[0].inputs["metadata"].get("labels", {})) == {"app.kubernetes.io/managed-by"}
+    egress = run.named("egress-release")
+    assert run.depends_on(egress, created[0]), f"{egress.urn} must wait for the shared namespace"
+    assert egress.inputs["values"]["revision"] == "1-9-5", egress.urn
+
+
+def test_gateway_service_settings_and_replicas_override_passthrough_values():
+    gateways = [{
+        "name": "ingress", "namespace": "istio-ingress", "revision": "stable", "replicas": 3,
+        "service": {"type": "ClusterIP", "ports": [{"name": "https", "port": 443, "targetPort": 8443}]},
+        "values": {"replicaCount": 9, "resources": {"requests": {"cpu": "1"}}},
+    }]
+    release = run_program(minimal(gateways=gateways)).named("ingress-release")
+    values = release.inputs["values"]
+    assert values["replicaCount"] == 3, release.urn
+    assert values["resources"] == {"requests": {"cpu": "1"}}, release.urn
+    assert values["service"]["type"] == "ClusterIP"
+    assert values["service"]["ports"] == [{"name": "https", "port": 443, "targetPort": 8443, "protocol": "TCP"}]
+    assert values["podDisruptionBudget"] == {"minAvailable": 1}
+
+
+def test_istiod_holds_applications_in_both_forms_with_user_values_merged_on_top():
+    run = run_program(with_rollout(stack_config("prod"), stage="install"))
+    release = run.named("istiod-1-10-0-release")
+    values = release.inputs["values"]
+    assert values["meshConfig"]["defaultConfig"]["holdApplicationUntilProxyStarts"] is True, release.urn
+    assert values["global"]["proxy"]["holdApplicationUntilProxyStarts"] is True, release.urn
+    assert values["pilot"]["autoscaleMin"] == 3, f"{release.urn}: the stack's value wins"
+    assert values["pilot"]["resources"]["requests"] == {"cpu": "1000m", "memory": "4096Mi"}
+    assert values["pilot"]["autoscaleEnabled"] is True, f"{release.urn}: defaults the stack did not set remain"
+    assert values["global"]["defaultPodDisruptionBudget"] == {"enabled": True}
+    assert values["revisionTags"] == [], f"{release.urn}: tags are separate objects"
+    assert values["global"]["istioNamespace"] == "istio-system"
+
+
+def test_a_revision_may_turn_hold_application_off():
+    revisions = [
+        {"version": "1.9.5"},
+        {"version": "1.10.0", "values": {"meshConfig": {"defaultConfig": {"holdApplicationUntilProxyStarts": False}}}},
+    ]
+    values = run_program(minimal(revisions=revisions)).named("istiod-1-10-0-release").inputs["values"]
+    assert values["meshConfig"]["defaultConfig"]["holdApplicationUntilProxyStarts"] is False
+
+
+def test_base_keeps_crds_through_helm_and_retains_only_the_control_plane_namespace():
+    run = run_program(minimal())
+    release, namespace = run.named("istio-base-release"), run.named("istio-base-namespace")
+    assert namespace.retain_on_delete, f"{namespace.urn} holds the root CA"
+    assert not release.retain_on_delete, f"{release.urn}: uninstalling must remove the default validator"
+    assert release.inputs["values"]["base"]["enableCRDTemplates"] is True, release.urn
+    assert release.inputs["skipCrds"] is True, f"{release.urn}: templated CRDs and crds/ would collide"
+    assert run.depends_on(release, namespace), release.urn
+
+
+def test_base_values_can_keep_crds_out_of_the_templates():
+    run = run_program(minimal(baseValues={"base": {"enableCRDTemplates": False}}))
+    release = run.named("istio-base-release")
+    assert release.inputs["values"]["base"]["enableCRDTemplates"] is False, release.urn
+    assert not release.inputs.get("skipCrds"), release.urn
+
+
+def test_charts_come_from_the_configured_repository():
+    run = run_program(minimal(chartRepository="oci://registry.example.com/istio"))
+    istiod = run.named("istiod-1-9-5-release")
+    assert istiod.inputs["chart"] == "oci://registry.example.com/istio/istiod", istiod.urn
+    assert "repositoryOpts" not in istiod.inputs, istiod.urn
+    https = run_program(minimal()).named("istiod-1-9-5-release")
+    assert https.inputs["repositoryOpts"] == {"repo": "https://istio-release.storage.googleapis.com/charts"}
+
+
+def test_workload_names_stay_distinct_when_namespace_and_workload_names_share_dashes():
+    namespaces = [
+        {"name": "a-b", "revision": "stable", "workloads": [{"name": "c", "image": "x"}]},
+        {"name": "a", "revision": "stable", "workloads": [{"name": "b-c", "image": "x"}]},
+    ]
+    run = run_program(minimal(namespaces=namespaces))
+    deployments = {(r.inputs["metadata"]["namespace"], r.inputs["metadata"]["name"])
+                   for r in run.of_type("kubernetes:apps/v1:Deployment")}
+    assert deployments == {("a-b", "c"), ("a", "b-c")}
+
+
+def _hooks_module(name: str, binding_factory) -> types.ModuleType:
+    module = types.ModuleType(name)
+    module.gate_hooks = binding_factory
+    return module
+
+
+def test_gate_hooks_bind_to_the_promotion_resources_only(monkeypatch):
+    seen = {}
+
+    def gate_hooks(spec, plan):
+        seen["stage"] = plan.stage.value
+
+        def gate(args):
+            return None
+
+        return pulumi.ResourceHookBinding(before_create=[gate], before_update=[gate])
+
+    monkeypatch.setitem(sys.modules, "meshlift_test_hooks", _hooks_module("meshlift_test_hooks", gate_hooks))
+    monkeypatch.setattr(components.promotion, "HOOKS_MODULE", "meshlift_test_hooks")
+    run = run_program(minimal(rollout={"from": "1.9.5", "to": "1.10.0", "stage": "promote"}))
+    assert seen == {"stage": "promote"}
+    hooked = {r.name for r in run if r.hooks}
+    assert hooked == {"revision-tags-stable", "ingress-release", "shop.web-deployment"}
+    for name in hooked:
+        assert set(run.named(name).hooks) == {"before_create", "before_update"}, name
+
+
+def test_without_a_hooks_module_nothing_is_hooked():
+    run = run_program(minimal(rollout={"from": "1.9.5", "to": "1.10.0", "stage": "promote"}))
+    assert [r.urn for r in run if r.hooks] == []
+
+
+def test_an_error_inside_the_hooks_module_fails_the_program_before_any_resource(monkeypatch):
+    def gate_hooks(spec, plan):
+        raise RuntimeError("gate misconfigured")
+
+    monkeypatch.setitem(sys.modules, "meshlift_test_hooks", _hooks_module("meshlift_test_hooks", gate_hooks))
+    monkeypatch.setattr(components.promotion, "HOOKS_MODULE", "meshlift_test_hooks")
+    record = ProgramRun()
+    with pytest.raises(RuntimeError, match="gate misconfigured"):
+        run_program(minimal(), record=record)
+    assert record.stack_urn, "the program did run"
+    assert [r.urn for r in record] == []
+
+
+def test_the_orchestrators_real_gate_hooks_load_into_the_program(monkeypatch):
+    pytest.importorskip("rollout.hooks", reason="rollout/hooks.py is not written yet")
+    monkeypatch.setattr(components.promotion, "HOOKS_MODULE", "rollout.hooks")
+    run = run_program(with_rollout(stack_config("dev"), stage="promote"))
+    assert run.named("revision-tags-stable").custom

@@ -1,0 +1,140 @@
+"""Every example stack, at every stage, builds the whole program; the inputs follow the plan."""
+
+from __future__ import annotations
+
+import pytest
+
+from components.outputs import stack_outputs
+from components.plan import PROXY_REVISION_ANNOTATION, REVISION_LABEL, TRACK_LABEL, plan_for
+from components.spec import STAGE_ORDER, load_spec
+from tests.components.program import run_program, stack_config, with_rollout
+
+ENVS = ("dev", "staging", "prod")
+RELEASE = "kubernetes:helm.sh/v3:Release"
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+COMPONENT_TYPES = {
+    "meshlift:index:MeshBase", "meshlift:index:ControlPlaneRevision", "meshlift:index:RevisionTags",
+    "meshlift:index:Gateway", "meshlift:index:NamespaceEnrollment", "meshlift:index:Workload",
+    "meshlift:index:Canary",
+}
+
+
+def config_at(env: str, stage: str) -> dict:
+    config = stack_config(env)
+    waves = config["meshlift:rollout"].get("promotedWaves", 0)
+    if stage == "promote":
+        waves = 1  # halfway: the first wave restarted, the others not yet
+    return with_rollout(config, stage=stage, promotedWaves=waves if stage == "promote" else None)
+
+
+CASES = [(env, stage.value) for env in ENVS for stage in STAGE_ORDER]
+
+
+@pytest.fixture(scope="module", params=CASES, ids=[f"{e}-{s}" for e, s in CASES])
+def built(request):
+    env, stage = request.param
+    config = config_at(env, stage)
+    plan = plan_for(load_spec(config))
+    return plan, run_program(config, stack=env)
+
+
+def test_every_resource_is_a_meshlift_component_or_parented_by_one(built):
+    _, run = built
+    components = {r.urn: r for r in run if not r.custom}
+    for registration in run:
+        if registration.custom:
+            parent = components.get(registration.parent)
+            assert parent is not None, f"{registration.urn} is not parented by a meshlift component"
+            assert registration.name.startswith(f"{parent.name}-"), (
+                f"{registration.urn}: child names start with their component's name ({parent.name})")
+        else:
+            assert registration.type in COMPONENT_TYPES, f"{registration.urn}: unexpected component type"
+            assert registration.parent == run.stack_urn, f"{registration.urn} is not a top-level component"
+
+
+def test_stack_outputs_are_the_plan(built):
+    plan, run = built
+    assert run.outputs == _as_wire(stack_outputs(plan))
+
+
+def test_one_istiod_release_per_planned_revision_with_chart_version_and_revision(built):
+    plan, run = built
+    istiods = {r.inputs["name"]: r for r in run.of_type(RELEASE) if r.inputs["chart"] == "istiod"}
+    assert set(istiods) == {f"istiod-{cp.revision}" for cp in plan.control_planes}
+    for cp in plan.control_planes:
+        release = istiods[f"istiod-{cp.revision}"]
+        assert release.inputs["version"] == cp.version, release.urn
+        assert release.inputs["values"]["revision"] == cp.revision, release.urn
+        assert release.inputs["namespace"] == plan.istio_namespace, release.urn
+        assert run.depends_on(release, run.named("istio-base")), f"{release.urn} must wait for the CRDs"
+
+
+def test_base_chart_points_the_default_validator_at_an_installed_revision(built):
+    plan, run = built
+    base = run.named("istio-base-release")
+    assert base.inputs["chart"] == "base", base.urn
+    assert base.inputs["version"] == plan.base_version, base.urn
+    assert base.inputs["values"]["defaultRevision"] == plan.default_revision, base.urn
+    assert plan.default_revision in {cp.revision for cp in plan.control_planes}, base.urn
+
+
+def test_tag_webhooks_point_at_the_planned_revision(built):
+    plan, run = built
+    webhooks = run.of_type("kubernetes:admissionregistration.k8s.io/v1:MutatingWebhookConfiguration")
+    assert {w.inputs["metadata"]["labels"]["istio.io/tag"]: w.inputs["metadata"]["labels"][REVISION_LABEL]
+            for w in webhooks} == plan.tags
+    for webhook in webhooks:
+        revision = webhook.inputs["metadata"]["labels"][REVISION_LABEL]
+        services = {h["clientConfig"]["service"]["name"] for h in webhook.inputs["webhooks"]}
+        assert services == {f"istiod-{revision}"}, webhook.urn
+        assert run.depends_on(webhook, run.named(f"istiod-{revision}")), webhook.urn
+
+
+def test_gateways_run_their_revision_and_a_canary_only_when_planned(built):
+    plan, run = built
+    for gateway in plan.gateways:
+        primary = run.named(f"{gateway.name}-release")
+        assert primary.inputs["chart"] == "gateway", primary.urn
+        assert primary.inputs["version"] == gateway.version, primary.urn
+        assert primary.inputs["namespace"] == gateway.namespace, primary.urn
+        assert primary.inputs["values"]["revision"] == gateway.revision_label, primary.urn
+        assert primary.inputs["values"]["podAnnotations"][PROXY_REVISION_ANNOTATION] == gateway.revision
+        assert run.depends_on(primary, run.named(f"istiod-{gateway.revision}")), primary.urn
+        canary = run.maybe(f"{gateway.name}-canary-release")
+        assert (canary is not None) == (gateway.canary_revision is not None), primary.urn
+
+
+def test_workloads_carry_the_proxy_revision_their_pods_must_run(built):
+    plan, run = built
+    for workload in plan.workloads:
+        deployment = run.named(f"{workload.namespace}.{workload.name}-deployment")
+        template = deployment.inputs["spec"]["template"]
+        assert template["metadata"]["annotations"][PROXY_REVISION_ANNOTATION] == workload.proxy_revision
+        assert template["metadata"]["labels"][TRACK_LABEL] == "stable", deployment.urn
+        assert REVISION_LABEL not in template["metadata"]["labels"], deployment.urn
+        assert deployment.inputs["metadata"]["namespace"] == workload.namespace, deployment.urn
+        assert run.depends_on(deployment, run.named(workload.namespace)), (
+            f"{deployment.urn} must wait for its namespace's enrollment")
+
+
+def test_canaries_exist_exactly_as_planned(built):
+    plan, run = built
+    canaries = {r.inputs["metadata"]["name"]: r for r in run.of_type(DEPLOYMENT)
+                if r.inputs["spec"]["template"]["metadata"]["labels"][TRACK_LABEL] == "canary"}
+    assert set(canaries) == {c.name for c in plan.canaries}
+    for planned in plan.canaries:
+        deployment = canaries[planned.name]
+        labels = deployment.inputs["spec"]["template"]["metadata"]["labels"]
+        assert labels[REVISION_LABEL] == planned.revision, deployment.urn
+        assert run.depends_on(deployment, run.named(f"istiod-{planned.revision}")), deployment.urn
+
+
+def _as_wire(value):
+    """Outputs travel as protobuf Struct values: every number is a float."""
+    if isinstance(value, dict):
+        return {k: _as_wire(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_wire(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value

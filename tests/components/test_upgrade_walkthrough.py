@@ -1,0 +1,154 @@
+"""The 1.9.5 -> 1.10.0 canary upgrade of the dev stack, one `pulumi up` per stage.
+
+dev: tag `stable` on 1-9-5, gateway `istio-ingressgateway` on `stable`,
+namespaces `shop` (wave 1: frontend canary, cart) and `payments` (wave 2:
+payments-api canary), both on `stable`.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from components.plan import PROXY_REVISION_ANNOTATION, REVISION_LABEL, TRACK_LABEL
+from tests.components.program import ProgramRun, run_program, stack_config, with_rollout
+
+OLD, NEW = "1-9-5", "1-10-0"
+GATEWAY = "istio-ingressgateway"
+
+
+def up(stage: str, promoted_waves: int = 0) -> ProgramRun:
+    return run_program(with_rollout(stack_config("dev"), stage=stage, promotedWaves=promoted_waves or None),
+                       stack="dev")
+
+
+@pytest.fixture(scope="module")
+def stages() -> dict[str, ProgramRun]:
+    return {
+        "install": up("install"),
+        "canary": up("canary"),
+        "promote-0": up("promote"),
+        "promote-1": up("promote", 1),
+        "promote-2": up("promote", 2),
+        "cleanup": up("cleanup"),
+    }
+
+
+def istiod_versions(run: ProgramRun) -> dict[str, str]:
+    return {r.inputs["name"]: r.inputs["version"] for r in run.of_type("kubernetes:helm.sh/v3:Release")
+            if r.inputs["chart"] == "istiod"}
+
+
+def tag_target(run: ProgramRun, tag: str = "stable") -> str:
+    webhook = run.named(f"revision-tags-{tag}")
+    labelled = webhook.inputs["metadata"]["labels"][REVISION_LABEL]
+    services = {w["clientConfig"]["service"]["name"] for w in webhook.inputs["webhooks"]}
+    assert services == {f"istiod-{labelled}"}, f"{webhook.urn}: label and Service disagree"
+    return labelled
+
+
+def proxy_revision(run: ProgramRun, namespace: str, workload: str) -> str:
+    deployment = run.named(f"{namespace}.{workload}-deployment")
+    return deployment.inputs["spec"]["template"]["metadata"]["annotations"][PROXY_REVISION_ANNOTATION]
+
+
+def canaries(run: ProgramRun) -> dict[str, dict]:
+    return {r.inputs["metadata"]["name"]: r.inputs for r in run.of_type("kubernetes:apps/v1:Deployment")
+            if r.inputs["spec"]["template"]["metadata"]["labels"][TRACK_LABEL] == "canary"}
+
+
+def test_install_runs_the_new_revision_beside_the_old_one_without_moving_anything(stages):
+    run = stages["install"]
+    assert istiod_versions(run) == {"istiod-1-9-5": "1.9.5", "istiod-1-10-0": "1.10.0"}
+    base = run.named("istio-base-release")
+    assert base.inputs["version"] == "1.10.0", f"{base.urn}: CRDs must be the newest revision's"
+    assert base.inputs["values"]["defaultRevision"] == OLD, base.urn
+    assert tag_target(run) == OLD
+    assert run.named(f"{GATEWAY}-release").inputs["version"] == "1.9.5"
+    assert run.maybe(f"{GATEWAY}-canary-release") is None
+    assert canaries(run) == {}
+    assert {proxy_revision(run, "shop", "frontend"), proxy_revision(run, "payments", "payments-api")} == {OLD}
+    assert run.outputs["stage"] == "install"
+
+
+def test_canary_adds_canary_deployments_on_the_new_revision_behind_the_same_services(stages):
+    run = stages["canary"]
+    found = canaries(run)
+    assert set(found) == {"frontend-canary", "payments-api-canary"}  # cart has canary: false
+    frontend = found["frontend-canary"]
+    pod_labels = frontend["spec"]["template"]["metadata"]["labels"]
+    assert pod_labels[REVISION_LABEL] == NEW
+    assert pod_labels["app"] == "frontend" and pod_labels[TRACK_LABEL] == "canary"
+    assert frontend["spec"]["selector"]["matchLabels"] == {"app": "frontend", TRACK_LABEL: "canary"}
+    assert frontend["metadata"]["namespace"] == "shop"
+    annotations = frontend["spec"]["template"]["metadata"]["annotations"]
+    assert '"holdApplicationUntilProxyStarts": true' in annotations["proxy.istio.io/config"]
+    service = run.named("shop.frontend-service")
+    assert service.inputs["spec"]["selector"] == {"app": "frontend"}, f"{service.urn} must select canary pods too"
+    # Nothing moved yet: the tag and the stable pods stay on the old revision.
+    assert tag_target(run) == OLD
+    assert proxy_revision(run, "shop", "frontend") == OLD
+    assert run.outputs["canaries"] == [
+        {"namespace": "shop", "name": "frontend-canary", "workload": "frontend",
+         "selector": {"app": "frontend", TRACK_LABEL: "canary"}, "revision": NEW, "expectedProxyVersion": "1.10.0"},
+        {"namespace": "payments", "name": "payments-api-canary", "workload": "payments-api",
+         "selector": {"app": "payments-api", TRACK_LABEL: "canary"}, "revision": NEW,
+         "expectedProxyVersion": "1.10.0"},
+    ]
+
+
+def test_canary_gateway_shares_the_primary_selector_without_a_service_of_its_own(stages):
+    run = stages["canary"]
+    primary, canary = run.named(f"{GATEWAY}-release"), run.named(f"{GATEWAY}-canary-release")
+    assert canary.inputs["name"] == f"{GATEWAY}-canary", canary.urn
+    assert canary.inputs["version"] == "1.10.0", canary.urn
+    assert canary.inputs["values"]["revision"] == NEW, canary.urn
+    assert canary.inputs["values"]["service"]["type"] == "None", canary.urn
+    assert canary.inputs["values"]["labels"] == primary.inputs["values"]["labels"] == {
+        "app": GATEWAY, "istio": "ingressgateway"}
+    assert primary.inputs["values"]["service"]["type"] == "NodePort", primary.urn
+    assert primary.inputs["version"] == "1.9.5", f"{primary.urn}: the primary stays put during the canary"
+    assert run.depends_on(canary, run.named("istiod-1-10-0")), canary.urn
+    assert run.outputs["gateways"][GATEWAY]["canary"] == {
+        "name": f"{GATEWAY}-canary", "revision": NEW, "version": "1.10.0"}
+
+
+def test_promote_moves_the_tag_and_default_and_cuts_gateways_over_but_restarts_no_wave_yet(stages):
+    run = stages["promote-0"]
+    assert tag_target(run) == NEW
+    base = run.named("istio-base-release")
+    assert base.inputs["values"]["defaultRevision"] == NEW, base.urn
+    gateway = run.named(f"{GATEWAY}-release")
+    assert gateway.inputs["version"] == "1.10.0", gateway.urn
+    assert gateway.inputs["values"]["revision"] == "stable", gateway.urn
+    # The tag's move changes no chart value; the annotation is what restarts the pods.
+    assert gateway.inputs["values"]["podAnnotations"][PROXY_REVISION_ANNOTATION] == NEW, gateway.urn
+    assert run.maybe(f"{GATEWAY}-canary-release") is None
+    assert canaries(run) == {}
+    assert proxy_revision(run, "shop", "frontend") == OLD
+    assert proxy_revision(run, "payments", "payments-api") == OLD
+
+
+def test_promote_restarts_wave_by_wave(stages):
+    wave_1, wave_2 = stages["promote-1"], stages["promote-2"]
+    assert proxy_revision(wave_1, "shop", "frontend") == proxy_revision(wave_1, "shop", "cart") == NEW
+    assert proxy_revision(wave_1, "payments", "payments-api") == OLD
+    assert proxy_revision(wave_2, "payments", "payments-api") == NEW
+    assert [w["proxyVersion"] for w in wave_1.outputs["workloads"]] == ["1.10.0", "1.10.0", "1.9.5"]
+
+
+def test_cleanup_removes_the_old_revision_and_nothing_else(stages):
+    run, before = stages["cleanup"], stages["promote-2"]
+    assert istiod_versions(run) == {"istiod-1-10-0": "1.10.0"}
+    assert run.maybe("istiod-1-9-5") is None
+    assert run.outputs["removedRevisions"] == [OLD]
+    assert tag_target(run) == NEW
+    remaining = {r.urn for r in run}
+    removed = {r.urn for r in before} - remaining
+    assert {urn.rsplit("::", 1)[-1] for urn in removed} == {"istiod-1-9-5", "istiod-1-9-5-release"}
+
+
+def test_rolling_back_a_stage_moves_the_same_tag_object_back(stages):
+    promoted, canary = stages["promote-0"], stages["canary"]
+    # Same URN in both stages: going back is an update of the webhook, not a new object.
+    assert promoted.named("revision-tags-stable").urn == canary.named("revision-tags-stable").urn
+    assert (tag_target(promoted), tag_target(canary)) == (NEW, OLD)
