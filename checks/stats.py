@@ -122,7 +122,7 @@ def parse_text_stats(text: str) -> Stats:
 class PromSample(NamedTuple):
     name: str
     labels: dict[str, str]
-    value: float
+    value: int | float
 
 
 _PROM_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
@@ -167,7 +167,8 @@ def parse_prometheus(text: str) -> list[PromSample]:
         if " " in tail or "\t" in tail:
             tail = tail.split()[0]  # drop the optional timestamp
         try:
-            value = float(tail)
+            # ints stay exact (uint64 counters and version hashes exceed a float's 53 bits)
+            value = int(tail) if tail.isdigit() else float(tail)
         except ValueError:
             continue
         append(new(PromSample, (name.strip(), labels, value)))
