@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from components.plan import MeshPlan, plan_for
 from components.spec import CONFIG_NAMESPACE, IstioVersion, MeshSpec, RolloutSpec, Stage, load_spec
 from rollout.errors import UsageError
 from rollout.platforms.base import StageChange
@@ -105,3 +106,81 @@ def stage_sequence(spec: MeshSpec) -> list[tuple[Stage, int]]:
     steps += [(Stage.PROMOTE, wave) for wave in range(1, waves + 1)] or [(Stage.PROMOTE, 0)]
     steps.append((Stage.CLEANUP, 0))
     return steps
+
+
+def plan_changes(before: MeshPlan | None, after: MeshPlan) -> list[str]:
+    """What applying `after` on top of `before` changes, in words (for `meshlift plan`)."""
+    changes: list[str] = []
+    old_planes = {p.revision for p in before.control_planes} if before else set()
+    new_planes = {p.revision for p in after.control_planes}
+    changes += [f"install control plane istiod-{r}" for r in sorted(new_planes - old_planes)]
+    changes += [f"remove control plane istiod-{r}" for r in sorted(old_planes - new_planes)]
+    if before is not None:
+        for tag, revision in sorted(after.tags.items()):
+            if before.tags.get(tag) != revision:
+                changes.append(f"move tag {tag}: {before.tags.get(tag)} -> {revision}")
+        if before.default_revision != after.default_revision:
+            changes.append(f"default revision (validating webhook): {before.default_revision} -> "
+                           f"{after.default_revision}")
+    old_canaries = {(c.namespace, c.name) for c in before.canaries} if before else set()
+    new_canaries = {(c.namespace, c.name): c for c in after.canaries}
+    changes += [f"start canary {ns}/{name} on {c.revision}" for (ns, name), c in sorted(new_canaries.items())
+                if (ns, name) not in old_canaries]
+    changes += [f"remove canary {ns}/{name}" for ns, name in sorted(old_canaries - set(new_canaries))]
+    old_workloads = {(w.namespace, w.name): w.proxy_revision for w in before.workloads} if before else {}
+    for workload in after.workloads:
+        previous = old_workloads.get((workload.namespace, workload.name))
+        if previous is not None and previous != workload.proxy_revision:
+            changes.append(f"restart {workload.namespace}/{workload.name} (wave {workload.wave}): "
+                           f"{previous} -> {workload.proxy_revision}")
+    old_gateways = {(g.namespace, g.name): g for g in before.gateways} if before else {}
+    for gateway in after.gateways:
+        previous_gateway = old_gateways.get((gateway.namespace, gateway.name))
+        if previous_gateway is not None and previous_gateway.revision != gateway.revision:
+            changes.append(f"upgrade gateway {gateway.namespace}/{gateway.name} in place: "
+                           f"{previous_gateway.revision} -> {gateway.revision}")
+        if gateway.canary_revision and not (previous_gateway and previous_gateway.canary_revision):
+            changes.append(f"start canary gateway {gateway.namespace}/{gateway.name} on {gateway.canary_revision}")
+        if previous_gateway and previous_gateway.canary_revision and not gateway.canary_revision:
+            changes.append(f"remove canary gateway {gateway.namespace}/{gateway.name}")
+    return changes or ["no change"]
+
+
+@dataclass(frozen=True)
+class PlannedStage:
+    stage: Stage
+    waves: int
+    label: str
+    changes: list[str]
+    gate: str | None  # the gate that runs after it
+    min_s: float
+    max_s: float
+
+
+def planned_stages(spec: MeshSpec, *, current: MeshSpec | None = None) -> list[PlannedStage]:
+    """Every stage of the upgrade `spec.rollout`, what it changes and which gate follows."""
+    least, most = gate_duration(spec)
+    total = len(spec.waves)
+    before = plan_for(current) if current is not None else None
+    stages: list[PlannedStage] = []
+    for stage, waves in stage_sequence(spec):
+        after = plan_for(spec_at(spec, stage, waves))
+        if stage is Stage.INSTALL:
+            gate, label = None, "install"
+        elif stage is Stage.CANARY:
+            gate, label = "canary (canaries vs. their stable baseline)", "canary"
+        elif stage is Stage.PROMOTE:
+            gate = f"wave {waves} (waves 1..{waves} vs. the rest)" + (" then verify (everything)" if waves == total else "")
+            label = f"promote wave {waves}/{total}"
+        else:
+            gate, label = None, "cleanup"
+        gates = 0 if gate is None else (2 if "verify" in gate else 1)
+        stages.append(PlannedStage(stage, waves, label, plan_changes(before, after), gate,
+                                   gates * least, gates * most))
+        before = after
+    if spec.rollout is not None and spec.rollout.require_approval:
+        canary = next(i for i, s in enumerate(stages) if s.stage is Stage.CANARY)
+        stages.insert(canary + 1, PlannedStage(Stage.CANARY, 0, "approval",
+                                               ["wait for `meshlift promote` (canary gate keeps sampling)"],
+                                               "canary, repeated while waiting", 0.0, float("inf")))
+    return stages

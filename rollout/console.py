@@ -1,0 +1,241 @@
+"""Everything meshlift prints: live progress, tables, JSON documents, errors.
+
+This is the only module of `rollout` that talks to the terminal. Reporters
+receive the orchestrator's events: `LiveReporter` draws stages, waves and gate
+samples with rich; `JsonReporter` collects them for one JSON document at the end
+(`--json`, for CI).
+"""
+
+from __future__ import annotations
+
+import json
+import select
+import sys
+import time
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from components.spec import SpecError
+from rollout.phases import Phase
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+_MARK = {"pending": ("·", "dim"), "running": ("▶", "cyan"), "passed": ("√", "green"),
+         "failed": ("×", "red"), "skipped": ("-", "dim"), "rolled back": ("↺", "yellow")}
+
+
+class LiveReporter:
+    """Stages, waves and gate samples, redrawn in place; log lines scroll above."""
+
+    def __init__(self, *, title: str, steps: list[str], console: Console | None = None) -> None:
+        self.console = console or out
+        self.title = title
+        self.steps = {step: ["pending", ""] for step in steps}
+        self.sample_line = Text("")
+        self.live = Live(self._render(), console=self.console, refresh_per_second=8, transient=False)
+        self._current: str | None = None
+        self._started = time.monotonic()
+
+    def __enter__(self) -> LiveReporter:
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sample_line = Text("")
+        self.live.update(self._render())
+        self.live.__exit__(*exc)  # type: ignore[arg-type]
+
+    # ---------------------------------------------------------------- Reporter
+
+    def event(self, kind: str, data: dict[str, Any]) -> None:
+        if kind == "log":
+            self.console.print(Text(f"  {data['line']}", style="dim"))
+        elif kind == "run":
+            if data.get("already_done"):
+                self.console.print(f"[green]already done[/] (run {data.get('run')}): nothing to change")
+            elif data.get("resumed"):
+                self.console.print(f"[yellow]resuming[/] run {data['run']} at {data['phase']} "
+                                   f"(waves done: {data.get('waves_done', 0)})")
+            else:
+                self.console.print(f"run {data['run']} started")
+        elif kind == "apply":
+            step = _step_of(data.get("stage"), data.get("message", ""))
+            if data.get("status") == "started":
+                self._set(step, "running", "applying")
+            else:
+                self._set(step, "running", f"applied (update {data.get('update')})")
+        elif kind == "gate":
+            step = _gate_step(data.get("gate", ""), self._current)
+            if data.get("status") == "started":
+                self._set(step, "running", f"gating {len(data.get('canary', []))} proxies "
+                                           f"(+{len(data.get('baseline', []))} baseline)")
+            else:
+                state = "passed" if data.get("outcome") == "passed" else "failed"
+                self._set(step, state, f"{data.get('message', '')} [{data.get('duration_s', 0):.1f}s]")
+                self.console.print(Text(f"{_MARK[state][0]} gate {data.get('gate')}: {data.get('message')}",
+                                        style=_MARK[state][1]))
+        elif kind == "phase":
+            self.console.print(Text(f"phase {data['from']} -> {data['to']}", style="bold"))
+            if data["from"] == Phase.INSTALLING.value and data["to"] != Phase.ROLLING_BACK.value:
+                self._set("install", "passed", "target control plane running beside the stable one")
+            if data["to"] == Phase.CLEANING_UP.value:
+                self._set("cleanup", "running", "removing the old revision")
+            if data["to"] == Phase.SUCCEEDED.value:
+                self._set("cleanup", "passed", "old revision removed")
+        elif kind == "approval":
+            if data.get("status") == "waiting":
+                self._set("approval", "running", "waiting (gates keep sampling)")
+                self.console.print(f"[bold yellow]waiting for approval[/]: run `{data.get('hint')}` "
+                                   "or type y (promote) / n (roll back) + Enter here")
+            else:
+                self._set("approval", "passed", "approved")
+        elif kind == "rollback":
+            self.console.print(f"[yellow]rolling back[/] to update {data.get('to_update')} ({data.get('describe')})")
+        self.live.update(self._render())
+
+    def sample(self, gate: str, sample: Any) -> None:
+        verdict = getattr(sample, "verdict", str(sample))
+        style = {"pass": "green", "fail": "red"}.get(verdict, "yellow")
+        text = Text(f"  gate {gate} sample {getattr(sample, 'index', 0) + 1}: ", style="dim")
+        text.append(verdict, style=style)
+        failing = getattr(sample, "failing", ()) or getattr(sample, "no_data", ())
+        if failing:
+            target, result = failing[0]
+            text.append(f"  {result.check_id} on {target}: {result.message}"[:160], style="dim")
+        self.sample_line = text
+        self.live.update(self._render())
+
+    # ---------------------------------------------------------------- drawing
+
+    def _set(self, step: str, status: str, note: str) -> None:
+        if step in self.steps:
+            self.steps[step] = [status, note]
+            self._current = step
+
+    def mark_rolled_back(self) -> None:
+        for step, (status, _note) in self.steps.items():
+            if status in ("pending", "running"):
+                self.steps[step][0] = "skipped"
+        self.live.update(self._render())
+
+    def _render(self) -> Group:
+        table = Table(title=self.title, title_justify="left", show_header=False, box=None, pad_edge=False)
+        table.add_column(width=2)
+        table.add_column(min_width=10)
+        table.add_column(overflow="fold")
+        for step, (status, note) in self.steps.items():
+            mark, style = _MARK[status]
+            table.add_row(Text(mark, style=style), Text(step, style="bold" if status == "running" else ""),
+                          Text(note, style="dim" if status == "pending" else ""))
+        return Group(table, self.sample_line)
+
+
+def _step_of(stage: str | None, message: str) -> str:
+    if stage == "promote" and " wave " in message:
+        return "wave " + message.split(" wave ", 1)[1].split("/", 1)[0]
+    return {"install": "install", "canary": "canary", "cleanup": "cleanup"}.get(stage or "", stage or "")
+
+
+def _gate_step(gate: str, current: str | None) -> str:
+    if gate == "approval":
+        return "approval"
+    return gate
+
+
+def steps_for(waves: int, *, approval: bool) -> list[str]:
+    steps = ["install", "canary"] + (["approval"] if approval else [])
+    return steps + [f"wave {n}" for n in range(1, waves + 1)] + ["verify", "cleanup"]
+
+
+class JsonReporter:
+    """Collects events (not samples or log lines) for the `--json` document."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.samples = 0
+
+    def event(self, kind: str, data: dict[str, Any]) -> None:
+        if kind != "log":
+            # Evidence (full check reports) stays in `failure` and the journal, not in every event.
+            self.events.append({"event": kind, **{k: v for k, v in data.items() if k != "evidence"}})
+
+    def sample(self, gate: str, sample: Any) -> None:
+        self.samples += 1
+
+
+class TtyApproval:
+    """`y`/`n` + Enter on an interactive terminal, read without blocking the gates."""
+
+    def poll(self) -> bool | None:
+        if not sys.stdin.isatty():
+            return None
+        ready, _, _ = select.select([sys.stdin], [], [], 0)
+        if not ready:
+            return None
+        answer = sys.stdin.readline().strip().lower()
+        if answer in ("y", "yes", "promote"):
+            return True
+        if answer in ("n", "no", "rollback"):
+            return False
+        return None
+
+
+# ---------------------------------------------------------------- one-shot output
+
+def print_json(document: Any) -> None:
+    sys.stdout.write(json.dumps(document, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def print_spec_error(error: SpecError, *, path: str) -> None:
+    err.print(f"[red]×[/] {path}: invalid meshlift stack config ({len(error.problems)} problem(s)); nothing changed")
+    for problem in error.problems:
+        err.print(f"  [bold]{problem.key}[/]: {problem.reason}")
+
+
+def print_error(message: str, *, hint: str | None = None) -> None:
+    err.print(f"[red]×[/] {message}")
+    if hint:
+        err.print(f"  [dim]{hint}[/]")
+
+
+def print_line(message: str) -> None:
+    out.print(message)
+
+
+def print_result(state: Any, *, seconds: float) -> None:
+    phase = state.phase
+    if phase is Phase.SUCCEEDED:
+        out.print(f"[bold green]√ promoted[/]: {_params(state)}; every wave on the target; "
+                  f"old revision removed ({seconds:.1f}s)")
+    elif phase is Phase.ROLLED_BACK:
+        failure = state.failure or {}
+        rollback = state.rollback or {}
+        out.print(f"[bold yellow]↺ rolled back[/]: gate [bold]{failure.get('gate')}[/] failed "
+                  f"({', '.join(failure.get('checks') or []) or 'no check id'})")
+        out.print(f"  {failure.get('message')}")
+        out.print(f"  re-applied update {rollback.get('to_update')} ({rollback.get('describe')}) "
+                  f"as update {rollback.get('update')} ({seconds:.1f}s)")
+    elif phase is Phase.FAILED:
+        failure = state.failure or {}
+        err.print(f"[bold red]× rollback failed[/]: {(state.rollback or {}).get('error')}")
+        err.print(f"  it was rolling back because gate {failure.get('gate')} failed: {failure.get('message')}")
+        err.print("  the mesh may be half-changed: inspect `meshlift status` and `meshlift history`, then "
+                  "`meshlift rollback --to <update>`")
+
+
+def _params(state: Any) -> str:
+    return ", ".join(f"{k} {v}" for k, v in state.params.items() if v not in (False, None))
+
+
+def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*[Text(str(cell)) for cell in row])
+    out.print(table)
