@@ -105,7 +105,7 @@ def default_gate_name(targets: Sequence[Target]) -> str:
     revs.discard("")
     if len(revs) == 1:
         return f"canary {revs.pop()}"
-    return "canary " + ",".join(t.name for t in targets[:3]) + (" …" if len(targets) > 3 else "")
+    return ",".join(t.name for t in targets[:3]) + (" …" if len(targets) > 3 else "")
 
 
 def _describe(items: Sequence[tuple[str, CheckResult]], several_targets: bool) -> str:

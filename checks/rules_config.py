@@ -123,16 +123,24 @@ def _rise(now: float, before: float) -> float:
 
 def _listeners_in_error(configs: list[Mapping[str, Any]]) -> list[str]:
     found: list[str] = []
+    nameless = 0
     for entry in configs:
         error = entry.get("error_state")
-        if not isinstance(error, Mapping) or not entry.get("name"):
-            continue  # field masks may leave nameless fragments behind
+        if not isinstance(error, Mapping):
+            continue
+        if not entry.get("name"):
+            # The field mask leaves a nameless copy of an error_state next to the named
+            # one; alone, it is still evidence of a rejection in effect.
+            nameless += 1
+            continue
         details = str(error.get("details", "")).strip().splitlines()
         reason = details[-1] if details else "no details"
         found.append(
             f"listener {entry['name']!r} update rejected at {error.get('last_update_attempt', '?')} "
             f"and still in effect: {reason[:160]}"
         )
+    if nameless and not found:
+        found.append("a listener update rejection is still in effect (config_dump error_state)")
     return found
 
 

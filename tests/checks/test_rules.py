@@ -1,0 +1,275 @@
+"""Each check's judgement on recorded Envoy answers, edited to show one condition at a time."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from checks import CATALOG, Report, Status, run_checks, select_checks
+from components.spec import GateSettings
+
+from .recorded import FakeAdmin, fixture
+
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)
+
+
+async def judge(admin: FakeAdmin, name: str, check_id: str, settings: GateSettings, *, previous: Report | None = None, **target_kw):
+    async with admin.client() as client:
+        report = await run_checks([admin.target(name, **target_kw)], settings, client=client, previous=previous,
+                                  only=[check_id], wall_clock=lambda: NOW)
+    return report, report.targets[0].result(check_id)
+
+
+async def sample(admin: FakeAdmin, names: list[str], settings: GateSettings, previous: Report | None = None, **kw) -> Report:
+    async with admin.client() as client:
+        return await run_checks([admin.target(n) for n in names], settings, client=client, previous=previous,
+                                wall_clock=lambda: NOW, **kw)
+
+
+# ---- the catalog is data -------------------------------------------------------------
+
+def test_catalog_ids_unique_and_complete() -> None:
+    ids = [c.id for c in CATALOG]
+    assert len(ids) == len(set(ids))
+    for spec in CATALOG:
+        assert spec.reads and spec.description and spec.threshold
+        assert spec.hint.endswith("#" + spec.id)
+
+
+def test_unknown_check_ids_are_a_configuration_error() -> None:
+    with pytest.raises(ValueError, match="no-such-check"):
+        select_checks(GateSettings(skip_checks=["no-such-check"]))
+
+
+async def test_skipped_checks_are_reported_as_skipped_by_configuration() -> None:
+    admin = FakeAdmin()
+    report = await sample(admin, ["p"], GateSettings(skip_checks=["proxy-memory"]))
+    result = report.targets[0].result("proxy-memory")
+    assert result.status is Status.SKIP and "configuration" in result.message
+    assert any(r.url.path == "/certs" for r in admin.requests)  # the other checks still read
+
+
+async def test_only_the_reads_and_stats_the_selected_checks_need_are_fetched(settings) -> None:
+    admin = FakeAdmin()
+    await judge(admin, "p", "proxy-memory", settings)
+    assert [r.url.path for r in admin.requests] == ["/stats"]
+    assert admin.requests[0].url.params["filter"] == r"(?:^server\.memory_(allocated|heap_size)$)"
+
+
+# ---- proxy ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("body", ["PRE_INITIALIZING", "INITIALIZING", "DRAINING"])
+async def test_proxy_not_live_fails_ready(body: str, settings) -> None:
+    admin = FakeAdmin()
+    admin.proxy("p").ready = (503, body + "\n")
+    _, result = await judge(admin, "p", "proxy-ready", settings)
+    assert result.status is Status.FAIL and body in result.message
+
+
+async def test_ready_200_with_unexpected_body_is_not_live(settings) -> None:
+    admin = FakeAdmin()
+    admin.proxy("p").ready = (200, "hello")
+    _, result = await judge(admin, "p", "proxy-ready", settings)
+    assert result.status is Status.FAIL
+
+
+async def test_version_from_istio_metadata_wins_over_envoy_version(settings) -> None:
+    admin = FakeAdmin()
+    admin.proxy("p").server_info["node"]["metadata"] = {"ISTIO_VERSION": "1.28.1"}
+    _, ok = await judge(admin, "p", "proxy-version", settings, expected_version="1-28-1")
+    _, bad = await judge(admin, "p", "proxy-version", settings, expected_version="1.40.0")
+    assert ok.status is Status.PASS and ok.observed == "1.28.1"
+    assert bad.status is Status.FAIL and bad.message == "proxy runs ISTIO_VERSION 1.28.1, expected 1.40.0"
+
+
+async def test_version_prefix_matches_but_other_minor_does_not(settings) -> None:
+    admin = FakeAdmin()
+    _, minor = await judge(admin, "p", "proxy-version", settings, expected_version="1.40")
+    _, other = await judge(admin, "p", "proxy-version", settings, expected_version="1.4")
+    assert minor.status is Status.PASS and other.status is Status.FAIL
+
+
+async def test_stopped_listeners_fail_and_draining_listeners_warn(settings) -> None:
+    admin = FakeAdmin()
+    admin.proxy("p").stats["listener_manager.total_listeners_draining"] = 1
+    _, warn = await judge(admin, "p", "proxy-not-draining", settings)
+    admin.proxy("p").stats["listener_manager.listener_stopped"] = 2
+    _, fail = await judge(admin, "p", "proxy-not-draining", settings)
+    assert warn.status is Status.WARN
+    assert fail.status is Status.FAIL and "2 listener(s) stopped" in fail.message
+
+
+async def test_memory_above_bound_fails(settings) -> None:
+    admin = FakeAdmin()
+    admin.proxy("p").stats["server.memory_allocated"] = settings.max_memory_bytes + 1
+    _, result = await judge(admin, "p", "proxy-memory", settings)
+    assert result.status is Status.FAIL and result.threshold == settings.max_memory_bytes
+
+
+# ---- configuration -------------------------------------------------------------------
+
+async def test_fresh_canary_that_rejected_its_first_push_fails_before_any_window(settings) -> None:
+    admin = FakeAdmin()
+    stats = admin.proxy("canary").stats
+    stats.update({"cluster_manager.cds.update_rejected": 2, "cluster_manager.cds.update_success": 0,
+                  "cluster_manager.cds.version_text": ""})
+    _, result = await judge(admin, "canary", "xds-config-accepted", settings)
+    assert result.status is Status.FAIL
+    assert "CDS: 2 update(s) rejected and no version ever accepted" in result.message
+
+
+async def test_listener_error_state_in_effect_fails_with_envoys_reason(settings) -> None:
+    admin = FakeAdmin()
+    proxy = admin.proxy("p")
+    proxy.listeners = fixture("listeners_rejected.json")
+    proxy.stats.update({"listener_manager.lds.update_rejected": 1})
+    _, result = await judge(admin, "p", "xds-config-accepted", settings)
+    assert result.status is Status.FAIL
+    assert "listener 'http' update rejected at 2026-11-21T11:25:13.249Z" in result.message
+    assert "same matching rules" in result.message
+
+
+async def test_old_listener_rejection_superseded_by_accepted_update_passes(settings) -> None:
+    admin = FakeAdmin()
+    admin.proxy("p").stats.update({"listener_manager.lds.update_rejected": 1, "listener_manager.lds.update_success": 9,
+                                   "listener_manager.lds.version_text": "9"})
+    _, result = await judge(admin, "p", "xds-config-accepted", settings)
+    assert result.status is Status.PASS, result.message
+
+
+async def test_rejection_during_the_window_fails_even_when_later_superseded(settings) -> None:
+    admin = FakeAdmin()
+    first, _ = await judge(admin, "p", "xds-config-accepted", settings)
+    admin.proxy("p").add("cluster_manager.cds.update_rejected", 1)
+    admin.proxy("p").add("cluster_manager.cds.update_success", 1)
+    _, result = await judge(admin, "p", "xds-config-accepted", settings, previous=first)
+    assert result.status is Status.FAIL and "CDS: 1 update(s) rejected during the window" in result.message
+
+
+async def test_update_failure_is_fatal_for_files_but_only_a_warning_over_grpc(settings) -> None:
+    files = FakeAdmin()
+    first, _ = await judge(files, "p", "xds-config-accepted", settings)
+    files.proxy("p").add("listener_manager.lds.update_failure", 1)
+    _, on_files = await judge(files, "p", "xds-config-accepted", settings, previous=first)
+
+    grpc = FakeAdmin()
+    grpc.proxy("p").stats["control_plane.connected_state"] = 1
+    first, _ = await judge(grpc, "p", "xds-config-accepted", settings)
+    grpc.proxy("p").add("listener_manager.lds.update_failure", 3)
+    _, over_grpc = await judge(grpc, "p", "xds-config-accepted", settings, previous=first)
+    assert on_files.status is Status.FAIL
+    assert over_grpc.status is Status.WARN
+
+
+async def test_control_plane_absent_skips_and_disconnected_fails(settings) -> None:
+    admin = FakeAdmin()
+    _, absent = await judge(admin, "p", "control-plane-connected", settings)
+    admin.proxy("p").stats["control_plane.connected_state"] = 0
+    _, lost = await judge(admin, "p", "control-plane-connected", settings)
+    assert absent.status is Status.SKIP and not absent.no_data
+    assert lost.status is Status.FAIL
+
+
+async def test_unknown_fields_only_warn(settings) -> None:
+    admin = FakeAdmin()
+    admin.proxy("p").stats["server.dynamic_unknown_fields"] = 4
+    report, result = await judge(admin, "p", "xds-unknown-fields", settings)
+    assert result.status is Status.WARN and report.success
+
+
+# ---- security ------------------------------------------------------------------------
+
+def with_expiry(admin: FakeAdmin, when: datetime, rounded_days: str) -> None:
+    entry = admin.proxy("p").certs["certificates"][0]["cert_chain"][0]
+    entry["expiration_time"] = when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    entry["days_until_expiration"] = rounded_days
+
+
+async def test_certificate_judged_on_exact_expiry_not_rounded_days(settings) -> None:
+    admin = FakeAdmin()
+    with_expiry(admin, NOW + timedelta(days=6, hours=23), "7")  # a rounded value would pass
+    _, result = await judge(admin, "p", "certificates-valid", settings)
+    assert result.status is Status.FAIL and "expires in 6.96 days < 7 days" in result.message
+
+
+async def test_certificate_expired_and_expiring_tonight_are_told_apart(settings) -> None:
+    admin = FakeAdmin()
+    with_expiry(admin, NOW - timedelta(days=2), "0")
+    _, expired = await judge(admin, "p", "certificates-valid", settings)
+    with_expiry(admin, NOW + timedelta(hours=6), "0")
+    _, tonight = await judge(admin, "p", "certificates-valid", settings)
+    assert expired.status is Status.FAIL and "expired 2.0 days ago" in expired.message
+    assert tonight.status is Status.FAIL and "expires in 0.25 days" in tonight.message
+
+
+async def test_certificate_valid_long_enough_passes_and_none_loaded_skips(settings) -> None:
+    admin = FakeAdmin()
+    with_expiry(admin, NOW + timedelta(days=30), "30")
+    _, ok = await judge(admin, "p", "certificates-valid", settings)
+    admin.proxy("p").certs = {"certificates": []}
+    _, none = await judge(admin, "p", "certificates-valid", settings)
+    assert ok.status is Status.PASS and ok.observed == pytest.approx(30)
+    assert none.status is Status.SKIP and not none.no_data
+
+
+# ---- overload ------------------------------------------------------------------------
+
+async def test_overload_active_fails_and_scaling_warns(settings) -> None:
+    admin = FakeAdmin()
+    stats = admin.proxy("p").stats
+    stats["overload.envoy.overload_actions.reduce_timeouts.scale_percent"] = 40
+    _, scaled = await judge(admin, "p", "overload-inactive", settings)
+    stats["overload.envoy.overload_actions.stop_accepting_requests.active"] = 1
+    _, active = await judge(admin, "p", "overload-inactive", settings)
+    assert scaled.status is Status.WARN and "reduce_timeouts 40%" in scaled.message
+    assert active.status is Status.FAIL and active.message == "overload action(s) active: stop_accepting_requests"
+
+
+# ---- traffic -------------------------------------------------------------------------
+
+async def test_success_rate_counts_only_data_plane_clusters(settings) -> None:
+    admin = FakeAdmin()
+    stats = admin.proxy("p").stats
+    # The control plane's own cluster failing is not application traffic.
+    stats.update({"cluster.xds-grpc.upstream_cx_connect_fail": 50, "cluster.xds-grpc.upstream_rq_completed": 50,
+                  "cluster.xds-grpc.upstream_rq_5xx": 50})
+    _, result = await judge(admin, "p", "upstream-success-rate", settings)
+    assert result.status is Status.PASS and result.observed == 1.0  # 50 recorded 2xx, no 5xx counter yet
+
+
+async def test_no_traffic_is_its_own_outcome(settings) -> None:
+    admin = FakeAdmin()
+    admin.proxy("p").stats["cluster.upstream.upstream_rq_completed"] = 3
+    _, result = await judge(admin, "p", "upstream-success-rate", settings)
+    assert result.status is Status.SKIP and result.no_data
+    assert result.message == "no traffic: 3 request(s) since proxy start < 10"
+
+
+async def test_one_unlucky_5xx_warns_while_a_real_breach_fails(settings) -> None:
+    admin = FakeAdmin()
+    admin.proxy("p").stats.update({"cluster.upstream.upstream_rq_completed": 60, "cluster.upstream.upstream_rq_5xx": 1})
+    _, noise = await judge(admin, "p", "upstream-success-rate", settings)
+    admin.proxy("p").stats.update({"cluster.upstream.upstream_rq_completed": 250, "cluster.upstream.upstream_rq_5xx": 22})
+    _, breach = await judge(admin, "p", "upstream-success-rate", settings)
+    assert noise.status is Status.WARN
+    assert breach.status is Status.FAIL and breach.headline == "upstream success rate 91.20% < 99.00%"
+
+
+async def test_connect_failures_warn_since_start_and_fail_per_sample(settings) -> None:
+    admin = FakeAdmin()
+    admin.proxy("p").stats["cluster.upstream.upstream_cx_connect_fail"] = 5
+    first, since_start = await judge(admin, "p", "upstream-connect-failures", settings)
+    _, quiet = await judge(admin, "p", "upstream-connect-failures", settings, previous=first)
+    admin.proxy("p").add("cluster.upstream.upstream_cx_connect_fail", 2)
+    _, fresh = await judge(admin, "p", "upstream-connect-failures", settings, previous=first)
+    assert since_start.status is Status.WARN
+    assert quiet.status is Status.PASS and quiet.observed == 0
+    assert fresh.status is Status.FAIL and fresh.observed == 2
+
+
+async def test_outlier_ejections_warn(settings) -> None:
+    admin = FakeAdmin()
+    admin.proxy("p").stats["cluster.upstream.outlier_detection.ejections_active"] = 1
+    report, result = await judge(admin, "p", "outlier-ejections", settings)
+    assert result.status is Status.WARN and report.success
