@@ -38,6 +38,7 @@ def main() -> None:
         version=plan.base_version,
         default_revision=plan.default_revision,
         values=plan.base_values,
+        promotion_hooks=hooks,
     ))
     planes = {
         cp.revision: ControlPlaneRevision(f"istiod-{cp.revision}", ControlPlaneArgs(

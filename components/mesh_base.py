@@ -40,6 +40,8 @@ class MeshBaseArgs:
     version: str  # the newest installed revision's version
     default_revision: str  # always an installed revision (the plan guarantees it)
     values: dict[str, Any] = field(default_factory=dict)
+    # Moving the default validator to the new revision is part of promotion.
+    promotion_hooks: pulumi.ResourceHookBinding | None = None
 
 
 class MeshBase(pulumi.ComponentResource):
@@ -66,7 +68,7 @@ class MeshBase(pulumi.ComponentResource):
             repository=args.chart_repository,
             values=values,
             skip_crds=bool(values.get("base", {}).get("enableCRDTemplates")),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.namespace]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.namespace], hooks=args.promotion_hooks),
         )
         # Istio custom resources (and istiod, which needs the CRDs) depend on this.
         self.crds: pulumi.Resource = self.release

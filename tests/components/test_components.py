@@ -155,7 +155,7 @@ def test_gate_hooks_bind_to_the_promotion_resources_only(monkeypatch):
     run = run_program(minimal(rollout={"from": "1.9.5", "to": "1.10.0", "stage": "promote"}))
     assert seen == {"stage": "promote"}
     hooked = {r.name for r in run if r.hooks}
-    assert hooked == {"revision-tags-stable", "ingress-release", "shop.web-deployment"}
+    assert hooked == {"istio-base-release", "revision-tags-stable", "ingress-release", "shop.web-deployment"}
     for name in hooked:
         assert set(run.named(name).hooks) == {"before_create", "before_update"}, name
 
@@ -181,5 +181,14 @@ def test_an_error_inside_the_hooks_module_fails_the_program_before_any_resource(
 def test_the_orchestrators_real_gate_hooks_load_into_the_program(monkeypatch):
     pytest.importorskip("rollout.hooks", reason="rollout/hooks.py is not written yet")
     monkeypatch.setattr(components.promotion, "HOOKS_MODULE", "rollout.hooks")
-    run = run_program(with_rollout(stack_config("dev"), stage="promote"))
-    assert run.named("revision-tags-stable").custom
+    run = run_program(with_rollout(stack_config("dev"), stage="promote", promotedWaves=1))
+    for name in ("revision-tags-stable", "istio-base-release", "shop.frontend-deployment"):
+        assert set(run.named(name).hooks) == {"before_create", "before_update"}, name
+    assert not run.named("shop-namespace").hooks
+
+
+def test_preview_declares_the_same_resources_as_an_update():
+    config = with_rollout(stack_config("prod"), stage="canary")
+    preview, update = run_program(config, preview=True), run_program(config)
+    assert sorted(r.urn for r in preview) == sorted(r.urn for r in update)
+    assert preview.outputs == update.outputs
