@@ -192,15 +192,16 @@ def print_json(document: Any) -> None:
 
 
 def print_spec_error(error: SpecError, *, path: str) -> None:
-    err.print(f"[red]×[/] {path}: invalid meshlift stack config ({len(error.problems)} problem(s)); nothing changed")
+    err.print(f"[red]×[/] {path}: invalid meshlift stack config ({len(error.problems)} problem(s)); "
+              "nothing changed", soft_wrap=True)
     for problem in error.problems:
-        err.print(f"  [bold]{problem.key}[/]: {problem.reason}")
+        err.print(f"  [bold]{problem.key}[/]: {problem.reason}", soft_wrap=True)
 
 
 def print_error(message: str, *, hint: str | None = None) -> None:
-    err.print(f"[red]×[/] {message}")
+    err.print(f"[red]×[/] {message}", soft_wrap=True)
     if hint:
-        err.print(f"  [dim]{hint}[/]")
+        err.print(f"  [dim]{hint}[/]", soft_wrap=True)
 
 
 def print_line(message: str) -> None:

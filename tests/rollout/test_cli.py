@@ -1,0 +1,115 @@
+"""Exit codes and what each command prints, through `main()` (where errors become exit codes)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from rollout import cli
+from rollout.platforms.kubernetes import KubernetesPlatform
+from tests.rollout.doubles import RecordingEngine, ScriptedGate, fake_discovery, mesh_config
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A project dir with stacks/Pulumi.dev.yaml, a recording engine and a scripted gate."""
+    (tmp_path / "stacks").mkdir()
+    (tmp_path / "stacks" / "Pulumi.dev.yaml").write_text(yaml.safe_dump({"config": mesh_config()}))
+    monkeypatch.setenv("MESHLIFT_PROJECT_DIR", str(tmp_path))
+    engine = RecordingEngine("dev", config=mesh_config())
+    engine.up(message="initial")
+    engine.calls.clear()
+    gate = ScriptedGate()
+    monkeypatch.setattr(cli, "_kubernetes", lambda stack: KubernetesPlatform(engine, discover=fake_discovery))
+    monkeypatch.setattr("rollout.gates.ChecksGate", lambda: gate)
+    return type("Project", (), {"path": tmp_path, "engine": engine, "gate": gate})
+
+
+def _write(project, config):
+    (project.path / "stacks" / "Pulumi.dev.yaml").write_text(yaml.safe_dump({"config": config}))
+
+
+def test_help_teaches_with_examples_and_exit_codes():
+    result = CliRunner().invoke(cli.app, ["--help"])
+    assert result.exit_code == 0
+    assert "meshlift rehearse --fault 5xx" in result.output and "3 rollback failed" in result.output
+
+
+def test_validate_ok_and_invalid_config_lists_every_key_path(project, capsys):
+    assert cli.main(["validate", "-s", "dev"]) == 0
+    _write(project, {**mesh_config(), "meshlift:gates": {"windw": "5s", "interval": "fast"}})
+    assert cli.main(["validate", "-s", "dev"]) == 2
+    err = capsys.readouterr().err
+    assert "meshlift:gates.windw: unknown key (did you mean 'window'?)" in err
+    assert "meshlift:gates.interval" in err and "nothing changed" in err
+
+
+def test_unknown_stack_is_a_usage_error(project, capsys):
+    assert cli.main(["validate", "-s", "nope"]) == 2
+    assert "stacks here: dev" in capsys.readouterr().err
+
+
+def test_plan_lists_stages_changes_and_gates(project, capsys):
+    assert cli.main(["plan", "-s", "dev", "--to", "1.40.0", "--json"]) == 0
+    stages = json.loads(capsys.readouterr().out)
+    assert [s["stage"] for s in stages] == ["install", "canary", "promote wave 1/2", "promote wave 2/2", "cleanup"]
+    assert "restart pay/api (wave 2): 1-39-3 -> 1-40-0" in stages[3]["changes"]
+    assert stages[1]["min_s"] == pytest.approx(0.2)
+    assert cli.main(["plan", "-s", "dev"]) == 2  # no rollout in the config and no --to
+
+
+def test_upgrade_promoted_exits_0(project):
+    assert cli.main(["upgrade", "-s", "dev", "--to", "1.40.0", "--json"]) == 0
+    assert project.engine.named("set_config")[-1]["meshlift:rollout"]["stage"] == "cleanup"
+
+
+def test_upgrade_gate_failure_exits_1_and_names_the_gate(project, capsys):
+    project.gate.outcomes["wave 1"] = "failed"
+    assert cli.main(["upgrade", "-s", "dev", "--to", "1.40.0", "--json"]) == 1
+    document = json.loads(capsys.readouterr().out)
+    assert document["phase"] == "RolledBack" and document["failure"]["gate"] == "wave 1"
+
+
+def test_failed_rollback_exits_3(project):
+    project.gate.outcomes["canary"] = "failed"
+    project.engine.fail_up_on = {4, 5, 6}  # the initial up counted as 1; every rollback up fails
+    assert cli.main(["upgrade", "-s", "dev", "--to", "1.40.0", "--json"]) == 3
+
+
+def test_invalid_upgrade_changes_nothing_and_exits_2(project, capsys):
+    assert cli.main(["upgrade", "-s", "dev", "--to", "1.38.0"]) == 2
+    assert "not newer than 1.39.3" in capsys.readouterr().err
+    assert cli.main(["upgrade", "-s", "dev", "--to", "banana"]) == 2
+    assert project.engine.named("set_config") == [] and project.engine.named("up") == []
+
+
+def test_status_and_history_after_a_run(project, capsys):
+    cli.main(["upgrade", "-s", "dev", "--to", "1.40.0", "--json"])
+    capsys.readouterr()
+    assert cli.main(["status", "-s", "dev", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["phase"] == "Succeeded"
+    assert cli.main(["history", "-s", "dev", "--json"]) == 0
+    entries = json.loads(capsys.readouterr().out)
+    assert entries[0]["describe"] == "1.39.3 -> 1.40.0 stage cleanup"
+
+
+def test_rollback_by_hand_to_an_update_number(project, capsys):
+    cli.main(["upgrade", "-s", "dev", "--to", "1.40.0", "--json"])
+    capsys.readouterr()
+    assert cli.main(["rollback", "-s", "dev", "--to", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["rolled_back_to"] == 1
+    assert "meshlift:rollout" in project.engine.named("remove_config")[-1], \
+        "update 1 had no rollout: the key is removed, not left behind"
+    assert cli.main(["rollback", "-s", "dev", "--to", "99"]) == 2
+
+
+def test_promote_without_a_run_is_a_usage_error(project):
+    assert cli.main(["promote", "-s", "dev"]) == 2
+
+
+def test_rehearse_rejects_an_unknown_fault(project, capsys):
+    assert cli.main(["rehearse", "--fault", "meteor"]) == 2
+    assert "5xx" in capsys.readouterr().err
