@@ -137,7 +137,7 @@ class PortForward:
     def __init__(self, core_v1: Any, namespace: str, pod: str, port: int = ADMIN_PORT) -> None:
         self._api, self.namespace, self.pod, self.port = core_v1, namespace, pod, port
         self._server = socket.create_server(("127.0.0.1", 0))
-        self._server.settimeout(0.5)
+        self._server.settimeout(0.1)  # how soon the accept loop notices close
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._accept, name=f"pf-{namespace}/{pod}", daemon=True)
 

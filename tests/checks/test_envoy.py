@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import threading
 from collections.abc import Callable, Iterator
 
@@ -250,3 +251,45 @@ async def test_gate_passes_on_healthy_canary_and_halts_on_5xx(
     assert failed.message.startswith("Halt canary 1-40-0 advancement: ")
     assert "upstream-success-rate" in failed.failing_checks
     assert len(failed.samples) <= 3  # decided within a couple of samples of the fault
+
+
+def test_cli_exit_codes_against_real_envoy(healthy: lm.Proxy) -> None:
+    from typer.testing import CliRunner
+
+    from checks.cli import app
+
+    runner = CliRunner()
+    ok = runner.invoke(app, ["--admin", healthy.admin_url, "--expected-version", "1.40.0"])
+    wrong = runner.invoke(app, ["--admin", healthy.admin_url, "--expected-version", "1.39.3", "--json"])
+    assert ok.exit_code == 0, ok.output
+    assert "Status check results are √" in ok.output
+    assert wrong.exit_code == 1
+    doc = json.loads(wrong.stdout)
+    version = next(c for c in doc["targets"][0]["checks"] if c["id"] == "proxy-version")
+    assert (version["result"], version["observed"], version["threshold"]) == ("fail", "1.40.0", "1.39.3")
+
+
+def test_cli_gate_passes_with_traffic(healthy: lm.Proxy) -> None:
+    from typer.testing import CliRunner
+
+    from checks.cli import app
+
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            lm.send_traffic(healthy.url, requests=20, rate_per_s=100)
+
+    worker = threading.Thread(target=load, daemon=True)
+    worker.start()
+    try:
+        result = CliRunner().invoke(
+            app, ["--admin", healthy.admin_url, "--gate", "--interval", "0.3s", "--window", "6s", "--json"]
+        )
+    finally:
+        stop.set()
+        worker.join(timeout=10)
+    doc = json.loads(result.stdout)
+    assert result.exit_code == 0, doc["message"]
+    assert doc["schema"] == "meshlift.gate/v1" and doc["outcome"] == "passed"
+    assert len(doc["samples"]) == 3

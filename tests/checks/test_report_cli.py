@@ -1,0 +1,93 @@
+"""Presentation and the command line: rich report, JSON schema, exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+from checks import render_report, report_to_json, run_checks
+from checks.cli import EXIT_FAILED, EXIT_USAGE, app, load_settings
+from components.spec import GateSettings
+from localmesh import closed_port
+
+from .recorded import FakeAdmin
+
+runner = CliRunner()
+
+
+async def failing_report():
+    admin = FakeAdmin()
+    admin.proxy("good")
+    bad = admin.proxy("bad")
+    bad.ready = (503, "DRAINING")
+    bad.stats["server.dynamic_unknown_fields"] = 2
+    async with admin.client() as client:
+        return await run_checks([admin.target("good"), admin.target("bad", expected_version="1.40.0")], GateSettings(), client=client)
+
+
+async def test_json_report_has_the_stable_schema() -> None:
+    doc = json.loads(report_to_json(await failing_report()))
+    assert doc["schema"] == "meshlift.checks/v1" and doc["success"] is False
+    good, bad = doc["targets"]
+    assert (good["success"], bad["success"]) == (True, False)
+    keys = {"id", "category", "description", "result", "fatal", "no_data", "observed", "threshold", "message", "details", "hint"}
+    for target in doc["targets"]:
+        for check in target["checks"]:
+            assert keys <= check.keys()
+            assert check["result"] in {"pass", "warn", "fail", "error", "skip"}
+    ready = next(c for c in bad["checks"] if c["id"] == "proxy-ready")
+    assert ready["result"] == "fail" and ready["observed"] == "DRAINING" and ready["hint"].endswith("#proxy-ready")
+
+
+async def test_rich_report_groups_by_category_with_marks_and_hints() -> None:
+    console = Console(record=True, width=120, color_system=None)
+    console.print(render_report(await failing_report()))
+    text = console.export_text()
+    assert text.index("proxy\n-----") < text.index("configuration\n-------------") < text.index("traffic\n-------")
+    assert "× proxy is ready (/ready LIVE): /ready answered 503 'DRAINING', not LIVE" in text
+    assert "    see checks/README.md#proxy-ready for hints" in text
+    assert "‼ dynamic config has no fields unknown to this proxy" in text
+    assert "√ proxy is ready" in text  # the good proxy
+    assert text.rstrip().endswith("Status check results are ×")
+
+
+def test_settings_from_stack_config_and_overrides(tmp_path) -> None:
+    stack = tmp_path / "Pulumi.dev.yaml"
+    stack.write_text("config:\n  meshlift:gates:\n    window: 2m\n    minSuccessRate: 0.95\n    skipChecks: [proxy-memory]\n")
+    settings = load_settings(stack, {"min_requests": 50})
+    assert (settings.window, settings.min_success_rate, settings.min_requests) == (120.0, 0.95, 50)
+    assert settings.skip_checks == ["proxy-memory"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],  # no target at all
+        ["--admin", "127.0.0.1:1", "--check", "no-such-check"],
+        ["--admin", "127.0.0.1:1", "--min-success-rate", "1.5"],
+        ["--admin", "127.0.0.1:1", "--window", "soon"],
+        ["--admin", "127.0.0.1:1", "--namespace", "default"],  # both target forms
+        ["--admin", "ftp://x"],
+        ["--not-an-option"],
+    ],
+)
+def test_usage_and_config_errors_exit_2(args: list[str]) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == EXIT_USAGE, result.output
+
+
+def test_unreachable_admin_exits_1_with_errors_in_json() -> None:
+    result = runner.invoke(app, ["--admin", f"127.0.0.1:{closed_port()}", "--json", "--timeout", "0.5"])
+    assert result.exit_code == EXIT_FAILED
+    doc = json.loads(result.stdout)
+    assert doc["success"] is False
+    assert {c["result"] for c in doc["targets"][0]["checks"]} <= {"error", "skip"}
+
+
+def test_list_checks_prints_the_catalog() -> None:
+    result = runner.invoke(app, ["--list-checks", "--json"])
+    assert result.exit_code == 0
+    assert "upstream-success-rate" in {c["id"] for c in json.loads(result.stdout)}
