@@ -181,6 +181,11 @@ def static_cluster(*, name: str, port: int, outlier_detection: bool = False) -> 
     return cluster
 
 
+def _untyped(resource: Json) -> Json:
+    """A resource as the bootstrap embeds it: without the Any `@type` of xDS files."""
+    return {k: v for k, v in resource.items() if k != "@type"}
+
+
 def discovery_response(version: str, resources: list[Json]) -> Json:
     """The file format of filesystem xDS: a DiscoveryResponse in JSON."""
     return {"version_info": version, "resources": resources}
@@ -213,28 +218,39 @@ def bootstrap(
     stats_flush_interval_s: float = 5.0,
     overload: OverloadThresholds | None = None,
     ads_port: int | None = None,
-    ads_initial_fetch_timeout_s: float = 0.5,
+    static_listeners: list[Json] | None = None,
+    static_clusters: list[Json] | None = None,
 ) -> Json:
     """The bootstrap of one proxy.
 
-    With `ads_port`, an ADS gRPC source at 127.0.0.1:`ads_port` is added (the
-    control plane; a closed port means "unreachable") and the cluster list is
-    subscribed over ADS on top of the file source, so Envoy really opens the
-    stream and reports `control_plane.connected_state`.
+    Listeners and clusters come from the LDS/CDS files unless `static_*` are
+    given: then they are baked into the bootstrap (no file watches, which
+    matters for large fleets: each watch is an inotify instance).
+
+    With `ads_port`, an ADS gRPC source at 127.0.0.1:`ads_port` is added.  No
+    resource is subscribed over it, yet Envoy opens the stream at start-up and
+    keeps reconnecting, so `control_plane.connected_state` tells whether the
+    control plane is reachable (a closed port means "unreachable").
     """
     config: Json = {
         "node": {"id": node_id, "cluster": node_cluster},
         "admin": {"address": socket_address(admin_port)},
         "stats_flush_interval": f"{stats_flush_interval_s}s",
-        "dynamic_resources": {
-            "lds_config": file_source(layout.lds),
-            "cds_config": file_source(layout.cds),
-        },
+        "dynamic_resources": {},
+        "static_resources": {"listeners": [], "clusters": []},
     }
+    if static_listeners is None:
+        config["dynamic_resources"]["lds_config"] = file_source(layout.lds)
+    else:
+        config["static_resources"]["listeners"] = [_untyped(r) for r in static_listeners]
+    if static_clusters is None:
+        config["dynamic_resources"]["cds_config"] = file_source(layout.cds)
+    else:
+        config["static_resources"]["clusters"] = [_untyped(r) for r in static_clusters]
     if overload is not None:
         config["overload_manager"] = overload_manager(layout.pressure, overload)
     if ads_port is not None:
-        config["static_resources"] = {"clusters": [{
+        config["static_resources"]["clusters"].append({
             "name": XDS_CLUSTER,
             "type": "STATIC",
             "connect_timeout": "0.25s",
@@ -250,7 +266,7 @@ def bootstrap(
                 "endpoints": [{"lb_endpoints": [{"endpoint": {
                     "address": socket_address(ads_port)}}]}],
             },
-        }]}
+        })
         config["dynamic_resources"]["ads_config"] = {
             "api_type": "GRPC",
             "transport_api_version": "V3",

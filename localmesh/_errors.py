@@ -21,8 +21,25 @@ class ProxyStartError(LocalMeshError):
     """An Envoy process exited early or did not report LIVE in time."""
 
     def __init__(self, message: str, *, log_tail: str = "") -> None:
-        super().__init__(f"{message}\n--- envoy log tail ---\n{log_tail}" if log_tail else message)
+        hint = _hint(log_tail)
+        text = f"{message}{hint}"
+        super().__init__(f"{text}\n--- envoy log tail ---\n{log_tail}" if log_tail else text)
         self.log_tail = log_tail
+
+    @property
+    def port_clash(self) -> bool:
+        """True when a port was taken by someone else: a retry on new ports may succeed."""
+        return "Address already in use" in self.log_tail
+
+
+def _hint(log_tail: str) -> str:
+    if "inotify" in log_tail:
+        return (
+            "\nhint: out of inotify instances (fs.inotify.max_user_instances, often 128 per "
+            "user). Each proxy with file-based xDS uses 2, +2 with tls, +1 with overload: "
+            "start large fleets with xds='static', or raise the sysctl."
+        )
+    return ""
 
 
 class FaultError(LocalMeshError):

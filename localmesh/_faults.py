@@ -91,7 +91,13 @@ def _upstream_down(proxy: Proxy) -> InjectedFault:
                          endpoint.start)
 
 
+def _need_file_xds(proxy: Proxy, fault: str) -> None:
+    if proxy.spec.xds != "files":
+        raise FaultError(f"fault {fault!r} needs file-based xDS: start with xds='files'")
+
+
 def _reject_config(proxy: Proxy) -> InjectedFault:
+    _need_file_xds(proxy, "reject-config")
     proxy.xds.push_bad_listeners()
     return InjectedFault("reject-config", proxy,
                          "listener_manager.lds.update_rejected +1; lds.version_text unchanged",
@@ -99,6 +105,7 @@ def _reject_config(proxy: Proxy) -> InjectedFault:
 
 
 def _reject_cluster_config(proxy: Proxy) -> InjectedFault:
+    _need_file_xds(proxy, "reject-cluster-config")
     proxy.xds.push_bad_clusters()
     return InjectedFault("reject-cluster-config", proxy,
                          "cluster_manager.cds.update_rejected +1; cds.version_text unchanged",

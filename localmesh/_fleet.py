@@ -32,22 +32,40 @@ def start_proxies(
     *,
     max_parallel_starts: int | None = None,
     timeout_s: float = DEFAULT_START_TIMEOUT_S,
+    attempts: int = 3,
 ) -> None:
-    """Start every proxy and wait until each is LIVE; on any failure stop them all and raise."""
+    """Start every proxy and wait until each is LIVE with its listeners bound.
+
+    A proxy whose port was taken meanwhile is restarted on new ports (up to
+    `attempts` times); any other failure stops them all and raises ProxyStartError.
+    """
     limit = max_parallel_starts or default_parallelism()
     pending = list(reversed(proxies))
     starting: dict[Proxy, float] = {}
+    tries: dict[Proxy, int] = {}
     try:
         while pending or starting:
             while pending and len(starting) < limit:
                 proxy = pending.pop()
-                proxy.spawn()
+                tries[proxy] = tries.get(proxy, 0) + 1
+                if tries[proxy] == 1:
+                    proxy.spawn()
+                else:
+                    proxy.restart_on_new_ports()
                 starting[proxy] = time.monotonic() + timeout_s
             for proxy, deadline in list(starting.items()):
-                if proxy.process.poll_ready():
+                try:
+                    started = proxy.poll_started()
+                    if not started and time.monotonic() > deadline:
+                        proxy.process.wait_ready(0)  # raises ProxyStartError with the log tail
+                except ProxyStartError as error:
+                    if not error.port_clash or tries[proxy] >= attempts:
+                        raise
                     del starting[proxy]
-                elif time.monotonic() > deadline:
-                    proxy.process.wait_ready(0)  # raises ProxyStartError with the log tail
+                    pending.append(proxy)
+                    continue
+                if started:
+                    del starting[proxy]
             if starting:
                 time.sleep(0.01)
     except BaseException:

@@ -12,10 +12,11 @@ from . import _admin, _registry
 from . import _bootstrap as cfg
 from ._binaries import EnvoyBinary
 from ._bootstrap import Layout, OverloadThresholds
-from ._certs import CertPair
+from ._certs import CertPair, generate_cert
 from ._controlplane import ControlPlane
+from ._errors import ProxyStartError
 from ._ports import LOOPBACK, free_ports
-from ._process import DEFAULT_START_TIMEOUT_S, EnvoyProcess
+from ._process import DEFAULT_START_TIMEOUT_S, EnvoyProcess, log_tail, wait_until
 from ._upstream import Upstream, UpstreamEndpoint
 from ._xds import XdsFiles, write_atomic
 
@@ -51,6 +52,11 @@ class ProxySpec:
     stats_flush_interval_s: float = 5.0
     outlier_detection: bool = False
     log_level: str = "info"
+    xds: str = "files"  # or "static": no LDS/CDS files, no inotify (large benchmark fleets)
+
+    def __post_init__(self) -> None:
+        if self.xds not in ("files", "static"):
+            raise ValueError(f"xds must be 'files' or 'static', not {self.xds!r}")
 
 
 class Proxy:
@@ -76,16 +82,22 @@ class Proxy:
         self.layout = Layout(Path(root)).create()
         if self._own_workdir:
             _registry.register_dir(self.layout.root)
+        self.cert: CertPair | None = spec.cert
+        self.process = EnvoyProcess(
+            spec.binary, bootstrap=self.layout.bootstrap, log=self.layout.log,
+            admin_port=0, log_level=spec.log_level,
+        )
+        self._configure()
+
+    def _configure(self) -> None:
+        """Pick the ports the spec left open and write version 1 of every file."""
+        spec = self.spec
         picked = iter(free_ports(3))
         self.admin_port = spec.admin_port or next(picked)
         self.listener_port = spec.listener_port or next(picked)
         self.tls_port = (spec.tls_port or next(picked)) if spec.tls else None
+        self.process.admin_port = self.admin_port
         self.xds = XdsFiles(self.layout)
-        self.cert: CertPair | None = None
-        self.process = EnvoyProcess(
-            spec.binary, bootstrap=self.layout.bootstrap, log=self.layout.log,
-            admin_port=self.admin_port, log_level=spec.log_level,
-        )
         self._write_initial_config()
 
     # ---- configuration -------------------------------------------------
@@ -105,23 +117,24 @@ class Proxy:
 
     def _write_initial_config(self) -> None:
         spec = self.spec
+        static = spec.xds == "static"
         boot = cfg.bootstrap(
             layout=self.layout, node_id=spec.name, node_cluster=spec.revision,
             admin_port=self.admin_port, stats_flush_interval_s=spec.stats_flush_interval_s,
             overload=spec.overload, ads_port=spec.control_plane_port,
+            static_listeners=self.listeners() if static else None,
+            static_clusters=self.clusters() if static else None,
         )
         self.layout.bootstrap.write_text(json.dumps(boot, indent=1))
         if spec.overload is not None:
             self.set_pressure(0.0)
         if spec.tls:
-            from ._certs import generate_cert
-
-            self.set_certificate(spec.cert or generate_cert(common_name=spec.name,
-                                                            valid_days=90))
+            self.set_certificate(self.cert or generate_cert(common_name=spec.name, valid_days=90))
         else:
             self.xds.push_secrets([])  # the file must exist for a path_config_source
-        self.xds.push_clusters(self.clusters())
-        self.xds.push_listeners(self.listeners())
+        if not static:
+            self.xds.push_clusters(self.clusters())
+            self.xds.push_listeners(self.listeners())
 
     def set_certificate(self, cert: CertPair) -> None:
         """Serve `cert` on the TLS listener: write it under new file names, push SDS."""
@@ -140,11 +153,54 @@ class Proxy:
     def wait_ready(self, timeout_s: float = DEFAULT_START_TIMEOUT_S) -> None:
         self.process.wait_ready(timeout_s)
 
-    def start(self, timeout_s: float = DEFAULT_START_TIMEOUT_S) -> Proxy:
-        """Spawn and wait until `/ready` is 200 LIVE (ProxyStartError with log tail otherwise)."""
+    def poll_started(self) -> bool:
+        """One non-blocking step of start-up: True once LIVE with every listener bound.
+
+        Raises ProxyStartError (`.port_clash` tells whether new ports may help).
+        """
+        if not self.process.poll_ready():
+            return False
+        self.verify_listeners()
+        return True
+
+    def verify_listeners(self) -> None:
+        """Raise ProxyStartError unless every listener of this proxy is active.
+
+        A listener whose port was taken meanwhile is rejected while Envoy still
+        reports LIVE: without this check such a proxy would look healthy.
+        """
+        expected = len(self.listeners())
+        try:
+            wait_until(lambda: self.stat("listener_manager.total_listeners_active") >= expected,
+                       timeout_s=2)
+        except TimeoutError:
+            tail = log_tail(self.layout.log)
+            self.process.stop(grace_s=1)
+            raise ProxyStartError(
+                f"envoy {self.binary.version} is LIVE but not all {expected} listeners are "
+                f"active (log: {self.layout.log})", log_tail=tail,
+            ) from None
+
+    def restart_on_new_ports(self) -> None:
+        """After a port clash: stop, pick new free ports, rewrite the config, spawn again."""
+        self.process.stop(grace_s=1)
+        self._configure()
         self.spawn()
-        self.wait_ready(timeout_s)
-        return self
+
+    def start(self, timeout_s: float = DEFAULT_START_TIMEOUT_S, *, attempts: int = 3) -> Proxy:
+        """Spawn and wait until LIVE with its listeners bound (ProxyStartError with the log
+        tail otherwise).  A port taken meanwhile by another program is retried on new ports."""
+        self.spawn()
+        for attempt in range(1, attempts + 1):
+            try:
+                self.wait_ready(timeout_s)
+                self.verify_listeners()
+                return self
+            except ProxyStartError as error:
+                if not error.port_clash or attempt == attempts:
+                    raise
+                self.restart_on_new_ports()
+        raise AssertionError("unreachable")
 
     def stop(self, *, grace_s: float = 5.0, keep_workdir: bool = False) -> None:
         self.process.stop(grace_s=grace_s)
