@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -188,6 +189,8 @@ def _run_kube(settings: Any, namespace: str | None, selector: str | None, revisi
     except k8s_config.ConfigException as exc:
         raise ConfigError(f"no Kubernetes access: {exc}") from exc
     core = k8s.CoreV1Api()
+    if expected_version is None and revision and re.fullmatch(r"\d+-\d+-\d+(-.+)?", revision):
+        expected_version = revision  # a revision named after its version (1-40-0) says what to expect
     try:
         with kube_targets(core, namespace=namespace, selector=selector, revision=revision, role=role,
                           expected_version=expected_version) as targets:

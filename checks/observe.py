@@ -134,7 +134,8 @@ async def _listener_state(client: AdminClient, base: str, _: str) -> list[Mappin
     data = await client.get_json(
         base, "/config_dump", {"resource": "dynamic_listeners", "mask": _LISTENER_MASK}
     )
-    configs = data.get("configs") if isinstance(data, Mapping) else None
+    # Envoy answers `{}` when there is no dynamic listener (an empty repeated field is omitted).
+    configs = data.get("configs", []) if isinstance(data, Mapping) else None
     if not isinstance(configs, list):
         raise AdminDecodeError(f"{base}/config_dump has no 'configs' list", url=base)
     return [c for c in configs if isinstance(c, Mapping)]

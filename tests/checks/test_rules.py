@@ -273,3 +273,17 @@ async def test_outlier_ejections_warn(settings) -> None:
     admin.proxy("p").stats["cluster.upstream.outlier_detection.ejections_active"] = 1
     report, result = await judge(admin, "p", "outlier-ejections", settings)
     assert result.status is Status.WARN and report.success
+
+
+async def test_static_config_without_dynamic_listeners_is_not_an_error(settings) -> None:
+    admin = FakeAdmin()
+    admin.proxy("p").listeners = fixture("listeners_static.json")  # what Envoy answers: {}
+    _, result = await judge(admin, "p", "xds-config-accepted", settings)
+    assert result.status is Status.PASS, result.message
+
+
+async def test_listener_state_of_the_wrong_shape_is_an_error(settings) -> None:
+    admin = FakeAdmin()
+    admin.proxy("p").listeners = {"configs": "nope"}
+    report, result = await judge(admin, "p", "xds-config-accepted", settings)
+    assert result.status is Status.ERROR and not report.success
