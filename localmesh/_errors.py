@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class LocalMeshError(Exception):
     """Base class of every error localmesh raises on purpose."""
@@ -30,6 +32,15 @@ class ProxyStartError(LocalMeshError):
     def port_clash(self) -> bool:
         """True when a port was taken by someone else: a retry on new ports may succeed."""
         return "Address already in use" in self.log_tail
+
+    @property
+    def clashing_port(self) -> int | None:
+        """The port Envoy could not bind, read from its log."""
+        match = _CANNOT_BIND.search(self.log_tail)
+        return int(match.group(1)) if match else None
+
+
+_CANNOT_BIND = re.compile(r"cannot bind '[^']*:(\d+)': Address already in use")
 
 
 def _hint(log_tail: str) -> str:

@@ -59,7 +59,7 @@ def start_proxies(
                     if not started and time.monotonic() > deadline:
                         proxy.process.wait_ready(0)  # raises ProxyStartError with the log tail
                 except ProxyStartError as error:
-                    if not error.port_clash or tries[proxy] >= attempts:
+                    if not proxy.can_retry(error) or tries[proxy] >= attempts:
                         raise
                     del starting[proxy]
                     pending.append(proxy)

@@ -181,6 +181,11 @@ class Proxy:
                 f"active (log: {self.layout.log})", log_tail=tail,
             ) from None
 
+    def can_retry(self, error: ProxyStartError) -> bool:
+        """Whether new ports may cure `error`: a clash on a port the spec did not fix."""
+        fixed = {self.spec.admin_port, self.spec.listener_port, self.spec.tls_port} - {0}
+        return error.port_clash and error.clashing_port not in fixed
+
     def restart_on_new_ports(self) -> None:
         """After a port clash: stop, pick new free ports, rewrite the config, spawn again."""
         self.process.stop(grace_s=1)
@@ -197,7 +202,7 @@ class Proxy:
                 self.verify_listeners()
                 return self
             except ProxyStartError as error:
-                if not error.port_clash or attempt == attempts:
+                if not self.can_retry(error) or attempt == attempts:
                     raise
                 self.restart_on_new_ports()
         raise AssertionError("unreachable")

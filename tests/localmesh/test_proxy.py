@@ -72,3 +72,29 @@ def test_proxy_that_cannot_start_raises_with_the_log_tail(upstream, target) -> N
     assert "Address already in use" in error.value.log_tail  # Envoy's own words
     assert not proxy.running
     proxy.stop()
+
+
+def test_proxy_whose_listener_port_is_taken_is_not_reported_started(upstream, target) -> None:
+    # Envoy itself goes LIVE with the listener rejected: start() must not.
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        proxy = lm.Proxy(lm.ProxySpec(binary=target, name="nolistener", listener_port=taken),
+                         upstream=upstream)
+        with pytest.raises(lm.ProxyStartError, match="listeners are active") as error:
+            proxy.start(timeout_s=15)
+    assert error.value.clashing_port == taken
+    assert not proxy.can_retry(error.value)  # the spec fixed that port: new ports cannot help
+    proxy.stop()
+
+
+def test_static_proxy_serves_without_xds_files(upstream, stable) -> None:
+    with lm.Proxy(lm.ProxySpec(binary=stable, name="static", xds="static"),
+                  upstream=upstream) as proxy:
+        assert lm.send_traffic(proxy.url, requests=3).statuses == {200: 3}
+        assert "listener_manager.lds.version_text" not in proxy.stats(filter="version_text")
+        with pytest.raises(lm.FaultError, match="file-based xDS"):
+            lm.inject_fault(proxy, "reject-config")
