@@ -50,7 +50,11 @@ def main() -> None:
         for cp in plan.control_planes
     }
     tags = RevisionTags("revision-tags", RevisionTagsArgs(
-        tags=plan.tags, istio_namespace=plan.istio_namespace, control_planes=planes, promotion_hooks=hooks,
+        tags=plan.tags,
+        revisions=list(planes),
+        istio_namespace=plan.istio_namespace,
+        control_planes=planes,
+        promotion_hooks=hooks,
     ))
 
     def injector(label: str, revision: str) -> list[pulumi.Resource]:

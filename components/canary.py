@@ -6,12 +6,11 @@ of the traffic to them and the checks find them by their selector. They hold the
 application until the proxy is ready. The canary exists only in the canary
 stage: the plan drops it at promotion, and Pulumi deletes it.
 
-Caveat (Istio behaviour, not meshlift's): in a namespace labelled with
-`istio.io/rev`, Istio's injector webhooks let the *namespace* label win over the
-pod's (istio/istio #37088, #48316), so there the canary pods are injected by the
-namespace's revision. The checks' proxy-version gate (the stack output
-`canaries[].expectedProxyVersion`) catches exactly this before anything is
-promoted.
+Istio lets a namespace's `istio.io/rev` win over a pod's (istio/istio #37088,
+#48316). Canary workloads therefore live in tag-enrolled namespaces (the
+validator insists), where meshlift's own webhooks let the pod's label decide
+(see `components.revision_tags`); the checks' proxy-version gate
+(`canaries[].expectedProxyVersion`) still verifies what was injected.
 """
 
 from __future__ import annotations

@@ -21,11 +21,24 @@ namespace-level and one object-level webhook sending pods to `istiod-<rev>`.
 `caBundle` is left out on purpose: istiod patches it into every webhook labelled
 with its revision, and under server-side apply a field meshlift never sets is
 never reset by it.
+
+One deliberate difference, so a canary pod can ask for its own revision: Istio
+lets a namespace's `istio.io/rev` win over a pod's (istio/istio #37088, #48316),
+so a canary pod labelled `istio.io/rev: <new>` in a namespace labelled
+`stable` would be injected by the old revision. Here the namespace-level tag
+webhook skips pods that carry an installed revision's name in `istio.io/rev`,
+and one `meshlift-pod-revision-<rev>` webhook per installed revision injects
+exactly those pods, in tag-enrolled namespaces, with their own revision. Both
+selectors depend only on the sets of tags and revisions, so moving a tag still
+changes the tag's webhook alone. (In a namespace labelled with a revision name,
+the istiod chart's own webhook decides and no pod label can override it; the
+validator therefore requires canary workloads to live in tag-enrolled
+namespaces.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -42,17 +55,27 @@ from components._helm import MANAGED_BY
 from components.plan import REVISION_LABEL
 
 TAG_LABEL = "istio.io/tag"
+INJECTION_LABEL = "istio-injection"
+POD_OPT_OUT = "sidecar.istio.io/inject"
+
+
+def _suffix(istio_namespace: str) -> str:
+    return "" if istio_namespace == "istio-system" else f"-{istio_namespace}"
 
 
 def tag_webhook_name(tag: str, istio_namespace: str) -> str:
     """The object name Istio itself uses for a tag webhook."""
-    suffix = "" if istio_namespace == "istio-system" else f"-{istio_namespace}"
-    return f"istio-revision-tag-{tag}{suffix}"
+    return f"istio-revision-tag-{tag}{_suffix(istio_namespace)}"
+
+
+def pod_revision_webhook_name(revision: str, istio_namespace: str) -> str:
+    return f"meshlift-pod-revision-{revision}{_suffix(istio_namespace)}"
 
 
 @dataclass(frozen=True, kw_only=True)
 class RevisionTagsArgs:
     tags: Mapping[str, str]  # tag -> revision at this stage
+    revisions: Sequence[str]  # every installed revision at this stage
     istio_namespace: str
     control_planes: Mapping[str, pulumi.Resource]  # revision -> its ControlPlaneRevision
     promotion_hooks: pulumi.ResourceHookBinding | None = None
@@ -76,7 +99,7 @@ class RevisionTags(pulumi.ComponentResource):
                         **MANAGED_BY,
                     },
                 ),
-                webhooks=_webhooks(tag, revision, args.istio_namespace),
+                webhooks=_tag_webhooks(tag, revision, sorted(args.revisions), args.istio_namespace),
                 opts=pulumi.ResourceOptions(
                     parent=self,
                     # Never point a tag at an istiod that is not running yet.
@@ -84,44 +107,67 @@ class RevisionTags(pulumi.ComponentResource):
                     hooks=args.promotion_hooks,
                 ),
             )
+        # Pods asking for a revision by their own label, in tag-enrolled namespaces.
+        self.pod_revisions: dict[str, MutatingWebhookConfiguration] = {}
+        tags = sorted(args.tags)
+        for revision in sorted(args.revisions) if tags else []:
+            self.pod_revisions[revision] = MutatingWebhookConfiguration(
+                f"{name}-pod-revision-{revision}",
+                metadata=ObjectMetaArgs(
+                    name=pod_revision_webhook_name(revision, args.istio_namespace),
+                    labels={REVISION_LABEL: revision, "app": "sidecar-injector", **MANAGED_BY},
+                ),
+                webhooks=[_webhook(
+                    "pod-revision.", revision, args.istio_namespace,
+                    [_requirement(REVISION_LABEL, "In", *tags), _requirement(INJECTION_LABEL, "DoesNotExist")],
+                    [_requirement(POD_OPT_OUT, "NotIn", "false"), _requirement(REVISION_LABEL, "In", revision)],
+                )],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[args.control_planes[revision]]),
+            )
         self.register_outputs({"tags": dict(args.tags)})
 
 
-def _webhooks(tag: str, revision: str, istio_namespace: str) -> list[MutatingWebhookArgs]:
-    def webhook(prefix: str, namespace_selector: list, object_selector: list) -> MutatingWebhookArgs:
-        return MutatingWebhookArgs(
-            name=f"{prefix}sidecar-injector.istio.io",
-            admission_review_versions=["v1"],
-            side_effects="None",
-            failure_policy="Fail",
-            reinvocation_policy="Never",
-            client_config=WebhookClientConfigArgs(
-                service=ServiceReferenceArgs(
-                    name=f"istiod-{revision}", namespace=istio_namespace, path="/inject", port=443,
-                ),
+def _requirement(key: str, operator: str, *values: str) -> LabelSelectorRequirementArgs:
+    return LabelSelectorRequirementArgs(key=key, operator=operator, values=list(values) or None)
+
+
+def _webhook(prefix: str, revision: str, istio_namespace: str, namespace_selector: list,
+             object_selector: list) -> MutatingWebhookArgs:
+    """One injection webhook sending matching pods to `istiod-<revision>` (as Istio renders them)."""
+    return MutatingWebhookArgs(
+        # istiod patches its caBundle only into webhooks whose name ends like this.
+        name=f"{prefix}sidecar-injector.istio.io",
+        admission_review_versions=["v1"],
+        side_effects="None",
+        failure_policy="Fail",
+        reinvocation_policy="Never",
+        client_config=WebhookClientConfigArgs(
+            service=ServiceReferenceArgs(
+                name=f"istiod-{revision}", namespace=istio_namespace, path="/inject", port=443,
             ),
-            rules=[RuleWithOperationsArgs(
-                operations=["CREATE"], api_groups=[""], api_versions=["v1"], resources=["pods"],
-            )],
-            namespace_selector=LabelSelectorArgs(match_expressions=namespace_selector),
-            object_selector=LabelSelectorArgs(match_expressions=object_selector),
-        )
+        ),
+        rules=[RuleWithOperationsArgs(
+            operations=["CREATE"], api_groups=[""], api_versions=["v1"], resources=["pods"],
+        )],
+        namespace_selector=LabelSelectorArgs(match_expressions=namespace_selector),
+        object_selector=LabelSelectorArgs(match_expressions=object_selector),
+    )
 
-    def requirement(key: str, operator: str, *values: str) -> LabelSelectorRequirementArgs:
-        return LabelSelectorRequirementArgs(key=key, operator=operator, values=list(values) or None)
 
-    not_opted_out = requirement("sidecar.istio.io/inject", "NotIn", "false")
+def _tag_webhooks(tag: str, revision: str, revisions: list[str], istio_namespace: str) -> list[MutatingWebhookArgs]:
+    not_opted_out = _requirement(POD_OPT_OUT, "NotIn", "false")
     return [
-        # Namespaces labelled istio.io/rev=<tag> (and not overridden by istio-injection).
-        webhook(
-            "rev.namespace.",
-            [requirement(REVISION_LABEL, "In", tag), requirement("istio-injection", "DoesNotExist")],
-            [not_opted_out],
+        # Namespaces labelled istio.io/rev=<tag> (and not overridden by istio-injection),
+        # except pods naming a revision themselves: meshlift-pod-revision-<rev> takes those.
+        _webhook(
+            "rev.namespace.", revision, istio_namespace,
+            [_requirement(REVISION_LABEL, "In", tag), _requirement(INJECTION_LABEL, "DoesNotExist")],
+            [not_opted_out, _requirement(REVISION_LABEL, "NotIn", *revisions)],
         ),
         # Pods labelled istio.io/rev=<tag> in namespaces without any injection label.
-        webhook(
-            "rev.object.",
-            [requirement(REVISION_LABEL, "DoesNotExist"), requirement("istio-injection", "DoesNotExist")],
-            [not_opted_out, requirement(REVISION_LABEL, "In", tag)],
+        _webhook(
+            "rev.object.", revision, istio_namespace,
+            [_requirement(REVISION_LABEL, "DoesNotExist"), _requirement(INJECTION_LABEL, "DoesNotExist")],
+            [not_opted_out, _requirement(REVISION_LABEL, "In", tag)],
         ),
     ]

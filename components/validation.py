@@ -177,6 +177,15 @@ def _workloads(spec: MeshSpec) -> list[Problem]:
                     "in this namespace; their Services would route to each other's pods",
                 ))
             apps.setdefault(workload.app, w_index)
+            if workload.canary and namespace.revision not in spec.tags:
+                # The istiod chart's own webhook injects every pod of a namespace labelled
+                # with its revision name; only tag-enrolled namespaces let a pod choose.
+                problems.append(Problem(
+                    f"{key}.canary",
+                    f"a canary needs its namespace enrolled through a tag, not the revision "
+                    f"'{namespace.revision}': Istio injects every pod of a namespace labelled with a "
+                    "revision by that revision, whatever the pod's own istio.io/rev (istio/istio #37088)",
+                ))
             if workload.canary and len(workload.name) + len(CANARY_SUFFIX) > _MAX_NAME:
                 problems.append(Problem(f"{key}.name",
                                         f"too long for its canary Deployment '{workload.name}{CANARY_SUFFIX}' "

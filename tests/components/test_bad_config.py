@@ -88,6 +88,9 @@ CASES = {
     "negative gate window": (
         minimal(gates={"window": -5}), "meshlift:gates.window", "must be positive"),
     # --- rules a careful operator expects -------------------------------------------
+    "canary workload in a namespace enrolled by revision name": (
+        minimal(namespaces=ns(revision="1-9-5", workloads=[{**WEB, "canary": True}])),
+        "meshlift:namespaces[0].workloads[0].canary", "enrolled through a tag"),
     "chart repository that is not a URL": (
         minimal(chartRepository="istio-release"), "meshlift:chartRepository", "not a Helm repository URL"),
     "istiod values setting the revision": (

@@ -80,13 +80,26 @@ def test_base_chart_points_the_default_validator_at_an_installed_revision(built)
 
 def test_tag_webhooks_point_at_the_planned_revision(built):
     plan, run = built
-    webhooks = run.of_type("kubernetes:admissionregistration.k8s.io/v1:MutatingWebhookConfiguration")
+    webhooks = [w for w in run.of_type("kubernetes:admissionregistration.k8s.io/v1:MutatingWebhookConfiguration")
+                if "istio.io/tag" in w.inputs["metadata"]["labels"]]
     assert {w.inputs["metadata"]["labels"]["istio.io/tag"]: w.inputs["metadata"]["labels"][REVISION_LABEL]
             for w in webhooks} == plan.tags
     for webhook in webhooks:
         revision = webhook.inputs["metadata"]["labels"][REVISION_LABEL]
         services = {h["clientConfig"]["service"]["name"] for h in webhook.inputs["webhooks"]}
         assert services == {f"istiod-{revision}"}, webhook.urn
+        assert run.depends_on(webhook, run.named(f"istiod-{revision}")), webhook.urn
+
+
+def test_every_installed_revision_injects_pods_that_ask_for_it_by_label(built):
+    plan, run = built
+    webhooks = {w.inputs["metadata"]["labels"][REVISION_LABEL]: w
+                for w in run.of_type("kubernetes:admissionregistration.k8s.io/v1:MutatingWebhookConfiguration")
+                if w.name.startswith("revision-tags-pod-revision-")}
+    assert set(webhooks) == {cp.revision for cp in plan.control_planes}
+    for revision, webhook in webhooks.items():
+        [hook] = webhook.inputs["webhooks"]
+        assert hook["clientConfig"]["service"]["name"] == f"istiod-{revision}", webhook.urn
         assert run.depends_on(webhook, run.named(f"istiod-{revision}")), webhook.urn
 
 

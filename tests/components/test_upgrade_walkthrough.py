@@ -112,6 +112,44 @@ def test_canary_gateway_shares_the_primary_selector_without_a_service_of_its_own
         "name": f"{GATEWAY}-canary", "revision": NEW, "version": "1.10.0"}
 
 
+def test_canary_pods_are_injected_by_their_own_revision_in_a_tag_enrolled_namespace(stages):
+    """The selectors, evaluated as the API server would, send each pod to exactly one istiod."""
+    run = stages["canary"]
+    webhooks = [hook for r in run.of_type("kubernetes:admissionregistration.k8s.io/v1:MutatingWebhookConfiguration")
+                for hook in r.inputs["webhooks"]]
+    shop = run.named("shop-namespace").inputs["metadata"]["labels"]
+    stable = run.named("shop.frontend-deployment").inputs["spec"]["template"]["metadata"]["labels"]
+    canary = run.named("shop.frontend-canary-deployment").inputs["spec"]["template"]["metadata"]["labels"]
+
+    def injected_by(namespace_labels, pod_labels):
+        return [h["clientConfig"]["service"]["name"] for h in webhooks
+                if _selects(h["namespaceSelector"], namespace_labels) and _selects(h["objectSelector"], pod_labels)]
+
+    assert injected_by(shop, stable) == [f"istiod-{OLD}"]
+    assert injected_by(shop, canary) == [f"istiod-{NEW}"]
+    # Gateway pods (own namespace, no label on it) go by their tag label.
+    gateway_pod = {"istio.io/rev": "stable", "sidecar.istio.io/inject": "true"}
+    assert injected_by({"kubernetes.io/metadata.name": "istio-ingress"}, gateway_pod) == [f"istiod-{OLD}"]
+    canary_gateway_pod = {"istio.io/rev": NEW, "sidecar.istio.io/inject": "true"}
+    assert injected_by({}, canary_gateway_pod) == []  # istiod-1-10-0's own chart webhook takes these
+
+
+def _selects(selector: dict, labels: dict) -> bool:
+    """Kubernetes label-selector semantics for matchExpressions (In, NotIn, Exists, DoesNotExist)."""
+    for requirement in selector.get("matchExpressions", []):
+        key, operator, values = requirement["key"], requirement["operator"], requirement.get("values", [])
+        present = key in labels
+        if operator == "In" and not (present and labels[key] in values):
+            return False
+        if operator == "NotIn" and present and labels[key] in values:
+            return False
+        if operator == "Exists" and not present:
+            return False
+        if operator == "DoesNotExist" and present:
+            return False
+    return True
+
+
 def test_promote_moves_the_tag_and_default_and_cuts_gateways_over_but_restarts_no_wave_yet(stages):
     run = stages["promote-0"]
     assert tag_target(run) == NEW
@@ -144,7 +182,8 @@ def test_cleanup_removes_the_old_revision_and_nothing_else(stages):
     assert tag_target(run) == NEW
     remaining = {r.urn for r in run}
     removed = {r.urn for r in before} - remaining
-    assert {urn.rsplit("::", 1)[-1] for urn in removed} == {"istiod-1-9-5", "istiod-1-9-5-release"}
+    assert {urn.rsplit("::", 1)[-1] for urn in removed} == {
+        "istiod-1-9-5", "istiod-1-9-5-release", "revision-tags-pod-revision-1-9-5"}
 
 
 def test_rolling_back_a_stage_moves_the_same_tag_object_back(stages):
