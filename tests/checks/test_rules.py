@@ -287,3 +287,14 @@ async def test_listener_state_of_the_wrong_shape_is_an_error(settings) -> None:
     admin.proxy("p").listeners = {"configs": "nope"}
     report, result = await judge(admin, "p", "xds-config-accepted", settings)
     assert result.status is Status.ERROR and not report.success
+
+
+def test_readme_documents_every_check_under_its_hint_anchor() -> None:
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "checks" / "README.md").read_text()
+    sections = dict(re.findall(r"^### (\S+)\n(.*?)(?=^### |^## |\Z)", readme, re.M | re.S))
+    for spec in CATALOG:
+        assert spec.id in sections, spec.id
+        assert "**Hint:**" in sections[spec.id], spec.id
