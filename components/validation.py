@@ -142,6 +142,11 @@ def _gateways(spec: MeshSpec) -> list[Problem]:
                                     f"too long for its canary Deployment '{gateway.name}{CANARY_SUFFIX}' "
                                     f"(at most {_MAX_NAME - len(CANARY_SUFFIX)} characters, or canary: false)"))
         problems += _ports(gateway.service.ports, key_path("gateways", index, "service", "ports"))
+    for index, gateway in enumerate(spec.gateways):
+        for other in spec.gateways:
+            if other.canary and other.namespace == gateway.namespace and gateway.name == other.name + CANARY_SUFFIX:
+                problems.append(Problem(key_path("gateways", index, "name"),
+                                        f"'{gateway.name}' is the name of gateway '{other.name}''s canary release"))
     return problems
 
 
@@ -177,6 +182,10 @@ def _workloads(spec: MeshSpec) -> list[Problem]:
                     "in this namespace; their Services would route to each other's pods",
                 ))
             apps.setdefault(workload.app, w_index)
+            for other in namespace.workloads:
+                if other.canary and workload.name == other.name + CANARY_SUFFIX:
+                    problems.append(Problem(f"{key}.name",
+                                            f"'{workload.name}' is the name of workload '{other.name}''s canary"))
             if workload.canary and namespace.revision not in spec.tags:
                 # The istiod chart's own webhook injects every pod of a namespace labelled
                 # with its revision name; only tag-enrolled namespaces let a pod choose.

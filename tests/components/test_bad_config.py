@@ -129,6 +129,12 @@ CASES = {
     "canary workload name too long for its canary": (
         minimal(namespaces=ns(workloads=[{**WEB, "name": "w" * 60, "canary": True}])),
         "meshlift:namespaces[0].workloads[0].name", "too long for its canary"),
+    "workload named like another workload's canary": (
+        minimal(namespaces=ns(workloads=[{**WEB, "canary": True}, {"name": "web-canary", "image": "x"}])),
+        "meshlift:namespaces[0].workloads[1].name", "workload 'web''s canary"),
+    "gateway named like another gateway's canary": (
+        minimal(gateways=[*gw(), *gw(name="ingress-canary")]), "meshlift:gateways[1].name",
+        "gateway 'ingress''s canary release"),
     "gateway ports clashing": (
         minimal(gateways=gw(service={"ports": [{"name": "a", "port": 80}, {"name": "b", "port": 80}]})),
         "meshlift:gateways[0].service.ports[1].port", "already used"),
