@@ -13,7 +13,7 @@ Ports
 Upstream (a real HTTP service; one acceptor thread, one thread per connection)
     Upstream(*, port=0, name="upstream"); .start() .stop() .fail_with(status|None)
     .port .running .requests .total() .main .endpoints
-    .endpoint(name, *, port=0) -> UpstreamEndpoint   # one port per proxy
+    .endpoint(name, *, port=0) -> UpstreamEndpoint   # one port per proxy, created once
     UpstreamEndpoint: .port .start() .stop() .fail_with(status|None) .requests
     Answers 200; `/status/<code>` answers <code>; stop() cuts open connections.
 Control plane stand-in (ADS gRPC that holds the stream, never answers)
@@ -22,12 +22,21 @@ Proxies
     ProxySpec(*, binary, upstream_port=0, name="proxy", revision="default",
               workdir=None, admin_port=0, listener_port=0, tls=False, tls_port=0,
               cert=None, overload=None|OverloadThresholds(), control_plane_port=None,
-              stats_flush_interval_s=5.0, outlier_detection=False, log_level="info")
+              stats_flush_interval_s=5.0, outlier_detection=False, log_level="info",
+              xds="files" | "static")
+        xds="files": LDS/CDS from watched files (pushes, reject-config); 2 inotify
+        instances per proxy (+2 tls, +1 overload) against a per-user limit of
+        often 128 -- use xds="static" for fleets beyond ~50.
     Proxy(spec, *, upstream: Upstream | UpstreamEndpoint | None, control_plane=None)
-        .start(timeout_s=20) .stop(grace_s=5) .spawn() .wait_ready()  (context manager)
+        .start(timeout_s=20, *, attempts=3) .stop(*, grace_s=5, keep_workdir=False)
+        .spawn() .wait_ready() .poll_started() .verify_listeners()  (context manager)
+        start = LIVE on /ready *and* every listener active (Envoy itself goes LIVE
+        with a listener whose port is taken); a clash on a port the spec left
+        open is retried on new ports.
         .admin_port .listener_port .tls_port .url .https_url .admin_url
         .ready() -> (status, body)  .stats(filter) -> dict  .stat(name) -> int
-        .server_info() -> dict  .post(path)
+        .server_info() -> dict  .post(path)  .upstream (UpstreamEndpoint)
+        .process (EnvoyProcess: .pid .running)  .layout (files: .log .bootstrap ...)
         .xds: XdsFiles (push_listeners/push_clusters/push_secrets/push_bad_*)
         .listeners() .clusters()  (the good resource sets)
         .set_certificate(CertPair)  .set_pressure(float)
@@ -38,7 +47,8 @@ Fleets
           own_endpoints=True, control_plane=None, workdir=None, **spec_options)
         .start(*, max_parallel_starts=None, timeout_s=20) .stop() .push(fn)
         .proxies  (iterable, indexable, context manager)
-    start_proxies(proxies, *, max_parallel_starts=None, timeout_s=20)
+    start_proxies(proxies, *, max_parallel_starts=None, timeout_s=20, attempts=3)
+        (at most 2 x cores starting at once; spawned and polled from the calling thread)
     stop_proxies(proxies, *, grace_s=5)
 Faults (see localmesh/_faults.py for the signal each raises)
     inject_fault(proxy, name) -> InjectedFault (.revert(), .signal; context manager)
@@ -57,11 +67,16 @@ Polling
 Process cleanup
     stop_all(); live_pids(); install_signal_handlers()
 Errors
-    LocalMeshError > EnvoyBinaryNotFound, ProxyStartError(log_tail), FaultError
+    LocalMeshError > EnvoyBinaryNotFound, ProxyStartError(log_tail, port_clash,
+    clashing_port), FaultError
 
 Every Envoy runs with `--disable-hot-restart --concurrency 1` in its own
 process group and is stopped at interpreter exit, on SIGTERM/SIGHUP/SIGINT
-(previous handlers are chained) and by `Proxy.stop()`.
+(previous handlers are chained: Ctrl-C stops the proxies, then raises
+KeyboardInterrupt as usual) and by `Proxy.stop()`.  Temporary work
+directories go with them.  Signal handlers are installed from the main thread
+only: a program that first starts proxies from another thread should call
+`install_signal_handlers()` early.
 """
 
 from __future__ import annotations

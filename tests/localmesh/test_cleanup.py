@@ -17,8 +17,10 @@ pytestmark = pytest.mark.envoy
 # A program that starts two proxies, says which pids they have, then either
 # waits to be interrupted or ends in the way the test asks.
 CHILD = textwrap.dedent("""
-    import sys, time
+    import os, signal, sys, time
     import localmesh as lm
+    if sys.argv[1] == "sigterm-chained":  # the program's own handler, installed first
+        signal.signal(signal.SIGTERM, lambda *_: (print("own handler", flush=True), os._exit(3)))
     up = lm.Upstream().start()
     proxies = [lm.start_proxy(lm.target_envoy(), up, name=f"p{i}") for i in range(2)]
     print(" ".join(str(p.process.pid) for p in proxies), flush=True)
@@ -40,7 +42,7 @@ def shm_files() -> set[str]:
     return set(glob.glob("/dev/shm/envoy_shared_memory_*"))
 
 
-@pytest.mark.parametrize("how", ["sigint", "sigterm", "raise", "exit"])
+@pytest.mark.parametrize("how", ["sigint", "sigterm", "sigterm-chained", "raise", "exit"])
 def test_proxies_are_stopped_when_their_program_ends(how) -> None:
     shm_before = shm_files()
     child = subprocess.Popen(
@@ -54,7 +56,7 @@ def test_proxies_are_stopped_when_their_program_ends(how) -> None:
         workdirs = child.stdout.readline().split()  # type: ignore[union-attr]
         if how == "sigint":
             child.send_signal(signal.SIGINT)
-        elif how == "sigterm":
+        elif how.startswith("sigterm"):
             child.send_signal(signal.SIGTERM)
         code = child.wait(timeout=30)
     finally:
@@ -64,5 +66,8 @@ def test_proxies_are_stopped_when_their_program_ends(how) -> None:
     assert shm_files() <= shm_before
     assert not [d for d in workdirs if os.path.exists(d)]
     # An uncaught KeyboardInterrupt ends Python by SIGINT itself (exit status -2).
-    expected = {"sigint": -signal.SIGINT, "sigterm": -signal.SIGTERM, "raise": 1, "exit": 0}[how]
+    expected = {"sigint": -signal.SIGINT, "sigterm": -signal.SIGTERM, "sigterm-chained": 3,
+                "raise": 1, "exit": 0}[how]
     assert code == expected
+    if how == "sigterm-chained":
+        assert child.stdout.read().strip() == "own handler"  # type: ignore[union-attr]

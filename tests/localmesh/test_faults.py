@@ -129,3 +129,17 @@ def test_proxy_with_ads_at_a_closed_port_is_live_but_disconnected(upstream, stab
         lm.wait_until(lambda: proxy.ready() == (200, "LIVE"))
         assert proxy.stat("control_plane.connected_state") == 0
         assert lm.wait_until(lambda: proxy.stat("cluster.xds_cluster.upstream_cx_connect_fail"))
+
+
+def test_outlier_detection_ejects_the_failing_endpoint(upstream, target) -> None:
+    proxy = lm.start_proxy(target, upstream, name="ejectable", outlier_detection=True)
+    try:
+        with lm.inject_fault(proxy, "5xx"):
+            result = lm.send_traffic(proxy.url, requests=5, rate_per_s=None, concurrency=1)
+            lm.wait_until(lambda: proxy.stat(
+                "cluster.upstream.outlier_detection.ejections_active") == 1)
+        # 3 consecutive 5xx eject the only host; Envoy then answers 503 itself.
+        assert result.statuses == {503: 5}
+        assert proxy.stat("cluster.upstream.outlier_detection.ejections_consecutive_5xx") == 1
+    finally:
+        proxy.stop()
