@@ -13,6 +13,7 @@ Commands parse options and call the orchestrator; `rollout.console` prints;
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -43,6 +44,9 @@ Examples:
 Exit codes: 0 promoted/ok, 1 gate failed and rolled back, 2 usage or config error,
             3 rollback failed, 130 interrupted (re-run the same command to resume).
 """
+
+EXIT_INTERRUPTED = 130
+INTERRUPTED = "interrupted: the journal keeps the run's place (local Envoys were stopped); run the same command again to resume"
 
 app = typer.Typer(
     name="meshlift",
@@ -404,9 +408,15 @@ _mount_check()
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app and map every error to an exit code (the one place that does)."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # A shell starts background jobs with SIGINT ignored; `kill -INT` still means "stop".
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         code = app(args=argv, standalone_mode=False)
-        return int(code or 0) if isinstance(code, int) else 0
+        code = int(code or 0) if isinstance(code, int) else 0
+        if code == EXIT_INTERRUPTED:  # typer turns KeyboardInterrupt into Exit(130)
+            console.print_error(INTERRUPTED)
+        return code
     except typer.Exit as done:
         return int(done.exit_code or 0)
     except _SpecErrorAt as wrapped:
@@ -419,8 +429,8 @@ def main(argv: list[str] | None = None) -> int:
         console.print_error(str(error))
         return exit_code_for(error)
     except KeyboardInterrupt:
-        console.print_error("interrupted: every local process was stopped; run the same command again to resume")
-        return 130
+        console.print_error(INTERRUPTED)
+        return EXIT_INTERRUPTED
     except (typer.BadParameter, typer.Abort) as error:  # pragma: no cover - click prints these itself
         console.print_error(str(error))
         return EXIT_USAGE

@@ -1,0 +1,108 @@
+"""The rehearsal on real Envoy processes: promoted when healthy, rolled back on a real fault,
+resumed after Ctrl-C, and nothing left running either way."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from rollout.phases import Phase
+from rollout.rehearsal import rehearse
+from tests.rollout.doubles import ListReporter
+
+pytestmark = pytest.mark.envoy
+
+FAST_GATES = {"window": "6s", "interval": "300ms", "consecutivePasses": 3}
+
+
+def _envoys_under(root: Path) -> list[psutil.Process]:
+    """Envoy processes whose bootstrap lives under `root` (ours, not another test's)."""
+    found = []
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        try:
+            cmdline = " ".join(proc.info["cmdline"] or [])
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if "envoy" in cmdline and str(root) in cmdline:
+            found.append(proc)
+    return found
+
+
+def _shm_files() -> set[str]:
+    return set(glob.glob("/dev/shm/envoy_shared_memory_*"))
+
+
+def test_healthy_rehearsal_promotes_every_wave_onto_the_target_envoy(tmp_path):
+    reporter = ListReporter()
+    shm_before = _shm_files()
+
+    state, platform = rehearse(project_dir=tmp_path, fault="none", reporter=reporter, gates=FAST_GATES)
+
+    assert state.phase is Phase.SUCCEEDED, state.failure
+    assert state.waves_done == 2
+    gates = [(d["gate"], d["outcome"]) for kind, d in reporter.events if kind == "gate" and d["status"] == "done"]
+    assert gates == [("canary", "passed"), ("wave 1", "passed"), ("wave 2", "passed"), ("verify", "passed")]
+    restarted = [d["line"] for kind, d in reporter.events if kind == "log" and "started on Envoy 1.40.0 (stable" in d["line"]]
+    assert len(restarted) == 4, "two waves of two pods restarted onto 1.40.0"
+    assert _envoys_under(tmp_path) == [] and _shm_files() <= shm_before
+
+
+@pytest.mark.parametrize("fault, check", [("5xx", "upstream-success-rate"), ("reject-config", "xds-config-accepted")])
+def test_faulty_canary_is_detected_and_rolled_back_naming_the_gate(tmp_path, fault, check):
+    reporter = ListReporter()
+
+    state, platform = rehearse(project_dir=tmp_path, fault=fault, reporter=reporter, gates=FAST_GATES)
+
+    assert state.phase is Phase.ROLLED_BACK
+    assert state.failure["gate"] == "canary" and check in state.failure["checks"]
+    assert state.failure["message"].startswith("Halt canary advancement:")
+    assert state.rollback["describe"] == "1.39.3 -> 1.40.0 stage install"
+    assert platform.faults_injected and all(f.startswith(fault + "@") for f in platform.faults_injected)
+    assert _envoys_under(tmp_path) == []
+
+
+def _wait_for_phase(run_json: Path, phase: str, proc: subprocess.Popen, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        try:
+            if json.loads(run_json.read_text())["phase"] == phase:
+                return
+        except (FileNotFoundError, ValueError):
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"the rehearsal never reached {phase}")
+
+
+def test_interrupted_rehearsal_stops_every_envoy_and_the_same_command_resumes_it(tmp_path):
+    env = {**os.environ, "MESHLIFT_PROJECT_DIR": str(tmp_path)}
+    meshlift = [sys.executable, "-m", "rollout.cli", "rehearse"]
+    run_json = tmp_path / ".meshlift" / "rehearsal" / "run.json"
+    shm_before = _shm_files()
+
+    first = subprocess.Popen(meshlift, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_phase(run_json, "Promoting", first)
+    assert _envoys_under(tmp_path), "the rehearsal runs real Envoys"
+    first.send_signal(signal.SIGINT)
+    out, err = first.communicate(timeout=30)
+
+    assert first.returncode == 130, err
+    assert "run the same command again to resume" in err, err
+    assert _envoys_under(tmp_path) == [] and _shm_files() <= shm_before
+    assert json.loads(run_json.read_text())["phase"] == "Promoting"
+
+    second = subprocess.run(meshlift, env=env, capture_output=True, text=True, timeout=120)
+
+    assert second.returncode == 0, second.stderr
+    assert "resuming run" in second.stdout and "promoted" in second.stdout
+    assert json.loads(run_json.read_text())["phase"] == "Succeeded"
+    assert _envoys_under(tmp_path) == [] and _shm_files() <= shm_before
