@@ -66,7 +66,8 @@ def xds_config_accepted(ctx: Context) -> Verdict:
     Still in effect means: a dynamic listener carries an `error_state` in
     /config_dump (Envoy clears it when a later update of that listener is
     accepted), or a subscription rejected updates and never accepted one (the
-    fresh canary that NACKed its first push). A rejection followed by accepted
+    fresh canary that NACKed its first push: `update_success` still 0, as a
+    rejection never counts as a success). A rejection followed by accepted
     updates is superseded for listeners (no error_state left); for other
     subscriptions Envoy keeps no per-resource error state, so it is a warning.
     """
@@ -92,7 +93,9 @@ def xds_config_accepted(ctx: Context) -> Verdict:
                 (warnings if grpc else failures).append(
                     f"{sub.label}: {failed_now:.0f} update(s) failed during the window"
                 )
-        if sub.rejected > 0 and (sub.success == 0 or sub.version == ""):
+        # A rejection never bumps update_success, so 0 means nothing was ever accepted.
+        # (version_text alone cannot tell: a control plane may send an empty version.)
+        if sub.rejected > 0 and sub.success == 0:
             failures.append(
                 f"{sub.label}: {sub.rejected:.0f} update(s) rejected and no version ever accepted"
             )

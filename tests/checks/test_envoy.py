@@ -72,6 +72,13 @@ def fresh(target_bin: lm.EnvoyBinary, upstream: lm.Upstream) -> Iterator[Callabl
         proxy.stop()
 
 
+def _live(proxy: lm.Proxy) -> bool:
+    try:
+        return proxy.ready() == (200, "LIVE")
+    except OSError:
+        return False  # admin port not bound yet
+
+
 def target_of(proxy: lm.Proxy, **kw: object) -> Target:
     return Target(name=proxy.spec.name, admin_url=proxy.admin_url, **kw)  # type: ignore[arg-type]
 
@@ -293,3 +300,27 @@ def test_cli_gate_passes_with_traffic(healthy: lm.Proxy) -> None:
     assert result.exit_code == 0, doc["message"]
     assert doc["schema"] == "meshlift.gate/v1" and doc["outcome"] == "passed"
     assert len(doc["samples"]) == 3
+
+
+async def test_control_plane_at_a_closed_port_fails_after_the_proxy_goes_live(fresh, settings: GateSettings) -> None:
+    proxy = fresh(control_plane_port=lm.closed_port())  # went LIVE after the initial fetch timeout
+    result = (await check_once(proxy, settings)).targets[0].result("control-plane-connected")
+    assert result.status is Status.FAIL and result.observed == 0
+
+
+async def test_fresh_proxy_that_rejected_its_first_cluster_push_fails_without_a_window(
+    target_bin: lm.EnvoyBinary, upstream: lm.Upstream, settings: GateSettings
+) -> None:
+    name = f"first-nack{next(_serial)}"
+    proxy = lm.Proxy(lm.ProxySpec(binary=target_bin, name=name), upstream=upstream.endpoint(name))
+    proxy.xds.push_bad_clusters()  # the very first CDS it will ever read is invalid
+    proxy.spawn()  # not start(): that insists on active listeners, and the listener's route is broken too
+    try:
+        lm.wait_until(lambda: _live(proxy), timeout_s=10, what="LIVE")
+        target = (await check_once(proxy, settings)).targets[0]
+    finally:
+        proxy.stop()
+    result = target.result("xds-config-accepted")
+    assert result.status is Status.FAIL
+    assert "CDS: 1 update(s) rejected and no version ever accepted" in result.message
+    assert target.result("proxy-ready").status is Status.PASS  # LIVE all the same: only this check sees it

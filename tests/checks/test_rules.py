@@ -298,3 +298,14 @@ def test_readme_documents_every_check_under_its_hint_anchor() -> None:
     for spec in CATALOG:
         assert spec.id in sections, spec.id
         assert "**Hint:**" in sections[spec.id], spec.id
+
+
+async def test_accepted_updates_with_an_empty_version_are_still_accepted(settings) -> None:
+    admin = FakeAdmin()
+    first, _ = await judge(admin, "p", "xds-config-accepted", settings)
+    admin.proxy("p").stats.update({"cluster_manager.cds.update_rejected": 1, "cluster_manager.cds.update_success": 4,
+                                   "cluster_manager.cds.version_text": ""})
+    _, in_gate = await judge(admin, "p", "xds-config-accepted", settings, previous=first)
+    _, one_off = await judge(admin, "p", "xds-config-accepted", settings)
+    assert in_gate.status is Status.FAIL and "during the window" in in_gate.message
+    assert one_off.status is Status.WARN  # superseded or not, Envoy cannot say: not "never accepted"
