@@ -116,7 +116,7 @@ def plan(
     as_json: JsonOpt = False,
 ) -> None:
     """Show each stage of the upgrade: what it changes, which gate follows, how long at least."""
-    from rollout.stages import planned_stages, upgrade_target
+    from rollout.stages import before_rollout, planned_stages, upgrade_target
 
     path, config = stack_config(stack)
     try:
@@ -127,7 +127,7 @@ def plan(
         target = upgrade_target(config, version)
     except SpecError as error:
         raise _SpecErrorAt(error, str(path)) from None
-    stages = planned_stages(target.spec, current=current if current.rollout is None else None)
+    stages = planned_stages(target.spec, current=before_rollout(target.spec))
     if as_json:
         console.print_json([{"stage": s.label, "changes": s.changes, "gate": s.gate, "min_s": s.min_s,
                              "max_s": None if s.max_s == float("inf") else s.max_s} for s in stages])

@@ -22,8 +22,10 @@ from rich.text import Text
 from components.spec import SpecError
 from rollout.phases import Phase
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# Piped output (CI logs, transcripts) gets a wide page instead of rich's 80 columns.
+_WIDTH = None if sys.stdout.isatty() else 132
+out = Console(highlight=False, width=_WIDTH)
+err = Console(stderr=True, highlight=False, width=_WIDTH)
 
 _MARK = {"pending": ("·", "dim"), "running": ("▶", "cyan"), "passed": ("√", "green"),
          "failed": ("×", "red"), "skipped": ("-", "dim"), "rolled back": ("↺", "yellow")}

@@ -93,6 +93,15 @@ def upgrade_target(config: dict[str, Any], to: str, *, require_approval: bool | 
     return UpgradeTarget(load_spec(merged), extra, already_done=done)
 
 
+def before_rollout(spec: MeshSpec) -> MeshSpec:
+    """The mesh as it ran before `spec.rollout` started: only the `from` revision's control plane."""
+    rollout = spec.rollout
+    assert rollout is not None
+    revisions = [r for r in spec.revisions if r.revision != rollout.to_revision]
+    return spec.model_copy(update={"rollout": None, "revisions": revisions,
+                                   "default_revision": spec.default_revision or rollout.from_revision})
+
+
 def gate_duration(spec: MeshSpec) -> tuple[float, float]:
     """(at least, at most) seconds one gate takes with the spec's gate settings."""
     gates = spec.gates
