@@ -14,7 +14,8 @@
 - Canary stage: a second release `<name>-canary` on the canary revision, with
   the primary's selector labels (`app`, `istio`) and `service.type: None`, so it
   has no Service of its own and the primary's Service sends it a share of the
-  traffic. At promotion the canary release is removed and the primary moves to
+  traffic. It runs one replica without HPA or PDB, whatever the primary's
+  scaling values, so it stays a small share. At promotion the canary release is removed and the primary moves to
   the new revision (the cut-over).
 """
 
@@ -32,6 +33,9 @@ from components._helm import MANAGED_BY, layered_values, release
 from components.plan import PROXY_REVISION_ANNOTATION, GatewayPlan
 
 CANARY_REPLICAS = 1
+# Scaling settings of the primary that would turn the canary into a second primary
+# (an HPA with the primary's minimum takes half the traffic); the canary drops them.
+_PRIMARY_ONLY_VALUES = ("autoscaling", "podDisruptionBudget", "replicaCount")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,13 +54,14 @@ def selector_labels(name: str) -> dict[str, str]:
 
 
 def gateway_values(plan: GatewayPlan, *, revision_label: str, revision: str, replicas: int,
-                   with_service: bool) -> dict[str, Any]:
+                   canary: bool) -> dict[str, Any]:
+    user = {k: v for k, v in plan.values.items() if not (canary and k in _PRIMARY_ONLY_VALUES)}
     defaults: dict[str, Any] = {
         "autoscaling": {"enabled": False},  # `replicas` means replicas; enable the HPA in values
         "podDisruptionBudget": {"minAvailable": 1} if replicas > 1 else {},
     }
-    service: dict[str, Any] = {"type": "None"}
-    if with_service:
+    service: dict[str, Any] = {"type": "None"}  # the canary hides behind the primary's Service
+    if not canary:
         service = {
             "type": plan.service_type,
             "ports": [
@@ -72,7 +77,7 @@ def gateway_values(plan: GatewayPlan, *, revision_label: str, revision: str, rep
         "labels": selector_labels(plan.name),
         "podAnnotations": {PROXY_REVISION_ANNOTATION: revision},
     }
-    return layered_values(defaults, plan.values, owned)
+    return layered_values(defaults, user, owned)
 
 
 class Gateway(pulumi.ComponentResource):
@@ -98,7 +103,7 @@ class Gateway(pulumi.ComponentResource):
             namespace=plan.namespace,
             repository=args.chart_repository,
             values=gateway_values(plan, revision_label=plan.revision_label, revision=plan.revision,
-                                  replicas=plan.replicas, with_service=True),
+                                  replicas=plan.replicas, canary=False),
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=[*placed, *args.depends_on],
@@ -115,7 +120,7 @@ class Gateway(pulumi.ComponentResource):
                 namespace=plan.namespace,
                 repository=args.chart_repository,
                 values=gateway_values(plan, revision_label=plan.canary_revision, revision=plan.canary_revision,
-                                      replicas=CANARY_REPLICAS, with_service=False),
+                                      replicas=CANARY_REPLICAS, canary=True),
                 # After the primary: the canary has no Service and lives behind the primary's.
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release, *args.canary_depends_on]),
             )

@@ -192,3 +192,14 @@ def test_preview_declares_the_same_resources_as_an_update():
     preview, update = run_program(config, preview=True), run_program(config)
     assert sorted(r.urn for r in preview) == sorted(r.urn for r in update)
     assert preview.outputs == update.outputs
+
+
+def test_canary_gateway_stays_one_replica_whatever_the_primarys_scaling_values():
+    run = run_program(with_rollout(stack_config("prod"), stage="canary"))
+    primary, canary = run.named("istio-ingressgateway-release"), run.named("istio-ingressgateway-canary-release")
+    assert primary.inputs["values"]["autoscaling"] == {"enabled": True, "minReplicas": 4, "maxReplicas": 12}
+    values = canary.inputs["values"]
+    assert values["autoscaling"] == {"enabled": False}, canary.urn
+    assert values["replicaCount"] == 1, canary.urn
+    assert values["podDisruptionBudget"] == {}, canary.urn
+    assert values["labels"] == primary.inputs["values"]["labels"], canary.urn
