@@ -25,7 +25,7 @@ TO_VERSION = "1.40.0"
 FAULTS = ("none", "5xx", "reject-config", "cert-expiry", "overload", "upstream-down")
 
 # Short windows: a rehearsal shows the whole flow in about a minute.
-GATES = {"window": "8s", "interval": "500ms", "consecutivePasses": 4, "failureLimit": 1, "minRequests": 5}
+GATES = {"window": "10s", "interval": "500ms", "consecutivePasses": 6, "failureLimit": 1, "minRequests": 5}
 
 
 def rehearsal_config(*, gates: dict[str, Any] | None = None) -> dict[str, Any]:
