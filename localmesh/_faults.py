@@ -4,17 +4,22 @@
 
 Name                 What really happens                         Admin signal
 5xx                  the proxy's upstream endpoint answers 503   cluster.upstream.upstream_rq_503 / _5xx rise
-upstream-down        the endpoint's port closes, conns are cut   cluster.upstream.upstream_cx_connect_fail rises
+upstream-down        the endpoint's port closes, conns are cut   cluster.upstream.upstream_cx_connect_fail +1 per connection
+                                                                 attempt (concurrent requests may share one); clients get 503
 reject-config        LDS push of an invalid listener             listener_manager.lds.update_rejected +1, lds.version_text kept
 reject-cluster-config  CDS push of an invalid cluster            cluster_manager.cds.update_rejected +1, cds.version_text kept
-cert-expiry          SDS push of a cert expiring in 2 days       ...ssl.certificate.server_cert.expiration_unix_time_seconds,
-                                                                 /certs days_until_expiration "1"; server.days_until_first_cert_expiring
-                                                                 after the next stats flush
-cert-expired         SDS push of a cert expired 1 day ago        same, /certs days_until_expiration "0"
+cert-expiry          SDS push of a cert expiring in 2.5 days     listener.127.0.0.1_<tls port>.ssl.certificate.server_cert
+                                                                 .expiration_unix_time_seconds = its notAfter (at once);
+                                                                 /certs days_until_expiration "2"; gauge
+                                                                 server.days_until_first_cert_expiring 2 only after the
+                                                                 next stats flush (stats_flush_interval_s)
+cert-expired         SDS push of a cert expired 1 day ago        same; /certs "0"; days_until_first_cert_expiring 0
 overload             injected pressure 0.98                      overload.envoy.overload_actions.stop_accepting_requests.active 1
-                                                                 (and disable_http_keepalive); /ready stays 200 LIVE; data plane 503
+                                                                 and disable_http_keepalive.active 1 (alone from 0.92);
+                                                                 /ready stays 200 LIVE; data plane 503 "envoy overloaded"
 draining             POST /healthcheck/fail                      /ready 503 DRAINING
-control-plane-down   the proxy's ADS server stops                control_plane.connected_state 0
+control-plane-down   the proxy's ADS server stops (every proxy   control_plane.connected_state 0 at once; /ready stays LIVE;
+                     of that revision's ControlPlane loses it)   back to 1 after Envoy's retry back-off once reverted
 
 "5xx" and "upstream-down" act on the proxy's own upstream endpoint, so only
 that proxy (e.g. the canary) is hit.  Every fault is reversible except that a

@@ -1,6 +1,6 @@
 """Start and stop many proxies at once, with bounded start-up parallelism.
 
-Envoy start-up is CPU-bound (about 0.1-0.4 s of CPU each), so on 2 cores
+Envoy start-up is CPU-bound (about 0.1-0.3 s each), so on 2 cores
 starting 200 at once only makes each slower and risks timeouts; the fleet keeps
 at most `max_parallel_starts` proxies between spawn and LIVE.  Spawning and
 polling happen on the calling thread: no worker threads own child processes.
@@ -24,7 +24,9 @@ from ._upstream import Upstream
 
 
 def default_parallelism() -> int:
-    return max(2, 2 * (os.cpu_count() or 1))
+    # Measured on 2 loaded cores, 100 static proxies: 4 at a time took 11.2 s,
+    # 8 at a time 8.6 s (polling overlaps the I/O part of each start-up).
+    return max(4, 4 * (os.cpu_count() or 1))
 
 
 def start_proxies(
