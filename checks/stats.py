@@ -156,23 +156,43 @@ def parse_prometheus(text: str) -> list[PromSample]:
             continue
         name, brace, rest = line.partition("{")
         if brace:
-            raw_labels, _, tail = rest.rpartition("}")
+            raw_labels, close, tail = rest.rpartition("} ")
+            if not close:
+                continue
             labels = label_cache.get(raw_labels)
             if labels is None:
                 labels = label_cache[raw_labels] = _parse_labels(raw_labels)
         else:
-            name, _, tail = line.strip().partition(" ")
+            name, _, tail = line.partition(" " if " " in line else "\t")
             labels = no_labels
-        tail = tail.strip()
-        if " " in tail or "\t" in tail:
-            tail = tail.split()[0]  # drop the optional timestamp
-        try:
-            # ints stay exact (uint64 counters and version hashes exceed a float's 53 bits)
-            value = int(tail) if tail.isdigit() else float(tail)
-        except ValueError:
-            continue
-        append(new(PromSample, (name.strip(), labels, value)))
+        if tail.isdigit():
+            value: int | float = int(tail)  # exact: uint64 counters and hashes exceed 53 bits
+        elif tail[:1] in (" ", "\t"):
+            value = _value_with_timestamp(tail)
+            if value is None:
+                continue
+        else:
+            try:
+                value = float(tail)
+            except ValueError:
+                value = _value_with_timestamp(tail)
+                if value is None:
+                    continue
+        append(new(PromSample, (name, labels, value)))
     return samples
+
+
+def _value_with_timestamp(tail: str) -> int | float | None:
+    """The value of `<value> <timestamp>` (or oddly spaced) tails; None if not a number."""
+    parts = tail.split()
+    if not parts:
+        return None
+    if parts[0].isdigit():
+        return int(parts[0])
+    try:
+        return float(parts[0])
+    except ValueError:
+        return None
 
 
 def stats_filter(patterns: Iterable[str]) -> str:

@@ -98,6 +98,8 @@ def test_prometheus_escapes_timestamps_comments_and_junk() -> None:
         "envoy_nan NaN",
         "this is not a sample",
         'envoy_w{a="brace}inside"} 1',
+        "envoy_tab\t5",
+        'envoy_spaced{a="1"}   6',
         "",
     ])
     samples = parse_prometheus(text)
@@ -107,8 +109,10 @@ def test_prometheus_escapes_timestamps_comments_and_junk() -> None:
         ("envoy_z", {"le": "+Inf"}),
     ]
     assert samples[0].value == 3 and samples[2].value == math.inf and math.isnan(samples[3].value)
-    assert samples[4] == ("envoy_w", {"a": "brace}inside"}, 1.0)
-    assert len(samples) == 5  # the junk line is skipped
+    assert samples[4] == ("envoy_w", {"a": "brace}inside"}, 1)
+    assert samples[5:] == [("envoy_tab", {}, 5), ("envoy_spaced", {"a": "1"}, 6)]
+    assert all(type(s.value) is int for s in samples[5:])  # integers stay exact
+    assert len(samples) == 7  # the junk line is skipped
 
 
 def test_stats_filter_matches_only_the_requested_names() -> None:
