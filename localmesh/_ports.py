@@ -61,6 +61,13 @@ def free_ports(count: int) -> list[int]:
     return [free_port() for _ in range(count)]
 
 
+def release_ports(*ports: int | None) -> None:
+    """Let ports of a stopped proxy be handed out again (long benchmark runs)."""
+    with _lock:
+        for port in ports:
+            _handed_out.discard(port)  # type: ignore[arg-type]
+
+
 def closed_port() -> int:
     """A port nothing listens on (for "control plane unreachable")."""
     return free_port()

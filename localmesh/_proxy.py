@@ -15,7 +15,7 @@ from ._bootstrap import Layout, OverloadThresholds
 from ._certs import CertPair, generate_cert
 from ._controlplane import ControlPlane
 from ._errors import ProxyStartError
-from ._ports import LOOPBACK, free_ports
+from ._ports import LOOPBACK, free_port, release_ports
 from ._process import DEFAULT_START_TIMEOUT_S, EnvoyProcess, log_tail, wait_until
 from ._upstream import Upstream, UpstreamEndpoint
 from ._xds import XdsFiles, write_atomic
@@ -92,10 +92,11 @@ class Proxy:
     def _configure(self) -> None:
         """Pick the ports the spec left open and write version 1 of every file."""
         spec = self.spec
-        picked = iter(free_ports(3))
-        self.admin_port = spec.admin_port or next(picked)
-        self.listener_port = spec.listener_port or next(picked)
-        self.tls_port = (spec.tls_port or next(picked)) if spec.tls else None
+        if hasattr(self, "admin_port"):  # a retry: the old ports go back to the pool
+            release_ports(self.admin_port, self.listener_port, self.tls_port)
+        self.admin_port = spec.admin_port or free_port()
+        self.listener_port = spec.listener_port or free_port()
+        self.tls_port = (spec.tls_port or free_port()) if spec.tls else None
         self.process.admin_port = self.admin_port
         self.xds = XdsFiles(self.layout)
         self._write_initial_config()
@@ -208,7 +209,9 @@ class Proxy:
         raise AssertionError("unreachable")
 
     def stop(self, *, grace_s: float = 5.0, keep_workdir: bool = False) -> None:
+        """Stop Envoy (SIGTERM, SIGKILL after `grace_s`); remove the work directory we made."""
         self.process.stop(grace_s=grace_s)
+        release_ports(self.admin_port, self.listener_port, self.tls_port)
         if self._own_workdir:
             if keep_workdir:
                 _registry.forget_dir(self.layout.root)

@@ -71,3 +71,18 @@ def test_proxies_are_stopped_when_their_program_ends(how) -> None:
     assert code == expected
     if how == "sigterm-chained":
         assert child.stdout.read().strip() == "own handler"  # type: ignore[union-attr]
+
+
+def test_a_process_that_ignores_sigterm_is_killed_after_the_grace_period() -> None:
+    from localmesh import _registry
+
+    stubborn = subprocess.Popen(
+        [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, "
+         "signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, process_group=0,
+    )
+    _registry.register(stubborn)
+    assert stubborn.stdout.readline() == b"ready\n"  # type: ignore[union-attr]
+    _registry.terminate([stubborn], grace_s=0.2)
+    assert stubborn.returncode == -signal.SIGKILL
+    assert stubborn.pid not in _registry.live_pids()
