@@ -1,7 +1,8 @@
 """Canary: during the canary stage, a `<workload>-canary` Deployment on the target revision.
 
-Its pods carry the pod-level `istio.io/rev: <target>` label, `meshlift.io/track:
-canary` and the workload's `app` label, so the workload's Service routes a share
+Its pods carry the pod-level `istio.io/rev: <target>` label (and
+`meshlift.io/inject-revision: <target>`, which meshlift's injector webhooks act
+on), `meshlift.io/track: canary` and the workload's `app` label, so the workload's Service routes a share
 of the traffic to them and the checks find them by their selector. They hold the
 application until the proxy is ready. The canary exists only in the canary
 stage: the plan drops it at promotion, and Pulumi deletes it.
@@ -23,7 +24,7 @@ from pulumi_kubernetes.apps.v1 import Deployment, DeploymentSpecArgs
 from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
 
 from components._helm import MANAGED_BY
-from components.plan import REVISION_LABEL, CanaryPlan
+from components.plan import INJECT_REVISION_LABEL, REVISION_LABEL, CanaryPlan
 from components.workload import SAFE_ROLLING_UPDATE, pod_template
 
 
@@ -50,7 +51,7 @@ class Canary(pulumi.ComponentResource):
                     name=plan.workload,
                     image=plan.image,
                     port=plan.port,
-                    labels={**plan.labels, REVISION_LABEL: plan.revision},
+                    labels={**plan.labels, REVISION_LABEL: plan.revision, INJECT_REVISION_LABEL: plan.revision},
                     proxy_revision=plan.revision,
                 ),
             ),

@@ -27,6 +27,8 @@ from components.spec import IstioVersion, MeshSpec, Stage
 REVISION_LABEL = "istio.io/rev"
 TRACK_LABEL = "meshlift.io/track"  # stable | canary: tells canary pods from stable ones
 PROXY_REVISION_ANNOTATION = "meshlift.io/proxy-revision"  # changing it restarts the pods
+# A pod asking meshlift's webhooks for a revision (canaries); the injector never sets it.
+INJECT_REVISION_LABEL = "meshlift.io/inject-revision"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 
 

@@ -22,18 +22,21 @@ namespace-level and one object-level webhook sending pods to `istiod-<rev>`.
 with its revision, and under server-side apply a field meshlift never sets is
 never reset by it.
 
-One deliberate difference, so a canary pod can ask for its own revision: Istio
-lets a namespace's `istio.io/rev` win over a pod's (istio/istio #37088, #48316),
-so a canary pod labelled `istio.io/rev: <new>` in a namespace labelled
-`stable` would be injected by the old revision. Here the namespace-level tag
-webhook skips pods that carry an installed revision's name in `istio.io/rev`,
-and one `meshlift-pod-revision-<rev>` webhook per installed revision injects
-exactly those pods, in tag-enrolled namespaces, with their own revision. Both
-selectors depend only on the sets of tags and revisions, so moving a tag still
-changes the tag's webhook alone. (In a namespace labelled with a revision name,
-the istiod chart's own webhook decides and no pod label can override it; the
+One deliberate difference, so a canary pod gets its own revision: Istio lets a
+namespace's `istio.io/rev` win over a pod's (istio/istio #37088, #48316), so a
+canary pod labelled `istio.io/rev: <new>` in a namespace labelled `stable`
+would be injected by the old revision. meshlift's canary pods therefore also
+carry `meshlift.io/inject-revision: <rev>`; the namespace-level tag webhook skips
+pods with that label, and one `meshlift-pod-revision-<rev>` webhook per installed
+revision injects exactly those, in tag-enrolled namespaces. The label is one no
+injector ever sets, so the two selectors stay disjoint before and after
+injection (selecting on `istio.io/rev` would not: the injection template adds
+it, and a later webhook would inject the pod a second time). The pod-revision
+webhooks depend only on the set of tags, so moving a tag still changes the
+tag's webhook alone. In a namespace labelled with a revision name the
+istiod chart's own webhook decides and no pod label can override it; the
 validator therefore requires canary workloads to live in tag-enrolled
-namespaces.)
+namespaces.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ from pulumi_kubernetes.admissionregistration.v1 import (
 from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, LabelSelectorRequirementArgs, ObjectMetaArgs
 
 from components._helm import MANAGED_BY
-from components.plan import REVISION_LABEL
+from components.plan import INJECT_REVISION_LABEL, REVISION_LABEL
 
 TAG_LABEL = "istio.io/tag"
 INJECTION_LABEL = "istio-injection"
@@ -99,7 +102,7 @@ class RevisionTags(pulumi.ComponentResource):
                         **MANAGED_BY,
                     },
                 ),
-                webhooks=_tag_webhooks(tag, revision, sorted(args.revisions), args.istio_namespace),
+                webhooks=_tag_webhooks(tag, revision, args.istio_namespace),
                 opts=pulumi.ResourceOptions(
                     parent=self,
                     # Never point a tag at an istiod that is not running yet.
@@ -107,7 +110,7 @@ class RevisionTags(pulumi.ComponentResource):
                     hooks=args.promotion_hooks,
                 ),
             )
-        # Pods asking for a revision by their own label, in tag-enrolled namespaces.
+        # Pods asking for a revision by meshlift's label (canaries), in tag-enrolled namespaces.
         self.pod_revisions: dict[str, MutatingWebhookConfiguration] = {}
         tags = sorted(args.tags)
         for revision in sorted(args.revisions) if tags else []:
@@ -120,7 +123,7 @@ class RevisionTags(pulumi.ComponentResource):
                 webhooks=[_webhook(
                     "pod-revision.", revision, args.istio_namespace,
                     [_requirement(REVISION_LABEL, "In", *tags), _requirement(INJECTION_LABEL, "DoesNotExist")],
-                    [_requirement(POD_OPT_OUT, "NotIn", "false"), _requirement(REVISION_LABEL, "In", revision)],
+                    [_requirement(POD_OPT_OUT, "NotIn", "false"), _requirement(INJECT_REVISION_LABEL, "In", revision)],
                 )],
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[args.control_planes[revision]]),
             )
@@ -154,15 +157,15 @@ def _webhook(prefix: str, revision: str, istio_namespace: str, namespace_selecto
     )
 
 
-def _tag_webhooks(tag: str, revision: str, revisions: list[str], istio_namespace: str) -> list[MutatingWebhookArgs]:
+def _tag_webhooks(tag: str, revision: str, istio_namespace: str) -> list[MutatingWebhookArgs]:
     not_opted_out = _requirement(POD_OPT_OUT, "NotIn", "false")
     return [
         # Namespaces labelled istio.io/rev=<tag> (and not overridden by istio-injection),
-        # except pods naming a revision themselves: meshlift-pod-revision-<rev> takes those.
+        # except pods asking for a revision: meshlift-pod-revision-<rev> takes those.
         _webhook(
             "rev.namespace.", revision, istio_namespace,
             [_requirement(REVISION_LABEL, "In", tag), _requirement(INJECTION_LABEL, "DoesNotExist")],
-            [not_opted_out, _requirement(REVISION_LABEL, "NotIn", *revisions)],
+            [not_opted_out, _requirement(INJECT_REVISION_LABEL, "DoesNotExist")],
         ),
         # Pods labelled istio.io/rev=<tag> in namespaces without any injection label.
         _webhook(

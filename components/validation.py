@@ -19,6 +19,8 @@ from components.spec import (
     key_path,
 )
 
+from components.plan import INJECT_REVISION_LABEL, TRACK_LABEL
+
 # Istio supports canary upgrades across at most two minor versions.
 MAX_MINOR_SKIP = 2
 
@@ -237,7 +239,7 @@ def _namespaces(spec: MeshSpec) -> list[Problem]:
             if workload.name in workloads:
                 problems.append(Problem(f"{w_key}.name", f"workload '{workload.name}' is listed twice"))
             workloads.setdefault(workload.name, w_index)
-            for label in (*INJECTION_LABELS, "sidecar.istio.io/inject"):
+            for label in (*INJECTION_LABELS, "sidecar.istio.io/inject", TRACK_LABEL, INJECT_REVISION_LABEL):
                 if label in workload.labels:
                     problems.append(Problem(f"{w_key}.labels.{label}", "meshlift owns this label"))
     return problems

@@ -114,6 +114,9 @@ CASES = {
     "injection label set by hand on a namespace": (
         minimal(namespaces=ns(labels={"istio-injection": "enabled"})),
         "meshlift:namespaces[0].labels.istio-injection", "meshlift owns this label"),
+    "track label set by hand on a workload": (
+        minimal(namespaces=ns(workloads=[{**WEB, "labels": {"meshlift.io/track": "canary"}}])),
+        "meshlift:namespaces[0].workloads[0].labels.meshlift.io/track", "meshlift owns this label"),
     "control plane namespace enrolled": (
         minimal(namespaces=ns(name="istio-system")), "meshlift:namespaces[0].name", "not enrolled"),
     "gateway in an application namespace": (

@@ -127,6 +127,12 @@ def test_canary_pods_are_injected_by_their_own_revision_in_a_tag_enrolled_namesp
 
     assert injected_by(shop, stable) == [f"istiod-{OLD}"]
     assert injected_by(shop, canary) == [f"istiod-{NEW}"]
+    # The injection template labels pods with the injecting revision; no other webhook
+    # may match the mutated pod, or it would be injected twice.
+    assert injected_by(shop, {**stable, REVISION_LABEL: OLD}) == [f"istiod-{OLD}"]
+    assert injected_by(shop, {**canary, REVISION_LABEL: NEW}) == [f"istiod-{NEW}"]
+    assert injected_by(shop, {**stable, REVISION_LABEL: NEW}) == [f"istiod-{OLD}"], \
+        "a pod's istio.io/rev alone changes nothing (Istio's own precedence)"
     # Gateway pods (own namespace, no label on it) go by their tag label.
     gateway_pod = {"istio.io/rev": "stable", "sidecar.istio.io/inject": "true"}
     assert injected_by({"kubernetes.io/metadata.name": "istio-ingress"}, gateway_pod) == [f"istiod-{OLD}"]
