@@ -324,3 +324,48 @@ async def test_fresh_proxy_that_rejected_its_first_cluster_push_fails_without_a_
     assert result.status is Status.FAIL
     assert "CDS: 1 update(s) rejected and no version ever accepted" in result.message
     assert target.result("proxy-ready").status is Status.PASS  # LIVE all the same: only this check sees it
+
+
+async def test_kube_targets_reach_a_real_admin_through_the_port_forward_bridge(
+    healthy: lm.Proxy, settings: GateSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pods from an API-shaped PodList; the API server's port-forward stream is replaced by a
+    socket to a real Envoy's admin port, so our local listener and bridge carry real HTTP."""
+    import socket
+
+    import kubernetes.stream
+    from kubernetes import client as k8s
+
+    from checks.kube import kube_targets
+
+    from .test_kube import PODS, RecordedApiServer
+
+    opened: list[tuple[str, str, str]] = []
+
+    class AdminStream:
+        def __init__(self) -> None:
+            self.sock = socket.create_connection(("127.0.0.1", healthy.admin_port), timeout=5)
+
+        def socket(self, port: int) -> socket.socket:
+            assert port == 15000
+            return self.sock
+
+        def close(self) -> None:
+            self.sock.close()
+
+    def fake_portforward(connect, name: str, namespace: str, *, ports: str) -> AdminStream:
+        opened.append((namespace, name, ports))
+        return AdminStream()
+
+    monkeypatch.setattr(kubernetes.stream, "portforward", fake_portforward)
+    api_client = k8s.ApiClient(k8s.Configuration(host="https://kube.test:6443"))
+    api_client.rest_client.pool_manager = RecordedApiServer(PODS.read_bytes())
+    with kube_targets(k8s.CoreV1Api(api_client), namespace="bookinfo", revision="1-40-0",
+                      expected_version="1.40.0") as targets:
+        report = await run_checks(targets, settings, only=["proxy-ready", "proxy-version", "app-started-after-proxy"])
+    by_pod = {t.target.split("/")[1].split("-")[0]: t for t in report.targets}
+    assert all(t.result("proxy-ready").status is Status.PASS for t in report.targets)
+    assert all(t.result("proxy-version").status is Status.PASS for t in report.targets)
+    assert by_pod["ratings"].result("app-started-after-proxy").status is Status.WARN
+    assert by_pod["reviews"].result("app-started-after-proxy").status is Status.PASS
+    assert {(ns, ports) for ns, _, ports in opened} == {("bookinfo", "15000")}
