@@ -3,7 +3,9 @@
     MeshliftError
      ├── UsageError          a command that cannot run as asked (exit 2)
      │    ├── RolloutBusy    another process holds the stack's lock
-     │    └── NoRollbackTarget  no update in the stack's history to go back to
+     │    ├── NoRollbackTarget  no update in the stack's history to go back to
+     │    └── PlatformUnavailable  the platform cannot be reached at all (no Pulumi
+     │                          CLI, no backend): nothing was changed
      ├── PlatformError       applying a stage failed (`pulumi up`, a proxy start);
      │                       inside a run it triggers a rollback
      └── RollbackFailed      going back failed too: a human must look (exit 3)
@@ -39,6 +41,10 @@ class NoRollbackTarget(UsageError):
 
 
 class PlatformError(MeshliftError):
+    pass
+
+
+class PlatformUnavailable(UsageError):
     pass
 
 

@@ -197,8 +197,8 @@ class Orchestrator:
             elif phase is Phase.ROLLING_BACK:
                 self._roll_back(state)
         except PlatformError as error:
-            if phase is Phase.ROLLING_BACK:
-                raise
+            if phase in (Phase.PLANNED, Phase.ROLLING_BACK):
+                raise  # Planned: nothing changed yet, nothing to roll back
             self._fail(state, gate="apply", message=f"Halt advancement: {error}", checks=["apply"])
 
     def _promote_next_wave(self, state: RunState, target: UpgradeTarget) -> None:
@@ -285,7 +285,7 @@ class Orchestrator:
         try:
             entry = rollback_target(self.platform.history(), before=before)
             applied = self._reapply(entry, state=state)
-        except (NoRollbackTarget, PlatformError) as error:
+        except MeshliftError as error:  # no target, the platform gone, every attempt failed
             state.rollback = {"error": str(error)}
             self._move(state, Phase.FAILED, error=str(error))
             return

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from rollout.engine import OnOutput, UpResult
-from rollout.errors import PlatformError
+from rollout.errors import MeshliftError, PlatformError, PlatformUnavailable
 from rollout.history import HistoryEntry
 
 BACKEND_ENV = "MESHLIFT_BACKEND_URL"
@@ -105,7 +105,9 @@ class AutomationEngine:
                     opts=auto.LocalWorkspaceOptions(work_dir=str(self.project_dir), env_vars=env),
                 )
             except Exception as error:  # CLI missing, backend unreachable, bad passphrase ...
-                raise PlatformError(f"cannot select stack {self.stack!r}: {error}") from error
+                raise PlatformUnavailable(
+                    f"cannot select Pulumi stack {self.stack!r} in {self.project_dir}: {error} "
+                    "(needs the Pulumi CLI on PATH and a reachable backend; nothing was changed)") from error
         return self._stack
 
     def get_config(self) -> dict[str, Any]:
@@ -161,7 +163,7 @@ class _translated:
         return None
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _tb: Any) -> bool:
-        if error is None or not isinstance(error, Exception) or isinstance(error, PlatformError):
+        if error is None or not isinstance(error, Exception) or isinstance(error, MeshliftError):
             return False
         detail = getattr(error, "stderr", "") or str(error)
         raise PlatformError(f"{self.action} failed: {detail.strip()[-2000:]}") from error

@@ -113,3 +113,15 @@ def test_promote_without_a_run_is_a_usage_error(project):
 def test_rehearse_rejects_an_unknown_fault(project, capsys):
     assert cli.main(["rehearse", "--fault", "meteor"]) == 2
     assert "5xx" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(__import__("shutil").which("pulumi") is not None, reason="needs a machine without the Pulumi CLI")
+def test_without_the_pulumi_cli_upgrade_is_an_environment_error_and_changes_nothing(tmp_path, monkeypatch, capsys):
+    (tmp_path / "stacks").mkdir()
+    (tmp_path / "stacks" / "Pulumi.dev.yaml").write_text(yaml.safe_dump({"config": mesh_config()}))
+    monkeypatch.setenv("MESHLIFT_PROJECT_DIR", str(tmp_path))
+    monkeypatch.setenv("PATH", str(tmp_path))  # no `pulumi` anywhere
+
+    assert cli.main(["upgrade", "-s", "dev", "--to", "1.40.0", "--json"]) == 2
+    assert "needs the Pulumi CLI" in capsys.readouterr().err
+    assert yaml.safe_load((tmp_path / "stacks" / "Pulumi.dev.yaml").read_text()) == {"config": mesh_config()}
