@@ -180,18 +180,9 @@ class Upstream:
 
     def start(self) -> Upstream:
         """Start serving on every endpoint (again, on the same ports)."""
-        if self._thread is None:
-            self._stopping.clear()
-            self._selector = selectors.DefaultSelector()
-            self._selector.register(self._wake_r, selectors.EVENT_READ, None)
-            self._thread = threading.Thread(target=self._accept_loop,
-                                            name=f"upstream-{self.name}", daemon=True)
-            self._thread.start()
+        self._ensure_acceptor()
         for endpoint in self.endpoints:
-            if endpoint._listener is not None:  # bound before the service started
-                self._watch(endpoint, endpoint._listener)
-            else:
-                endpoint.start()
+            endpoint.start()
         return self
 
     def stop(self) -> None:
@@ -221,9 +212,24 @@ class Upstream:
             endpoint = self._endpoints.setdefault(name, UpstreamEndpoint(self, name, port))
         return endpoint
 
+    def _ensure_acceptor(self) -> None:
+        with self._lock:
+            if self._thread is not None:
+                return
+            self._stopping.clear()
+            self._selector = selectors.DefaultSelector()
+            self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+            self._thread = threading.Thread(target=self._accept_loop,
+                                            name=f"upstream-{self.name}", daemon=True)
+            self._thread.start()
+            bound = [e for e in self._endpoints.values() if e._listener is not None]
+        for endpoint in bound:
+            self._watch(endpoint, endpoint._listener)  # type: ignore[arg-type]
+
     def _watch(self, endpoint: UpstreamEndpoint, sock: socket.socket) -> None:
         if self._selector is None:
-            return  # registered by start(); meanwhile connections wait in the backlog
+            self._ensure_acceptor()  # an endpoint started on its own: serve it too
+            return
         try:
             self._selector.register(sock, selectors.EVENT_READ, endpoint)
         except KeyError:

@@ -58,3 +58,13 @@ def test_stop_cuts_kept_alive_connections() -> None:
         with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
             conn.getresponse()
         conn.close()
+
+
+def test_an_endpoint_started_on_its_own_is_served() -> None:
+    up = lm.Upstream()
+    try:
+        endpoint = up.endpoint("solo").start()
+        assert get(endpoint.port) == 200
+        assert not up.main.running  # only what was started listens
+    finally:
+        up.stop()
