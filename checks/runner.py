@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from .catalog import CheckSpec, select_checks
 from .client import AdminClient
 from .context import BaselineView, Context, GateSettingsLike, Verdict
-from .observe import Observation, Read, observe
+from .observe import Observation, observe
 from .result import CheckResult, Report, Status, TargetReport
 from .target import Target
 
@@ -40,9 +40,12 @@ async def run_checks(
     of the chain (the gate window). `only` restricts to these check ids
     (besides `settings.checks`/`skip_checks`). Never raises for a proxy that
     cannot be read: its checks report `error`. Raises ValueError for unknown
-    check ids.
+    check ids or duplicate target names.
     """
     selected, skipped = select_checks(settings, only=only)
+    names = [t.name for t in targets]
+    if len(set(names)) != len(names):
+        raise ValueError(f"target names must be unique, got {sorted(n for n in set(names) if names.count(n) > 1)}")
     own_client = client is None
     client = client or AdminClient()
     try:

@@ -309,3 +309,10 @@ async def test_accepted_updates_with_an_empty_version_are_still_accepted(setting
     _, one_off = await judge(admin, "p", "xds-config-accepted", settings)
     assert in_gate.status is Status.FAIL and "during the window" in in_gate.message
     assert one_off.status is Status.WARN  # superseded or not, Envoy cannot say: not "never accepted"
+
+
+async def test_duplicate_target_names_are_a_configuration_error(settings) -> None:
+    admin = FakeAdmin()
+    with pytest.raises(ValueError, match="unique"):
+        async with admin.client() as client:
+            await run_checks([admin.target("p"), admin.target("p")], settings, client=client)
