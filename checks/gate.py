@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -179,10 +180,12 @@ async def run_gate(
                     )
             else:
                 passes = 0
-            index += 1
+            # Next slot on the interval grid; slots a slow sample overran are skipped, so a
+            # gate over hanging proxies still ends when the window does.
+            index = max(index + 1, math.ceil((clock() - started) / settings.interval))
             due = started + index * settings.interval
             if due - started > settings.window:
-                return _inconclusive(name, samples, passes, settings, clock() - started, several)
+                return _inconclusive(name, samples, passes, failures, settings, clock() - started, several)
             await sleep(max(0.0, due - clock()))
     finally:
         if own_client:
@@ -194,7 +197,8 @@ def _as_role(target: Target, role: str) -> Target:
 
 
 def _inconclusive(
-    name: str, samples: list[GateSample], passes: int, settings: GateSettingsLike, elapsed: float, several: bool
+    name: str, samples: list[GateSample], passes: int, failures: int, settings: GateSettingsLike,
+    elapsed: float, several: bool,
 ) -> GateResult:
     last = samples[-1]
     if last.no_data:
@@ -202,6 +206,8 @@ def _inconclusive(
         ids = tuple(dict.fromkeys(r.check_id for _, r in last.no_data))
     else:
         reason = f"only {passes} of {settings.consecutive_passes} consecutive passing samples"
+        if failures:
+            reason += f" ({failures} failing, below the limit of {settings.failure_limit})"
         ids = ()
     return GateResult(
         name, GateOutcome.INCONCLUSIVE,

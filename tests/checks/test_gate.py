@@ -184,3 +184,21 @@ async def test_a_gate_needs_canaries_and_known_checks() -> None:
     sim.proxy("canary")
     with pytest.raises(ValueError, match="bogus"):
         await gate(sim, GateSettings(checks=["bogus"]), ["canary"])
+
+
+async def test_samples_slower_than_the_interval_do_not_stretch_the_window() -> None:
+    sim = Simulation(FakeAdmin())
+    sim.proxy("canary", rps=0)  # no traffic: the gate can only run out of window
+    real_observe_cost = 4.0  # each sample takes 4 s (say, a hanging baseline at its deadline)
+    original = sim.admin.handle
+
+    def slow(request):
+        if request.url.path == "/ready":
+            sim.now += real_observe_cost
+        return original(request)
+
+    sim.admin.handle = slow
+    result = await gate(sim, GateSettings(window=10, interval=1), ["canary"])
+    assert result.outcome is GateOutcome.INCONCLUSIVE
+    assert result.elapsed <= 10 + real_observe_cost
+    assert len(result.samples) == 3  # at 0, 4 and 8 s of a 10 s window
