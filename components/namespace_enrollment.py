@@ -8,19 +8,26 @@ deleting the patch never deletes the namespace. `istio-injection` must also go:
 it overrides `istio.io/rev` (the revision injectors require it to be absent,
 Istio analyzer IST0123). Under server-side apply a manager can remove only a
 field it owns, and that label was usually set by someone else (`kubectl label`).
-So, as pulumi-kubernetes documents for deleting an existing field
-("Delete an existing field using Patch"), two patches share one field manager
+So, as pulumi-kubernetes documents for deleting an existing field ("Delete an
+existing field using Patch"), two patches share one field manager
 (`meshlift-enroll-<namespace>`), both with `pulumi.com/patchForce`:
 
 1. `<name>-take-injection-label` force-applies `istio-injection: ""`, taking
    ownership of the label from whoever set it;
-2. `<name>-enrollment` (after 1) applies `istio.io/rev` with `istio-injection:
-   null`; the same manager no longer asks for the label it solely owns, so the
-   API server removes it.
+2. `<name>-enrollment` (after 1) applies `istio.io/rev` and leaves
+   `istio-injection` out (it is written as null, which the provider drops): the
+   shared manager no longer asks for a label it alone owns, so the API server
+   removes it.
+
+Step 1 must never run again: re-applied under the shared manager, its config
+would claim only `istio-injection` and so *remove* `istio.io/rev`. Its labels are
+in `ignore_changes`, so the diff a refresh would otherwise find (the label it
+set is gone, by design) never turns into an update.
 
 Pods created between the two steps (milliseconds apart) see an empty
 `istio-injection` label and are not injected; they keep running uninjected until
-their next restart, which every promotion wave performs anyway.
+their next restart, which every promotion wave performs anyway. A label someone
+adds again later by hand is not removed until the namespace is enrolled anew.
 """
 
 from __future__ import annotations
@@ -71,14 +78,14 @@ class NamespaceEnrollment(pulumi.ComponentResource):
                 metadata=ObjectMetaPatchArgs(
                     name=plan.name, annotations=annotations, labels={LEGACY_INJECTION_LABEL: ""},
                 ),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=after),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=after, ignore_changes=["metadata.labels"]),
             )
             self.labelled = NamespacePatch(
                 f"{name}-enrollment",
                 metadata=ObjectMetaPatchArgs(
                     name=plan.name,
                     annotations=annotations,
-                    # None is sent as null: drop the label this manager now solely owns.
+                    # Left out of the shared manager's config: the label it alone owns goes.
                     labels={**plan.labels, LEGACY_INJECTION_LABEL: None},
                 ),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[take, *after]),

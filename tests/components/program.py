@@ -46,6 +46,7 @@ class Registration:
     wire: dict[str, Any]  # the raw request object, explicit nulls kept
     custom: bool
     retain_on_delete: bool
+    ignore_changes: tuple[str, ...]
     hooks: dict[str, tuple[str, ...]]
 
 
@@ -119,6 +120,7 @@ class RecordingMonitor(mocks.MockMonitor):
             wire=json_format.MessageToDict(request.object),
             custom=request.custom,
             retain_on_delete=request.retainOnDelete,
+            ignore_changes=tuple(request.ignoreChanges),
             hooks={
                 kind: tuple(getattr(request.hooks, kind))
                 for kind in ("before_create", "before_update") if getattr(request.hooks, kind)

@@ -29,7 +29,10 @@ def test_existing_namespace_is_patched_with_a_shared_field_manager_that_drops_is
         assert annotations["pulumi.com/patchForce"] == "true", patch.urn
         assert annotations["pulumi.com/patchFieldManager"] == "meshlift-enroll-legacy", patch.urn
     assert take.inputs["metadata"]["labels"] == {"istio-injection": ""}, take.urn
-    # The null must reach the provider: that is what removes the label.
+    # Re-applied later under the shared manager, it would drop istio.io/rev again.
+    assert take.ignore_changes == ("metadata.labels",), take.urn
+    assert enroll.ignore_changes == (), enroll.urn
+    # Written as null (the provider drops it): left out of the shared manager's config.
     assert enroll.wire["metadata"]["labels"] == {"istio-injection": None, REVISION_LABEL: "stable", "team": "a"}
     assert run.depends_on(enroll, take), f"{enroll.urn} must run after {take.urn}"
     assert run.depends_on(enroll, run.named("revision-tags-stable")), enroll.urn
