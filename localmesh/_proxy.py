@@ -171,12 +171,20 @@ class Proxy:
         reports LIVE: without this check such a proxy would look healthy.
         """
         expected = len(self.listeners())
+
+        def settled() -> str | None:
+            found = self.stats(filter="listener_manager.(total_listeners_active|lds.update_rejected)")
+            if int(found.get("listener_manager.total_listeners_active", 0)) >= expected:
+                return "ok"
+            return "rejected" if int(found.get("listener_manager.lds.update_rejected", 0)) else None
+
         try:
-            wait_until(lambda: self.stat("listener_manager.total_listeners_active") >= expected,
-                       timeout_s=2)
+            outcome = wait_until(settled, timeout_s=2)
         except TimeoutError:
+            outcome = "timeout"
+        if outcome != "ok":
+            self.process.stop(grace_s=1)  # first: Envoy flushes its log file on exit
             tail = log_tail(self.layout.log)
-            self.process.stop(grace_s=1)
             raise ProxyStartError(
                 f"envoy {self.binary.version} is LIVE but not all {expected} listeners are "
                 f"active (log: {self.layout.log})", log_tail=tail,
