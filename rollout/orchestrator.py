@@ -53,6 +53,10 @@ class RunRequest:
     params: dict[str, Any]  # what makes a repeated command the same run
     target: UpgradeTarget
     base_config: dict[str, Any]  # the stack config before the upgrade (meshlift:* keys)
+    # Rehearsals: an unfinished run with other parameters is abandoned (its processes died
+    # with it) instead of refused, and `on_new_run` prepares a fresh platform.
+    replace_unfinished: bool = False
+    on_new_run: Callable[[], None] | None = None
 
 
 class Orchestrator:
@@ -122,6 +126,10 @@ class Orchestrator:
 
     def _start_or_resume(self, request: RunRequest) -> RunState:
         state = self.journal.load()
+        if (state is not None and not state.phase.terminal and request.replace_unfinished
+                and not state.matches(request.command, request.params)):
+            self.journal.append(state, "abandoned", reason=f"new {request.command} with {_params(request.params)}")
+            state = None
         if state is not None and not state.phase.terminal:
             if not state.matches(request.command, request.params):
                 raise UsageError(
@@ -139,6 +147,8 @@ class Orchestrator:
             return state  # idempotent: the same upgrade again changes nothing
         state = RunState.new(stack=self.stack, command=request.command, params=request.params,
                              waves_total=len(request.target.spec.waves))
+        if request.on_new_run is not None:
+            request.on_new_run()
         self.journal.save(state)
         self._emit(state, "run", resumed=False, params=request.params, waves_total=state.waves_total)
         return state

@@ -61,16 +61,11 @@ def rehearse(
     journal = Journal.for_stack(project_dir, STACK)
     platform = LocalPlatform(state_dir=journal.root, base_config=config, fault=fault)
     params = {"to": TO_VERSION, "fault": fault, "approval": require_approval}
-    previous = journal.load()
-    if previous is None or previous.phase.terminal or not previous.matches("rehearse", params):
-        # A new rehearsal: a fresh local mesh and history. (An unfinished run with other
-        # parameters is abandoned: its Envoys died with the process that ran them.)
-        platform.reset()
-        if previous is not None and not previous.phase.terminal:
-            journal.append(previous, "abandoned", reason=f"new rehearsal with {params}")
-            journal.state_path.unlink(missing_ok=True)
     orchestrator = Orchestrator(platform=platform, journal=journal, gate=gate or ChecksGate(),
                                 reporter=reporter, stack=STACK, approval=approval, retry_wait_s=0.5,
                                 approval_poll_s=0.5)
-    request = RunRequest(command="rehearse", params=params, target=target, base_config=config)
+    # A new rehearsal (the last one finished, or had other parameters) starts from a fresh
+    # local mesh and history; an unfinished one with the same parameters resumes.
+    request = RunRequest(command="rehearse", params=params, target=target, base_config=config,
+                         replace_unfinished=True, on_new_run=platform.reset)
     return orchestrator.run(request), platform

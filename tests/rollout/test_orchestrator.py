@@ -127,3 +127,20 @@ def test_a_different_upgrade_while_one_is_in_progress_is_refused(make_rig):
         rig.run()
     with pytest.raises(UsageError, match="in phase CanaryVerifying"):
         rig.run("1.41.0")
+
+
+def test_a_rehearsal_with_other_parameters_abandons_the_unfinished_one_and_starts_fresh(make_rig):
+    rig = make_rig(gate=ScriptedGate(interrupt_on="canary"))
+    with pytest.raises(KeyboardInterrupt):
+        rig.run()
+    old = rig.journal.load()
+    resets = []
+    request = rig.request("1.40.0")
+    request.params = {"to": "1.40.0", "fault": "5xx"}
+    request.replace_unfinished, request.on_new_run = True, lambda: resets.append(1)
+
+    state = rig.orchestrator().run(request)
+
+    assert state.run_id != old.run_id and state.phase is Phase.SUCCEEDED
+    assert resets == [1]
+    assert [e["event"] for e in rig.journal.events(old.run_id)][-1] == "abandoned"
