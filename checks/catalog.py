@@ -70,6 +70,12 @@ CATALOG: tuple[CheckSpec, ...] = (
         (r"^listener_manager\.(listener_stopped|total_listeners_draining)$",),
     ),
     CheckSpec(
+        "proxy-not-restarted", "proxy", "proxy did not restart between samples", True, (Read.STATS,),
+        rules_proxy.not_restarted, "server.uptime never goes back between samples",
+        (r"^server\.uptime$", r"^http\.admin\.downstream_rq_total$",
+         r"^(listener_manager\.lds|cluster_manager\.cds)\.update_attempt$"),
+    ),
+    CheckSpec(
         "proxy-memory", "proxy", "proxy memory within bound", True, (Read.STATS,),
         rules_proxy.memory_within_bound, "server.memory_allocated <= maxMemoryBytes (512 MiB)",
         (r"^server\.memory_(allocated|heap_size)$",),

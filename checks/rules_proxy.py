@@ -96,3 +96,37 @@ def memory_within_bound(ctx: Context) -> Verdict:
 
 def _mib(value: float) -> str:
     return f"{value / 1048576:.1f} MiB"
+
+
+# Process-lifetime counters that only grow while one process lives. Per-cluster counters
+# are not used: a cluster removed and re-added by the control plane restarts at 0 too.
+# The admin listener's own request count grows with every read we make.
+_PROCESS_COUNTERS = (
+    "http.admin.downstream_rq_total",
+    "listener_manager.lds.update_attempt",
+    "cluster_manager.cds.update_attempt",
+)
+
+
+def not_restarted(ctx: Context) -> Verdict:
+    """The proxy kept running between samples.
+
+    A restart resets every counter: errors before it vanish from the deltas, and
+    a crash-looping canary can look healthy one sample at a time. Seen as
+    `server.uptime` going back (it counts whole seconds, so by more than one) or
+    a process-lifetime counter going back.
+    """
+    stats = ctx.obs.stats
+    uptime = stats.number("server.uptime", default=-1)
+    if uptime < 0:
+        return Verdict.skip("server.uptime not reported")
+    earlier = ctx.previous.stats_or_none() if ctx.previous is not None else None
+    if earlier is None:
+        return Verdict.ok(f"up {uptime:.0f}s", observed=uptime)
+    before = earlier.number("server.uptime", default=-1)
+    dropped = [n for n in _PROCESS_COUNTERS if n in stats and n in earlier and stats.number(n) < earlier.number(n)]
+    if (before >= 0 and uptime + 1 < before) or dropped:
+        why = f"uptime {uptime:.0f}s, was {before:.0f}s" + (f"; {dropped[0]} went back" if dropped else "")
+        return Verdict.fail(f"proxy restarted between samples ({why})", observed=uptime,
+                            details={"previous_uptime": before, "counters_reset": dropped[:5]})
+    return Verdict.ok(f"up {uptime:.0f}s", observed=uptime)

@@ -369,3 +369,15 @@ async def test_kube_targets_reach_a_real_admin_through_the_port_forward_bridge(
     assert by_pod["ratings"].result("app-started-after-proxy").status is Status.WARN
     assert by_pod["reviews"].result("app-started-after-proxy").status is Status.PASS
     assert {(ns, ports) for ns, _, ports in opened} == {("bookinfo", "15000")}
+
+
+async def test_restart_between_samples_fails(fresh, settings: GateSettings) -> None:
+    proxy = fresh()
+    lm.send_traffic(proxy.url, requests=20)
+    for _ in range(3):  # a proxy that has been watched for a while (uptime is still 0 s)
+        before = await check_once(proxy, settings)
+    proxy.stop(keep_workdir=True)
+    proxy.start()  # same ports, same config: only the process is new
+    result = (await check_once(proxy, settings, previous=before)).targets[0].result("proxy-not-restarted")
+    assert result.status is Status.FAIL, result.message
+    assert "http.admin.downstream_rq_total went back" in result.message

@@ -316,3 +316,29 @@ async def test_duplicate_target_names_are_a_configuration_error(settings) -> Non
     with pytest.raises(ValueError, match="unique"):
         async with admin.client() as client:
             await run_checks([admin.target("p"), admin.target("p")], settings, client=client)
+
+
+async def test_restart_between_samples_fails_by_uptime_or_reset_counters(settings) -> None:
+    admin = FakeAdmin()
+    admin.proxy("p").stats["server.uptime"] = 600
+    first, one_off = await judge(admin, "p", "proxy-not-restarted", settings)
+    admin.proxy("p").stats["server.uptime"] = 3
+    _, by_uptime = await judge(admin, "p", "proxy-not-restarted", settings, previous=first)
+    assert one_off.status is Status.PASS
+    assert by_uptime.status is Status.FAIL and by_uptime.message.startswith("proxy restarted between samples")
+
+    admin = FakeAdmin()
+    admin.proxy("p").stats.update({"server.uptime": 0, "http.admin.downstream_rq_total": 40})
+    first, _ = await judge(admin, "p", "proxy-not-restarted", settings)
+    admin.proxy("p").stats["http.admin.downstream_rq_total"] = 3  # within the same second
+    _, by_counter = await judge(admin, "p", "proxy-not-restarted", settings, previous=first)
+    assert by_counter.status is Status.FAIL and "http.admin.downstream_rq_total went back" in by_counter.message
+
+
+async def test_a_cluster_removed_and_readded_is_not_a_restart(settings) -> None:
+    admin = FakeAdmin()
+    admin.proxy("p").stats.update({"server.uptime": 100, "cluster.upstream.upstream_rq_completed": 500})
+    first, _ = await judge(admin, "p", "proxy-not-restarted", settings)
+    admin.proxy("p").stats.update({"server.uptime": 101, "cluster.upstream.upstream_rq_completed": 2})
+    _, result = await judge(admin, "p", "proxy-not-restarted", settings, previous=first)
+    assert result.status is Status.PASS
