@@ -26,6 +26,7 @@ from rollout import console
 from rollout.errors import EXIT_USAGE, MeshliftError, UsageError, exit_code_for
 from rollout.journal import Journal
 from rollout.phases import Phase
+from rollout.runs import drive, finish, report_run
 
 EPILOG = """\
 Examples:
@@ -167,7 +168,8 @@ def upgrade(
         target = upgrade_target(config, to, require_approval=require_approval)
     except SpecError as error:
         raise _SpecErrorAt(error, str(path)) from None
-    _drive(stack, "upgrade", {"to": target.spec.rollout.to_version}, target, config, as_json=as_json)  # type: ignore[union-attr]
+    drive(stack, "upgrade", {"to": target.spec.rollout.to_version}, target, config,  # type: ignore[union-attr]
+          platform=_kubernetes(stack), journal=Journal.for_stack(project_dir(), stack), as_json=as_json)
 
 
 @app.command(epilog="Example: meshlift promote -s prod")
@@ -237,17 +239,7 @@ def status(stack: StackOpt = "dev", as_json: JsonOpt = False) -> None:
     if as_json:
         console.print_json({**state.to_json(), "events": events[-20:]})
         return
-    console.print_line(f"stack {stack}: {state.command} run {state.run_id} ({_params(state.params)}) "
-                       f"is [bold]{state.phase.value}[/]; waves {state.waves_done}/{state.waves_total}")
-    if state.failure:
-        console.print_line(f"  gate {state.failure.get('gate')} failed: {state.failure.get('message')}")
-    if state.rollback:
-        console.print_line(f"  rollback: {state.rollback}")
-    if not state.phase.terminal:
-        console.print_line(f"  resume with the same command (`meshlift {state.command} ...`)"
-                           + ("; approve with `meshlift promote`" if state.phase is Phase.WAITING_APPROVAL else ""))
-    rows = [[time.strftime("%H:%M:%S", time.localtime(e["ts"])), e["event"], _summary(e)] for e in events[-15:]]
-    console.print_table("last events", ["time", "event", "detail"], rows)
+    console.print_status(state, events)
 
 
 @app.command(epilog="Example: meshlift history -s prod --limit 10")
@@ -269,9 +261,7 @@ def history(
                              "start_time": e.start_time, "describe": e.describe(),
                              "data_plane_version": e.data_plane_version} for e in entries])
         return
-    rows = [[e.version, e.kind, e.result, e.describe(), e.data_plane_version or "mixed", e.message]
-            for e in entries]
-    console.print_table(f"stack {stack}: history", ["update", "kind", "result", "state", "data plane", "message"], rows)
+    console.print_history(stack, entries)
 
 
 # ---------------------------------------------------------------- rehearse
@@ -308,57 +298,12 @@ def rehearse(
                              approval=console.TtyApproval() if require_approval else None)[0]
 
     title = f"rehearsal {STACK}: Envoy 1.39.3 -> 1.40.0, fault {fault}"
-    state = _report(go, title=title, waves=len(target.spec.waves), approval=require_approval, as_json=as_json,
-                    header={"command": "rehearse", "stack": STACK, "fault": fault})
-    _finish(state, started, as_json=as_json)
+    state = report_run(go, title=title, waves=len(target.spec.waves), approval=require_approval,
+                       as_json=as_json, header={"command": "rehearse", "stack": STACK, "fault": fault})
+    finish(state, started, as_json=as_json)
 
 
 # ---------------------------------------------------------------- shared plumbing
-
-
-def _drive(stack: str, command: str, params: dict[str, Any], target: Any, config: dict[str, Any], *,
-           as_json: bool) -> None:
-    from rollout.gates import ChecksGate
-    from rollout.orchestrator import Orchestrator, RunRequest
-
-    started = time.monotonic()
-    rollout_spec = target.spec.rollout
-
-    def go(reporter: Any) -> Any:
-        orchestrator = Orchestrator(platform=_kubernetes(stack), journal=Journal.for_stack(project_dir(), stack),
-                                    gate=ChecksGate(), reporter=reporter, stack=stack,
-                                    approval=console.TtyApproval())
-        return orchestrator.run(RunRequest(command=command, params=params, target=target, base_config=config))
-
-    title = f"{command} {stack}: {rollout_spec.from_version} -> {rollout_spec.to_version}"
-    state = _report(go, title=title, waves=len(target.spec.waves), approval=rollout_spec.require_approval,
-                    as_json=as_json, header={"command": command, "stack": stack, **params})
-    _finish(state, started, as_json=as_json)
-
-
-def _report(go: Any, *, title: str, waves: int, approval: bool, as_json: bool, header: dict[str, Any]) -> Any:
-    if as_json:
-        reporter = console.JsonReporter()
-        state = go(reporter)
-        console.print_json({**header, "run": state.run_id, "phase": state.phase.value,
-                            "exit_code": state.phase.exit_code, "waves_done": state.waves_done,
-                            "failure": state.failure, "rollback": state.rollback,
-                            "gate_samples": reporter.samples, "events": reporter.events})
-        return state
-    live = console.LiveReporter(title=title, steps=console.steps_for(waves, approval=approval))
-    with live:
-        state = go(live)
-        if state.phase is not Phase.SUCCEEDED:
-            live.mark_rolled_back()
-    return state
-
-
-def _finish(state: Any, started: float, *, as_json: bool) -> None:
-    if not as_json:
-        console.print_result(state, seconds=time.monotonic() - started)
-    code = state.phase.exit_code
-    if code:
-        raise typer.Exit(code)
 
 
 def _kubernetes(stack: str) -> Any:
@@ -369,15 +314,6 @@ def _kubernetes(stack: str) -> Any:
 
 def _no_gate(*_args: Any, **_kwargs: Any) -> Any:
     raise AssertionError("a hand rollback runs no gate")
-
-
-def _params(params: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
-
-
-def _summary(event: dict[str, Any]) -> str:
-    skip = {"ts", "run", "event", "evidence"}
-    return ", ".join(f"{k}={v}" for k, v in event.items() if k not in skip)[:140]
 
 
 class _SpecErrorAt(Exception):

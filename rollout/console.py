@@ -242,3 +242,29 @@ def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     for row in rows:
         table.add_row(*[Text(str(cell)) for cell in row])
     out.print(table)
+
+
+def print_status(state: Any, events: list[dict[str, Any]]) -> None:
+    params = ", ".join(f"{k}={v}" for k, v in sorted(state.params.items()))
+    out.print(f"stack {state.stack}: {state.command} run {state.run_id} ({params}) is "
+              f"[bold]{state.phase.value}[/]; waves {state.waves_done}/{state.waves_total}", soft_wrap=True)
+    if state.failure:
+        out.print(f"  gate {state.failure.get('gate')} failed: {state.failure.get('message')}", soft_wrap=True)
+    if state.rollback:
+        rollback = state.rollback
+        out.print(f"  rollback: " + (f"re-applied update {rollback.get('to_update')} ({rollback.get('describe')}) "
+                                     f"as update {rollback.get('update')}" if "to_update" in rollback
+                                     else f"failed: {rollback.get('error')}"), soft_wrap=True)
+    if not state.phase.terminal:
+        out.print(f"  resume with the same command (`meshlift {state.command} ...`)"
+                  + ("; approve with `meshlift promote`" if state.phase is Phase.WAITING_APPROVAL else ""))
+    skip = {"ts", "run", "event", "evidence", "failure"}
+    rows = [[time.strftime("%H:%M:%S", time.localtime(e["ts"])), e["event"],
+             ", ".join(f"{k}={v}" for k, v in e.items() if k not in skip)[:160]] for e in events[-15:]]
+    print_table("last events", ["time", "event", "detail"], rows)
+
+
+def print_history(stack: str, entries: list[Any]) -> None:
+    rows = [[e.version, e.kind, e.result, e.describe(), e.data_plane_version or "mixed", e.message]
+            for e in entries]
+    print_table(f"stack {stack}: history", ["update", "kind", "result", "state", "data plane", "message"], rows)

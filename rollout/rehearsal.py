@@ -9,6 +9,8 @@ that drive a cluster drive the local platform.
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ FROM_VERSION = "1.39.3"
 TO_VERSION = "1.40.0"
 FAULTS = ("none", "5xx", "reject-config", "cert-expiry", "overload", "upstream-down")
 
+GATES_ENV = "MESHLIFT_REHEARSAL_GATES"
 # Short windows: a rehearsal shows the whole flow in about a minute.
 GATES = {"window": "10s", "interval": "500ms", "consecutivePasses": 6, "failureLimit": 1, "minRequests": 5}
 
@@ -55,7 +58,13 @@ def rehearse(
     require_approval: bool = False,
     approval: Approval | None = None,
 ) -> tuple[Any, LocalPlatform]:
-    """Run (or resume) the rehearsal; returns the final RunState and the platform."""
+    """Run (or resume) the rehearsal; returns the final RunState and the platform.
+
+    `gates` (or $MESHLIFT_REHEARSAL_GATES, JSON) overrides the rehearsal's gate
+    settings, e.g. shorter windows in tests.
+    """
+    if gates is None and os.environ.get(GATES_ENV):
+        gates = json.loads(os.environ[GATES_ENV])
     config = rehearsal_config(gates=gates)
     target = upgrade_target(config, TO_VERSION, require_approval=require_approval or None)
     journal = Journal.for_stack(project_dir, STACK)

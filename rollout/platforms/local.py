@@ -72,6 +72,7 @@ class LocalPlatform:
         self._planes: dict[str, Any] = {}
         self._pods: dict[tuple[str, str, int], _Pod] = {}
         self.faults_injected: list[str] = []
+        self.reaped: list[int] = []  # Envoys a killed earlier run left behind, stopped by open()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -91,6 +92,7 @@ class LocalPlatform:
         import localmesh
 
         localmesh.install_signal_handlers()
+        self.reaped = reap_orphans(self.mesh_dir)
         shutil.rmtree(self.mesh_dir, ignore_errors=True)  # work dirs of an interrupted run
         self.mesh_dir.mkdir(parents=True, exist_ok=True)
         if self._binaries is None:
@@ -268,6 +270,33 @@ class LocalPlatform:
         tmp.write_text(json.dumps(entries, indent=1))
         tmp.replace(self.history_path)
         return version
+
+
+def reap_orphans(mesh_dir: Path, *, grace_s: float = 3.0) -> list[int]:
+    """Stop Envoys whose bootstrap lives under `mesh_dir`: a run killed with SIGKILL
+    cannot stop its proxies (they run in their own process groups), the next run does."""
+    import psutil
+
+    marker = str(mesh_dir) + "/"
+    orphans = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if any(marker in arg for arg in proc.info["cmdline"] or ()):
+                orphans.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    for proc in orphans:
+        try:
+            proc.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _gone, alive = psutil.wait_procs(orphans, timeout=grace_s)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    return [proc.pid for proc in orphans]
 
 
 def _entry(raw: dict[str, Any]) -> HistoryEntry:

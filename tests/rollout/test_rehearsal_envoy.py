@@ -21,7 +21,7 @@ from tests.rollout.doubles import ListReporter
 
 pytestmark = pytest.mark.envoy
 
-FAST_GATES = {"window": "6s", "interval": "300ms", "consecutivePasses": 3}
+FAST_GATES = {"window": "6s", "interval": "250ms", "consecutivePasses": 3}
 
 
 def _envoys_under(root: Path) -> list[psutil.Process]:
@@ -84,7 +84,7 @@ def _wait_for_phase(run_json: Path, phase: str, proc: subprocess.Popen, timeout_
 
 
 def test_interrupted_rehearsal_stops_every_envoy_and_the_same_command_resumes_it(tmp_path):
-    env = {**os.environ, "MESHLIFT_PROJECT_DIR": str(tmp_path)}
+    env = {**os.environ, "MESHLIFT_PROJECT_DIR": str(tmp_path), "MESHLIFT_REHEARSAL_GATES": json.dumps(FAST_GATES)}
     meshlift = [sys.executable, "-m", "rollout.cli", "rehearse"]
     run_json = tmp_path / ".meshlift" / "rehearsal" / "run.json"
     shm_before = _shm_files()
@@ -106,3 +106,25 @@ def test_interrupted_rehearsal_stops_every_envoy_and_the_same_command_resumes_it
     assert "resuming run" in second.stdout and "promoted" in second.stdout
     assert json.loads(run_json.read_text())["phase"] == "Succeeded"
     assert _envoys_under(tmp_path) == [] and _shm_files() <= shm_before
+
+
+def test_a_killed_rehearsal_leaves_envoys_that_the_resumed_run_reaps(tmp_path):
+    env = {**os.environ, "MESHLIFT_PROJECT_DIR": str(tmp_path), "MESHLIFT_REHEARSAL_GATES": json.dumps(FAST_GATES)}
+    meshlift = [sys.executable, "-m", "rollout.cli", "rehearse", "--json"]
+    run_json = tmp_path / ".meshlift" / "rehearsal" / "run.json"
+
+    crashed = subprocess.Popen(meshlift, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for_phase(run_json, "CanaryVerifying", crashed)
+    time.sleep(0.5)
+    crashed.kill()  # SIGKILL: no handler runs, the Envoys (own process groups) survive
+    crashed.wait(timeout=10)
+    orphans = _envoys_under(tmp_path)
+    assert orphans, "a crash cannot stop its proxies"
+
+    resumed = subprocess.run(meshlift, env=env, capture_output=True, text=True, timeout=120)
+
+    document = json.loads(resumed.stdout)
+    assert resumed.returncode == 0 and document["phase"] == "Succeeded", resumed.stderr
+    assert document["events"][0]["resumed"] is True
+    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in orphans)
+    assert _envoys_under(tmp_path) == []
