@@ -40,8 +40,6 @@ class LiveReporter:
         self.steps = {step: ["pending", ""] for step in steps}
         self.sample_line = Text("")
         self.live = Live(self._render(), console=self.console, refresh_per_second=8, transient=False)
-        self._current: str | None = None
-        self._started = time.monotonic()
 
     def __enter__(self) -> LiveReporter:
         self.live.__enter__()
@@ -72,7 +70,7 @@ class LiveReporter:
             else:
                 self._set(step, "running", f"applied (update {data.get('update')})")
         elif kind == "gate":
-            step = _gate_step(data.get("gate", ""), self._current)
+            step = data.get("gate", "")
             if data.get("status") == "started":
                 self._set(step, "running", f"gating {len(data.get('canary', []))} proxies "
                                            f"(+{len(data.get('baseline', []))} baseline)")
@@ -117,7 +115,6 @@ class LiveReporter:
     def _set(self, step: str, status: str, note: str) -> None:
         if step in self.steps:
             self.steps[step] = [status, note]
-            self._current = step
 
     def mark_rolled_back(self) -> None:
         for step, (status, _note) in self.steps.items():
@@ -141,12 +138,6 @@ def _step_of(stage: str | None, message: str) -> str:
     if stage == "promote" and " wave " in message:
         return "wave " + message.split(" wave ", 1)[1].split("/", 1)[0]
     return {"install": "install", "canary": "canary", "cleanup": "cleanup"}.get(stage or "", stage or "")
-
-
-def _gate_step(gate: str, current: str | None) -> str:
-    if gate == "approval":
-        return "approval"
-    return gate
 
 
 def steps_for(waves: int, *, approval: bool) -> list[str]:

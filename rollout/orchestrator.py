@@ -20,7 +20,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from components.plan import plan_for
 from components.spec import MeshSpec, Stage, load_spec
-from rollout.errors import MeshliftError, NoRollbackTarget, PlatformError, UsageError
+from rollout.errors import MeshliftError, PlatformError, UsageError
 from rollout.gates import GateRunner, GateVerdict
 from rollout.history import rollback_target
 from rollout.journal import Journal, RunState
@@ -137,14 +137,17 @@ class Orchestrator:
                     f"resume it with the same command, or `meshlift rollback -s {self.stack}` first")
             self._emit(state, "run", resumed=True, phase=state.phase.value, waves_done=state.waves_done)
             return state
-        if (state is not None and state.phase is Phase.SUCCEEDED and request.command == "upgrade"
-                and state.matches(request.command, request.params)) or request.target.already_done:
-            if state is None:
+        # Idempotent: the same upgrade again, or one the stack config records as cleaned up, changes nothing.
+        done_before = (state is not None and state.phase is Phase.SUCCEEDED and request.command == "upgrade"
+                       and state.matches(request.command, request.params))
+        if done_before or request.target.already_done:
+            if not done_before:
                 state = RunState.new(stack=self.stack, command=request.command, params=request.params,
                                      waves_total=len(request.target.spec.waves))
                 state.phase = Phase.SUCCEEDED
+            assert state is not None
             self.reporter.event("run", {"already_done": True, "phase": state.phase.value, "run": state.run_id})
-            return state  # idempotent: the same upgrade again changes nothing
+            return state
         state = RunState.new(stack=self.stack, command=request.command, params=request.params,
                              waves_total=len(request.target.spec.waves))
         if request.on_new_run is not None:
@@ -228,7 +231,7 @@ class Orchestrator:
     def _apply(self, state: RunState, change: StageChange) -> Applied:
         self._emit(state, "apply", stage=change.spec.rollout.stage.value if change.spec.rollout else None,
                    message=change.message, status="started")
-        applied = self._with_retries(lambda: self.platform.apply(change, log=self._log(state)), APPLY_ATTEMPTS)
+        applied = self._with_retries(lambda: self.platform.apply(change, log=self._log), APPLY_ATTEMPTS)
         state.applied = dict(change.config)
         self.journal.save(state)
         self._emit(state, "apply", stage=change.spec.rollout.stage.value if change.spec.rollout else None,
@@ -306,18 +309,16 @@ class Orchestrator:
     def _reapply(self, entry: Any, *, state: RunState | None = None) -> Applied:
         if state is not None:
             self._emit(state, "rollback", to_update=entry.version, describe=entry.describe(), status="started")
-        log = self._log(state) if state is not None else (lambda line: self.reporter.event("log", {"line": line}))
-        return self._with_retries(lambda: self.platform.reapply(entry, log=log), ROLLBACK_ATTEMPTS)
+        return self._with_retries(lambda: self.platform.reapply(entry, log=self._log), ROLLBACK_ATTEMPTS)
 
     def _with_retries(self, action: Callable[[], Applied], attempts: int) -> Applied:
         retrying = Retrying(stop=stop_after_attempt(attempts), wait=wait_fixed(self.retry_wait_s),
                             retry=retry_if_exception_type(PlatformError), reraise=True)
         return retrying(action)
 
-    def _log(self, state: RunState | None) -> Callable[[str], None]:
-        def log(line: str) -> None:
-            self.reporter.event("log", {"line": line.rstrip()})
-        return log
+    def _log(self, line: str) -> None:
+        """Platform output (`pulumi up` lines, proxies started): shown, not journaled."""
+        self.reporter.event("log", {"line": line.rstrip()})
 
 
 def gated_env() -> dict[str, str]:

@@ -144,3 +144,20 @@ def test_a_rehearsal_with_other_parameters_abandons_the_unfinished_one_and_start
     assert state.run_id != old.run_id and state.phase is Phase.SUCCEEDED
     assert resets == [1]
     assert [e["event"] for e in rig.journal.events(old.run_id)][-1] == "abandoned"
+
+
+def test_an_upgrade_the_stack_config_records_as_cleaned_up_is_not_run_again(make_rig):
+    from rollout.orchestrator import RunRequest
+    from rollout.stages import upgrade_target
+    from tests.rollout.doubles import mesh_config
+
+    finished = mesh_config(**{"meshlift:revisions": [{"version": "1.39.3"}, {"version": "1.40.0"}],
+                              "meshlift:rollout": {"from": "1.39.3", "to": "1.40.0", "stage": "cleanup"}})
+    rig = make_rig(config=finished)
+    request = RunRequest(command="upgrade", params={"to": "1.40.0"}, target=upgrade_target(finished, "1.40.0"),
+                         base_config=finished)
+
+    state = rig.orchestrator().run(request)
+
+    assert state.phase is Phase.SUCCEEDED
+    assert rig.engine.named("set_config") == [] and rig.engine.named("up") == []
