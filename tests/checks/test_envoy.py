@@ -102,9 +102,9 @@ async def test_healthy_proxy_passes_every_applicable_check(healthy: lm.Proxy, se
     report = await check_once(healthy, settings, expected_version="1.40.0")
     by_id = {r.check_id: r for r in report.targets[0].results}
     assert report.success, [r.message for r in by_id.values() if r.status is not Status.PASS]
-    for check_id in ("proxy-ready", "proxy-version", "proxy-not-draining", "proxy-memory",
-                     "control-plane-connected", "xds-config-accepted", "certificates-valid",
-                     "overload-inactive", "upstream-success-rate", "upstream-connect-failures"):
+    for check_id in ("proxy-ready", "proxy-version", "proxy-not-draining", "proxy-not-restarted", "proxy-memory",
+                     "control-plane-connected", "xds-config-accepted", "xds-unknown-fields", "certificates-valid",
+                     "overload-inactive", "upstream-success-rate", "upstream-connect-failures", "outlier-ejections"):
         assert by_id[check_id].status is Status.PASS, (check_id, by_id[check_id].message)
     assert by_id["certificates-valid"].observed > 80  # the 90-day certificate, to the second
 
