@@ -1,8 +1,10 @@
 """Child process of the program-scale benchmark: one size, fresh interpreter, JSON on stdout.
 
-`python -m bench._program_worker WORKLOADS REPS`. Imports and one 1-workload
-warm-up run come first (a real `pulumi up` pays them once, whatever the size),
-then peak RSS is reset and the timed runs follow.
+`python -m bench._program_worker WORKLOADS REPS [default|tuned-gc]`. Imports and
+one 1-workload warm-up run come first (a real `pulumi up` pays them once,
+whatever the size), then peak RSS is reset and the timed runs follow.
+`tuned-gc` is what-if only: it freezes the objects alive after the warm-up and
+raises the cyclic collector's thresholds (TUNED_GC) before the timed runs.
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ from ._pulumi import run_program
 from ._specs import mesh_config, shape
 
 
-def main(workloads: int, reps: int) -> dict[str, object]:
+TUNED_GC = (50_000, 50, 1000)
+
+
+def main(workloads: int, reps: int, gc_mode: str = "default") -> dict[str, object]:
     from components.plan import plan_for
     from components.spec import load_spec
 
@@ -32,6 +37,10 @@ def main(workloads: int, reps: int) -> dict[str, object]:
         plan = plan_for(load_spec(config))
         plan_times.append(time.perf_counter() - t)
     del plan
+    if gc_mode == "tuned-gc":
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(*TUNED_GC)
 
     base = reset_peak_rss()
     times, counts = [], None
@@ -45,6 +54,8 @@ def main(workloads: int, reps: int) -> dict[str, object]:
             peak = peak_rss()
     return {
         "workloads": workloads,
+        "gc_mode": gc_mode,
+        "gc_collections": [g["collections"] for g in gc.get_stats()],
         "shape": shape(workloads),
         "resources": sum(counts.values()) if counts else 0,
         "types": dict(counts or {}),
@@ -57,4 +68,4 @@ def main(workloads: int, reps: int) -> dict[str, object]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(int(sys.argv[1]), int(sys.argv[2]))))
+    print(json.dumps(main(int(sys.argv[1]), int(sys.argv[2]), *sys.argv[3:4])))
