@@ -71,7 +71,7 @@ CATALOG: tuple[CheckSpec, ...] = (
     ),
     CheckSpec(
         "proxy-not-restarted", "proxy", "proxy did not restart between samples", True, (Read.STATS,),
-        rules_proxy.not_restarted, "server.uptime never goes back between samples",
+        rules_proxy.not_restarted, "server.uptime (or a process-lifetime counter) never goes back between samples",
         (r"^server\.uptime$", r"^http\.admin\.downstream_rq_total$",
          r"^(listener_manager\.lds|cluster_manager\.cds)\.update_attempt$"),
     ),
