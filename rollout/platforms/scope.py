@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from components.plan import MeshPlan
+from components.plan import REVISION_LABEL, MeshPlan
 from rollout.platforms.base import GateScope
 
 
@@ -30,6 +30,36 @@ class PodSelector:
 
 def selectors_for(plan: MeshPlan, scope: GateScope) -> list[PodSelector]:
     """The pods under test (role canary) and the stable comparison (role baseline)."""
+    return _workloads(plan, scope) + _gateways(plan, scope)
+
+
+def _gateways(plan: MeshPlan, scope: GateScope) -> list[PodSelector]:
+    """Gateway pods, told apart by `istio.io/rev`: a canary release during the canary stage,
+    the primary (upgraded in place, restarted by its proxy-revision annotation) after promotion."""
+    if not plan.gateways:
+        return []
+    from components.gateway import selector_labels  # the chart's pod labels; imports Pulumi, so lazily
+
+    selectors = []
+    for gateway in plan.gateways:
+        labels = selector_labels(gateway.name)
+        if scope.kind == "canary":
+            if gateway.canary_revision is None:
+                continue
+            selectors.append(PodSelector(gateway.namespace, f"{gateway.name}-canary",
+                                         {**labels, REVISION_LABEL: gateway.canary_revision}, "canary",
+                                         gateway.canary_version))
+            selectors.append(PodSelector(gateway.namespace, gateway.name,
+                                         {**labels, REVISION_LABEL: gateway.revision_label}, "baseline",
+                                         gateway.version))
+        else:
+            selectors.append(PodSelector(gateway.namespace, gateway.name,
+                                         {**labels, REVISION_LABEL: gateway.revision_label}, "canary",
+                                         gateway.version))
+    return selectors
+
+
+def _workloads(plan: MeshPlan, scope: GateScope) -> list[PodSelector]:
     selectors: list[PodSelector] = []
     if scope.kind == "canary":
         apps = set()

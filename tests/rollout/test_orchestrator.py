@@ -161,3 +161,26 @@ def test_an_upgrade_the_stack_config_records_as_cleaned_up_is_not_run_again(make
 
     assert state.phase is Phase.SUCCEEDED
     assert rig.engine.named("set_config") == [] and rig.engine.named("up") == []
+
+
+def test_gateways_are_gated_canary_release_first_then_the_upgraded_primary():
+    from components.plan import plan_for
+    from components.spec import Stage
+    from rollout.platforms.base import GateScope
+    from rollout.platforms.scope import selectors_for
+    from rollout.stages import spec_at, upgrade_target
+    from tests.rollout.doubles import mesh_config
+
+    config = mesh_config(**{"meshlift:gateways": [{"name": "istio-ingressgateway", "namespace": "istio-ingress",
+                                                   "revision": "stable"}]})
+    spec = upgrade_target(config, "1.40.0").spec
+
+    canary = [s for s in selectors_for(plan_for(spec_at(spec, Stage.CANARY)), GateScope("canary"))
+              if s.namespace == "istio-ingress"]
+    promoted = [s for s in selectors_for(plan_for(spec_at(spec, Stage.PROMOTE, 1)), GateScope("wave", (1,)))
+                if s.namespace == "istio-ingress"]
+
+    assert [(s.role, s.labels["istio.io/rev"], s.expected_version) for s in canary] == [
+        ("canary", "1-40-0", "1.40.0"), ("baseline", "stable", "1.39.3")]
+    assert canary[0].label_selector == "app=istio-ingressgateway,istio=ingressgateway,istio.io/rev=1-40-0"
+    assert [(s.role, s.expected_version) for s in promoted] == [("canary", "1.40.0")]
