@@ -96,6 +96,8 @@ class LiveReporter:
                 self._set("approval", "passed", "approved")
         elif kind == "rollback":
             self.console.print(f"[yellow]rolling back[/] to update {data.get('to_update')} ({data.get('describe')})")
+            self.steps["rollback"] = ["running", f"re-applying update {data.get('to_update')} "
+                                                 f"({data.get('describe')}), then gating the whole mesh"]
         self.live.update(self._render())
 
     def sample(self, gate: str, sample: Any) -> None:
@@ -118,7 +120,7 @@ class LiveReporter:
 
     def mark_rolled_back(self) -> None:
         for step, (status, _note) in self.steps.items():
-            if status in ("pending", "running"):
+            if status in ("pending", "running") and step != "rollback":
                 self.steps[step][0] = "skipped"
         self.live.update(self._render())
 

@@ -208,7 +208,7 @@ class Orchestrator:
                 self._apply(state, target.change(Stage.CLEANUP))
                 self._move(state, Phase.SUCCEEDED)
             elif phase is Phase.ROLLING_BACK:
-                self._roll_back(state)
+                self._roll_back(state, request)
         except PlatformError as error:
             if phase in (Phase.PLANNED, Phase.ROLLING_BACK):
                 raise  # Planned: nothing changed yet, nothing to roll back
@@ -293,17 +293,26 @@ class Orchestrator:
                 return
             time.sleep(self.approval_poll_s)
 
-    def _roll_back(self, state: RunState) -> None:
+    def _roll_back(self, state: RunState, request: RunRequest) -> None:
+        """Re-apply the last good update, then gate the whole mesh it describes: a rollback
+        that leaves the mesh unhealthy is a failed rollback (exit 3), not a rolled-back run."""
         before = (state.failure or {}).get("update")
         try:
             entry = rollback_target(self.platform.history(), before=before)
             applied = self._reapply(entry, state=state)
+            state.applied = entry.decoded_config()
+            self.journal.save(state)
+            restored = self._spec_of({**request.base_config, **state.applied})
+            verdict = self._judge(state, restored, GateScope("verify"), "rollback")
         except MeshliftError as error:  # no target, the platform gone, every attempt failed
             state.rollback = {"error": str(error)}
             self._move(state, Phase.FAILED, error=str(error))
             return
         state.rollback = {"to_update": entry.version, "describe": entry.describe(), "update": applied.update}
-        state.applied = entry.decoded_config()
+        if not verdict.passed:
+            state.rollback["error"] = f"the mesh is unhealthy after re-applying update {entry.version}: {verdict.message}"
+            self._move(state, Phase.FAILED, **state.rollback)
+            return
         self._move(state, Phase.ROLLED_BACK, **state.rollback)
 
     def _reapply(self, entry: Any, *, state: RunState | None = None) -> Applied:

@@ -184,3 +184,14 @@ def test_gateways_are_gated_canary_release_first_then_the_upgraded_primary():
         ("canary", "1-40-0", "1.40.0"), ("baseline", "stable", "1.39.3")]
     assert canary[0].label_selector == "app=istio-ingressgateway,istio=ingressgateway,istio.io/rev=1-40-0"
     assert [(s.role, s.expected_version) for s in promoted] == [("canary", "1.40.0")]
+
+
+def test_a_rollback_that_leaves_the_mesh_unhealthy_is_a_failed_rollback(make_rig):
+    rig = make_rig(gate=ScriptedGate({"canary": "failed", "rollback": "failed"}))
+
+    state = rig.run()
+
+    assert state.phase is Phase.FAILED
+    assert state.rollback["to_update"] == 2
+    assert "unhealthy after re-applying update 2" in state.rollback["error"]
+    assert rig.gate.calls[-1] == ("rollback", ["shop/web", "pay/api"], [])
