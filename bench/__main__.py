@@ -20,7 +20,7 @@ from pathlib import Path
 import localmesh as lm
 
 from . import _report
-from ._machine import machine
+from ._machine import load, machine
 
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = {
@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.only or list(BENCHMARKS):
         print(f"== {name}{' (quick)' if args.quick else ''}", flush=True)
         started = time.monotonic()
+        load_before = load()
         try:
             module = importlib.import_module(BENCHMARKS[name])
             section = module.run(quick=args.quick)
@@ -61,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             lm.stop_all()  # nothing a benchmark started outlives it
         section.measured_at = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         section.duration_s = time.monotonic() - started
+        section.notes.append(f"Machine before this benchmark: {load_before}; after: {load()}.")
         store["sections"][name] = section.to_dict()
         for target in section.targets:
             print(f"   {'MET   ' if target.met else 'MISSED'} {target.target}: {target.figure}", flush=True)

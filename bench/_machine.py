@@ -66,3 +66,26 @@ def machine() -> dict[str, str]:
             versions.append(f"{name} (not installed)")
     info["packages"] = ", ".join(versions)
     return info
+
+
+def foreign_envoys() -> int:
+    """Envoy processes running on this machine that this run did not start (other sessions' tests)."""
+    import localmesh as lm
+
+    ours = set(lm.live_pids())
+    count = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) in ours:
+            continue
+        try:
+            if (entry / "comm").read_text().strip() == "envoy":
+                count += 1
+        except OSError:
+            continue
+    return count
+
+
+def load() -> str:
+    """The 1-minute load average and other Envoys running: how quiet the machine was."""
+    one, _, _ = os.getloadavg()
+    return f"load average {one:.2f}, {foreign_envoys()} Envoy(s) of other processes running"

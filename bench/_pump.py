@@ -30,7 +30,8 @@ class Pump:
     rate_high: float = 80.0
     canary_error_fraction: float = 0.0
     seed: int = 5
-    sent: dict[str, int] = field(default_factory=lambda: {"requests": 0, "404": 0, "5xx": 0, "errors": 0})
+    sent: dict[str, dict[str, int]] = field(default_factory=lambda: {
+        role: {"requests": 0, "404": 0, "5xx": 0, "errors": 0} for role in ("canary", "baseline")})
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -65,10 +66,11 @@ class Pump:
                                        path="/status/503", timeout_s=1.0)
                 result.statuses[503] = result.statuses.get(503, 0) + more.count(503)
             with self._lock:
-                self.sent["requests"] += result.sent
-                self.sent["404"] += result.count(404)
-                self.sent["5xx"] += result.server_errors
-                self.sent["errors"] += sum(result.errors.values())
+                counts = self.sent[role]
+                counts["requests"] += result.sent
+                counts["404"] += result.count(404)
+                counts["5xx"] += result.server_errors
+                counts["errors"] += sum(result.errors.values())
 
     def __enter__(self) -> Pump:
         return self.start()

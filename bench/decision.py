@@ -151,7 +151,7 @@ async def faulty_window(bench: Bench, fault: str) -> Window:
 async def _run(bench: Bench, *, quick: bool) -> tuple[list[Window], float]:
     rng = random.Random(20261121)
     reps = 1 if quick else 5
-    low, high = (1.5, 2.5) if quick else (4.0, 7.0)
+    low, high = _offsets(quick)
     windows: list[Window] = []
     for rep in range(reps):
         for fault in FAULTS:
@@ -168,6 +168,10 @@ async def _run(bench: Bench, *, quick: bool) -> tuple[list[Window], float]:
         for fault in (*FAULTS, "5xx-5%"):
             windows.append(await faulty_window(bench, fault))
     return windows, soak_s
+
+
+def _offsets(quick: bool) -> tuple[float, float]:
+    return (1.5, 2.5) if quick else (4.0, 7.0)
 
 
 def run(*, quick: bool) -> Section:
@@ -220,7 +224,9 @@ def _section(windows: list[Window], soak_s: float, pump: Pump, *, quick: bool) -
     met = decided_all and worst <= 5.0
     flagger_low = (FLAGGER_THRESHOLD - 1) * FLAGGER_INTERVAL_S
     flagger_high = FLAGGER_THRESHOLD * FLAGGER_INTERVAL_S
-    total = pump.sent["requests"] or 1
+    base, can = pump.sent["baseline"], pump.sent["canary"]
+    total = base["requests"] or 1
+    low, high = _offsets(quick)
     notes = [f"{w.kind}: {w.outcome}: {w.message}" for w in (*false_rollbacks, *false_promotions)][:10]
     return Section(
         name="decision",
@@ -229,10 +235,12 @@ def _section(windows: list[Window], soak_s: float, pump: Pump, *, quick: bool) -
             "Canary Envoy 1.40.0 (fresh per decision/faulty window, overload manager wired) beside a baseline Envoy "
             "1.39.3, both in front of one local upstream service, with traffic through both the whole time.",
             f"Traffic (noisy but healthy): bursts of 0.5 s at a rate jittered 30–80 req/s per proxy, {NOISE_404:.0%} "
-            f"`/status/404`, about {NOISE_503:.1%} `/status/503` at random; {pump.sent['requests']:,} requests in "
-            f"all, {pump.sent['404'] / total:.1%} 404, {pump.sent['5xx'] / total:.2%} 5xx (faults included), "
-            f"{pump.sent['errors']} transport errors.",
-            "Decision: fault injected at a random instant 4–7 s into a running gate; onset = just before "
+            f"`/status/404` (the generator's pattern gives fewer in short bursts), about {NOISE_503:.1%} "
+            f"`/status/503` at random. Baseline (healthy throughout): {base['requests']:,} requests, "
+            f"{base['404'] / total:.1%} 404, {base['5xx'] / total:.2%} 5xx, {base['errors']} transport errors. "
+            f"Canaries: {can['requests']:,} requests, {can['5xx']:,} 5xx and {can['errors']} transport errors, "
+            "faults included (overload refuses requests, a stopped canary cuts its connections).",
+            f"Decision: fault injected at a random instant {low:g}–{high:g} s into a running gate; onset = just before "
             "`localmesh.inject_fault` is called (Envoy's time to apply it counts), decision = `on_sample` receiving "
             "the failing sample. Default `GateSettings()` except `consecutive_passes` and `window`, raised so the "
             "gate is still watching when the fault arrives.",

@@ -83,7 +83,7 @@ def run(*, quick: bool) -> Section:
         ],
         tables=[Table("Program run time and memory",
                       ["program", "workloads", "resources", "time (median, range)", "per resource",
-                       "spec + plan alone", "peak RSS", "RSS growth", "full GC passes (all runs)"], rows)],
+                       "spec + plan alone", "peak RSS", "RSS growth", "full GC passes (worker, incl. warm-up)"], rows)],
         targets=targets,
         data={str(n): r for n, r in results.items()},
         quick=quick,
