@@ -68,11 +68,10 @@ class EnvoyProcess:
             *self.extra_args,
         ]
         with open(self.log, "ab") as out:  # early crashes print to stderr, before --log-path
-            self._proc = subprocess.Popen(
+            self._proc = _registry.spawn(
                 argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
                 process_group=0, close_fds=True,
             )
-        _registry.register(self._proc)
 
     def poll_ready(self) -> bool:
         """True once `/ready` answers 200 LIVE; raises ProxyStartError if Envoy exited."""

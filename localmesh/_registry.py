@@ -17,6 +17,8 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
@@ -25,6 +27,8 @@ _live: dict[int, subprocess.Popen[bytes]] = {}
 _previous: dict[int, Any] = {}
 _dirs: set[str] = set()  # temporary work directories to remove once their envoy is gone
 _atexit_done = False
+_spawning = 0  # spawns under way: a cleanup signal waits until they are registered
+_deferred: list[int] = []
 _SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 
 
@@ -33,6 +37,30 @@ def register(proc: subprocess.Popen[bytes]) -> None:
         _live[proc.pid] = proc
     _ensure_atexit()
     install_signal_handlers()
+
+
+def spawn(argv: list[str], **popen_kwargs: Any) -> subprocess.Popen[bytes]:
+    """Start a process and register it as one step, as far as our signal handlers see.
+
+    Ctrl-C landing inside `Popen()` (it waits for the child's exec) or between
+    `Popen()` and `register()` would leave a running Envoy nobody knows of; so a
+    cleanup signal arriving meanwhile is held and re-raised once it is registered.
+    """
+    global _spawning
+    with _lock:
+        _spawning += 1
+    try:
+        proc = subprocess.Popen(argv, **popen_kwargs)
+        register(proc)
+        return proc
+    finally:
+        with _lock:
+            _spawning -= 1
+            pending = [] if _spawning else list(dict.fromkeys(_deferred))
+            if not _spawning:
+                _deferred.clear()
+        for signum in pending:
+            os.kill(os.getpid(), signum)
 
 
 def register_dir(path: os.PathLike[str] | str) -> None:
@@ -103,6 +131,10 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
 
 
 def _handler(signum: int, frame: FrameType | None) -> None:
+    with _lock:
+        if _spawning:
+            _deferred.append(signum)  # re-raised by spawn() once its process is registered
+            return
     stop_all()
     previous = _previous.get(signum)
     if callable(previous):

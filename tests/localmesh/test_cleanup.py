@@ -86,3 +86,39 @@ def test_a_process_that_ignores_sigterm_is_killed_after_the_grace_period() -> No
     _registry.terminate([stubborn], grace_s=0.2)
     assert stubborn.returncode == -signal.SIGKILL
     assert stubborn.pid not in _registry.live_pids()
+
+
+# A signal that lands while the Envoy is being spawned: after the process exists,
+# before the registry knows it (Popen waits for the child's exec, so Ctrl-C can
+# land right there).
+SPAWN_INTERRUPTED = textwrap.dedent("""
+    import os, signal, subprocess, time
+    import localmesh as lm
+    binary = lm.target_envoy()  # runs `envoy --version`: before Popen is wrapped
+    up = lm.Upstream().start()
+    real_popen = subprocess.Popen
+    class SignalledDuringSpawn(real_popen):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            print(self.pid, flush=True)
+            os.kill(os.getpid(), signal.SIGTERM)
+    subprocess.Popen = SignalledDuringSpawn
+    lm.install_signal_handlers()
+    lm.start_proxy(binary, up, name="p")
+    time.sleep(30)
+""")
+
+
+def test_a_signal_during_spawn_still_stops_the_new_proxy() -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", SPAWN_INTERRUPTED], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+    )
+    try:
+        pid = int(child.stdout.readline())  # type: ignore[union-attr]
+        code = child.wait(timeout=30)
+    finally:
+        child.kill()
+        child.wait()
+    assert pid not in envoy_pids(), "the envoy spawned as the signal landed was left running"
+    assert code == -signal.SIGTERM
