@@ -89,9 +89,9 @@ class Bench:
                 [Target(name="baseline", admin_url=self.baseline.admin_url, role="baseline")])
 
 
-async def decision_window(bench: Bench, fault: str, offset_s: float) -> Window:
+async def decision_window(bench: Bench, fault: str, offset_s: float, warmup_s: float = 1.0) -> Window:
     canary = bench.new_canary()
-    await asyncio.sleep(1.0)  # traffic flowing through the new canary
+    await asyncio.sleep(warmup_s)  # traffic flowing through the new canary
     canaries, baselines = bench.targets(canary)
     settings = GateSettings(consecutive_passes=10_000, window=offset_s + 20)
     onset: list[float] = []
@@ -155,7 +155,7 @@ async def _run(bench: Bench, *, quick: bool) -> tuple[list[Window], float]:
     windows: list[Window] = []
     for rep in range(reps):
         for fault in FAULTS:
-            windows.append(await decision_window(bench, fault, rng.uniform(low, high)))
+            windows.append(await decision_window(bench, fault, rng.uniform(low, high), 0.5 if quick else 1.0))
     soak_started = time.monotonic()
     healthy_windows, per_canary = (3, 3) if quick else (50, 10)
     canary = None
@@ -171,7 +171,7 @@ async def _run(bench: Bench, *, quick: bool) -> tuple[list[Window], float]:
 
 
 def _offsets(quick: bool) -> tuple[float, float]:
-    return (1.5, 2.5) if quick else (4.0, 7.0)
+    return (1.0, 1.5) if quick else (4.0, 7.0)
 
 
 def run(*, quick: bool) -> Section:

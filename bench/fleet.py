@@ -25,7 +25,8 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
 import localmesh as lm
-from checks import AdminClient, Status, Target, parse_text_stats, run_checks
+from checks import CATALOG, AdminClient, Status, Target, parse_text_stats, run_checks
+from checks.observe import Read
 from components.spec import GateSettings
 
 from ._envoys import ManyClustersProxy, pid_of
@@ -33,6 +34,9 @@ from ._measure import Summary, mib, peak_rss, process_memory, reset_peak_rss
 from ._result import Section, Table, TargetCheck
 
 SIDECAR_CLUSTERS = 100  # extra clusters of the sidecar-sized shape
+WITHOUT_SERVER_INFO = [c.id for c in CATALOG
+                       if Read.SERVER_INFO not in c.reads and Read.POD not in c.reads]
+SERVER_INFO_CHECKS = [c.id for c in CATALOG if Read.SERVER_INFO in c.reads]
 
 
 class CountingClient(AdminClient):
@@ -66,16 +70,17 @@ def naive_scrape(proxies: Sequence[lm.Proxy]) -> tuple[int, int]:
     return total, parsed
 
 
-async def _gate_samples(targets: list[Target], settings: GateSettings) -> dict[str, object]:
+async def _gate_samples(targets: list[Target], settings: GateSettings,
+                        only: list[str] | None = None) -> dict[str, object]:
     client = CountingClient()
     try:
         reset_peak_rss()
         t0 = time.perf_counter()
-        first = await run_checks(targets, settings, client=client)
+        first = await run_checks(targets, settings, client=client, only=only)
         t1 = time.perf_counter()
         first_peak = peak_rss()
         first_bytes, first_requests = dict(client.bytes), client.requests
-        second = await run_checks(targets, settings, client=client, previous=first)
+        second = await run_checks(targets, settings, client=client, previous=first, only=only)
         t2 = time.perf_counter()
     finally:
         await client.aclose()
@@ -114,6 +119,7 @@ def _measure_shape(binary: lm.EnvoyBinary, sizes: list[int], clusters: int, reps
             traffic_s = time.monotonic() - t
             envoy_mem = process_memory([p for p in (pid_of(x) for x in fleet) if p])
             data: dict[str, dict] = {}
+            measure_started = time.monotonic()
             for n in sizes:
                 proxies = fleet[:n]
                 targets = [Target(name=p.spec.name, admin_url=p.admin_url, role="canary",
@@ -137,10 +143,22 @@ def _measure_shape(binary: lm.EnvoyBinary, sizes: list[int], clusters: int, reps
                     "naive_peak_rss": Summary.of(naive_peaks).to_dict(),
                     "errors": sum(r["errors"] for r in runs),
                 }
+            # What-if: the same sample without the checks that read /server_info (~122 KiB
+            # per proxy, mostly the list of compiled-in extensions), to show its share.
+            n = max(sizes)
+            targets = [Target(name=p.spec.name, admin_url=p.admin_url, role="canary",
+                              expected_version=binary.version) for p in fleet[:n]]
+            runs = [asyncio.run(_gate_samples(targets, settings, only=WITHOUT_SERVER_INFO)) for _ in range(reps)]
+            without_info = {"first": Summary.of(r["first_s"] for r in runs).to_dict(),
+                            "steady": Summary.of(r["steady_s"] for r in runs).to_dict(),
+                            "bytes_per_proxy": sum(runs[0]["bytes"].values()) / n}
+            measure_s = time.monotonic() - measure_started
         finally:
+            t = time.monotonic()
             lm.stop_proxies(fleet)
+            stop_s = time.monotonic() - t
     return {"clusters": clusters, "start_s": start_s, "traffic_s": traffic_s, "envoy_memory": envoy_mem,
-            "sizes": data}
+            "sizes": data, "without_server_info": without_info, "measure_s": measure_s, "stop_s": stop_s}
 
 
 def _fmt(d: dict) -> str:
@@ -151,7 +169,7 @@ def _fmt(d: dict) -> str:
 
 def run(*, quick: bool) -> Section:
     sizes = [2, 4] if quick else [10, 50, 100, 200]
-    reps, naive_reps = (1, 1) if quick else (5, 3)
+    reps, naive_reps = (1, 1) if quick else (3, 3)
     shapes = [0, 20] if quick else [0, SIDECAR_CLUSTERS]
     binary = lm.target_envoy()
     results = [_measure_shape(binary, sizes, clusters, reps, naive_reps) for clusters in shapes]
@@ -167,10 +185,18 @@ def run(*, quick: bool) -> Section:
                 f"{d['naive_bytes_per_proxy'] / 1024:.1f} KiB",
                 mib(d["peak_rss"]["median"]), mib(d["naive_peak_rss"]["median"]), str(d["errors"]),
             ])
+        w = shape["without_server_info"]
+        rows.append([
+            str(k), f"{max(sizes)}, what-if: without the {len(SERVER_INFO_CHECKS)} checks that read /server_info "
+            f"({', '.join(SERVER_INFO_CHECKS)})", _fmt(w["first"]),
+            _fmt(w["steady"]), "", f"{shape['sizes'][str(max(sizes))]['naive']['median'] / w['first']['median']:.2f}x / "
+            f"{shape['sizes'][str(max(sizes))]['naive']['median'] / w['steady']['median']:.2f}x",
+            f"{w['bytes_per_proxy'] / 1024:.1f} KiB", "", "", "", ""])
         mem = shape["envoy_memory"]
         mem_rows.append([str(k), str(mem["processes"]), f"{shape['start_s']:.1f} s",
                          f"{mib(mem['rss_each'])} / {mib(mem['rss_total'])}",
-                         f"{mib(mem['pss_each'])} / {mib(mem['pss_total'])}"])
+                         f"{mib(mem['pss_each'])} / {mib(mem['pss_total'])}",
+                         f"{shape['traffic_s']:.0f} s / {shape['measure_s']:.0f} s / {shape['stop_s']:.0f} s"])
         d = shape["sizes"][big]
         for path, size in sorted(d["bytes_by_path_per_proxy"].items(), key=lambda kv: -kv[1]):
             path_rows.append([str(k), path, f"{size / 1024:.1f} KiB"])
@@ -214,7 +240,8 @@ def run(*, quick: bool) -> Section:
             Table(f"What meshlift reads per proxy ({big} proxies, body bytes)",
                   ["clusters/proxy", "admin read", "bytes/proxy"], path_rows),
             Table("The Envoys themselves", ["clusters/proxy", "processes", "start of the whole fleet",
-                                            "RSS each / total", "PSS each / total (binary pages shared)"], mem_rows),
+                                            "RSS each / total", "PSS each / total (binary pages shared)",
+                                            "traffic / measuring / stop"], mem_rows),
         ],
         targets=targets,
         data={"shapes": results},
