@@ -123,3 +123,39 @@ def test_stats_filter_matches_only_the_requested_names() -> None:
     assert pattern.search("listener_manager.lds.update_rejected")
     assert not pattern.search("server.memory_allocated_max")
     assert not pattern.search("cluster.x.upstream_rq_total")
+
+
+def test_prometheus_lines_that_only_look_like_samples_are_skipped() -> None:
+    text = "\n".join([
+        '# HELP envoy_x counts {a="1"} 1',  # a comment ending in a number, with braces
+        "# TYPE envoy_x counter",
+        'envoy_x{a="1"} 2',
+        'envoy_x{a="1"} 3 1700000000000',  # same labels, with a timestamp: the value is 3
+        "4",  # a number alone is not a sample
+        'envoy_x{a="1" 5',  # unclosed label set
+        "envoy_y junk",
+        'envoy_x{a="1"} 7',
+    ])
+    samples = parse_prometheus(text)
+    assert [(s.name, s.labels, s.value) for s in samples] == [
+        ("envoy_x", {"a": "1"}, 2), ("envoy_x", {"a": "1"}, 3), ("envoy_x", {"a": "1"}, 7),
+    ]
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_parsers_leave_the_garbage_collector_as_they_found_it(enabled: bool) -> None:
+    import gc
+
+    text = (FIXTURES / "prometheus.txt").read_text()
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        parse_prometheus(text)
+        assert gc.isenabled() is enabled
+        parse_json_stats((FIXTURES / "stats_healthy.json").read_bytes())
+        assert gc.isenabled() is enabled
+        with pytest.raises(ValueError):
+            parse_json_stats("[]")
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()
