@@ -228,6 +228,10 @@ def _section(windows: list[Window], soak_s: float, pump: Pump, *, quick: bool) -
     total = base["requests"] or 1
     low, high = _offsets(quick)
     notes = [f"{w.kind}: {w.outcome}: {w.message}" for w in (*false_rollbacks, *false_promotions)][:10]
+    notes.append("Why under a second: with `interval` 1 s and `failureLimit` 1 the decision is the first sample "
+                 "after onset, so latency ≈ the wait for the next sample (0–1 s, uniform) + one sample (~50 ms "
+                 "for two proxies); a fault whose admin signal needs traffic (5xx) also needs enough failed "
+                 "requests in the 5-sample lookback to be significant (Wilson bound, 99 %).")
     return Section(
         name="decision",
         title="1. Time to decision and healthy soak",
