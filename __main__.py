@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import pulumi
 
-from components.canary import Canary, CanaryArgs
+from components.canary import Canaries, CanariesArgs
 from components.control_plane import ControlPlaneArgs, ControlPlaneRevision
 from components.gateway import Gateway, GatewayArgs
 from components.mesh_base import MeshBase, MeshBaseArgs
 from components.namespace_enrollment import NamespaceEnrollment, NamespaceEnrollmentArgs
 from components.outputs import stack_outputs
-from components.plan import plan_for
+from components.plan import by_namespace, plan_for
 from components.promotion import load_promotion_hooks
 from components.revision_tags import RevisionTags, RevisionTagsArgs
 from components.spec import SpecError, config_from_pulumi, load_spec
-from components.workload import Workload, WorkloadArgs
+from components.workload import Workloads, WorkloadsArgs
 
 
 def main() -> None:
@@ -80,15 +80,20 @@ def main() -> None:
         ))
         for ns in plan.namespaces
     }
-    # "<namespace>.<workload>": a dot cannot appear in either name, so names never collide.
-    for wl in plan.workloads:
-        Workload(f"{wl.namespace}.{wl.name}", WorkloadArgs(
-            plan=wl, depends_on=[enrolled[wl.namespace].labelled], promotion_hooks=hooks,
-        ))
-    for canary in plan.canaries:
-        Canary(f"{canary.namespace}.{canary.name}", CanaryArgs(
-            plan=canary, depends_on=[enrolled[canary.namespace].labelled, planes[canary.revision]],
-        ))
+    # One component per namespace holds its workloads (and one its canaries): a
+    # component per workload would double the registrations and add nothing.
+    workloads = by_namespace(plan.workloads)
+    canaries = by_namespace(plan.canaries)
+    for ns in plan.namespaces:
+        labelled = enrolled[ns.name].labelled
+        if ns.name in workloads:
+            Workloads(ns.name, WorkloadsArgs(
+                namespace=ns.name, plans=workloads[ns.name], depends_on=[labelled], promotion_hooks=hooks,
+            ))
+        if ns.name in canaries:
+            Canaries(ns.name, CanariesArgs(
+                namespace=ns.name, plans=canaries[ns.name], depends_on=[labelled], control_planes=planes,
+            ))
 
     for key, value in stack_outputs(plan).items():
         pulumi.export(key, value)

@@ -1,4 +1,7 @@
-"""Canary: during the canary stage, a `<workload>-canary` Deployment on the target revision.
+"""Canaries: during the canary stage, a `<workload>-canary` Deployment per canaried workload of a namespace.
+
+One component per namespace, like `components.workload.Workloads`; each
+Deployment is named `<namespace>.<workload>-canary-deployment`.
 
 Its pods carry the pod-level `istio.io/rev: <target>` label (and
 `meshlift.io/inject-revision: <target>`, which meshlift's injector webhooks act
@@ -16,7 +19,7 @@ validator insists), where meshlift's own webhooks let the pod's label decide
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pulumi
@@ -25,41 +28,52 @@ from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
 
 from components._helm import MANAGED_BY
 from components.plan import INJECT_REVISION_LABEL, REVISION_LABEL, CanaryPlan
-from components.workload import SAFE_ROLLING_UPDATE, pod_template
+from components.workload import SAFE_ROLLING_UPDATE, child_name, pod_template
 
 
 @dataclass(frozen=True, kw_only=True)
-class CanaryArgs:
-    plan: CanaryPlan
-    depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)  # enrollment, target istiod
+class CanariesArgs:
+    namespace: str
+    plans: Sequence[CanaryPlan]  # this namespace's canaries, in spec order
+    depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)  # the namespace's enrollment
+    control_planes: Mapping[str, pulumi.Resource]  # revision -> its ControlPlaneRevision (a canary's target)
 
 
-class Canary(pulumi.ComponentResource):
-    def __init__(self, name: str, args: CanaryArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("meshlift:index:Canary", name, None, opts)
-        plan = args.plan
-        self.deployment = Deployment(
-            f"{name}-deployment",
-            metadata=ObjectMetaArgs(
-                name=plan.name, namespace=plan.namespace, labels={"app": plan.labels["app"], **MANAGED_BY},
-            ),
-            spec=DeploymentSpecArgs(
-                replicas=plan.replicas,
-                selector=LabelSelectorArgs(match_labels=dict(plan.selector)),
-                strategy=SAFE_ROLLING_UPDATE,
-                template=pod_template(
-                    name=plan.workload,
-                    image=plan.image,
-                    port=plan.port,
-                    labels={**plan.labels, REVISION_LABEL: plan.revision, INJECT_REVISION_LABEL: plan.revision},
-                    proxy_revision=plan.revision,
+class Canaries(pulumi.ComponentResource):
+    """A namespace's canary Deployments; `deployments[name]` per canary (`<workload>-canary`)."""
+
+    def __init__(self, name: str, args: CanariesArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("meshlift:index:Canaries", name, None, opts)
+        # One options instance per target revision (in practice one): constructors copy them.
+        options = {
+            revision: pulumi.ResourceOptions(parent=self, depends_on=[*args.depends_on, args.control_planes[revision]])
+            for revision in {plan.revision for plan in args.plans}
+        }
+        self.deployments: dict[str, Deployment] = {}
+        for plan in args.plans:
+            self.deployments[plan.name] = Deployment(
+                child_name(name, plan.name, "deployment"),
+                metadata=ObjectMetaArgs(
+                    name=plan.name, namespace=plan.namespace, labels={"app": plan.labels["app"], **MANAGED_BY},
                 ),
-            ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
-        )
+                spec=DeploymentSpecArgs(
+                    replicas=plan.replicas,
+                    selector=LabelSelectorArgs(match_labels=dict(plan.selector)),
+                    strategy=SAFE_ROLLING_UPDATE,
+                    template=pod_template(
+                        name=plan.workload,
+                        image=plan.image,
+                        port=plan.port,
+                        labels={**plan.labels, REVISION_LABEL: plan.revision, INJECT_REVISION_LABEL: plan.revision},
+                        proxy_revision=plan.revision,
+                    ),
+                ),
+                opts=options[plan.revision],
+            )
         self.register_outputs({
-            "namespace": plan.namespace,
-            "name": plan.name,
-            "revision": plan.revision,
-            "expectedProxyVersion": plan.expected_proxy_version,
+            "namespace": args.namespace,
+            "canaries": {
+                plan.name: {"revision": plan.revision, "expectedProxyVersion": plan.expected_proxy_version}
+                for plan in args.plans
+            },
         })

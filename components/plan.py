@@ -19,8 +19,9 @@ Stage semantics (a rollout from revision A to revision B):
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from components.spec import IstioVersion, MeshSpec, Stage
 
@@ -127,6 +128,22 @@ class MeshPlan:
             if plane.revision == revision:
                 return plane.version
         raise KeyError(revision)
+
+
+class _InNamespace(Protocol):
+    @property
+    def namespace(self) -> str: ...
+
+
+_Item = TypeVar("_Item", bound=_InNamespace)
+
+
+def by_namespace(items: Iterable[_Item]) -> dict[str, list[_Item]]:
+    """Workloads or canaries grouped by namespace, each group in plan order."""
+    grouped: dict[str, list[_Item]] = {}
+    for item in items:
+        grouped.setdefault(item.namespace, []).append(item)
+    return grouped
 
 
 def promoted_tags(spec: MeshSpec) -> set[str]:

@@ -1,10 +1,16 @@
-"""Workload: a stable Deployment meshlift manages, and the Service in front of it.
+"""Workloads: one namespace's stable Deployments meshlift manages, and the Service in front of each.
+
+One component per namespace, not per workload: a component adds a registration,
+an outputs registration and a source-position stack trace to every `pulumi up`,
+and gives nothing a workload needs (its Deployment and Service are named and
+labelled after it anyway). Children keep the names `<namespace>.<workload>-deployment`
+and `-service` (a dot cannot appear in either name, so they never collide).
 
 The pod template carries `meshlift.io/proxy-revision` (the revision its pods must
 run after this stage): when a promotion wave moves the workload to the new
 revision the annotation changes, the Deployment rolls, and the new pods are
-injected by whatever the namespace label now points at. The Deployment is a
-promotion resource: it accepts the gate's resource hooks.
+injected by whatever the namespace label now points at. The Deployments are
+promotion resources: they accept the gate's resource hooks.
 
 The Service selects only `app`, so a canary Deployment of the same app (another
 `meshlift.io/track`) receives its share of the traffic without a Service of its
@@ -70,42 +76,55 @@ SAFE_ROLLING_UPDATE = DeploymentStrategyArgs(
 )
 
 
+def child_name(component: str, workload: str, kind: str) -> str:
+    """`<namespace>.<workload>-<kind>`: unique across namespaces, since neither name has a dot."""
+    return f"{component}.{workload}-{kind}"
+
+
 @dataclass(frozen=True, kw_only=True)
-class WorkloadArgs:
-    plan: WorkloadPlan
+class WorkloadsArgs:
+    namespace: str
+    plans: Sequence[WorkloadPlan]  # this namespace's workloads, in spec order
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)  # the namespace's enrollment
     promotion_hooks: pulumi.ResourceHookBinding | None = None
 
 
-class Workload(pulumi.ComponentResource):
-    def __init__(self, name: str, args: WorkloadArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("meshlift:index:Workload", name, None, opts)
-        plan = args.plan
-        app = plan.labels["app"]
-        metadata = ObjectMetaArgs(name=plan.name, namespace=plan.namespace, labels={"app": app, **MANAGED_BY})
-        self.deployment = Deployment(
-            f"{name}-deployment",
-            metadata=metadata,
-            spec=DeploymentSpecArgs(
-                replicas=plan.replicas,
-                selector=LabelSelectorArgs(match_labels=dict(plan.selector)),
-                strategy=SAFE_ROLLING_UPDATE,
-                template=pod_template(name=plan.name, image=plan.image, port=plan.port,
-                                      labels=plan.labels, proxy_revision=plan.proxy_revision),
-            ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on), hooks=args.promotion_hooks),
-        )
-        self.service = Service(
-            f"{name}-service",
-            metadata=metadata,
-            spec=ServiceSpecArgs(
-                selector={"app": app},  # stable and canary pods alike
-                ports=[ServicePortArgs(name=PORT_NAME, port=plan.port, target_port=plan.port)],
-            ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
-        )
+class Workloads(pulumi.ComponentResource):
+    """A namespace's workloads; `deployments[name]` and `services[name]` per workload."""
+
+    def __init__(self, name: str, args: WorkloadsArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("meshlift:index:Workloads", name, None, opts)
+        # Resource constructors copy their options, so one instance per kind serves every workload.
+        deployment_opts = pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on),
+                                                 hooks=args.promotion_hooks)
+        service_opts = pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on))
+        self.deployments: dict[str, Deployment] = {}
+        self.services: dict[str, Service] = {}
+        for plan in args.plans:
+            app = plan.labels["app"]
+            metadata = ObjectMetaArgs(name=plan.name, namespace=plan.namespace, labels={"app": app, **MANAGED_BY})
+            self.deployments[plan.name] = Deployment(
+                child_name(name, plan.name, "deployment"),
+                metadata=metadata,
+                spec=DeploymentSpecArgs(
+                    replicas=plan.replicas,
+                    selector=LabelSelectorArgs(match_labels=dict(plan.selector)),
+                    strategy=SAFE_ROLLING_UPDATE,
+                    template=pod_template(name=plan.name, image=plan.image, port=plan.port,
+                                          labels=plan.labels, proxy_revision=plan.proxy_revision),
+                ),
+                opts=deployment_opts,
+            )
+            self.services[plan.name] = Service(
+                child_name(name, plan.name, "service"),
+                metadata=metadata,
+                spec=ServiceSpecArgs(
+                    selector={"app": app},  # stable and canary pods alike
+                    ports=[ServicePortArgs(name=PORT_NAME, port=plan.port, target_port=plan.port)],
+                ),
+                opts=service_opts,
+            )
         self.register_outputs({
-            "namespace": plan.namespace,
-            "name": plan.name,
-            "proxyRevision": plan.proxy_revision,
+            "namespace": args.namespace,
+            "proxyRevisions": {plan.name: plan.proxy_revision for plan in args.plans},
         })

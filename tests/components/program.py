@@ -62,8 +62,9 @@ class ProgramRun:
     def of_type(self, type_: str) -> list[Registration]:
         return [r for r in self.registrations if r.type == type_]
 
-    def named(self, name: str) -> Registration:
-        found = [r for r in self.registrations if r.name == name]
+    def named(self, name: str, *, type: str | None = None) -> Registration:  # noqa: A002 (Pulumi's term)
+        """The one resource called `name` (of `type`, where names repeat across types)."""
+        found = [r for r in self.registrations if r.name == name and type in (None, r.type)]
         assert len(found) == 1, f"expected one resource named {name!r}, found {[r.urn for r in found]}"
         return found[0]
 

@@ -14,9 +14,12 @@ RELEASE = "kubernetes:helm.sh/v3:Release"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 COMPONENT_TYPES = {
     "meshlift:index:MeshBase", "meshlift:index:ControlPlaneRevision", "meshlift:index:RevisionTags",
-    "meshlift:index:Gateway", "meshlift:index:NamespaceEnrollment", "meshlift:index:Workload",
-    "meshlift:index:Canary",
+    "meshlift:index:Gateway", "meshlift:index:NamespaceEnrollment", "meshlift:index:Workloads",
+    "meshlift:index:Canaries",
 }
+ENROLLMENT, WORKLOADS, CANARIES = (
+    "meshlift:index:NamespaceEnrollment", "meshlift:index:Workloads", "meshlift:index:Canaries")
+SERVICE = "kubernetes:core/v1:Service"
 
 
 def config_at(env: str, stage: str) -> dict:
@@ -45,7 +48,8 @@ def test_every_resource_is_a_meshlift_component_or_parented_by_one(built):
         if registration.custom:
             parent = components.get(registration.parent)
             assert parent is not None, f"{registration.urn} is not parented by a meshlift component"
-            assert registration.name.startswith(f"{parent.name}-"), (
+            # `<component>-<part>`, or `<namespace>.<workload>-<part>` under a namespace's Workloads/Canaries.
+            assert registration.name.startswith((f"{parent.name}-", f"{parent.name}.")), (
                 f"{registration.urn}: child names start with their component's name ({parent.name})")
         else:
             assert registration.type in COMPONENT_TYPES, f"{registration.urn}: unexpected component type"
@@ -126,8 +130,26 @@ def test_workloads_carry_the_proxy_revision_their_pods_must_run(built):
         assert template["metadata"]["labels"][TRACK_LABEL] == "stable", deployment.urn
         assert REVISION_LABEL not in template["metadata"]["labels"], deployment.urn
         assert deployment.inputs["metadata"]["namespace"] == workload.namespace, deployment.urn
-        assert run.depends_on(deployment, run.named(workload.namespace)), (
-            f"{deployment.urn} must wait for its namespace's enrollment")
+        enrollment = run.named(workload.namespace, type=ENROLLMENT)
+        assert run.depends_on(deployment, enrollment), f"{deployment.urn} must wait for its namespace's enrollment"
+        service = run.named(f"{workload.namespace}.{workload.name}-service")
+        assert service.inputs["metadata"] == deployment.inputs["metadata"], service.urn
+        assert service.inputs["spec"]["selector"] == {"app": workload.selector["app"]}, service.urn
+        assert run.depends_on(service, enrollment), f"{service.urn} must wait for its namespace's enrollment"
+
+
+def test_each_namespace_holds_its_workloads_and_canaries_in_one_component_each(built):
+    plan, run = built
+    for kind, planned, children in ((WORKLOADS, plan.workloads, (DEPLOYMENT, SERVICE)),
+                                    (CANARIES, plan.canaries, (DEPLOYMENT,))):
+        namespaces = {item.namespace for item in planned}
+        components = {r.name: r for r in run.of_type(kind)}
+        assert set(components) == namespaces, f"one {kind} per namespace with any"
+        for namespace, component in components.items():
+            held = sorted((r.type, r.inputs["metadata"]["name"]) for r in run.children(component))
+            assert held == sorted((child, item.name) for item in planned if item.namespace == namespace
+                                  for child in children), component.urn
+            assert all(r.inputs["metadata"]["namespace"] == namespace for r in run.children(component))
 
 
 def test_canaries_exist_exactly_as_planned(built):
@@ -139,7 +161,10 @@ def test_canaries_exist_exactly_as_planned(built):
         deployment = canaries[planned.name]
         labels = deployment.inputs["spec"]["template"]["metadata"]["labels"]
         assert labels[REVISION_LABEL] == planned.revision, deployment.urn
+        assert deployment.name == f"{planned.namespace}.{planned.name}-deployment", deployment.urn
+        assert deployment.parent == run.named(planned.namespace, type=CANARIES).urn, deployment.urn
         assert run.depends_on(deployment, run.named(f"istiod-{planned.revision}")), deployment.urn
+        assert run.depends_on(deployment, run.named(planned.namespace, type=ENROLLMENT)), deployment.urn
 
 
 def _as_wire(value):
