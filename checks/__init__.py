@@ -4,8 +4,10 @@ Public API (everything else is private and may change):
 
 - `Target(name, admin_url, role="proxy"|"canary"|"baseline", expected_version=None, labels={}, pod=None)`
   one proxy's admin interface; `Target.from_url(url, **kw)`.
-- `AdminClient(*, timeout=2.0, deadline=None, max_body_bytes=16 MiB, concurrency=16, attempts=3, transport=None)`
-  async, GET-only on `ALLOWED_PATHS`; every failure is an `AdminError`:
+- `AdminClient(*, timeout=2.0, deadline=None, max_body_bytes=16 MiB, concurrency=16, attempts=3, transport=None,
+  pool_per_proxy=8, keepalive_s=60.0)`
+  async, GET-only on `ALLOWED_PATHS`, connections pooled per proxy and kept alive between samples;
+  every failure is an `AdminError`:
 
   ```
   AdminError

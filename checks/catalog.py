@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from . import rules_config, rules_kube, rules_proxy, rules_runtime, rules_traffic
 from .context import Context, GateSettingsLike, Verdict
 from .observe import Read
+from .process import PROCESS_STATS
 
 __all__ = ["CheckSpec", "CATALOG", "CATEGORIES", "HINT_BASE", "check_by_id", "select_checks"]
 
@@ -65,15 +66,15 @@ CATALOG: tuple[CheckSpec, ...] = (
     ),
     CheckSpec(
         "proxy-not-draining", "proxy", "proxy is not draining and no listener is stopped", True,
-        (Read.SERVER_INFO, Read.STATS), rules_proxy.not_draining,
+        (Read.READY, Read.STATS), rules_proxy.not_draining,
         "state != DRAINING, listener_manager.listener_stopped = 0 (draining listeners warn)",
         (r"^listener_manager\.(listener_stopped|total_listeners_draining)$",),
     ),
     CheckSpec(
         "proxy-not-restarted", "proxy", "proxy did not restart between samples", True, (Read.STATS,),
-        rules_proxy.not_restarted, "server.uptime (or a process-lifetime counter) never goes back between samples",
-        (r"^server\.uptime$", r"^http\.admin\.downstream_rq_total$",
-         r"^(listener_manager\.lds|cluster_manager\.cds)\.update_attempt$"),
+        rules_proxy.not_restarted,
+        "server.uptime (or a process-lifetime counter) never goes back between samples; same build",
+        PROCESS_STATS,
     ),
     CheckSpec(
         "proxy-memory", "proxy", "proxy memory within bound", True, (Read.STATS,),

@@ -1,7 +1,12 @@
 """Async, read-only client for Envoy admin interfaces.
 
 One `AdminClient` serves many proxies: a semaphore bounds concurrent requests
-across all of them, each request has its own connect/read timeouts *and* a
+across all of them, while connections are pooled per proxy (one small httpx pool
+per origin, idle connections kept `keepalive_s`), so every sample of a gate
+reuses the connections the first one opened instead of re-opening them against
+hundreds of proxies. (One shared pool cannot do this: httpcore matches each
+request against every pooled connection, which is quadratic at fleet size, and
+its default keeps only 20 idle connections.) Each request has its own connect/read timeouts *and* a
 total deadline (a server dribbling one byte a second never trips a read
 timeout), bodies are streamed and cut at `max_body_bytes`, and only GET on the
 read-only paths in `ALLOWED_PATHS` is possible. Connection failures are retried
@@ -15,7 +20,10 @@ Tests never touch the network: pass `transport=httpx.MockTransport(handler)`.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
+import ssl
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -42,6 +50,14 @@ from ._exceptions import (
 
 __all__ = ["AdminClient", "AdminResponse", "ALLOWED_PATHS"]
 
+# httpcore runs `import sniffio` (optional, to tell asyncio from trio) for every lock and
+# cancellation shield, ~6 times a request; without sniffio installed (anyio >= 4.11 no longer
+# pulls it in) each failed import rescans sys.path, and that was ~15% of a steady gate sample
+# (encode/httpcore discussion #1102, PR #1103). Record its absence once, as Python does for a
+# blocked import: httpcore then falls back to asyncio at once, as it did after each failure.
+if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
+    sys.modules["sniffio"] = None  # type: ignore[assignment]
+
 # Read-only endpoints of Envoy's admin port (15000) and Istio's agent ports
 # (15020 merged Prometheus, 15021 health, 15090 Envoy Prometheus). Everything
 # that mutates (/quitquitquit, /healthcheck/fail, /drain_listeners, /logging,
@@ -63,6 +79,11 @@ ALLOWED_PATHS = frozenset(
 )
 
 DEFAULT_MAX_BODY = 16 * 1024 * 1024  # a 500-cluster /stats/prometheus is ~6.4 MB
+# Idle connections kept per proxy: one per read a sample makes at once. Kept longer than
+# any sensible gate interval, so connections survive from one sample to the next.
+DEFAULT_POOL_PER_PROXY = 8
+_BACKOFF_S = 0.05  # before the second attempt; doubling after
+DEFAULT_KEEPALIVE_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -98,21 +119,30 @@ class AdminClient:
         attempts: int = 3,
         transport: httpx.AsyncBaseTransport | None = None,
         headers: Mapping[str, str] | None = None,
-        verify: bool | str = True,
+        verify: bool | str | ssl.SSLContext = True,
+        pool_per_proxy: int = DEFAULT_POOL_PER_PROXY,
+        keepalive_s: float = DEFAULT_KEEPALIVE_S,
     ) -> None:
         self.timeout = timeout
         self.deadline = deadline if deadline is not None else 2 * timeout
         self.max_body_bytes = max_body_bytes
         self.attempts = max(1, attempts)
         self._semaphore = asyncio.Semaphore(concurrency)
-        self._http = httpx.AsyncClient(
-            transport=transport,
-            timeout=httpx.Timeout(timeout),
-            headers=dict(headers or {}),
-            follow_redirects=False,
-            verify=verify,
-            trust_env=False,
-        )
+        self._options: dict[str, Any] = {
+            "timeout": httpx.Timeout(timeout),
+            "headers": dict(headers or {}),
+            "follow_redirects": False,
+            # One TLS context for every pool: building one loads the CA bundle (~20 ms each).
+            "verify": httpx.create_ssl_context(verify=verify, trust_env=False),
+            "trust_env": False,
+            # The semaphore bounds requests in flight; a pool only keeps its proxy's connections.
+            "limits": httpx.Limits(
+                max_connections=None, max_keepalive_connections=pool_per_proxy, keepalive_expiry=keepalive_s
+            ),
+        }
+        # A caller's transport (tests: httpx.MockTransport) does its own pooling: one client for all.
+        self._shared = httpx.AsyncClient(transport=transport, **self._options) if transport is not None else None
+        self._pools: dict[str, httpx.AsyncClient] = {}
 
     async def __aenter__(self) -> AdminClient:
         return self
@@ -121,7 +151,19 @@ class AdminClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        clients = [*self._pools.values(), *([self._shared] if self._shared is not None else [])]
+        self._pools.clear()
+        await asyncio.gather(*(c.aclose() for c in clients))
+
+    def _http(self, url: str) -> httpx.AsyncClient:
+        """The httpx client (and connection pool) of `url`'s origin."""
+        if self._shared is not None:
+            return self._shared
+        origin = url[: url.find("/", url.find("//") + 2)]  # scheme://host:port; _join added a path
+        client = self._pools.get(origin)
+        if client is None:
+            client = self._pools[origin] = httpx.AsyncClient(**self._options)
+        return client
 
     async def get(
         self,
@@ -133,15 +175,12 @@ class AdminClient:
     ) -> AdminResponse:
         """GET `base_url + path`; raise an `AdminError` unless the status is in `ok_statuses`."""
         url = _join(base_url, path)
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.attempts),
-            wait=wait_exponential(multiplier=0.05, max=0.5),
-            retry=retry_if_exception_type(AdminUnreachable),
-            reraise=True,
-        )
-        async for attempt in retrying:
-            with attempt:
-                response = await self._get_once(url, params)
+        try:
+            response = await self._get_once(url, params)
+        except AdminUnreachable:
+            if self.attempts == 1:
+                raise
+            response = await self._retry(url, params)
         if response.status not in ok_statuses:
             raise AdminStatusError(
                 f"GET {path} answered HTTP {response.status}: {response.text[:200]!r}",
@@ -149,6 +188,22 @@ class AdminClient:
                 status=response.status,
             )
         return response
+
+    async def _retry(self, url: str, params: Mapping[str, str] | None) -> AdminResponse:
+        """Attempts 2..`attempts` after a connection failure (the first one is made without tenacity's
+        per-call set-up: it is the only one almost every request needs)."""
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.attempts - 1),
+            # The back-off of one loop over all attempts: 0.05 s, then 0.1 s, 0.2 s, ... up to 0.5 s.
+            wait=wait_exponential(multiplier=2 * _BACKOFF_S, max=0.5),
+            retry=retry_if_exception_type(AdminUnreachable),
+            reraise=True,
+        )
+        await asyncio.sleep(_BACKOFF_S)
+        async for attempt in retrying:
+            with attempt:
+                return await self._get_once(url, params)
+        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
     async def get_json(self, base_url: str, path: str, params: Mapping[str, str] | None = None) -> Any:
         return (await self.get(base_url, path, params)).json()
@@ -166,7 +221,7 @@ class AdminClient:
                     ) from exc
 
     async def _read(self, url: str, params: Mapping[str, str] | None, started: float) -> AdminResponse:
-        async with self._http.stream("GET", url, params=params) as response:
+        async with self._http(url).stream("GET", url, params=params) as response:
             declared = response.headers.get("content-length")
             if declared and declared.isdigit() and int(declared) > self.max_body_bytes:
                 raise AdminBodyTooLarge(

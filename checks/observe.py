@@ -2,6 +2,18 @@
 
 A read that fails is stored as its `AdminError` (not raised): every check that
 needs it then reports `error`, while checks on the other reads still run.
+
+Steady samples stay cheap without hiding anything:
+
+- `/server_info` (~120 KiB of JSON, for the version) is read once per proxy
+  *process*: a later sample carries it over only when this sample's filtered
+  `/stats` proves the process is the same one (`process.same_process`) and it
+  was read less than `SERVER_INFO_MAX_AGE_S` ago; otherwise it is read again.
+- `/config_dump` (listener error states) is read only for proxies with an LDS
+  subscription: without one there is no dynamic listener, and Envoy answers `{}`.
+  The filtered `/stats` tells which (`listener_manager.lds.*` exists or not).
+- `/ready` (readiness and the server state), `/stats` and `/certs` are read
+  every sample.
 """
 
 from __future__ import annotations
@@ -14,10 +26,19 @@ from typing import Any
 
 from ._exceptions import AdminDecodeError, AdminError
 from .client import AdminClient
+from .process import PROCESS_STATS, same_process
 from .stats import Stats, parse_json_stats, stats_filter
 from .target import Target
 
-__all__ = ["Read", "Observation", "ReadyState", "observe"]
+__all__ = ["Read", "Observation", "ReadyState", "observe", "SERVER_INFO_MAX_AGE_S"]
+
+# A carried /server_info is read again at least this often (seconds on the sample clock),
+# whatever the stats say: it bounds how long a restart no stat showed could go unseen.
+SERVER_INFO_MAX_AGE_S = 30.0
+
+# The LDS subscription's counters exist from its creation (at 0) and only with one.
+_LDS_STAT = r"^listener_manager\.lds\.update_attempt$"
+_LDS_PREFIX = "listener_manager.lds."
 
 
 class Read(str, Enum):
@@ -47,11 +68,18 @@ _LISTENER_MASK = "name,error_state.last_update_attempt,error_state.details,activ
 
 @dataclass(frozen=True)
 class Observation:
-    """What one sample read from one target; `taken_at` on the caller's (monotonic) clock."""
+    """What one sample read from one target; `taken_at` on the caller's (monotonic) clock.
+
+    `carried` names the reads taken over from an earlier sample of the same process,
+    with the `taken_at` of the sample that really fetched them; `admin_url` is where
+    the reads came from (a fact is only carried over from the same address).
+    """
 
     target: str
     taken_at: float
     reads: Mapping[Read, Any] = field(default_factory=dict)
+    carried: Mapping[Read, float] = field(default_factory=dict)
+    admin_url: str | None = None
 
     def get(self, read: Read) -> Any:
         """The parsed read; raises its stored `AdminError` when that read failed."""
@@ -80,14 +108,66 @@ async def observe(
     *,
     stat_patterns: Iterable[str] = (),
     taken_at: float = 0.0,
+    previous: Observation | None = None,
 ) -> Observation:
+    """Read what `reads` need from `target`; `previous` is this target's last observation, if any."""
     wanted = [r for r in dict.fromkeys(reads) if r is not Read.POD]
-    flt = stats_filter(stat_patterns)
-    results = await asyncio.gather(*(_read(client, target, r, flt) for r in wanted))
-    values: dict[Read, Any] = dict(zip(wanted, results))
+    patterns = set(stat_patterns)
+    if Read.SERVER_INFO in wanted:
+        patterns.update(PROCESS_STATS)  # the proof that a carried /server_info still holds
+    if Read.LISTENER_STATE in wanted:
+        patterns.add(_LDS_STAT)
+    if patterns and Read.STATS not in wanted:
+        wanted.append(Read.STATS)
+    flt = stats_filter(patterns)
+
+    info_since = _carry_candidate(previous, target, taken_at) if Read.SERVER_INFO in wanted else None
+    # Fetch /config_dump together with the rest when the last sample saw an LDS subscription
+    # (every Istio sidecar, so no extra round trip); otherwise only once this sample's stats show one.
+    listeners_now = Read.LISTENER_STATE in wanted and previous is not None and _has_lds(previous) is True
+    deferred = {r for r in wanted if (r is Read.SERVER_INFO and info_since is not None)
+                or (r is Read.LISTENER_STATE and not listeners_now)}
+    first = [r for r in wanted if r not in deferred]
+    values: dict[Read, Any] = dict(zip(first, await asyncio.gather(*(_read(client, target, r, flt) for r in first))))
+    carried: dict[Read, float] = {}
+    later: list[Read] = []
+    stats = values.get(Read.STATS)
+    if Read.SERVER_INFO in deferred:
+        if isinstance(stats, Stats) and previous is not None and same_process(stats, previous.stats):
+            values[Read.SERVER_INFO] = previous.reads[Read.SERVER_INFO]
+            carried[Read.SERVER_INFO] = info_since  # type: ignore[assignment]
+        else:
+            later.append(Read.SERVER_INFO)
+    if Read.LISTENER_STATE in deferred:
+        if isinstance(stats, Stats) and not any(n.startswith(_LDS_PREFIX) for n in stats):
+            values[Read.LISTENER_STATE] = []  # no LDS subscription: no dynamic listener (Envoy answers {})
+        else:
+            later.append(Read.LISTENER_STATE)
+    if later:
+        values.update(zip(later, await asyncio.gather(*(_read(client, target, r, flt) for r in later))))
     if target.pod is not None:
         values[Read.POD] = target.pod
-    return Observation(target=target.name, taken_at=taken_at, reads=values)
+    return Observation(target=target.name, taken_at=taken_at, reads=values, carried=carried,
+                       admin_url=target.admin_url)
+
+
+def _carry_candidate(previous: Observation | None, target: Target, taken_at: float) -> float | None:
+    """When `previous` holds a /server_info this sample may carry over: the time it was fetched."""
+    if previous is None or previous.admin_url != target.admin_url:
+        return None
+    info = previous.reads.get(Read.SERVER_INFO)
+    if not isinstance(info, Mapping) or previous.stats_or_none() is None:
+        return None
+    since = previous.carried.get(Read.SERVER_INFO, previous.taken_at)
+    return since if taken_at - since < SERVER_INFO_MAX_AGE_S else None
+
+
+def _has_lds(obs: Observation) -> bool | None:
+    """Whether `obs`'s stats show an LDS subscription; None when they were not read."""
+    stats = obs.stats_or_none()
+    if stats is None:
+        return None
+    return any(n.startswith(_LDS_PREFIX) for n in stats)
 
 
 async def _read(client: AdminClient, target: Target, read: Read, flt: str) -> Any:

@@ -8,6 +8,7 @@ from typing import Any
 
 from .context import Context, Verdict
 from .observe import Read, ReadyState
+from .process import restart_evidence
 
 _ENVOY_VERSION = re.compile(r"/(\d+\.\d+\.\d+[^/]*)/")
 
@@ -65,8 +66,10 @@ def proxy_version(ctx: Context) -> Verdict:
 
 def not_draining(ctx: Context) -> Verdict:
     stats = ctx.obs.stats
-    info = ctx.obs.get(Read.SERVER_INFO)
-    state = str(info.get("state", ""))
+    # /ready's body is the server state /server_info reports (both come from Envoy's
+    # Utility::serverState), read fresh every sample; /server_info is read once per process.
+    ready: ReadyState = ctx.obs.get(Read.READY)
+    state = ready.state
     stopped = stats.number("listener_manager.listener_stopped")
     draining = stats.number("listener_manager.total_listeners_draining")
     observed = {"state": state, "listeners_stopped": stopped, "listeners_draining": draining}
@@ -98,23 +101,13 @@ def _mib(value: float) -> str:
     return f"{value / 1048576:.1f} MiB"
 
 
-# Process-lifetime counters that only grow while one process lives. Per-cluster counters
-# are not used: a cluster removed and re-added by the control plane restarts at 0 too.
-# The admin listener's own request count grows with every read we make.
-_PROCESS_COUNTERS = (
-    "http.admin.downstream_rq_total",
-    "listener_manager.lds.update_attempt",
-    "cluster_manager.cds.update_attempt",
-)
-
-
 def not_restarted(ctx: Context) -> Verdict:
     """The proxy kept running between samples.
 
     A restart resets every counter: errors before it vanish from the deltas, and
     a crash-looping canary can look healthy one sample at a time. Seen as
-    `server.uptime` going back (it counts whole seconds, so by more than one) or
-    a process-lifetime counter going back.
+    `server.uptime` going back (it counts whole seconds, so by more than one), a
+    process-lifetime counter going back, or another build (`server.version`).
     """
     stats = ctx.obs.stats
     uptime = stats.number("server.uptime", default=-1)
@@ -123,10 +116,10 @@ def not_restarted(ctx: Context) -> Verdict:
     earlier = ctx.previous.stats_or_none() if ctx.previous is not None else None
     if earlier is None:
         return Verdict.ok(f"up {uptime:.0f}s", observed=uptime)
-    before = earlier.number("server.uptime", default=-1)
-    dropped = [n for n in _PROCESS_COUNTERS if n in stats and n in earlier and stats.number(n) < earlier.number(n)]
-    if (before >= 0 and uptime + 1 < before) or dropped:
-        why = f"uptime {uptime:.0f}s, was {before:.0f}s" + (f"; {dropped[0]} went back" if dropped else "")
-        return Verdict.fail(f"proxy restarted between samples ({why})", observed=uptime,
-                            details={"previous_uptime": before, "counters_reset": dropped[:5]})
+    restart = restart_evidence(stats, earlier)
+    if restart is not None:
+        return Verdict.fail(f"proxy restarted between samples ({restart.reason})", observed=uptime,
+                            details={"previous_uptime": restart.previous_uptime,
+                                     "counters_reset": list(restart.counters_reset[:5]),
+                                     "build_changed": restart.build_changed})
     return Verdict.ok(f"up {uptime:.0f}s", observed=uptime)

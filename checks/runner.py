@@ -52,8 +52,10 @@ async def run_checks(
         taken_at = clock()
         reads = {r for c in selected for r in c.reads}
         patterns = {p for c in selected for p in c.stats}
+        last = {name: chain[-1] for name, chain in previous.history.items() if chain} if previous is not None else {}
         observations = await asyncio.gather(
-            *(observe(client, t, reads, stat_patterns=patterns, taken_at=taken_at) for t in targets)
+            *(observe(client, t, reads, stat_patterns=patterns, taken_at=taken_at, previous=last.get(t.name))
+              for t in targets)
         )
     finally:
         if own_client:

@@ -163,3 +163,34 @@ async def test_base_url_with_a_path_prefix_keeps_it() -> None:
     async with client_for(lambda r: seen.append(str(r.url)) or httpx.Response(200, text="LIVE")) as client:
         await client.get("https://apiserver.test/api/v1/namespaces/a/pods/b:15000/proxy/", "/ready")
     assert seen == ["https://apiserver.test/api/v1/namespaces/a/pods/b:15000/proxy/ready"]
+
+
+async def test_connections_to_a_large_fleet_are_kept_alive_from_one_sample_to_the_next() -> None:
+    """Beyond httpx's default pool (20 idle connections), every proxy keeps its connection."""
+    accepted: dict[int, int] = {}
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        port = writer.get_extra_info("sockname")[1]
+        accepted[port] = accepted.get(port, 0) + 1
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nLIVE")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    servers = [await asyncio.start_server(serve, "127.0.0.1", 0) for _ in range(40)]
+    bases = [f"http://127.0.0.1:{s.sockets[0].getsockname()[1]}" for s in servers]
+    try:
+        async with AdminClient(concurrency=8) as client:
+            for _ in range(3):  # three samples over the whole fleet
+                answers = await asyncio.gather(*(client.get(base, "/ready") for base in bases))
+                assert {a.text for a in answers} == {"LIVE"}
+    finally:
+        for server in servers:
+            server.close()
+            await server.wait_closed()
+    assert len(accepted) == 40
+    assert set(accepted.values()) == {1}, sorted(accepted.values())

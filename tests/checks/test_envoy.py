@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 import localmesh as lm
-from checks import GateOutcome, Report, Status, Target, run_checks, run_gate
+from checks import AdminClient, GateOutcome, Report, Status, Target, run_checks, run_gate
 from components.spec import GateSettings
 
 pytestmark = pytest.mark.envoy
@@ -381,3 +381,80 @@ async def test_restart_between_samples_fails(fresh, settings: GateSettings) -> N
     result = (await check_once(proxy, settings, previous=before)).targets[0].result("proxy-not-restarted")
     assert result.status is Status.FAIL, result.message
     assert "http.admin.downstream_rq_total went back" in result.message
+
+
+class CountingClient(AdminClient):
+    """The real client, remembering which admin paths it read."""
+
+    def __init__(self, **kw: object) -> None:
+        super().__init__(**kw)  # type: ignore[arg-type]
+        self.paths: list[str] = []
+
+    async def get(self, base_url, path, params=None, **kw):  # type: ignore[override]
+        self.paths.append(path)
+        return await super().get(base_url, path, params, **kw)
+
+    def taken(self) -> list[str]:
+        taken, self.paths = self.paths, []
+        return taken
+
+
+async def test_gate_samples_reuse_their_connections_to_a_real_admin(healthy: lm.Proxy, settings: GateSettings) -> None:
+    before = healthy.stat("http.admin.downstream_cx_total")  # this read opens (and counts) one connection
+    async with CountingClient() as client:
+        report = None
+        for _ in range(5):
+            report = await run_checks([target_of(healthy)], settings, client=client, previous=report)
+        reads = client.taken()
+    opened = healthy.stat("http.admin.downstream_cx_total") - before - 1  # minus this read's own
+    first_sample_reads = 5  # /ready, /server_info, /stats, /certs, /config_dump
+    assert len(reads) >= 5 * 4
+    assert 1 <= opened <= first_sample_reads, (opened, len(reads))
+
+
+async def test_server_info_is_read_once_then_again_after_a_real_restart(fresh, settings: GateSettings) -> None:
+    proxy = fresh()
+    async with CountingClient() as client:
+        report = None
+        for _ in range(3):
+            report = await run_checks([target_of(proxy, expected_version="1.40.0")], settings, client=client,
+                                      previous=report)
+        assert client.taken().count("/server_info") == 1
+        assert report.success
+        proxy.stop(keep_workdir=True)
+        proxy.start()  # same ports, same config, same binary: only the process is new
+        report = await run_checks([target_of(proxy, expected_version="1.40.0")], settings, client=client,
+                                  previous=report)
+        assert client.taken().count("/server_info") == 1
+    by_id = {r.check_id: r for r in report.targets[0].results}
+    assert by_id["proxy-not-restarted"].status is Status.FAIL
+    assert by_id["proxy-version"].status is Status.PASS
+
+
+async def test_a_version_change_across_a_restart_is_caught(
+    stable_bin: lm.EnvoyBinary, target_bin: lm.EnvoyBinary, upstream: lm.Upstream, settings: GateSettings
+) -> None:
+    old = lm.start_proxy(stable_bin, upstream, name=f"swap{next(_serial)}")
+    port = old.admin_port
+    new: lm.Proxy | None = None
+    try:
+        async with CountingClient() as client:
+            target = Target(name="swapped", admin_url=old.admin_url, expected_version="1.39.3")
+            report = None
+            for _ in range(3):
+                report = await run_checks([target], settings, client=client, previous=report)
+            assert report.targets[0].result("proxy-version").status is Status.PASS
+            assert client.taken().count("/server_info") == 1
+            old.stop()
+            # The 1.40.0 binary takes over the same admin address (an in-place image upgrade).
+            new = lm.start_proxy(target_bin, upstream, name=f"swap{next(_serial)}", admin_port=port)
+            report = await run_checks([target], settings, client=client, previous=report)
+            assert client.taken().count("/server_info") == 1
+    finally:
+        old.stop()
+        if new is not None:
+            new.stop()
+    version = report.targets[0].result("proxy-version")
+    assert version.status is Status.FAIL and version.observed == "1.40.0", version.message
+    restarted = report.targets[0].result("proxy-not-restarted")
+    assert restarted.status is Status.FAIL and "server.version changed" in restarted.message

@@ -1,0 +1,209 @@
+"""What one sample reads: /server_info once per proxy process, /config_dump only with LDS,
+readiness and stats every time (recorded Envoy answers over the real client)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import httpx
+
+from checks import AdminClient, Report, Status, run_checks
+from checks.observe import SERVER_INFO_MAX_AGE_S, Read
+from components.spec import GateSettings
+
+from .recorded import FakeAdmin
+
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)
+PROCESS = {"server.uptime": 120, "server.version": 10376576, "http.admin.downstream_rq_total": 50}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def watched(admin: FakeAdmin, name: str = "p") -> None:
+    """A proxy whose stats carry what proves it is still the same process."""
+    admin.proxy(name).stats.update(PROCESS)
+
+
+async def sample(admin: FakeAdmin, settings: GateSettings, previous: Report | None = None, *, clock: Clock | None = None,
+                 names: tuple[str, ...] = ("p",), **target_kw) -> Report:
+    async with admin.client() as client:
+        return await run_checks([admin.target(n, **target_kw) for n in names], settings, client=client,
+                                previous=previous, wall_clock=lambda: NOW, clock=clock or Clock())
+
+
+def paths(admin: FakeAdmin) -> list[str]:
+    taken = [r.url.path for r in admin.requests]
+    admin.requests.clear()
+    return taken
+
+
+def next_sample(admin: FakeAdmin, name: str = "p", *, requests: int = 4, seconds: float = 1) -> None:
+    """What happens to a live proxy between two samples: our reads count, uptime goes on."""
+    proxy = admin.proxy(name)
+    proxy.add("http.admin.downstream_rq_total", requests)
+    proxy.add("server.uptime", seconds)
+
+
+async def test_server_info_is_read_once_per_process_and_the_version_check_still_judges_it(settings) -> None:
+    admin = FakeAdmin()
+    watched(admin)
+    first = await sample(admin, settings, expected_version="1.40.0")
+    assert paths(admin).count("/server_info") == 1
+    next_sample(admin)
+    second = await sample(admin, settings, first, expected_version="1.40.0")
+    assert "/server_info" not in paths(admin)
+    result = second.targets[0].result("proxy-version")
+    assert result.status is Status.PASS and result.observed == "1.40.0"
+    obs = second.history["p"][-1]
+    assert obs.carried == {Read.SERVER_INFO: first.history["p"][-1].taken_at}
+
+
+async def test_server_info_is_read_again_when_the_stats_show_a_restart(settings) -> None:
+    admin = FakeAdmin()
+    watched(admin)
+    first = await sample(admin, settings, expected_version="1.40.0")
+    paths(admin)
+    # A new process: counters from zero, and it runs another version.
+    admin.proxy("p").stats.update({"server.uptime": 0, "http.admin.downstream_rq_total": 3})
+    admin.proxy("p").server_info["version"] = "abc/1.39.3/Clean/RELEASE/BoringSSL"
+    second = await sample(admin, settings, first, expected_version="1.40.0")
+    assert paths(admin).count("/server_info") == 1
+    by_id = {r.check_id: r for r in second.targets[0].results}
+    assert by_id["proxy-version"].status is Status.FAIL and "1.39.3" in by_id["proxy-version"].message
+    assert by_id["proxy-not-restarted"].status is Status.FAIL
+
+
+async def test_another_build_is_a_restart_even_when_the_counters_grew(settings) -> None:
+    admin = FakeAdmin()
+    watched(admin)
+    first = await sample(admin, settings, expected_version="1.40.0")
+    paths(admin)
+    next_sample(admin, requests=500, seconds=30)
+    admin.proxy("p").stats["server.version"] = 1234567
+    admin.proxy("p").server_info["version"] = "abc/1.39.3/Clean/RELEASE/BoringSSL"
+    second = await sample(admin, settings, first, expected_version="1.40.0")
+    assert paths(admin).count("/server_info") == 1
+    assert second.targets[0].result("proxy-version").status is Status.FAIL
+    restarted = second.targets[0].result("proxy-not-restarted")
+    assert restarted.status is Status.FAIL and "server.version changed" in restarted.message
+
+
+async def test_no_proof_of_the_same_process_means_reading_server_info_again(settings) -> None:
+    admin = FakeAdmin()
+    watched(admin)
+    report = await sample(admin, settings)
+    paths(admin)
+    # The admin request count did not grow although this very read counts itself: not provably
+    # the same process (a young replacement that already served as many admin requests).
+    report = await sample(admin, settings, report)
+    assert paths(admin).count("/server_info") == 1
+    # Stats that do not say (uptime not reported) prove nothing either.
+    del admin.proxy("p").stats["server.uptime"]
+    next_sample(admin)
+    report = await sample(admin, settings, report)
+    assert paths(admin).count("/server_info") == 1
+
+
+async def test_carried_server_info_is_read_again_after_its_maximum_age(settings) -> None:
+    admin = FakeAdmin()
+    watched(admin)
+    clock = Clock()
+    report = await sample(admin, settings, clock=clock)
+    fetched = []
+    for _ in range(4):
+        paths(admin)
+        clock.now += SERVER_INFO_MAX_AGE_S / 3
+        next_sample(admin, seconds=SERVER_INFO_MAX_AGE_S / 3)
+        report = await sample(admin, settings, report, clock=clock)
+        fetched.append(paths(admin).count("/server_info"))
+    assert fetched == [0, 0, 1, 0]
+
+
+async def test_server_info_that_failed_is_never_carried(settings) -> None:
+    admin = FakeAdmin()
+    watched(admin)
+    admin.proxy("p").server_info = {"no": "version"}
+    first = await sample(admin, settings, expected_version="1.40.0")
+    assert first.targets[0].result("proxy-version").status is Status.ERROR
+    paths(admin)
+    next_sample(admin)
+    second = await sample(admin, settings, first, expected_version="1.40.0")
+    assert paths(admin).count("/server_info") == 1
+    assert second.targets[0].result("proxy-version").status is Status.ERROR
+
+
+async def test_server_info_is_not_carried_to_another_admin_address(settings) -> None:
+    admin = FakeAdmin()
+    watched(admin)
+    watched(admin, "q")
+    first = await sample(admin, settings)
+    paths(admin)
+    next_sample(admin)
+    next_sample(admin, "q")
+    # The same target name now answers at another address (a new port-forward, a new pod).
+    moved = Report(first.targets, taken_at=first.taken_at, history={"q": first.history["p"]})
+    await sample(admin, settings, moved, names=("q",))
+    assert paths(admin).count("/server_info") == 1
+
+
+async def test_draining_is_seen_at_once_while_server_info_is_carried(settings) -> None:
+    admin = FakeAdmin()
+    watched(admin)
+    first = await sample(admin, settings)
+    paths(admin)
+    next_sample(admin)
+    admin.proxy("p").ready = (503, "DRAINING\n")
+    second = await sample(admin, settings, first)
+    assert "/server_info" not in paths(admin)
+    by_id = {r.check_id: r for r in second.targets[0].results}
+    assert by_id["proxy-not-draining"].status is Status.FAIL and "DRAINING" in by_id["proxy-not-draining"].message
+    assert by_id["proxy-ready"].status is Status.FAIL
+
+
+async def test_a_failed_ready_read_is_an_error_of_the_draining_check_too(settings) -> None:
+    admin = FakeAdmin()
+    admin.proxy("p").ready = (500, "boom")
+    report = await sample(admin, settings)
+    assert report.targets[0].result("proxy-not-draining").status is Status.ERROR
+
+
+async def test_config_dump_is_read_only_for_proxies_with_an_lds_subscription(settings) -> None:
+    admin = FakeAdmin()
+    watched(admin, "static")
+    watched(admin, "lds")
+    static = admin.proxy("static")
+    for name in [n for n in static.stats if n.startswith("listener_manager.lds.")]:
+        del static.stats[name]
+    static.listeners = {"configs": "would be an error if read"}
+    report = await sample(admin, settings, names=("static", "lds"))
+    hosts = [r.url.host for r in admin.requests if r.url.path == "/config_dump"]
+    assert hosts == ["lds.test"]
+    assert report.targets[0].result("xds-config-accepted").status is Status.PASS
+    # From the second sample on, a proxy with LDS gets /config_dump with its other reads.
+    paths(admin)
+    next_sample(admin, "static")
+    next_sample(admin, "lds")
+    await sample(admin, settings, report, names=("static", "lds"))
+    assert [r.url.host for r in admin.requests if r.url.path == "/config_dump"] == ["lds.test"]
+
+
+async def test_a_failed_stats_read_means_config_dump_is_read_anyway(settings) -> None:
+    admin = FakeAdmin()
+    target = admin.target("p")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/stats":
+            admin.requests.append(request)
+            return httpx.Response(500, text="stats broke")
+        return admin.handle(request)
+
+    async with AdminClient(transport=httpx.MockTransport(handler)) as client:
+        report = await run_checks([target], settings, client=client, wall_clock=lambda: NOW)
+    assert "/config_dump" in paths(admin)
+    assert report.targets[0].result("xds-config-accepted").status is Status.ERROR
