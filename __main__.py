@@ -8,6 +8,8 @@ resources one to one, and exports the same plan as stack outputs.
 
 from __future__ import annotations
 
+import gc
+
 import pulumi
 
 from components.canary import Canaries, CanariesArgs
@@ -22,8 +24,19 @@ from components.revision_tags import RevisionTags, RevisionTagsArgs
 from components.spec import SpecError, config_from_pulumi, load_spec
 from components.workload import Workloads, WorkloadsArgs
 
+# Python's default is 10. A full (oldest-generation) GC pass re-scans every live
+# object, and in a Pulumi program nearly everything lives until the end: every
+# resource, its Outputs and the SDK's asyncio tasks. The passes come more often as
+# the heap grows, so their cost grows with the square of the resources: at 1,000
+# workloads (3,220 resources) 23 of them took over half the program's CPU, the same
+# in a real `pulumi up` as under mocks. Young collections still run every 700
+# allocations, so short-lived cycles are still freed; peak memory did not change.
+FULL_GC_EVERY_MIDDLE_PASSES = 1000
+
 
 def main() -> None:
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, FULL_GC_EVERY_MIDDLE_PASSES)
     try:
         spec = load_spec(config_from_pulumi())
     except SpecError as error:

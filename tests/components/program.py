@@ -6,13 +6,16 @@ monitor, `set_all_config` with the stack's config in Pulumi's wire form (every
 value a string, structured values as JSON), a new event loop and
 `run_in_stack(program)`. The monitor is `pulumi.runtime.mocks.MockMonitor`,
 extended only to keep each `RegisterResourceRequest`'s parent, dependencies,
-hooks and options, and the stack's outputs, so tests can assert on them.
+hooks and options, and the stack's outputs, so tests can assert on them. The
+cyclic GC's thresholds are restored after each run, as the end of the program's
+process would.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
 import json
 import runpy
 from collections.abc import Iterator, Mapping
@@ -55,6 +58,7 @@ class ProgramRun:
     registrations: list[Registration] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
     stack_urn: str = ""
+    gc_threshold: tuple[int, ...] = ()  # the cyclic GC's thresholds when the stack's outputs were registered
 
     def __iter__(self) -> Iterator[Registration]:
         return iter(self.registrations)
@@ -132,6 +136,7 @@ class RecordingMonitor(mocks.MockMonitor):
     def RegisterResourceOutputs(self, request):  # noqa: N802
         if request.urn == self.run.stack_urn:
             self.run.outputs = _sync_await(_deserialize(request.outputs))
+            self.run.gc_threshold = gc.get_threshold()
         return super().RegisterResourceOutputs(request)
 
 
@@ -199,5 +204,10 @@ def run_program(config: Mapping[str, Any], *, stack: str = "test", preview: bool
             loop.run_until_complete(asyncio.sleep(0))
             loop.close()
 
-    contextvars.copy_context().run(in_fresh_context)
+    # The program tunes the GC for its own process; the test process gets its settings back.
+    threshold = gc.get_threshold()
+    try:
+        contextvars.copy_context().run(in_fresh_context)
+    finally:
+        gc.set_threshold(*threshold)
     return run

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 import types
 
@@ -206,3 +207,12 @@ def test_canary_gateway_stays_one_replica_whatever_the_primarys_scaling_values()
     assert values["replicaCount"] == 1, canary.urn
     assert values["podDisruptionBudget"] == {}, canary.urn
     assert values["labels"] == primary.inputs["values"]["labels"], canary.urn
+
+
+def test_full_gc_passes_are_deferred_while_the_program_runs_and_only_then():
+    before = gc.get_threshold()
+    run = run_program(minimal())
+    assert run.gc_threshold[:2] == before[:2], "young collections keep their thresholds"
+    # __main__.FULL_GC_EVERY_MIDDLE_PASSES: a full pass per 1,000 middle ones instead of Python's 10.
+    assert run.gc_threshold[2] == 1000, run.gc_threshold
+    assert gc.get_threshold() == before, "the harness restores the test process's GC settings"
