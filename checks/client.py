@@ -47,6 +47,7 @@ from ._exceptions import (
     AdminTimeout,
     AdminUnreachable,
 )
+from ._transport import KeepAliveTransport
 
 __all__ = ["AdminClient", "AdminResponse", "ALLOWED_PATHS"]
 
@@ -83,6 +84,7 @@ DEFAULT_MAX_BODY = 16 * 1024 * 1024  # a 500-cluster /stats/prometheus is ~6.4 M
 # any sensible gate interval, so connections survive from one sample to the next.
 DEFAULT_POOL_PER_PROXY = 8
 _BACKOFF_S = 0.05  # before the second attempt; doubling after
+_MAX_CACHED_URLS = 8192  # a few per proxy; cleared when full
 DEFAULT_KEEPALIVE_S = 60.0
 
 
@@ -141,8 +143,20 @@ class AdminClient:
             ),
         }
         # A caller's transport (tests: httpx.MockTransport) does its own pooling: one client for all.
+        # Otherwise plain-HTTP admin ports (local Envoys, port-forwards) go through our lean
+        # keep-alive transport, and https (the API server's pod proxy) through httpx's own.
         self._shared = httpx.AsyncClient(transport=transport, **self._options) if transport is not None else None
+        self._plain = (
+            httpx.AsyncClient(
+                transport=KeepAliveTransport(per_origin=pool_per_proxy, keepalive_s=keepalive_s), **self._options
+            )
+            if transport is None
+            else None
+        )
         self._pools: dict[str, httpx.AsyncClient] = {}
+        # Parsed request URLs: httpx re-parses and re-quotes the ~400-character stats filter
+        # character by character on every request; a gate asks the same few URLs every sample.
+        self._urls: dict[tuple[str, tuple[tuple[str, str], ...]], httpx.URL] = {}
 
     async def __aenter__(self) -> AdminClient:
         return self
@@ -151,7 +165,7 @@ class AdminClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        clients = [*self._pools.values(), *([self._shared] if self._shared is not None else [])]
+        clients = [*self._pools.values(), *(c for c in (self._shared, self._plain) if c is not None)]
         self._pools.clear()
         await asyncio.gather(*(c.aclose() for c in clients))
 
@@ -159,6 +173,8 @@ class AdminClient:
         """The httpx client (and connection pool) of `url`'s origin."""
         if self._shared is not None:
             return self._shared
+        if self._plain is not None and url.startswith("http://"):
+            return self._plain
         origin = url[: url.find("/", url.find("//") + 2)]  # scheme://host:port; _join added a path
         client = self._pools.get(origin)
         if client is None:
@@ -221,7 +237,13 @@ class AdminClient:
                     ) from exc
 
     async def _read(self, url: str, params: Mapping[str, str] | None, started: float) -> AdminResponse:
-        async with self._http(url).stream("GET", url, params=params) as response:
+        key = (url, tuple(params.items()) if params else ())
+        target = self._urls.get(key)
+        if target is None:
+            if len(self._urls) >= _MAX_CACHED_URLS:
+                self._urls.clear()
+            target = self._urls[key] = httpx.URL(url, params=params)
+        async with self._http(url).stream("GET", target) as response:
             declared = response.headers.get("content-length")
             if declared and declared.isdigit() and int(declared) > self.max_body_bytes:
                 raise AdminBodyTooLarge(

@@ -38,7 +38,7 @@ SERVER_INFO_MAX_AGE_S = 30.0
 
 # The LDS subscription's counters exist from its creation (at 0) and only with one.
 _LDS_STAT = r"^listener_manager\.lds\.update_attempt$"
-_LDS_PREFIX = "listener_manager.lds."
+_LDS_NAMES = tuple(f"listener_manager.lds.{s}" for s in ("update_attempt", "update_success", "update_rejected"))
 
 
 class Read(str, Enum):
@@ -139,7 +139,7 @@ async def observe(
         else:
             later.append(Read.SERVER_INFO)
     if Read.LISTENER_STATE in deferred:
-        if isinstance(stats, Stats) and not any(n.startswith(_LDS_PREFIX) for n in stats):
+        if isinstance(stats, Stats) and not _lds_in(stats):
             values[Read.LISTENER_STATE] = []  # no LDS subscription: no dynamic listener (Envoy answers {})
         else:
             later.append(Read.LISTENER_STATE)
@@ -165,9 +165,11 @@ def _carry_candidate(previous: Observation | None, target: Target, taken_at: flo
 def _has_lds(obs: Observation) -> bool | None:
     """Whether `obs`'s stats show an LDS subscription; None when they were not read."""
     stats = obs.stats_or_none()
-    if stats is None:
-        return None
-    return any(n.startswith(_LDS_PREFIX) for n in stats)
+    return None if stats is None else _lds_in(stats)
+
+
+def _lds_in(stats: Stats) -> bool:
+    return any(name in stats for name in _LDS_NAMES)
 
 
 async def _read(client: AdminClient, target: Target, read: Read, flt: str) -> Any:

@@ -11,6 +11,7 @@ from .observe import Read
 from .stats import Stats
 
 _SUFFIXES = ("update_rejected", "update_failure", "update_success", "version_text")
+_DOTTED_SUFFIXES = tuple("." + s for s in _SUFFIXES)
 
 
 def control_plane_connected(ctx: Context) -> Verdict:
@@ -39,11 +40,11 @@ class Subscription:
 
 
 def subscriptions(stats: Stats) -> dict[str, Subscription]:
-    prefixes = {
-        name.rsplit(".", 1)[0]
-        for name in stats
-        if name.rsplit(".", 1)[-1] in _SUFFIXES
-    }
+    return dict(stats.derived(_subscriptions, _subscriptions))
+
+
+def _subscriptions(stats: Stats) -> dict[str, Subscription]:
+    prefixes = {name.rpartition(".")[0] for name in stats if name.endswith(_DOTTED_SUFFIXES)}
     return {
         p: Subscription(
             prefix=p,

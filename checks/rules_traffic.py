@@ -39,6 +39,10 @@ def wilson_bounds(errors: float, total: float, z: float = Z) -> tuple[float, flo
 
 
 def data_clusters(stats: Stats) -> list[str]:
+    return list(stats.derived(_data_clusters, _data_clusters))
+
+
+def _data_clusters(stats: Stats) -> list[str]:
     # `upstream_cx_connect_fail` exists once per cluster from creation on; the response
     # counters also exist under `.canary.`/`.internal.`/`.external.`, which would double count.
     suffix = ".upstream_cx_connect_fail"

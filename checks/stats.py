@@ -19,7 +19,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 __all__ = [
     "Stats",
@@ -31,22 +31,37 @@ __all__ = [
 ]
 
 StatValue = int | float | str
+T = TypeVar("T")
 
 
 class Stats(Mapping[str, StatValue]):
-    """One read of a proxy's stats: name -> number (or string for text readouts)."""
+    """One read of a proxy's stats: name -> number (or string for text readouts).
 
-    __slots__ = ("_values",)
+    Immutable, so views derived from it (`names`, `derived`) are computed once:
+    a gate judges the window's first read again at every sample.
+    """
+
+    __slots__ = ("_values", "_derived")
 
     def __init__(self, values: Mapping[str, StatValue] | None = None) -> None:
         self._values: dict[str, StatValue] = dict(values or {})
+        self._derived: dict[Any, Any] = {}
 
     @classmethod
     def _adopt(cls, values: dict[str, StatValue]) -> Stats:
         """Wrap a dict the caller just built and will not touch again (no copy)."""
         stats = cls.__new__(cls)
         stats._values = values
+        stats._derived = {}
         return stats
+
+    def derived(self, key: Any, compute: Callable[[Stats], T]) -> T:
+        """`compute(self)`, computed once per `key` (a pure function of the stats, e.g. the function itself)."""
+        try:
+            return self._derived[key]
+        except KeyError:
+            value = self._derived[key] = compute(self)
+            return value
 
     def __getitem__(self, name: str) -> StatValue:
         return self._values[name]
@@ -60,6 +75,9 @@ class Stats(Mapping[str, StatValue]):
     def number(self, name: str, default: float = 0) -> float:
         """A counter or gauge; absent (not created yet) or non-numeric reads as `default`."""
         value = self._values.get(name)
+        kind = type(value)
+        if kind is int or kind is float:  # the common case, without isinstance's subclass walk
+            return value  # type: ignore[return-value]
         return value if isinstance(value, (int, float)) and not isinstance(value, bool) else default
 
     def text(self, name: str) -> str | None:
@@ -78,7 +96,11 @@ class Stats(Mapping[str, StatValue]):
         return now - before if now >= before else now
 
     def names(self, *, prefix: str = "", suffix: str = "") -> list[str]:
-        return [n for n in self._values if n.startswith(prefix) and n.endswith(suffix)]
+        key = ("names", prefix, suffix)
+        found = self._derived.get(key)
+        if found is None:
+            found = self._derived[key] = [n for n in self._values if n.startswith(prefix) and n.endswith(suffix)]
+        return list(found)
 
     def to_dict(self) -> dict[str, StatValue]:
         return dict(self._values)
