@@ -207,3 +207,15 @@ async def test_a_failed_stats_read_means_config_dump_is_read_anyway(settings) ->
         report = await run_checks([target], settings, client=client, wall_clock=lambda: NOW)
     assert "/config_dump" in paths(admin)
     assert report.targets[0].result("xds-config-accepted").status is Status.ERROR
+
+
+async def test_server_info_is_kept_without_the_extension_list(settings) -> None:
+    admin = FakeAdmin()
+    info = admin.proxy("p").server_info
+    info["node"]["extensions"] = [{"name": f"envoy.ext.{i}", "category": "x"} for i in range(500)]
+    info["node"]["metadata"] = {"ISTIO_VERSION": "1.28.1"}
+    report = await sample(admin, settings, expected_version="1.28.1")
+    kept = report.history["p"][-1].reads[Read.SERVER_INFO]
+    assert "extensions" not in kept["node"] and kept["node"]["metadata"] == {"ISTIO_VERSION": "1.28.1"}
+    assert kept["version"] == info["version"] and kept["state"] == info["state"]
+    assert report.targets[0].result("proxy-version").status is Status.PASS
