@@ -6,6 +6,12 @@ webhooks moving, workload Deployments restarting, gateways cutting over) accept 
 `rollout.hooks.gate_hooks(spec, plan) -> pulumi.ResourceHookBinding | None`,
 calling the same gate code it runs itself. Until that module exists the program
 runs without hooks; an error *inside* that module is not swallowed.
+
+Pulumi registers a plain hook function anew for every resource it is bound to
+(one `RegisterResourceHook` call to the engine each, made on the program's
+event loop): a thousand workload Deployments would mean two thousand. So each
+function is wrapped once in a named `pulumi.ResourceHook`, registered once and
+shared by every promotion resource.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from components.plan import MeshPlan
 from components.spec import MeshSpec
 
 HOOKS_MODULE = "rollout.hooks"
+HOOK_NAME_PREFIX = "meshlift-promotion"
+_FUNCTION_KINDS = ("before_create", "after_create", "before_update", "after_update")
 
 
 def load_promotion_hooks(spec: MeshSpec, plan: MeshPlan) -> pulumi.ResourceHookBinding | None:
@@ -27,4 +35,25 @@ def load_promotion_hooks(spec: MeshSpec, plan: MeshPlan) -> pulumi.ResourceHookB
         if error.name in (HOOKS_MODULE, HOOKS_MODULE.partition(".")[0]):
             return None
         raise
-    return module.gate_hooks(spec, plan)
+    binding = module.gate_hooks(spec, plan)
+    return None if binding is None else registered_once(binding)
+
+
+def registered_once(binding: pulumi.ResourceHookBinding) -> pulumi.ResourceHookBinding:
+    """The same binding, each plain function replaced by a named hook registered here, once."""
+
+    def named(kind: str) -> list | None:
+        hooks = getattr(binding, kind)
+        if hooks is None:
+            return None
+        return [hook if isinstance(hook, pulumi.ResourceHook) else
+                pulumi.ResourceHook(f"{HOOK_NAME_PREFIX}-{kind}-{index}", hook)
+                for index, hook in enumerate(hooks)]
+
+    return pulumi.ResourceHookBinding(
+        **{kind: named(kind) for kind in _FUNCTION_KINDS},
+        # Delete hooks are named hooks already (Pulumi refuses functions there).
+        before_delete=binding.before_delete,
+        after_delete=binding.after_delete,
+        on_error=binding.on_error,
+    )

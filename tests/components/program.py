@@ -59,6 +59,7 @@ class ProgramRun:
     outputs: dict[str, Any] = field(default_factory=dict)
     stack_urn: str = ""
     gc_threshold: tuple[int, ...] = ()  # the cyclic GC's thresholds when the stack's outputs were registered
+    hook_registrations: list[str] = field(default_factory=list)  # names of the resource hooks registered
 
     def __iter__(self) -> Iterator[Registration]:
         return iter(self.registrations)
@@ -132,6 +133,10 @@ class RecordingMonitor(mocks.MockMonitor):
             },
         ))
         return response
+
+    def RegisterResourceHook(self, request):  # noqa: N802
+        self.run.hook_registrations.append(request.name)
+        return super().RegisterResourceHook(request)
 
     def RegisterResourceOutputs(self, request):  # noqa: N802
         if request.urn == self.run.stack_urn:

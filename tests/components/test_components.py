@@ -162,6 +162,11 @@ def test_gate_hooks_bind_to_the_promotion_resources_only(monkeypatch):
     assert hooked == {"istio-base-release", "revision-tags-stable", "ingress-release", "shop.web-deployment"}
     for name in hooked:
         assert set(run.named(name).hooks) == {"before_create", "before_update"}, name
+    # One registered hook per kind, shared by every promotion resource (not one per resource).
+    assert sorted(run.hook_registrations) == ["meshlift-promotion-before_create-0",
+                                              "meshlift-promotion-before_update-0"]
+    for kind in ("before_create", "before_update"):
+        assert {run.named(name).hooks[kind] for name in hooked} == {(f"meshlift-promotion-{kind}-0",)}, kind
 
 
 def test_without_a_hooks_module_nothing_is_hooked():
