@@ -119,12 +119,12 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
                 raise httpx.WriteTimeout("sending the request timed out", request=request) from exc
             except OSError as exc:
                 raise _before_answer(httpx.WriteError(str(exc) or type(exc).__name__, request=request)) from exc
-            status, headers = await _read_head(conn.reader, request, read_timeout)
+            version, status, headers = await _read_head(conn.reader, request, read_timeout)
         except BaseException:
             conn.close()
             raise
         body = _body(conn, status, headers, request, read_timeout)
-        reusable = _keep_alive(headers)
+        reusable = _keep_alive(version, headers)
         stream = _BodyStream(body, on_complete=lambda: self._give_back(origin, conn) if reusable else conn.close(),
                              on_abandon=conn.close)
         return httpx.Response(status, headers=headers, stream=stream, request=request)
@@ -181,7 +181,7 @@ async def _reading(request: httpx.Request, timeout: float | None) -> AsyncIterat
 
 
 async def _read_head(reader: asyncio.StreamReader, request: httpx.Request, timeout: float | None
-                     ) -> tuple[int, list[tuple[bytes, bytes]]]:
+                     ) -> tuple[bytes, int, list[tuple[bytes, bytes]]]:
     try:
         async with _reading(request, timeout):
             raw = await reader.readuntil(b"\r\n\r\n")
@@ -203,7 +203,7 @@ async def _read_head(reader: asyncio.StreamReader, request: httpx.Request, timeo
         if not colon or not name or name != name.strip():
             raise httpx.RemoteProtocolError(f"malformed header line {line[:40]!r}", request=request)
         headers.append((name, value.strip()))
-    return int(code), headers
+    return version, int(code), headers
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
@@ -213,9 +213,11 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
     return found[-1] if found else None
 
 
-def _keep_alive(headers: list[tuple[bytes, bytes]]) -> bool:
-    connection = _header(headers, b"connection")
-    return connection is None or b"close" not in connection.lower()
+def _keep_alive(version: bytes, headers: list[tuple[bytes, bytes]]) -> bool:
+    connection = (_header(headers, b"connection") or b"").lower()
+    if version == b"HTTP/1.0":  # closes after each answer unless it says otherwise
+        return b"keep-alive" in connection
+    return b"close" not in connection
 
 
 async def _body(conn: _Connection, status: int, headers: list[tuple[bytes, bytes]], request: httpx.Request,

@@ -144,3 +144,10 @@ async def test_https_is_left_to_httpx() -> None:
 
 async def _async(value: bytes) -> bytes:
     return value
+
+
+async def test_an_http_1_0_answer_closes_its_connection_unless_kept_alive() -> None:
+    async with serving(lambda _: _async(b"HTTP/1.0 200 OK\r\ncontent-length: 4\r\n\r\nLIVE")) as (server, base):
+        async with AdminClient() as client:
+            texts = [(await client.get(base, "/ready")).text for _ in range(2)]
+    assert texts == ["LIVE", "LIVE"] and server.connections == 2
