@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from dataclasses import dataclass, field
 
 import localmesh as lm
@@ -36,7 +37,11 @@ class Pump:
     _threads: list[threading.Thread] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    started: float = 0.0
+    stopped: float = 0.0
+
     def start(self) -> Pump:
+        self.started = time.monotonic()
         for role in ("canary", "baseline"):
             thread = threading.Thread(target=self._loop, args=(role,), name=f"pump-{role}", daemon=True)
             thread.start()
@@ -47,6 +52,11 @@ class Pump:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=10)
+        self.stopped = time.monotonic()
+
+    @property
+    def seconds(self) -> float:
+        return max(1e-9, (self.stopped or time.monotonic()) - self.started)
 
     def _loop(self, role: str) -> None:
         rng = random.Random(f"{self.seed}-{role}")

@@ -187,7 +187,7 @@ def run(*, quick: bool) -> Section:
             ])
         w = shape["without_server_info"]
         rows.append([
-            str(k), f"{max(sizes)}, what-if: without the {len(SERVER_INFO_CHECKS)} checks that read /server_info "
+            str(k), f"{max(sizes)}, what-if: without the {len(SERVER_INFO_CHECKS)} check(s) reading /server_info "
             f"({', '.join(SERVER_INFO_CHECKS)})", _fmt(w["first"]),
             _fmt(w["steady"]), "", f"{shape['sizes'][str(max(sizes))]['naive']['median'] / w['first']['median']:.2f}x / "
             f"{shape['sizes'][str(max(sizes))]['naive']['median'] / w['steady']['median']:.2f}x",
