@@ -12,8 +12,7 @@ import http.client
 from typing import Any
 
 import localmesh as lm
-
-CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+from localmesh._bootstrap import static_cluster
 
 
 class ManyClustersProxy(lm.Proxy):
@@ -27,50 +26,5 @@ class ManyClustersProxy(lm.Proxy):
         own = super().clusters()
         port = own[0]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"][
             "socket_address"]["port_value"]
-        return own + [_static_cluster(f"service_{i}", port)
+        return own + [static_cluster(name=f"service_{i}", port=port)
                       for i in range(self._extra_clusters)]
-
-
-def _static_cluster(name: str, port: int) -> dict[str, Any]:
-    return {
-        "@type": CLUSTER_TYPE,
-        "name": name,
-        "type": "STATIC",
-        "connect_timeout": "1s",
-        "load_assignment": {
-            "cluster_name": name,
-            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
-                "socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}],
-        },
-    }
-
-
-def start_many_clusters(binary: lm.EnvoyBinary, upstream: lm.Upstream, *, clusters: int = 500,
-                        name: str = "many-clusters") -> ManyClustersProxy:
-    """Start (and wait LIVE for) a proxy with `clusters` + 1 clusters."""
-    spec = lm.ProxySpec(binary=binary, name=name)
-    proxy = ManyClustersProxy(spec, clusters=clusters, upstream=upstream.endpoint(name))
-    proxy.start(timeout_s=60)
-    # The CDS file is read after LIVE is possible: wait until every cluster is in.
-    lm.wait_until(lambda: proxy.stat("cluster_manager.active_clusters") >= clusters + 1,
-                  timeout_s=30, what=f"{clusters + 1} active clusters")
-    return proxy
-
-
-def admin_get(port: int, path: str, *, timeout: float = 10.0) -> bytes:
-    """One GET of the admin interface of a local proxy; raises OSError unless 200."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        body = resp.read()
-        if resp.status != 200:
-            raise OSError(f"GET {path} answered {resp.status}: {body[:200]!r}")
-        return body
-    finally:
-        conn.close()
-
-
-def pid_of(proxy: lm.Proxy) -> int | None:
-    """The Envoy process id of a running proxy (localmesh exposes it on `proxy.process`)."""
-    return proxy.process.pid

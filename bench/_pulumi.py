@@ -1,28 +1,20 @@
 """Run meshlift's Pulumi program (`__main__.py`) under Pulumi's mock monitor, counting registrations.
 
-The same steps as tests/components/program.py (which follows Pulumi's own
-language host): a fresh context, mock settings with a monitor, the stack's
-config in wire form, a new event loop and `run_in_stack(program)`. It records
+The very runner the tests use (tests/components/program.py, which follows
+Pulumi's own language host), with a monitor that records
 only the count and types of registered resources, so the harness adds as
 little as possible to the program's own cost.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
-import json
-import runpy
 from collections import Counter
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from pulumi.runtime import mocks, settings
-from pulumi.runtime.config import set_all_config
-from pulumi.runtime.stack import run_in_stack
+from pulumi.runtime import mocks
 
-PROGRAM = Path(__file__).resolve().parents[1] / "__main__.py"
+from tests.components.program import run_with_monitor
 
 
 class _Mocks(mocks.Mocks):
@@ -43,37 +35,8 @@ class CountingMonitor(mocks.MockMonitor):
         return super().RegisterResource(request)
 
 
-def wire_config(config: Mapping[str, Any]) -> dict[str, str]:
-    """Config as the Pulumi CLI hands it to a program: strings, structured values as JSON."""
-    return {k: json.dumps(v) if isinstance(v, (dict, list)) else
-            ("true" if v is True else "false" if v is False else str(v)) for k, v in config.items()}
-
-
 def run_program(config: Mapping[str, Any], *, stack: str = "bench") -> Counter[str]:
     """Run `__main__.py` once in a fresh runtime; returns registered resource types and counts."""
     monitor = CountingMonitor()
-
-    def in_fresh_context() -> None:
-        settings.ROOT.set(None)
-        settings.configure(mocks.MockSettings(
-            monitor=monitor,
-            monitor_features=set(monitor.GetDeploymentInfo(None).supportedFeatures),
-            engine=mocks.MockEngine(None),
-            project="meshlift",
-            stack=stack,
-            dry_run=False,
-            organization="organization",
-            callbacks=None,
-        ))
-        set_all_config(wire_config(config))
-        loop = asyncio.new_event_loop()
-        try:
-            loop.run_until_complete(run_in_stack(lambda: runpy.run_path(str(PROGRAM), run_name="__main__")))
-        finally:
-            for task in asyncio.all_tasks(loop):
-                task.cancel()
-            loop.run_until_complete(asyncio.sleep(0))
-            loop.close()
-
-    contextvars.copy_context().run(in_fresh_context)
+    run_with_monitor(monitor, config, stack=stack)
     return monitor.types

@@ -185,10 +185,25 @@ def run_program(config: Mapping[str, Any], *, stack: str = "test", preview: bool
     Pass `record` to inspect what was registered even when the program raises.
     """
     run = record if record is not None else ProgramRun()
+    # The program tunes the GC for its own process; the test process gets its settings back.
+    threshold = gc.get_threshold()
+    try:
+        run_with_monitor(RecordingMonitor(run), config, stack=stack, preview=preview)
+    finally:
+        gc.set_threshold(*threshold)
+    return run
+
+
+def run_with_monitor(monitor: mocks.MockMonitor, config: Mapping[str, Any], *, stack: str,
+                     preview: bool = False) -> None:
+    """Run `__main__.py` once in a fresh runtime wired to `monitor` (the language host's steps).
+
+    Shared with bench/_pulumi.py, whose monitor only counts, so both measure and
+    test the program exactly the same way.
+    """
 
     def in_fresh_context() -> None:
         settings.ROOT.set(None)
-        monitor = RecordingMonitor(run)
         settings.configure(mocks.MockSettings(
             monitor=monitor,
             monitor_features=set(monitor.GetDeploymentInfo(None).supportedFeatures),
@@ -209,10 +224,4 @@ def run_program(config: Mapping[str, Any], *, stack: str = "test", preview: bool
             loop.run_until_complete(asyncio.sleep(0))
             loop.close()
 
-    # The program tunes the GC for its own process; the test process gets its settings back.
-    threshold = gc.get_threshold()
-    try:
-        contextvars.copy_context().run(in_fresh_context)
-    finally:
-        gc.set_threshold(*threshold)
-    return run
+    contextvars.copy_context().run(in_fresh_context)
