@@ -28,3 +28,34 @@ class ManyClustersProxy(lm.Proxy):
             "socket_address"]["port_value"]
         return own + [static_cluster(name=f"service_{i}", port=port)
                       for i in range(self._extra_clusters)]
+
+
+def start_many_clusters(binary: lm.EnvoyBinary, upstream: lm.Upstream, *, clusters: int = 500,
+                        name: str = "many-clusters") -> ManyClustersProxy:
+    """Start (and wait LIVE for) a proxy with `clusters` + 1 clusters."""
+    spec = lm.ProxySpec(binary=binary, name=name)
+    proxy = ManyClustersProxy(spec, clusters=clusters, upstream=upstream.endpoint(name))
+    proxy.start(timeout_s=60)
+    # The CDS file is read after LIVE is possible: wait until every cluster is in.
+    lm.wait_until(lambda: proxy.stat("cluster_manager.active_clusters") >= clusters + 1,
+                  timeout_s=30, what=f"{clusters + 1} active clusters")
+    return proxy
+
+
+def admin_get(port: int, path: str, *, timeout: float = 10.0) -> bytes:
+    """One GET of the admin interface of a local proxy; raises OSError unless 200."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        body = resp.read()
+        if resp.status != 200:
+            raise OSError(f"GET {path} answered {resp.status}: {body[:200]!r}")
+        return body
+    finally:
+        conn.close()
+
+
+def pid_of(proxy: lm.Proxy) -> int | None:
+    """The Envoy process id of a running proxy (localmesh exposes it on `proxy.process`)."""
+    return proxy.process.pid
