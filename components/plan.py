@@ -30,7 +30,6 @@ TRACK_LABEL = "meshlift.io/track"  # stable | canary: tells canary pods from sta
 PROXY_REVISION_ANNOTATION = "meshlift.io/proxy-revision"  # changing it restarts the pods
 # A pod asking meshlift's webhooks for a revision (canaries); the injector never sets it.
 INJECT_REVISION_LABEL = "meshlift.io/inject-revision"
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 
 
 @dataclass(frozen=True)

@@ -49,10 +49,6 @@ class Stage(str, Enum):
     PROMOTE = "promote"  # tags moved, workloads restarted wave by wave
     CLEANUP = "cleanup"  # old revision removed
 
-    @property
-    def index(self) -> int:
-        return STAGE_ORDER.index(self)
-
 
 STAGE_ORDER: tuple[Stage, ...] = (Stage.INSTALL, Stage.CANARY, Stage.PROMOTE, Stage.CLEANUP)
 
