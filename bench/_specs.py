@@ -30,14 +30,14 @@ def mesh_config(workloads: int) -> dict[str, Any]:
             made += 1
         spaces.append({"name": f"team-{n}", "revision": "stable", "wave": 1 + n % 3, "workloads": items})
     return {
-        "meshlift:revisions": [{"version": "1.9.5"}, {"version": "1.10.0"}],
-        "meshlift:defaultRevision": "1-9-5",
-        "meshlift:tags": {"stable": "1-9-5"},
+        "meshlift:revisions": [{"version": "1.30.3"}, {"version": "1.31.0"}],
+        "meshlift:defaultRevision": "1-30-3",
+        "meshlift:tags": {"stable": "1-30-3"},
         "meshlift:gateways": [
             {"name": "ingress", "namespace": "istio-ingress", "revision": "stable"},
             {"name": "egress", "namespace": "istio-egress", "revision": "stable",
              "service": {"type": "ClusterIP", "ports": [{"name": "http2", "port": 80, "targetPort": 8080}]}},
         ],
         "meshlift:namespaces": spaces,
-        "meshlift:rollout": {"from": "1.9.5", "to": "1.10.0", "stage": "canary"},
+        "meshlift:rollout": {"from": "1.30.3", "to": "1.31.0", "stage": "canary"},
     }

@@ -55,7 +55,7 @@ STAGE_ORDER: tuple[Stage, ...] = (Stage.INSTALL, Stage.CANARY, Stage.PROMOTE, St
 
 @dataclass(frozen=True, order=True)
 class IstioVersion:
-    """A released Istio version such as 1.10.0 (pre-release suffixes allowed)."""
+    """A released Istio version such as 1.31.0 (pre-release suffixes allowed)."""
 
     major: int
     minor: int
@@ -66,13 +66,13 @@ class IstioVersion:
     def parse(cls, text: str) -> IstioVersion:
         match = _VERSION_RE.match(str(text).strip())
         if not match:
-            raise ValueError(f"{text!r} is not a version like 1.10.0")
+            raise ValueError(f"{text!r} is not a version like 1.31.0")
         major, minor, patch, suffix = match.groups()
         return cls(int(major), int(minor), int(patch), suffix or "")
 
     @property
     def revision(self) -> str:
-        """Istio's revision name: the version with dots as dashes (1.10.0 -> 1-10-0)."""
+        """Istio's revision name: the version with dots as dashes (1.31.0 -> 1-31-0)."""
         return str(self).replace(".", "-").lower()
 
     def __str__(self) -> str:
@@ -168,7 +168,7 @@ class GatewaySpec(_Model):
 
     name: Name
     namespace: Name
-    revision: str  # a revision name (1-10-0) or a tag (stable)
+    revision: str  # a revision name (1-31-0) or a tag (stable)
     replicas: PositiveInt = 2
     service: GatewayServiceSpec = Field(default_factory=GatewayServiceSpec)
     canary: bool = True  # run a canary Deployment behind the same Service during the canary stage

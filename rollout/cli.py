@@ -35,10 +35,10 @@ Examples:
   meshlift rehearse                      # the whole 1.39 -> 1.40 upgrade on local Envoys: ends promoted
   meshlift rehearse --fault 5xx          # a failing canary: detected, rolled back, gate named (exit 1)
   meshlift validate -s prod              # check stacks/Pulumi.prod.yaml; exit 2 lists every problem
-  meshlift plan -s prod --to 1.24.2      # each stage, what it changes, which gate, how long at least
-  meshlift upgrade -s prod --to 1.24.2   # drive the stages with `pulumi up`, gate, promote or roll back
+  meshlift plan -s prod --to 1.31.0      # each stage, what it changes, which gate, how long at least
+  meshlift upgrade -s prod --to 1.31.0   # drive the stages with `pulumi up`, gate, promote or roll back
   meshlift promote -s prod               # approve a rollout waiting for approval (requireApproval)
-  meshlift rollback -s prod --to 14      # re-apply the config of stack update 14 (or --to 1.23.4)
+  meshlift rollback -s prod --to 14      # re-apply the config of stack update 14 (or --to 1.30.3)
   meshlift status -s prod; meshlift history -s prod
 
 \b
@@ -110,7 +110,7 @@ def validate(stack: StackOpt = "dev", as_json: JsonOpt = False) -> None:
                            f"{len(spec.gateways)} gateway(s)")
 
 
-@app.command(epilog="Example: meshlift plan -s prod --to 1.24.2")
+@app.command(epilog="Example: meshlift plan -s prod --to 1.31.0")
 def plan(
     stack: StackOpt = "dev",
     to: Annotated[str | None, typer.Option(help="Target version (default: the config's rollout.to).")] = None,
@@ -148,9 +148,9 @@ def plan(
 # ---------------------------------------------------------------- upgrade / promote / rollback
 
 
-@app.command(epilog="Example: meshlift upgrade -s prod --to 1.24.2 --require-approval")
+@app.command(epilog="Example: meshlift upgrade -s prod --to 1.31.0 --require-approval")
 def upgrade(
-    to: Annotated[str, typer.Option(help="The Istio version to upgrade to, e.g. 1.24.2.")],
+    to: Annotated[str, typer.Option(help="The Istio version to upgrade to, e.g. 1.31.0.")],
     stack: StackOpt = "dev",
     require_approval: Annotated[bool | None, typer.Option(
         "--require-approval/--no-require-approval",
@@ -196,7 +196,7 @@ def promote(stack: StackOpt = "dev", as_json: JsonOpt = False) -> None:
     upgrade(to=state.params["to"], stack=stack, require_approval=None, as_json=as_json)
 
 
-@app.command(epilog="Examples: meshlift rollback -s prod ; meshlift rollback -s prod --to 14 ; --to 1.23.4")
+@app.command(epilog="Examples: meshlift rollback -s prod ; meshlift rollback -s prod --to 14 ; --to 1.30.3")
 def rollback(
     stack: StackOpt = "dev",
     to: Annotated[str | None, typer.Option(

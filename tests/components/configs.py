@@ -7,16 +7,16 @@ from typing import Any
 
 
 def minimal(**overrides: Any) -> dict[str, Any]:
-    """1.9.5 and 1.10.0 installed, tag stable, one gateway, one namespace; `key=value` replaces meshlift:<key>."""
+    """1.30.3 and 1.31.0 installed, tag stable, one gateway, one namespace; `key=value` replaces meshlift:<key>."""
     config: dict[str, Any] = {
-        "meshlift:revisions": [{"version": "1.9.5"}, {"version": "1.10.0"}],
-        "meshlift:tags": {"stable": "1-9-5"},
+        "meshlift:revisions": [{"version": "1.30.3"}, {"version": "1.31.0"}],
+        "meshlift:tags": {"stable": "1-30-3"},
         "meshlift:gateways": [{"name": "ingress", "namespace": "istio-ingress", "revision": "stable"}],
         "meshlift:namespaces": [{
             "name": "shop", "revision": "stable",
             "workloads": [{"name": "web", "image": "example/web:1", "canary": True}],
         }],
-        "meshlift:rollout": {"from": "1.9.5", "to": "1.10.0", "stage": "install"},
+        "meshlift:rollout": {"from": "1.30.3", "to": "1.31.0", "stage": "install"},
     }
     for key, value in overrides.items():
         if value is None:

@@ -15,7 +15,7 @@ from components.spec import SpecError
 from tests.components.configs import minimal
 from tests.components.program import ProgramRun, run_program
 
-ROLLOUT = {"from": "1.9.5", "to": "1.10.0", "stage": "install"}
+ROLLOUT = {"from": "1.30.3", "to": "1.31.0", "stage": "install"}
 WEB = {"name": "web", "image": "example/web:1"}
 
 
@@ -29,7 +29,7 @@ def gw(**fields):
 
 def cleanup_with(**overrides):
     return minimal(rollout={**ROLLOUT, "stage": "cleanup", "promoteTags": ["stable"]},
-                   tags={"stable": "1-9-5", "legacy": "1-9-5"}, **overrides)
+                   tags={"stable": "1-30-3", "legacy": "1-30-3"}, **overrides)
 
 
 CASES = {
@@ -39,19 +39,19 @@ CASES = {
     "unknown nested key (typo)": (
         minimal(gateways=gw(replica=2)), "meshlift:gateways[0].replica", "did you mean 'replicas'"),
     "malformed revision version": (
-        minimal(revisions=[{"version": "1.9.5"}, {"version": "1.10"}]),
-        "meshlift:revisions[1].version", "not a version like 1.10.0"),
+        minimal(revisions=[{"version": "1.30.3"}, {"version": "1.10"}]),
+        "meshlift:revisions[1].version", "not a version like 1.31.0"),
     "malformed rollout version": (
         minimal(rollout={**ROLLOUT, "to": "v1.10.0"}), "meshlift:rollout.to", "not a version"),
     "canary pair more than two minor versions apart": (
-        minimal(revisions=[{"version": "1.9.5"}, {"version": "1.12.0"}], rollout={**ROLLOUT, "to": "1.12.0"}),
+        minimal(revisions=[{"version": "1.30.3"}, {"version": "1.33.0"}], rollout={**ROLLOUT, "to": "1.33.0"}),
         "meshlift:rollout.to", "spans more than 2 minor versions"),
     "tag pointing at a revision that is not installed": (
-        minimal(tags={"stable": "1-8-0"}), "meshlift:tags.stable", "'1-8-0' is not an installed revision"),
+        minimal(tags={"stable": "1-29-0"}), "meshlift:tags.stable", "'1-29-0' is not an installed revision"),
     "tag pointing at another tag": (
-        minimal(tags={"stable": "1-9-5", "prod": "stable"}), "meshlift:tags.prod", "not at another tag"),
+        minimal(tags={"stable": "1-30-3", "prod": "stable"}), "meshlift:tags.prod", "not at another tag"),
     "namespace pointing at a revision that is not installed": (
-        minimal(namespaces=ns(revision="1-11-0")), "meshlift:namespaces[0].revision", "neither an installed"),
+        minimal(namespaces=ns(revision="1-32-0")), "meshlift:namespaces[0].revision", "neither an installed"),
     "gateway pointing at a revision that is not installed": (
         minimal(gateways=gw(revision="canary")), "meshlift:gateways[0].revision", "neither an installed"),
     "gateway in the control plane's namespace": (
@@ -61,12 +61,12 @@ CASES = {
     "duplicate gateways": (
         minimal(gateways=[*gw(), *gw(namespace="edge")]), "meshlift:gateways[1].name", "already defined"),
     "namespace enrolled in two revisions": (
-        minimal(namespaces=[*ns(), *ns(revision="1-10-0")]), "meshlift:namespaces[1].name", "two revisions"),
+        minimal(namespaces=[*ns(), *ns(revision="1-31-0")]), "meshlift:namespaces[1].name", "two revisions"),
     "promotion to a revision that is not installed": (
-        minimal(revisions=[{"version": "1.9.5"}], rollout={**ROLLOUT, "stage": "promote"}),
-        "meshlift:rollout.to", "cannot promote to 1-10-0: it is not installed"),
+        minimal(revisions=[{"version": "1.30.3"}], rollout={**ROLLOUT, "stage": "promote"}),
+        "meshlift:rollout.to", "cannot promote to 1-31-0: it is not installed"),
     "cleanup of a revision that still serves a tag": (
-        cleanup_with(), "meshlift:tags.legacy", "still served by revision 1-9-5"),
+        cleanup_with(), "meshlift:tags.legacy", "still served by revision 1-30-3"),
     "cleanup of a revision that still serves a gateway": (
         cleanup_with(gateways=gw(revision="legacy")), "meshlift:gateways[0].revision", "still served"),
     "cleanup of a revision that still serves a namespace": (
@@ -89,28 +89,28 @@ CASES = {
         minimal(gates={"window": -5}), "meshlift:gates.window", "must be positive"),
     # --- rules a careful operator expects -------------------------------------------
     "canary workload in a namespace enrolled by revision name": (
-        minimal(namespaces=ns(revision="1-9-5", workloads=[{**WEB, "canary": True}])),
+        minimal(namespaces=ns(revision="1-30-3", workloads=[{**WEB, "canary": True}])),
         "meshlift:namespaces[0].workloads[0].canary", "enrolled through a tag"),
     "chart repository that is not a URL": (
         minimal(chartRepository="istio-release"), "meshlift:chartRepository", "not a Helm repository URL"),
     "istiod values setting the revision": (
-        minimal(revisions=[{"version": "1.9.5", "values": {"revision": "x"}}, {"version": "1.10.0"}]),
+        minimal(revisions=[{"version": "1.30.3", "values": {"revision": "x"}}, {"version": "1.31.0"}]),
         "meshlift:revisions[0].values.revision", "meshlift sets this value"),
     "istiod values rendering revision tags": (
-        minimal(revisions=[{"version": "1.9.5"}, {"version": "1.10.0", "values": {"revisionTags": ["stable"]}}]),
+        minimal(revisions=[{"version": "1.30.3"}, {"version": "1.31.0", "values": {"revisionTags": ["stable"]}}]),
         "meshlift:revisions[1].values.revisionTags", "separate webhook objects"),
     "gateway values setting the revision": (
-        minimal(gateways=gw(values={"revision": "1-10-0"})), "meshlift:gateways[0].values.revision",
+        minimal(gateways=gw(values={"revision": "1-31-0"})), "meshlift:gateways[0].values.revision",
         "meshlift sets this value"),
     "base values setting the default revision": (
-        minimal(baseValues={"defaultRevision": "1-10-0"}), "meshlift:baseValues.defaultRevision",
+        minimal(baseValues={"defaultRevision": "1-31-0"}), "meshlift:baseValues.defaultRevision",
         "set meshlift:defaultRevision instead"),
     "default revision that is not installed": (
-        minimal(defaultRevision="1-8-0"), "meshlift:defaultRevision", "is not installed"),
+        minimal(defaultRevision="1-29-0"), "meshlift:defaultRevision", "is not installed"),
     "tag named like a revision": (
-        minimal(tags={"1-9-5": "1-9-5", "stable": "1-9-5"}), "meshlift:tags.1-9-5", "has the name of a revision"),
+        minimal(tags={"1-30-3": "1-30-3", "stable": "1-30-3"}), "meshlift:tags.1-30-3", "has the name of a revision"),
     "tag named default": (
-        minimal(tags={"stable": "1-9-5", "default": "1-9-5"}), "meshlift:tags.default", "reserved"),
+        minimal(tags={"stable": "1-30-3", "default": "1-30-3"}), "meshlift:tags.default", "reserved"),
     "injection label set by hand on a namespace": (
         minimal(namespaces=ns(labels={"istio-injection": "enabled"})),
         "meshlift:namespaces[0].labels.istio-injection", "meshlift owns this label"),
@@ -142,9 +142,9 @@ CASES = {
         minimal(gateways=gw(service={"ports": [{"name": "a", "port": 80}, {"name": "b", "port": 80}]})),
         "meshlift:gateways[0].service.ports[1].port", "already used"),
     "downgrade instead of rollback": (
-        minimal(rollout={**ROLLOUT, "from": "1.10.0", "to": "1.9.5"}), "meshlift:rollout.to", "not newer"),
+        minimal(rollout={**ROLLOUT, "from": "1.31.0", "to": "1.30.3"}), "meshlift:rollout.to", "not newer"),
     "replaced revision not installed": (
-        minimal(revisions=[{"version": "1.10.0"}], tags={"stable": "1-10-0"}),
+        minimal(revisions=[{"version": "1.31.0"}], tags={"stable": "1-31-0"}),
         "meshlift:rollout.from", "is not installed"),
     "more promoted waves than waves": (
         minimal(rollout={**ROLLOUT, "stage": "promote", "promotedWaves": 3}),

@@ -45,13 +45,13 @@ def test_created_namespace_carries_the_revision_label_and_no_injection_label():
     labels = namespace.inputs["metadata"]["labels"]
     assert labels[REVISION_LABEL] == "stable", namespace.urn
     assert "istio-injection" not in labels, namespace.urn
-    assert run.depends_on(namespace, run.named("istiod-1-9-5")), namespace.urn
+    assert run.depends_on(namespace, run.named("istiod-1-30-3")), namespace.urn
 
 
 def test_gateway_namespace_is_not_labelled_for_injection_and_is_created_once_when_shared():
     gateways = [
         {"name": "ingress", "namespace": "edge", "revision": "stable"},
-        {"name": "egress", "namespace": "edge", "revision": "1-9-5", "service": {"type": "ClusterIP"}},
+        {"name": "egress", "namespace": "edge", "revision": "1-30-3", "service": {"type": "ClusterIP"}},
     ]
     run = run_program(minimal(gateways=gateways))
     created = [r for r in run.of_type(NAMESPACE) if r.inputs["metadata"]["name"] == "edge"]
@@ -59,7 +59,7 @@ def test_gateway_namespace_is_not_labelled_for_injection_and_is_created_once_whe
     assert set(created[0].inputs["metadata"].get("labels", {})) == {"app.kubernetes.io/managed-by"}
     egress = run.named("egress-release")
     assert run.depends_on(egress, created[0]), f"{egress.urn} must wait for the shared namespace"
-    assert egress.inputs["values"]["revision"] == "1-9-5", egress.urn
+    assert egress.inputs["values"]["revision"] == "1-30-3", egress.urn
 
 
 def test_gateway_service_settings_and_replicas_override_passthrough_values():
@@ -79,7 +79,7 @@ def test_gateway_service_settings_and_replicas_override_passthrough_values():
 
 def test_istiod_holds_applications_in_both_forms_with_user_values_merged_on_top():
     run = run_program(with_rollout(stack_config("prod"), stage="install"))
-    release = run.named("istiod-1-10-0-release")
+    release = run.named("istiod-1-31-0-release")
     values = release.inputs["values"]
     assert values["meshConfig"]["defaultConfig"]["holdApplicationUntilProxyStarts"] is True, release.urn
     assert values["global"]["proxy"]["holdApplicationUntilProxyStarts"] is True, release.urn
@@ -93,10 +93,10 @@ def test_istiod_holds_applications_in_both_forms_with_user_values_merged_on_top(
 
 def test_a_revision_may_turn_hold_application_off():
     revisions = [
-        {"version": "1.9.5"},
-        {"version": "1.10.0", "values": {"meshConfig": {"defaultConfig": {"holdApplicationUntilProxyStarts": False}}}},
+        {"version": "1.30.3"},
+        {"version": "1.31.0", "values": {"meshConfig": {"defaultConfig": {"holdApplicationUntilProxyStarts": False}}}},
     ]
-    values = run_program(minimal(revisions=revisions)).named("istiod-1-10-0-release").inputs["values"]
+    values = run_program(minimal(revisions=revisions)).named("istiod-1-31-0-release").inputs["values"]
     assert values["meshConfig"]["defaultConfig"]["holdApplicationUntilProxyStarts"] is False
 
 
@@ -119,10 +119,10 @@ def test_base_values_can_keep_crds_out_of_the_templates():
 
 def test_charts_come_from_the_configured_repository():
     run = run_program(minimal(chartRepository="oci://registry.example.com/istio"))
-    istiod = run.named("istiod-1-9-5-release")
+    istiod = run.named("istiod-1-30-3-release")
     assert istiod.inputs["chart"] == "oci://registry.example.com/istio/istiod", istiod.urn
     assert "repositoryOpts" not in istiod.inputs, istiod.urn
-    https = run_program(minimal()).named("istiod-1-9-5-release")
+    https = run_program(minimal()).named("istiod-1-30-3-release")
     assert https.inputs["repositoryOpts"] == {"repo": "https://istio-release.storage.googleapis.com/charts"}
 
 
@@ -156,7 +156,7 @@ def test_gate_hooks_bind_to_the_promotion_resources_only(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "meshlift_test_hooks", _hooks_module("meshlift_test_hooks", gate_hooks))
     monkeypatch.setattr(components.promotion, "HOOKS_MODULE", "meshlift_test_hooks")
-    run = run_program(minimal(rollout={"from": "1.9.5", "to": "1.10.0", "stage": "promote"}))
+    run = run_program(minimal(rollout={"from": "1.30.3", "to": "1.31.0", "stage": "promote"}))
     assert seen == {"stage": "promote"}
     hooked = {r.name for r in run if r.hooks}
     assert hooked == {"istio-base-release", "revision-tags-stable", "ingress-release", "shop.web-deployment"}
@@ -170,7 +170,7 @@ def test_gate_hooks_bind_to_the_promotion_resources_only(monkeypatch):
 
 
 def test_without_a_hooks_module_nothing_is_hooked():
-    run = run_program(minimal(rollout={"from": "1.9.5", "to": "1.10.0", "stage": "promote"}))
+    run = run_program(minimal(rollout={"from": "1.30.3", "to": "1.31.0", "stage": "promote"}))
     assert [r.urn for r in run if r.hooks] == []
 
 

@@ -1,6 +1,6 @@
-"""The 1.9.5 -> 1.10.0 canary upgrade of the dev stack, one `pulumi up` per stage.
+"""The 1.30.3 -> 1.31.0 canary upgrade of the dev stack, one `pulumi up` per stage.
 
-dev: tag `stable` on 1-9-5, gateway `istio-ingressgateway` on `stable`,
+dev: tag `stable` on 1-30-3, gateway `istio-ingressgateway` on `stable`,
 namespaces `shop` (wave 1: frontend canary, cart) and `payments` (wave 2:
 payments-api canary), both on `stable`.
 """
@@ -12,7 +12,7 @@ import pytest
 from components.plan import PROXY_REVISION_ANNOTATION, REVISION_LABEL, TRACK_LABEL
 from tests.components.program import ProgramRun, run_program, stack_config, with_rollout
 
-OLD, NEW = "1-9-5", "1-10-0"
+OLD, NEW = "1-30-3", "1-31-0"
 GATEWAY = "istio-ingressgateway"
 
 
@@ -58,12 +58,12 @@ def canaries(run: ProgramRun) -> dict[str, dict]:
 
 def test_install_runs_the_new_revision_beside_the_old_one_without_moving_anything(stages):
     run = stages["install"]
-    assert istiod_versions(run) == {"istiod-1-9-5": "1.9.5", "istiod-1-10-0": "1.10.0"}
+    assert istiod_versions(run) == {"istiod-1-30-3": "1.30.3", "istiod-1-31-0": "1.31.0"}
     base = run.named("istio-base-release")
-    assert base.inputs["version"] == "1.10.0", f"{base.urn}: CRDs must be the newest revision's"
+    assert base.inputs["version"] == "1.31.0", f"{base.urn}: CRDs must be the newest revision's"
     assert base.inputs["values"]["defaultRevision"] == OLD, base.urn
     assert tag_target(run) == OLD
-    assert run.named(f"{GATEWAY}-release").inputs["version"] == "1.9.5"
+    assert run.named(f"{GATEWAY}-release").inputs["version"] == "1.30.3"
     assert run.maybe(f"{GATEWAY}-canary-release") is None
     assert canaries(run) == {}
     assert {proxy_revision(run, "shop", "frontend"), proxy_revision(run, "payments", "payments-api")} == {OLD}
@@ -89,10 +89,10 @@ def test_canary_adds_canary_deployments_on_the_new_revision_behind_the_same_serv
     assert proxy_revision(run, "shop", "frontend") == OLD
     assert run.outputs["canaries"] == [
         {"namespace": "shop", "name": "frontend-canary", "workload": "frontend",
-         "selector": {"app": "frontend", TRACK_LABEL: "canary"}, "revision": NEW, "expectedProxyVersion": "1.10.0"},
+         "selector": {"app": "frontend", TRACK_LABEL: "canary"}, "revision": NEW, "expectedProxyVersion": "1.31.0"},
         {"namespace": "payments", "name": "payments-api-canary", "workload": "payments-api",
          "selector": {"app": "payments-api", TRACK_LABEL: "canary"}, "revision": NEW,
-         "expectedProxyVersion": "1.10.0"},
+         "expectedProxyVersion": "1.31.0"},
     ]
 
 
@@ -100,16 +100,16 @@ def test_canary_gateway_shares_the_primary_selector_without_a_service_of_its_own
     run = stages["canary"]
     primary, canary = run.named(f"{GATEWAY}-release"), run.named(f"{GATEWAY}-canary-release")
     assert canary.inputs["name"] == f"{GATEWAY}-canary", canary.urn
-    assert canary.inputs["version"] == "1.10.0", canary.urn
+    assert canary.inputs["version"] == "1.31.0", canary.urn
     assert canary.inputs["values"]["revision"] == NEW, canary.urn
     assert canary.inputs["values"]["service"]["type"] == "None", canary.urn
     assert canary.inputs["values"]["labels"] == primary.inputs["values"]["labels"] == {
         "app": GATEWAY, "istio": "ingressgateway"}
     assert primary.inputs["values"]["service"]["type"] == "NodePort", primary.urn
-    assert primary.inputs["version"] == "1.9.5", f"{primary.urn}: the primary stays put during the canary"
-    assert run.depends_on(canary, run.named("istiod-1-10-0")), canary.urn
+    assert primary.inputs["version"] == "1.30.3", f"{primary.urn}: the primary stays put during the canary"
+    assert run.depends_on(canary, run.named("istiod-1-31-0")), canary.urn
     assert run.outputs["gateways"][GATEWAY]["canary"] == {
-        "name": f"{GATEWAY}-canary", "revision": NEW, "version": "1.10.0"}
+        "name": f"{GATEWAY}-canary", "revision": NEW, "version": "1.31.0"}
 
 
 def test_canary_pods_are_injected_by_their_own_revision_in_a_tag_enrolled_namespace(stages):
@@ -137,7 +137,7 @@ def test_canary_pods_are_injected_by_their_own_revision_in_a_tag_enrolled_namesp
     gateway_pod = {"istio.io/rev": "stable", "sidecar.istio.io/inject": "true"}
     assert injected_by({"kubernetes.io/metadata.name": "istio-ingress"}, gateway_pod) == [f"istiod-{OLD}"]
     canary_gateway_pod = {"istio.io/rev": NEW, "sidecar.istio.io/inject": "true"}
-    assert injected_by({}, canary_gateway_pod) == []  # istiod-1-10-0's own chart webhook takes these
+    assert injected_by({}, canary_gateway_pod) == []  # istiod-1-31-0's own chart webhook takes these
 
 
 def _selects(selector: dict, labels: dict) -> bool:
@@ -162,7 +162,7 @@ def test_promote_moves_the_tag_and_default_and_cuts_gateways_over_but_restarts_n
     base = run.named("istio-base-release")
     assert base.inputs["values"]["defaultRevision"] == NEW, base.urn
     gateway = run.named(f"{GATEWAY}-release")
-    assert gateway.inputs["version"] == "1.10.0", gateway.urn
+    assert gateway.inputs["version"] == "1.31.0", gateway.urn
     assert gateway.inputs["values"]["revision"] == "stable", gateway.urn
     # The tag's move changes no chart value; the annotation is what restarts the pods.
     assert gateway.inputs["values"]["podAnnotations"][PROXY_REVISION_ANNOTATION] == NEW, gateway.urn
@@ -177,19 +177,19 @@ def test_promote_restarts_wave_by_wave(stages):
     assert proxy_revision(wave_1, "shop", "frontend") == proxy_revision(wave_1, "shop", "cart") == NEW
     assert proxy_revision(wave_1, "payments", "payments-api") == OLD
     assert proxy_revision(wave_2, "payments", "payments-api") == NEW
-    assert [w["proxyVersion"] for w in wave_1.outputs["workloads"]] == ["1.10.0", "1.10.0", "1.9.5"]
+    assert [w["proxyVersion"] for w in wave_1.outputs["workloads"]] == ["1.31.0", "1.31.0", "1.30.3"]
 
 
 def test_cleanup_removes_the_old_revision_and_nothing_else(stages):
     run, before = stages["cleanup"], stages["promote-2"]
-    assert istiod_versions(run) == {"istiod-1-10-0": "1.10.0"}
-    assert run.maybe("istiod-1-9-5") is None
+    assert istiod_versions(run) == {"istiod-1-31-0": "1.31.0"}
+    assert run.maybe("istiod-1-30-3") is None
     assert run.outputs["removedRevisions"] == [OLD]
     assert tag_target(run) == NEW
     remaining = {r.urn for r in run}
     removed = {r.urn for r in before} - remaining
     assert {urn.rsplit("::", 1)[-1] for urn in removed} == {
-        "istiod-1-9-5", "istiod-1-9-5-release", "revision-tags-pod-revision-1-9-5"}
+        "istiod-1-30-3", "istiod-1-30-3-release", "revision-tags-pod-revision-1-30-3"}
 
 
 def test_rolling_back_a_stage_moves_the_same_tag_object_back(stages):
