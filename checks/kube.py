@@ -1,12 +1,20 @@
 """Kubernetes targets: find the Istio proxies of a revision, and reach their admin port.
 
 Discovery lists pods with the official `kubernetes` client (`CoreV1Api.list_namespaced_pod`
-or `list_pod_for_all_namespaces`), selected by label selector and Istio
-revision (pod label `istio.io/rev`, set by the injector; note that
-`service.istio.io/canonical-revision` is the *workload's* revision, not
-Istio's, so it is reported but never used to select). Only pods that run an
-`istio-proxy` container (a classic sidecar, a native sidecar in
-`initContainers`, or a gateway) and are Running are kept.
+or `list_pod_for_all_namespaces`), narrowed by the caller's label selector, and
+keeps those of an Istio revision by what a running pod really carries: the
+injector's `sidecar.istio.io/status` annotation names the revision that injected
+it. The pod label `istio.io/rev` is not set by the injector since Istio 1.10
+(sidecars) and 1.18 (gateways); it only counts when a pod carries no status
+annotation (a pod pinned to a revision by its own label, not yet injected).
+`service.istio.io/canonical-revision` is the *workload's* revision, not Istio's,
+so it is never used to select. Only pods that run an `istio-proxy` container (a
+classic sidecar, a native sidecar in `initContainers`, or a gateway) and are
+Running are kept.
+
+The API client comes from an explicit kubeconfig and context (`api_for`), the
+stack's `kubernetes:kubeconfig` / `kubernetes:context`, never from whatever
+context happens to be current.
 
 Reaching the admin interface: Istio binds Envoy's admin port 15000 to
 127.0.0.1 inside the pod, so the API server's *pod proxy*
@@ -15,7 +23,10 @@ Reaching the admin interface: Istio binds Envoy's admin port 15000 to
 `PortForward` opens one local listener per pod on 127.0.0.1 and, for each
 connection to it, a port-forward stream to the pod's 15000 through the API
 server (`pods/portforward`, the same as `kubectl port-forward`; needs the
-`create` verb on `pods/portforward`). Ports 15020 (merged Prometheus stats,
+`create` verb on `pods/portforward`). The client's `stream()` swaps the
+`ApiClient`'s request function for the duration of the call without a lock, so
+every stream gets an `ApiClient` of its own: concurrent port-forwards and
+discovery never share one. Ports 15020 (merged Prometheus stats,
 `/healthz/ready`), 15021 (health) and 15090 (Envoy Prometheus) listen on the
 pod IP and *are* reachable through the API-server pod proxy, but they expose
 stats only, not /server_info, /certs or /config_dump, so every check here uses
@@ -28,25 +39,71 @@ from the same pod objects and feed the `app-started-after-proxy` check.
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from .target import ContainerFacts, PodFacts, Target
 
-__all__ = ["discover_pods", "pod_facts", "PortForward", "kube_targets", "ADMIN_PORT", "PROXY_CONTAINER"]
+__all__ = [
+    "discover_pods", "pod_facts", "pod_revision", "PortForward", "kube_targets", "api_for",
+    "ADMIN_PORT", "PROXY_CONTAINER", "STATUS_ANNOTATION",
+]
 
 ADMIN_PORT = 15000
 PROXY_CONTAINER = "istio-proxy"
+STATUS_ANNOTATION = "sidecar.istio.io/status"
+REVISION_LABEL = "istio.io/rev"
 _HOLD = re.compile(r"holdApplicationUntilProxyStarts\"?\s*:\s*\"?true", re.IGNORECASE)
 
+StreamApi = Callable[[], Any]  # a fresh CoreV1Api on an ApiClient of its own
 
-def _label_selector(selector: str | None, revision: str | None) -> str | None:
-    parts = [p for p in (selector, f"istio.io/rev={revision}" if revision else None) if p]
-    return ",".join(parts) or None
+
+def api_for(*, kubeconfig: str | None = None, context: str | None = None) -> Any:
+    """A CoreV1Api for `context` of `kubeconfig` (a path, or the kubeconfig's own text, as Pulumi accepts).
+
+    Without a kubeconfig the default loading rules apply (KUBECONFIG, ~/.kube/config),
+    but the context is still the one named, when one is.
+    """
+    from kubernetes import client, config
+
+    if kubeconfig and ("\n" in kubeconfig or kubeconfig.lstrip().startswith(("apiVersion", "{"))):
+        import yaml
+
+        api_client = config.new_client_from_config_dict(yaml.safe_load(kubeconfig), context=context)
+    else:
+        api_client = config.new_client_from_config(config_file=kubeconfig or None, context=context)
+    return client.CoreV1Api(api_client)
+
+
+def fresh_stream_api(core_v1: Any) -> StreamApi:
+    """A factory of CoreV1Api objects sharing `core_v1`'s configuration but not its ApiClient."""
+    def make() -> Any:
+        from kubernetes import client
+
+        return client.CoreV1Api(client.ApiClient(configuration=core_v1.api_client.configuration))
+
+    return make
+
+
+def pod_revision(pod: Any) -> str | None:
+    """The Istio revision that injected the pod (its status annotation), else its own `istio.io/rev` label."""
+    meta = pod.metadata
+    annotations: Mapping[str, str] = (meta.annotations or {}) if meta else {}
+    status = annotations.get(STATUS_ANNOTATION)
+    if status:
+        try:
+            revision = json.loads(status).get("revision")
+        except (ValueError, AttributeError):
+            revision = None
+        if revision:
+            return str(revision)
+    labels = (meta.labels or {}) if meta else {}
+    return labels.get(REVISION_LABEL)
 
 
 def discover_pods(
@@ -57,11 +114,10 @@ def discover_pods(
     revision: str | None = None,
     timeout: float = 10.0,
 ) -> list[Any]:
-    """Running pods with an istio-proxy, as `V1Pod` objects, sorted by namespace/name."""
-    label_selector = _label_selector(selector, revision)
+    """Running pods with an istio-proxy (of `revision`, when given), as `V1Pod` objects, sorted by namespace/name."""
     kwargs: dict[str, Any] = {"_request_timeout": timeout}
-    if label_selector:
-        kwargs["label_selector"] = label_selector
+    if selector:
+        kwargs["label_selector"] = selector
     if namespace:
         pods = core_v1.list_namespaced_pod(namespace, **kwargs)
     else:
@@ -71,6 +127,7 @@ def discover_pods(
         if (p.status and p.status.phase == "Running")
         and not (p.metadata and p.metadata.deletion_timestamp)
         and _proxy_spec(p) is not None
+        and (revision is None or pod_revision(p) == revision)
     ]
     return sorted(keep, key=lambda p: (p.metadata.namespace, p.metadata.name))
 
@@ -121,11 +178,10 @@ def pod_facts(pod: Any) -> PodFacts:
                 waits_for_proxy=is_proxy and waits,
             )
         )
-    labels = meta.labels or {}
     return PodFacts(
         namespace=meta.namespace,
         name=meta.name,
-        revision=labels.get("istio.io/rev"),
+        revision=pod_revision(pod),
         containers=tuple(containers),
         hold_application=hold,
     )
@@ -134,8 +190,8 @@ def pod_facts(pod: Any) -> PodFacts:
 class PortForward:
     """A local 127.0.0.1 listener that forwards each connection to a pod's port via the API server."""
 
-    def __init__(self, core_v1: Any, namespace: str, pod: str, port: int = ADMIN_PORT) -> None:
-        self._api, self.namespace, self.pod, self.port = core_v1, namespace, pod, port
+    def __init__(self, stream_api: StreamApi, namespace: str, pod: str, port: int = ADMIN_PORT) -> None:
+        self._stream_api, self.namespace, self.pod, self.port = stream_api, namespace, pod, port
         self._server = socket.create_server(("127.0.0.1", 0))
         self._server.settimeout(0.1)  # how soon the accept loop notices close
         self._closed = threading.Event()
@@ -167,13 +223,16 @@ class PortForward:
     def _bridge(self, local: socket.socket) -> None:
         from kubernetes.stream import portforward  # imported late: it patches the API object
 
+        api = None
         try:
+            api = self._stream_api()
             forward = portforward(
-                self._api.connect_get_namespaced_pod_portforward, self.pod, self.namespace, ports=str(self.port)
+                api.connect_get_namespaced_pod_portforward, self.pod, self.namespace, ports=str(self.port)
             )
             remote = forward.socket(self.port)
         except Exception:  # noqa: BLE001 - the client sees a closed connection: AdminUnreachable
             local.close()
+            _close_api(api)
             return
         remote.setblocking(True)
         pumps = [
@@ -185,6 +244,16 @@ class PortForward:
         for p in pumps:
             p.join()
         forward.close()
+        _close_api(api)
+
+
+def _close_api(api: Any) -> None:
+    closer = getattr(getattr(api, "api_client", None), "close", None)
+    if callable(closer):
+        try:
+            closer()
+        except Exception:  # noqa: BLE001 - closing a pool must not hide the forward's own outcome
+            pass
 
 
 def _pump(src: socket.socket, dst: socket.socket) -> None:
@@ -211,6 +280,7 @@ def kube_targets(
     role: str = "proxy",
     expected_version: str | None = None,
     forward: bool = True,
+    stream_api: StreamApi | None = None,
 ) -> Iterator[list[Target]]:
     """Targets for the selected pods, each reached through its own port-forward while open.
 
@@ -218,12 +288,13 @@ def kube_targets(
     admin URL is the pod IP's 15000, which only works from inside the pod.
     """
     pods = discover_pods(core_v1, namespace=namespace, selector=selector, revision=revision)
+    streams = stream_api or fresh_stream_api(core_v1)
     with ExitStack() as stack:
         targets: list[Target] = []
         for pod in pods:
             facts = pod_facts(pod)
             if forward:
-                url = stack.enter_context(PortForward(core_v1, facts.namespace, facts.name)).url
+                url = stack.enter_context(PortForward(streams, facts.namespace, facts.name)).url
             else:
                 url = f"http://{pod.status.pod_ip or '127.0.0.1'}:{ADMIN_PORT}"
             targets.append(
@@ -241,7 +312,8 @@ def kube_targets(
 
 def describe_selection(namespace: str | None, selector: str | None, revision: str | None) -> str:
     where = f"namespace {namespace}" if namespace else "all namespaces"
-    sel = _label_selector(selector, revision)
-    return where + (f", pods matching {sel}" if sel else "")
+    parts = [p for p in (f"pods matching {selector}" if selector else None,
+                         f"injected by revision {revision}" if revision else None) if p]
+    return ", ".join([where, *parts])
 
 

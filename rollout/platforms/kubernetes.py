@@ -8,7 +8,9 @@
            (keys it did not have are removed; secret values, which history does
            not reveal, keep their current value), then `up`.
 - targets: pods found by the checks' Kubernetes discovery, chosen by the plan
-           (canary Deployments, the waves promoted so far, or everything).
+           (canary Deployments, the waves promoted so far, or everything), in
+           the cluster the stack deploys to: its `kubernetes:kubeconfig` and
+           `kubernetes:context`, not the kubeconfig's current context.
 """
 
 from __future__ import annotations
@@ -78,12 +80,14 @@ class KubernetesPlatform:
 
     def _discovery(self) -> Discover:
         if self._discover is None:
-            self._discover = _checks_discovery()
+            self._discover = KubeDiscovery(**stack_cluster(self.engine.get_config()))
         return self._discover
 
 
-def _checks_discovery() -> Discover:
-    return KubeDiscovery()
+def stack_cluster(config: dict[str, Any]) -> dict[str, str | None]:
+    """The cluster a stack's Kubernetes provider talks to, from its `kubernetes:*` config."""
+    return {"kubeconfig": config.get("kubernetes:kubeconfig") or None,
+            "context": config.get("kubernetes:context") or None}
 
 
 class KubeDiscovery:
@@ -93,8 +97,9 @@ class KubeDiscovery:
     change between stages) or `close()`.
     """
 
-    def __init__(self, core_v1: Any = None) -> None:
+    def __init__(self, core_v1: Any = None, *, kubeconfig: str | None = None, context: str | None = None) -> None:
         self._core_v1 = core_v1
+        self.kubeconfig, self.context = kubeconfig, context
         self._open = ExitStack()
 
     def __call__(self, selectors: Sequence[PodSelector]) -> list[Any]:
@@ -121,9 +126,13 @@ class KubeDiscovery:
         if self._core_v1 is None:
             from kubernetes import client, config
 
+            from checks.kube import api_for
+
             try:
-                config.load_kube_config()
-            except Exception:
+                self._core_v1 = api_for(kubeconfig=self.kubeconfig, context=self.context)
+            except config.ConfigException:
+                if self.kubeconfig or self.context:
+                    raise  # the stack names a cluster: never fall back to another one
                 config.load_incluster_config()
-            self._core_v1 = client.CoreV1Api()
+                self._core_v1 = client.CoreV1Api()
         return self._core_v1

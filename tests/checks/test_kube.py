@@ -56,13 +56,14 @@ def api() -> tuple[k8s.CoreV1Api, RecordedApiServer]:
     return k8s.CoreV1Api(api_client), server
 
 
-def test_discovery_selects_by_namespace_and_revision_label(api) -> None:
+def test_discovery_selects_by_namespace_and_injected_revision(api) -> None:
     core, server = api
     pods = discover_pods(core, namespace="bookinfo", selector="app in (reviews,ratings,details)", revision="1-40-0")
     method, url = server.calls[0]
     parts = urlsplit(url)
     assert method == "GET" and parts.path == "/api/v1/namespaces/bookinfo/pods"
-    assert parse_qs(parts.query)["labelSelector"] == ["app in (reviews,ratings,details),istio.io/rev=1-40-0"]
+    # The revision is not a label selector: the injector stopped labelling pods with it.
+    assert parse_qs(parts.query)["labelSelector"] == ["app in (reviews,ratings,details)"]
     # Running pods with an istio-proxy only: the pending pod and the proxy-less mysql are gone.
     assert [p.metadata.name for p in pods] == [
         "details-v1-6f7b8c9d4-klmno", "ratings-v1-5c9d7b8f4-fghij", "reviews-v1-7d8f9c6b5-abcde",
