@@ -19,10 +19,12 @@ from components.mesh_base import MeshBase, MeshBaseArgs
 from components.namespace_enrollment import NamespaceEnrollment, NamespaceEnrollmentArgs
 from components.outputs import stack_outputs
 from components.plan import by_namespace, plan_for
-from components.promotion import load_promotion_hooks
+from components.promotion import registered_once
 from components.revision_tags import RevisionTags, RevisionTagsArgs
 from components.spec import SpecError, config_from_pulumi, load_spec
 from components.workload import Workloads, WorkloadsArgs
+from rollout import hooks as gate
+from rollout.platforms.kubernetes import KubeDiscovery, stack_cluster
 
 # Python's default is 10. A full (oldest-generation) GC pass re-scans every live
 # object, and in a Pulumi program nearly everything lives until the end: every
@@ -34,6 +36,15 @@ from components.workload import Workloads, WorkloadsArgs
 FULL_GC_EVERY_MIDDLE_PASSES = 1000
 
 
+def promotion_hooks(spec, plan) -> pulumi.ResourceHookBinding | None:
+    """The orchestrator's gate, as hooks on the promotion resources, judging the stack's own cluster."""
+    kubernetes = pulumi.Config("kubernetes")
+    cluster = stack_cluster({"kubernetes:kubeconfig": kubernetes.get("kubeconfig"),
+                             "kubernetes:context": kubernetes.get("context")})
+    binding = gate.gate_hooks(spec, plan, discover=KubeDiscovery(**cluster))
+    return None if binding is None else registered_once(binding)
+
+
 def main() -> None:
     young, middle, _ = gc.get_threshold()
     gc.set_threshold(young, middle, FULL_GC_EVERY_MIDDLE_PASSES)
@@ -43,7 +54,7 @@ def main() -> None:
         # RunError: Pulumi prints the message (every key path) without a traceback.
         raise pulumi.RunError(str(error)) from error
     plan = plan_for(spec)
-    hooks = load_promotion_hooks(spec, plan)
+    hooks = promotion_hooks(spec, plan)
 
     base = MeshBase("istio-base", MeshBaseArgs(
         istio_namespace=plan.istio_namespace,

@@ -2,10 +2,9 @@
 
 A plain `pulumi up` must stay safe, so the objects whose change promotes (tag
 webhooks moving, workload Deployments restarting, gateways cutting over) accept a
-`pulumi.ResourceHookBinding`. The orchestrator provides it as
-`rollout.hooks.gate_hooks(spec, plan) -> pulumi.ResourceHookBinding | None`,
-calling the same gate code it runs itself. Until that module exists the program
-runs without hooks; an error *inside* that module is not swallowed.
+`pulumi.ResourceHookBinding`. The components know nothing of the gate: the
+program's wiring (`__main__.py`) builds the binding from the orchestrator's
+`rollout.hooks.gate_hooks` and hands it to them.
 
 Pulumi registers a plain hook function anew for every resource it is bound to
 (one `RegisterResourceHook` call to the engine each, made on the program's
@@ -16,27 +15,10 @@ shared by every promotion resource.
 
 from __future__ import annotations
 
-import importlib
-
 import pulumi
 
-from components.plan import MeshPlan
-from components.spec import MeshSpec
-
-HOOKS_MODULE = "rollout.hooks"
 HOOK_NAME_PREFIX = "meshlift-promotion"
 _FUNCTION_KINDS = ("before_create", "after_create", "before_update", "after_update")
-
-
-def load_promotion_hooks(spec: MeshSpec, plan: MeshPlan) -> pulumi.ResourceHookBinding | None:
-    try:
-        module = importlib.import_module(HOOKS_MODULE)
-    except ModuleNotFoundError as error:
-        if error.name in (HOOKS_MODULE, HOOKS_MODULE.partition(".")[0]):
-            return None
-        raise
-    binding = module.gate_hooks(spec, plan)
-    return None if binding is None else registered_once(binding)
 
 
 def registered_once(binding: pulumi.ResourceHookBinding) -> pulumi.ResourceHookBinding:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import gc
-import sys
-import types
 
 import pulumi
 import pytest
 
-import components.promotion
+import rollout.hooks
 from components.plan import REVISION_LABEL
 from tests.components.configs import minimal
 from tests.components.program import ProgramRun, run_program, stack_config, with_rollout
@@ -137,16 +135,10 @@ def test_workload_names_stay_distinct_when_namespace_and_workload_names_share_da
     assert deployments == {("a-b", "c"), ("a", "b-c")}
 
 
-def _hooks_module(name: str, binding_factory) -> types.ModuleType:
-    module = types.ModuleType(name)
-    module.gate_hooks = binding_factory
-    return module
-
-
 def test_gate_hooks_bind_to_the_promotion_resources_only(monkeypatch):
     seen = {}
 
-    def gate_hooks(spec, plan):
+    def gate_hooks(spec, plan, **options):
         seen["stage"] = plan.stage.value
 
         def gate(args):
@@ -154,8 +146,7 @@ def test_gate_hooks_bind_to_the_promotion_resources_only(monkeypatch):
 
         return pulumi.ResourceHookBinding(before_create=[gate], before_update=[gate])
 
-    monkeypatch.setitem(sys.modules, "meshlift_test_hooks", _hooks_module("meshlift_test_hooks", gate_hooks))
-    monkeypatch.setattr(components.promotion, "HOOKS_MODULE", "meshlift_test_hooks")
+    monkeypatch.setattr(rollout.hooks, "gate_hooks", gate_hooks)
     run = run_program(minimal(rollout={"from": "1.30.3", "to": "1.31.0", "stage": "promote"}))
     assert seen == {"stage": "promote"}
     hooked = {r.name for r in run if r.hooks}
@@ -169,17 +160,18 @@ def test_gate_hooks_bind_to_the_promotion_resources_only(monkeypatch):
         assert {run.named(name).hooks[kind] for name in hooked} == {(f"meshlift-promotion-{kind}-0",)}, kind
 
 
-def test_without_a_hooks_module_nothing_is_hooked():
-    run = run_program(minimal(rollout={"from": "1.30.3", "to": "1.31.0", "stage": "promote"}))
-    assert [r.urn for r in run if r.hooks] == []
+def test_before_promotion_the_real_gate_hooks_nothing(monkeypatch, without_gate_hooks):
+    monkeypatch.setattr(rollout.hooks, "gate_hooks", without_gate_hooks)
+    for stage in ("install", "canary"):
+        run = run_program(minimal(rollout={"from": "1.30.3", "to": "1.31.0", "stage": stage}))
+        assert [r.urn for r in run if r.hooks] == [], stage
 
 
 def test_an_error_inside_the_hooks_module_fails_the_program_before_any_resource(monkeypatch):
-    def gate_hooks(spec, plan):
+    def gate_hooks(spec, plan, **options):
         raise RuntimeError("gate misconfigured")
 
-    monkeypatch.setitem(sys.modules, "meshlift_test_hooks", _hooks_module("meshlift_test_hooks", gate_hooks))
-    monkeypatch.setattr(components.promotion, "HOOKS_MODULE", "meshlift_test_hooks")
+    monkeypatch.setattr(rollout.hooks, "gate_hooks", gate_hooks)
     record = ProgramRun()
     with pytest.raises(RuntimeError, match="gate misconfigured"):
         run_program(minimal(), record=record)
@@ -187,9 +179,8 @@ def test_an_error_inside_the_hooks_module_fails_the_program_before_any_resource(
     assert [r.urn for r in record] == []
 
 
-def test_the_orchestrators_real_gate_hooks_load_into_the_program(monkeypatch):
-    pytest.importorskip("rollout.hooks", reason="rollout/hooks.py is not written yet")
-    monkeypatch.setattr(components.promotion, "HOOKS_MODULE", "rollout.hooks")
+def test_the_orchestrators_real_gate_hooks_load_into_the_program(monkeypatch, without_gate_hooks):
+    monkeypatch.setattr(rollout.hooks, "gate_hooks", without_gate_hooks)
     run = run_program(with_rollout(stack_config("dev"), stage="promote", promotedWaves=1))
     for name in ("revision-tags-stable", "istio-base-release", "shop.frontend-deployment"):
         assert set(run.named(name).hooks) == {"before_create", "before_update"}, name
