@@ -30,7 +30,9 @@ from pulumi_kubernetes.core.v1 import Namespace
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
 from components._helm import MANAGED_BY, layered_values, release
+from components.chart_support import gateway_accepts_pod_disruption_budget
 from components.plan import PROXY_REVISION_ANNOTATION, GatewayPlan
+from components.spec import IstioVersion
 
 CANARY_REPLICAS = 1
 # Scaling settings of the primary that would turn the canary into a second primary
@@ -54,12 +56,14 @@ def selector_labels(name: str) -> dict[str, str]:
 
 
 def gateway_values(plan: GatewayPlan, *, revision_label: str, revision: str, replicas: int,
-                   canary: bool) -> dict[str, Any]:
+                   canary: bool, chart_version: str) -> dict[str, Any]:
     user = {k: v for k, v in plan.values.items() if not (canary and k in _PRIMARY_ONLY_VALUES)}
     defaults: dict[str, Any] = {
         "autoscaling": {"enabled": False},  # `replicas` means replicas; enable the HPA in values
-        "podDisruptionBudget": {"minAvailable": 1} if replicas > 1 else {},
     }
+    # Charts whose values schema forbids the key fail the whole release if it is set.
+    if gateway_accepts_pod_disruption_budget(IstioVersion.parse(chart_version)):
+        defaults["podDisruptionBudget"] = {"minAvailable": 1} if replicas > 1 else {}
     service: dict[str, Any] = {"type": "None"}  # the canary hides behind the primary's Service
     if not canary:
         service = {
@@ -103,7 +107,7 @@ class Gateway(pulumi.ComponentResource):
             namespace=plan.namespace,
             repository=args.chart_repository,
             values=gateway_values(plan, revision_label=plan.revision_label, revision=plan.revision,
-                                  replicas=plan.replicas, canary=False),
+                                  replicas=plan.replicas, canary=False, chart_version=plan.version),
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=[*placed, *args.depends_on],
@@ -120,7 +124,7 @@ class Gateway(pulumi.ComponentResource):
                 namespace=plan.namespace,
                 repository=args.chart_repository,
                 values=gateway_values(plan, revision_label=plan.canary_revision, revision=plan.canary_revision,
-                                      replicas=CANARY_REPLICAS, canary=True),
+                                      replicas=CANARY_REPLICAS, canary=True, chart_version=plan.canary_version),
                 # After the primary: the canary has no Service and lives behind the primary's.
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release, *args.canary_depends_on]),
             )

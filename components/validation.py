@@ -19,6 +19,7 @@ from components.spec import (
     key_path,
 )
 
+from components.chart_support import installable
 from components.plan import INJECT_REVISION_LABEL, TRACK_LABEL
 
 # Istio supports canary upgrades across at most two minor versions.
@@ -80,6 +81,8 @@ def _revisions(spec: MeshSpec) -> list[Problem]:
     problems = []
     seen: dict[str, int] = {}
     for index, revision in enumerate(spec.revisions):
+        if reason := installable(IstioVersion.parse(str(revision.version))):
+            problems.append(Problem(key_path("revisions", index, "version"), reason))
         if revision.revision in seen:
             problems.append(Problem(
                 key_path("revisions", index, "version"),
