@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from components.plan import MeshPlan, plan_for
-from components.spec import GateSettings, MeshSpec, SpecError, Stage, load_spec
+from components.spec import GateSettings, IstioVersion, MeshSpec, SpecError, Stage, load_spec
 from rollout.errors import MeshliftError, PlatformError, UsageError
 from rollout.fleet.journal import (HALTED, NOT_STARTED, PASSED, PENDING, SOAKING, STOPPED, SUCCEEDED, UPGRADING,
                                    FleetJournal, FleetState)
@@ -105,7 +105,7 @@ def prepare(fleet: FleetSpec, source: StackSource, to: str) -> list[FleetStack]:
             journal = source.journal(stack)
             running = _load(journal)
             if running is not None and not running.phase.terminal and not running.matches("upgrade", {"to": _to_version(target)}):
-                problems.append(f"{where}: a {running.command} run ({running.params}) is in phase "
+                problems.append(f"{where}: its {running.command} run ({_params(running.params)}) is in phase "
                                 f"{running.phase.value}; finish it or `meshlift rollback -s {stack}` first")
             stacks.append(FleetStack(stack, ring, config, target, journal, gates))
     if problems:
@@ -155,6 +155,7 @@ class FleetDriver:
 
     def run(self, to: str, *, extra_params: dict[str, Any] | None = None) -> FleetState:
         """Start, resume, or (if already done) report the fleet upgrade to `to`."""
+        self._refuse_other_unfinished_run(to)
         stacks = prepare(self.fleet, self.source, to)
         params = {"to": stacks[0].to_version, "platform": self.source.kind, "fleet": self.fleet.digest(),
                   **(extra_params or {})}
@@ -173,6 +174,7 @@ class FleetDriver:
                             break
                     else:
                         state.phase = SUCCEEDED
+                        self._save(state)
                         self._emit(state, "done", phase=state.phase, seconds=round(time.time() - state.started_at, 1))
                 if self.on_settled is not None:
                     self.on_settled({s.name: s.platform for s in stacks if s.platform is not None})
@@ -182,14 +184,21 @@ class FleetDriver:
 
     # ------------------------------------------------------------------ bookkeeping
 
+    def _refuse_other_unfinished_run(self, to: str, params: dict[str, Any] | None = None) -> None:
+        state = self.journal.load()
+        if state is None or state.terminal:
+            return
+        same = state.params == params if params is not None else state.params.get("to") == _normalized(to)
+        if not same:
+            raise UsageError(
+                f"fleet {self.fleet_name}: an unfinished run ({_params(state.params)}) is at ring "
+                f"{_current_ring(state)}; resume it with `meshlift fleet resume` (same fleet file), or let it "
+                "finish first; nothing changed")
+
     def _start_or_resume(self, params: dict[str, Any]) -> FleetState:
+        self._refuse_other_unfinished_run(params["to"], params)
         state = self.journal.load()
         if state is not None and not state.terminal:
-            if state.params != params:
-                raise UsageError(
-                    f"fleet {self.fleet_name}: a run ({_params(state.params)}) is at ring "
-                    f"{_current_ring(state)}; resume it with `meshlift fleet resume` (the same --to and fleet "
-                    "file), or let it finish first")
             self._emit(state, "run", resumed=True, ring=_current_ring(state))
             return state
         if state is not None and state.phase == SUCCEEDED and state.params == params:
@@ -443,6 +452,13 @@ def _interrupts_stop(stop: threading.Event) -> Iterator[None]:
 
 def _current_ring(state: FleetState) -> str:
     return next((ring.name for ring in state.rings if ring.status not in (PASSED,)), "-")
+
+
+def _normalized(to: str) -> str:
+    try:
+        return str(IstioVersion.parse(to))
+    except ValueError:
+        return to  # prepare() reports it
 
 
 def _params(params: dict[str, Any]) -> str:
