@@ -24,22 +24,20 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from components.plan import MeshPlan, plan_for
-from components.spec import GateSettings, IstioVersion, MeshSpec, SpecError, Stage, load_spec
+from components.spec import IstioVersion, MeshSpec, load_spec
 from rollout.errors import MeshliftError, PlatformError, UsageError
 from rollout.fleet.journal import (HALTED, NOT_STARTED, PASSED, PENDING, SOAKING, STOPPED, SUCCEEDED, UPGRADING,
                                    FleetJournal, FleetState)
-from rollout.fleet.model import FleetSpec, RingSpec, gate_timing_problem, ring_gates
+from rollout.fleet.model import FleetSpec, RingSpec
+from rollout.fleet.prepare import FleetStack, load_run, prepare
 from rollout.fleet.stacks import StackSource
 from rollout.gates import ChecksGate, GateRunner, GateVerdict
-from rollout.journal import Journal, RunState
 from rollout.orchestrator import Orchestrator, RunRequest
 from rollout.phases import Phase
 from rollout.platforms.base import Applied, GateScope, GateTargets, Log, Platform, StageChange
-from rollout.stages import UpgradeTarget, upgrade_target
 
 
 class FleetInterrupted(BaseException):
@@ -54,76 +52,6 @@ class FleetView(Protocol):
     def stack_event(self, stack: str, kind: str, data: dict[str, Any]) -> None: ...
 
     def stack_sample(self, stack: str, gate: str, sample: Any) -> None: ...
-
-
-@dataclass
-class FleetStack:
-    """One stack as the fleet drives it: validated target, its journal, its re-gate settings."""
-
-    name: str
-    ring: RingSpec
-    config: dict[str, Any]
-    target: UpgradeTarget
-    journal: Journal
-    gates: GateSettings
-    platform: Platform | None = None
-
-    @property
-    def to_version(self) -> str:
-        rollout = self.target.spec.rollout
-        assert rollout is not None
-        return rollout.to_version
-
-    @property
-    def upgraded_spec(self) -> MeshSpec:
-        return self.target.change(Stage.CLEANUP).spec
-
-
-def prepare(fleet: FleetSpec, source: StackSource, to: str) -> list[FleetStack]:
-    """Validate `--to` against every stack (skew, charts, spec, runs in progress) before anything changes.
-
-    One UsageError lists every problem, prefixed with the stack file it is in.
-    """
-    problems: list[str] = []
-    stacks: list[FleetStack] = []
-    for index, ring in enumerate(fleet.rings):
-        for stack in ring.stacks:
-            where = source.describe(stack)
-            try:
-                config = source.config(stack)
-                target = upgrade_target(config, to)
-            except SpecError as error:
-                problems += [f"{where}: {problem}" for problem in error.problems]
-                continue
-            except UsageError as error:
-                problems.append(f"{where}: {error}")
-                continue
-            gates = ring_gates(target.spec.gates, ring)
-            timing = gate_timing_problem(gates)
-            if timing:
-                problems.append(f"fleet rings[{index}].gate with {where}'s gates: {timing}")
-            journal = source.journal(stack)
-            running = _load(journal)
-            if running is not None and not running.phase.terminal and not running.matches("upgrade", {"to": _to_version(target)}):
-                problems.append(f"{where}: its {running.command} run ({_params(running.params)}) is in phase "
-                                f"{running.phase.value}; finish it or `meshlift rollback -s {stack}` first")
-            stacks.append(FleetStack(stack, ring, config, target, journal, gates))
-    if problems:
-        raise UsageError(f"--to {to} cannot run on every stack of the fleet; nothing changed anywhere "
-                         f"({len(problems)} problem(s)): " + "; ".join(problems))
-    return stacks
-
-
-def _to_version(target: UpgradeTarget) -> str:
-    assert target.spec.rollout is not None
-    return target.spec.rollout.to_version
-
-
-def _load(journal: Journal) -> RunState | None:
-    try:
-        return journal.load()
-    except RuntimeError as error:
-        raise UsageError(str(error)) from None
 
 
 class FleetDriver:
@@ -227,7 +155,7 @@ class FleetDriver:
         finished rings stay up to be re-gated, later rings keep running the old version."""
         for stack in stacks:
             platform = self.source.platform(stack.name, stack.config)
-            run = _load(stack.journal)
+            run = load_run(stack.journal)
             applied = run.applied if run is not None else None
             platform.open(load_spec({**stack.config, **applied}) if applied else load_spec(stack.config))
             stack.platform = platform

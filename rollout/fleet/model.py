@@ -30,7 +30,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-from components.spec import GateSettings, check_dns_label, parse_duration
+from components.spec import GateSettings, check_dns_label, error_reason, known_keys, parse_duration
 from rollout.errors import UsageError
 
 FLEET_FILE = "stacks/fleet.yaml"
@@ -136,15 +136,7 @@ def parse_fleet(document: Any, *, label: str) -> FleetSpec:
 
 def _problem(item: dict[str, Any]) -> str:
     key = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in item["loc"]).lstrip(".")
-    if item["type"] == "extra_forbidden":
-        reason = "unknown key"
-    elif item["type"] == "missing":
-        reason = "required key is missing"
-    else:
-        reason = item["msg"].removeprefix("Value error, ")
-        if "input" in item and not isinstance(item["input"], (dict, list)):
-            reason += f" (got {item['input']!r})"
-    return f"{key or '(top)'}: {reason}"
+    return f"{key or '(top)'}: {error_reason(item, known_keys(FleetSpec))}"
 
 
 def _cross_checks(fleet: FleetSpec) -> list[str]:

@@ -87,6 +87,8 @@ class LiveFleetView:
             self.notes.clear()
             self._redraw()
         self.live.__exit__(*exc)  # type: ignore[arg-type]
+        if not self.console.is_terminal:
+            self.console.line()  # off a terminal, rich ends the last frame without a newline
 
     def _redraw(self) -> None:
         if self.state is not None:

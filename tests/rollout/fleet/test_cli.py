@@ -57,7 +57,7 @@ def test_a_missing_stack_file_and_a_bad_fleet_file_are_exit_2(project, capsys):
     (project / "stacks" / "fleet.yaml").write_text(yaml.safe_dump({"rings": [{"name": "dev", "stacks": ["dev"],
                                                                               "maxParalel": 2}]}))
     assert cli.main(["fleet", "plan", "--to", "1.40.0"]) == 2
-    assert "stacks/fleet.yaml: invalid fleet file (1 problem(s)); nothing changed: rings[0].maxParalel: unknown key" \
+    assert "stacks/fleet.yaml: invalid fleet file (1 problem(s)); nothing changed: rings[0].maxParalel: unknown key (did you mean 'maxParallel'?)" \
         in capsys.readouterr().err.replace("\n", " ")
 
 
