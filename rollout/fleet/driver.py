@@ -116,6 +116,11 @@ class FleetDriver:
         state = self.journal.load()
         if state is None or state.terminal:
             return
+        if params is not None and state.params.get("fleet") != params["fleet"]:
+            raise UsageError(
+                f"fleet {self.fleet_name}: the fleet file changed since its unfinished run ({_params(state.params)}) "
+                f"started at ring {_current_ring(state)}; restore the rings it started with to resume it; "
+                "nothing changed")
         same = state.params == params if params is not None else state.params.get("to") == _normalized(to)
         if not same:
             raise UsageError(

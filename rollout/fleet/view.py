@@ -31,22 +31,27 @@ _PHASE_STYLE = {NOT_STARTED: "dim", "Succeeded": "green", "RolledBack": "yellow"
                 "RollingBack": "yellow"}
 
 
+def _span(seconds: float) -> str:
+    return f"{seconds / 60:g}m" if seconds >= 60 and seconds % 60 == 0 else f"{seconds:g}s"
+
+
 def _clock(ts: float | None) -> str:
     return time.strftime("%H:%M:%S", time.localtime(ts)) if ts else "-"
 
 
 def _ring_note(ring: Any, soak_s: float) -> str:
     if ring.status == SOAKING and ring.soak_until:
-        return f"soaking {soak_s:g}s until {_clock(ring.soak_until)}, re-gating"
+        return f"soaking {_span(soak_s)} until {_clock(ring.soak_until)}, re-gating"
     if ring.status == PENDING:
-        return f"then soak {soak_s:g}s"
+        return f"then soak {_span(soak_s)}"
     return ""
 
 
 def fleet_table(state: FleetState, fleet: FleetSpec, notes: dict[str, str] | None = None, *,
-                stack_phases: dict[str, str] | None = None) -> Table:
-    """Rings × stacks × phase; `notes` adds a live detail per stack (gate, wave)."""
-    table = Table(title=f"fleet {state.fleet}: {_describe(state.params)} — {state.phase}", title_justify="left")
+                stack_phases: dict[str, str] | None = None) -> Group:
+    """Rings × stacks × phase under a title line; `notes` adds a live detail per stack (gate, wave)."""
+    title = Text(f"fleet {state.fleet}: {_describe(state.params)} — {state.phase}", style="bold")
+    table = Table()
     for column in ("ring", "", "stack", "phase", "detail"):
         table.add_column(column)
     for spec in fleet.rings:
@@ -59,7 +64,7 @@ def fleet_table(state: FleetState, fleet: FleetSpec, notes: dict[str, str] | Non
             table.add_row(Text(spec.name if position == 0 else "", style="bold"),
                           Text(mark if position == 0 else "", style=style), Text(stack),
                           Text(phase, style=_PHASE_STYLE.get(phase, "cyan")), Text(detail, style="dim"))
-    return table
+    return Group(title, table)
 
 
 def _describe(params: dict[str, Any]) -> str:
@@ -92,7 +97,7 @@ class LiveFleetView:
 
     def _redraw(self) -> None:
         if self.state is not None:
-            self.live.update(Group(fleet_table(self.state, self.fleet, self.notes)))
+            self.live.update(fleet_table(self.state, self.fleet, self.notes))
 
     def _say(self, text: str, style: str = "") -> None:
         self.console.print(Text(f"{_clock(time.time())} {text}", style=style))
@@ -143,6 +148,7 @@ class LiveFleetView:
                 self.notes[stack] = f"{data['from']} -> {data['to']}"
             elif kind == "run" and data.get("resumed"):
                 self.notes[stack] = f"resumed at {data.get('phase')}"
+                self._say(f"  {stack}: resuming its run {data.get('run')} at {data.get('phase')}", "yellow")
             elif kind == "run" and data.get("already_done"):
                 record.phase, self.notes[stack] = "Succeeded", "already done"
             elif kind == "apply":
@@ -208,10 +214,10 @@ def print_plan(name: str, to: str, rows: list[dict[str, Any]]) -> None:
         stacks = "\n".join(f"{s['name']}: {s['from']} -> {s['to']}, {len(s['stages'])} stages, "
                            f">= {s['min_gate_s']:g}s gating" for s in ring["stacks"])
         gate = ring["gate"]
-        regate = f"window {gate['window']:g}s, {gate['consecutive_passes']} passes" if gate else "-"
+        regate = f"window {_span(gate['window'])}, {gate['consecutive_passes']} passes" if gate else "-"
         after = "the next ring starts" if index < len(rows) else "done"
         table.add_row(str(index), ring["name"], stacks, str(ring["max_parallel"]),
-                      f"{ring['soak_s']:g}s re-gating rings 1..{index}, then {after}", regate)
+                      f"{_span(ring['soak_s'])} re-gating rings 1..{index}, then {after}", regate)
     rollout_console.out.print(table)
 
 

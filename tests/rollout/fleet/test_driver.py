@@ -144,3 +144,17 @@ def test_the_same_finished_fleet_upgrade_again_changes_nothing(tmp_path, three_r
 
     assert again.run_id == first.run_id and again.phase == "Succeeded"
     assert {stack: len(_ups(source, stack)) for stack in STACKS} == ups
+
+
+def test_an_unfinished_run_is_not_resumed_with_other_rings(tmp_path, three_rings):
+    source = RecordedStacks(tmp_path, STACKS)
+    with pytest.raises(KeyboardInterrupt):
+        _driver(three_rings, source, StackGate(interrupt_on=("staging", "canary"))).run("1.40.0")
+    reordered = fleet_of({"name": "dev", "stacks": ["dev"]}, {"name": "prod", "stacks": ["prodeu", "produs"]},
+                         {"name": "staging", "stacks": ["staging"]})
+    ups = {stack: len(_ups(source, stack)) for stack in STACKS}
+
+    with pytest.raises(UsageError, match="the fleet file changed"):
+        _driver(reordered, source, StackGate()).run("1.40.0")
+
+    assert {stack: len(_ups(source, stack)) for stack in STACKS} == ups
