@@ -29,8 +29,8 @@ from typing import Any, Protocol
 from components.plan import MeshPlan, plan_for
 from components.spec import IstioVersion, MeshSpec, load_spec
 from rollout.errors import MeshliftError, PlatformError, UsageError
-from rollout.fleet.journal import (HALTED, NOT_STARTED, PASSED, PENDING, SOAKING, STOPPED, SUCCEEDED, UPGRADING,
-                                   FleetJournal, FleetState)
+from rollout.fleet.journal import (COULD_NOT_START, HALTED, NOT_STARTED, PASSED, PENDING, SOAKING, STOPPED,
+                                   SUCCEEDED, UPGRADING, FleetJournal, FleetState)
 from rollout.fleet.model import FleetSpec, RingSpec
 from rollout.fleet.prepare import FleetStack, load_run, prepare
 from rollout.fleet.stacks import StackSource
@@ -242,7 +242,7 @@ class FleetDriver:
         try:
             result = orchestrator.run(request)
         except MeshliftError as error:  # could not start (busy, platform unavailable): nothing of it changed
-            record.phase, record.failure = Phase.FAILED.value, str(error)
+            record.phase, record.failure = COULD_NOT_START, str(error)
         else:
             record.phase, record.run = result.phase.value, result.run_id
             failure = result.failure or {}
@@ -400,9 +400,10 @@ def _params(params: dict[str, Any]) -> str:
 
 def exit_code(state: FleetState) -> int:
     """0 every ring passed; 1 the line stopped and every failed stack is back on its last good state;
-    3 a stack's rollback failed (a human must look)."""
+    2 a stack's run could not start (nothing of it changed); 3 a stack's rollback failed (a human must look)."""
     if state.phase == SUCCEEDED:
         return 0
-    if any(record.phase == Phase.FAILED.value for record in state.stacks.values()):
+    phases = {record.phase for record in state.stacks.values()}
+    if Phase.FAILED.value in phases:
         return 3
-    return 1
+    return 2 if COULD_NOT_START in phases else 1

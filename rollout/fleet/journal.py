@@ -31,8 +31,9 @@ from rollout.journal import Journal, _write_atomic
 RUNNING, SUCCEEDED, HALTED = "Running", "Succeeded", "Halted"
 # Ring statuses, in order.
 PENDING, UPGRADING, SOAKING, PASSED, STOPPED = "pending", "upgrading", "soaking", "passed", "halted"
-# A stack the fleet has not handed to its orchestrator yet.
-NOT_STARTED = "NotStarted"
+# A stack the fleet has not handed to its orchestrator yet; one whose run could not even start
+# (another process drives it, its platform is unreachable): nothing of it changed.
+NOT_STARTED, COULD_NOT_START = "NotStarted", "CouldNotStart"
 
 
 @dataclass

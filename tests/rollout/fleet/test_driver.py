@@ -158,3 +158,15 @@ def test_an_unfinished_run_is_not_resumed_with_other_rings(tmp_path, three_rings
         _driver(reordered, source, StackGate()).run("1.40.0")
 
     assert {stack: len(_ups(source, stack)) for stack in STACKS} == ups
+
+
+def test_a_stack_another_process_is_driving_stops_the_line_with_exit_2(tmp_path, three_rings):
+    source = RecordedStacks(tmp_path, STACKS)
+
+    with source.journal("staging").locked():  # as a `meshlift upgrade -s staging` still running would
+        state = _driver(three_rings, source, StackGate()).run("1.40.0")
+
+    assert state.phase == "Halted" and exit_code(state) == 2
+    assert state.stacks["staging"].phase == "CouldNotStart"
+    assert "another meshlift process is driving this stack" in state.halt["reason"]
+    assert _ups(source, "staging") == [] and _ups(source, "prodeu") == []
