@@ -156,3 +156,37 @@ def test_a_fleet_driver_killed_mid_ring_resumes_where_it_stopped(tmp_path):
 
 def _jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_ctrl_c_while_two_stacks_upgrade_at_once_records_no_rollback_and_resumes_both(tmp_path):
+    fleet_file = tmp_path / "fleet.yaml"
+    fleet_file.write_text(json.dumps({"rings": [{"name": "prod", "stacks": ["prod-eu", "prod-us"], "maxParallel": 2}]}))
+    env = {**os.environ, "MESHLIFT_PROJECT_DIR": str(tmp_path), "MESHLIFT_REHEARSAL_GATES": json.dumps(FAST_GATES)}
+    command = [sys.executable, "-m", "rollout.cli", "fleet"]
+    options = ["--rehearse", "--fleet", str(fleet_file), "--json"]
+    stacks = tmp_path / ".meshlift" / "fleet-rehearsal" / "fleet" / "stacks"
+
+    def both_gating() -> bool:
+        return all(json.loads((stacks / s / "run.json").read_text())["phase"] == "CanaryVerifying"
+                   for s in ("prod-eu", "prod-us"))
+
+    driver = subprocess.Popen(command + ["upgrade"] + options, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_until(both_gating, driver)
+    time.sleep(0.5)  # inside the canary gates' windows
+    driver.send_signal(signal.SIGINT)
+    _, err = driver.communicate(timeout=60)
+
+    assert driver.returncode == 130, err
+    assert _envoys_under(tmp_path) == []
+    for stack in ("prod-eu", "prod-us"):
+        phases = [e["to"] for e in _jsonl(stacks / stack / "journal.jsonl") if e["event"] == "phase"]
+        assert "RollingBack" not in phases, f"{stack}: the interrupt was taken for a failed gate"
+
+    resumed = subprocess.run(command + ["resume"] + options, env=env, capture_output=True, text=True, timeout=180)
+
+    assert resumed.returncode == 0, resumed.stderr
+    for stack in ("prod-eu", "prod-us"):
+        runs = [e["resumed"] for e in _jsonl(stacks / stack / "journal.jsonl") if e["event"] == "run"]
+        assert runs == [False, True], f"{stack} resumed its own run"
+    assert _envoys_under(tmp_path) == []
