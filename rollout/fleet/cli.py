@@ -170,15 +170,15 @@ def status(fleet_file: FleetOpt = None, rehearse: RehearseOpt = False, as_json: 
     state = journal.load()
     events = journal.events(state.run_id) if state else []
     if as_json:
-        print_json(fleet_document(state, fleet, name=name, exit_code=exit_code(state) if state and state.terminal else None,
+        print_json(fleet_document(state, name=name, exit_code=exit_code(state) if state and state.terminal else None,
                                     events=events))
         return
     phases = {}
-    for stack in fleet.stacks:
+    for stack, record in (state.stacks if state else {}).items():
         run = source.journal(stack).load()
-        if run is not None and state is not None and state.stacks.get(stack) and state.stacks[stack].run == run.run_id:
+        if run is not None and record.run == run.run_id:
             phases[stack] = run.phase.value  # the stack's own journal is the freshest word on it
-    print_status(state, fleet, name=name, events=events, stack_phases=phases)
+    print_status(state, name=name, events=events, stack_phases=phases)
 
 
 def _drive(name: str, fleet: Any, source: Any, version: str, extra: dict[str, Any], *, as_json: bool) -> None:
@@ -189,9 +189,9 @@ def _drive(name: str, fleet: Any, source: Any, version: str, extra: dict[str, An
     if as_json:
         view = JsonFleetView()
         state = FleetDriver(fleet=fleet, fleet_name=name, source=source, view=view).run(version, extra_params=extra)
-        print_json(fleet_document(state, fleet, name=name, exit_code=exit_code(state), events=view.events))
+        print_json(fleet_document(state, name=name, exit_code=exit_code(state), events=view.events))
     else:
-        with LiveFleetView(fleet=fleet) as live:
+        with LiveFleetView() as live:
             state = FleetDriver(fleet=fleet, fleet_name=name, source=source, view=live).run(version, extra_params=extra)
         print_result(state, seconds=time.monotonic() - started)
     code = exit_code(state)

@@ -30,7 +30,7 @@ from components.plan import MeshPlan, plan_for
 from components.spec import IstioVersion, MeshSpec, load_spec
 from rollout.errors import MeshliftError, PlatformError, UsageError
 from rollout.fleet.journal import (COULD_NOT_START, HALTED, NOT_STARTED, PASSED, PENDING, SOAKING, STOPPED,
-                                   SUCCEEDED, UPGRADING, FleetJournal, FleetState)
+                                   SUCCEEDED, UPGRADING, FleetJournal, FleetState, RingRecord)
 from rollout.fleet.model import FleetSpec, RingSpec
 from rollout.fleet.prepare import FleetStack, load_run, prepare
 from rollout.fleet.stacks import StackSource
@@ -138,12 +138,10 @@ class FleetDriver:
             self.view.fleet_event("run", {"already_done": True, "run": state.run_id, "state": state.to_json()})
             return state
         self.source.reset()
-        state = FleetState.new(fleet=self.fleet_name, params=params,
-                               rings=[(ring.name, list(ring.stacks)) for ring in self.fleet.rings])
+        rings = [RingRecord(r.name, list(r.stacks), r.soak, r.max_parallel) for r in self.fleet.rings]
+        state = FleetState.new(fleet=self.fleet_name, params=params, rings=rings)
         self.journal.save(state)
-        self._emit(state, "run", resumed=False, params=params,
-                   rings=[{"name": r.name, "stacks": list(r.stacks), "soak_s": r.soak, "max_parallel": r.max_parallel}
-                          for r in self.fleet.rings])
+        self._emit(state, "run", resumed=False, params=params)
         return state
 
     def _emit(self, state: FleetState, kind: str, **data: Any) -> None:

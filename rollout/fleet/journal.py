@@ -39,6 +39,9 @@ NOT_STARTED, COULD_NOT_START = "NotStarted", "CouldNotStart"
 @dataclass
 class RingRecord:
     name: str
+    stacks: list[str] = field(default_factory=list)
+    soak_s: float = 0.0
+    max_parallel: int = 1
     status: str = PENDING
     soak_started_at: float | None = None
     soak_until: float | None = None
@@ -65,10 +68,10 @@ class FleetState:
     updated_at: float = field(default_factory=time.time)
 
     @classmethod
-    def new(cls, *, fleet: str, params: dict[str, Any], rings: list[tuple[str, list[str]]]) -> FleetState:
-        return cls(run_id=uuid.uuid4().hex[:12], fleet=fleet, params=dict(params),
-                   rings=[RingRecord(name) for name, _ in rings],
-                   stacks={stack: StackRecord(ring=name) for name, stacks in rings for stack in stacks})
+    def new(cls, *, fleet: str, params: dict[str, Any], rings: list[RingRecord]) -> FleetState:
+        """A run of `rings` (as the fleet file had them when it started: a status reads no fleet file)."""
+        return cls(run_id=uuid.uuid4().hex[:12], fleet=fleet, params=dict(params), rings=rings,
+                   stacks={stack: StackRecord(ring=ring.name) for ring in rings for stack in ring.stacks})
 
     @property
     def terminal(self) -> bool:

@@ -19,8 +19,7 @@ from rich.text import Text
 
 from rollout import console as rollout_console
 from rollout.fleet.journal import (HALTED, NOT_STARTED, PASSED, PENDING, SOAKING, STOPPED, SUCCEEDED, UPGRADING,
-                                   FleetState)
-from rollout.fleet.model import FleetSpec
+                                   FleetState, RingRecord)
 
 SCHEMA = "meshlift.fleet/v1"
 print_json = rollout_console.print_json
@@ -39,29 +38,28 @@ def _clock(ts: float | None) -> str:
     return time.strftime("%H:%M:%S", time.localtime(ts)) if ts else "-"
 
 
-def _ring_note(ring: Any, soak_s: float) -> str:
+def _ring_note(ring: RingRecord) -> str:
     if ring.status == SOAKING and ring.soak_until:
-        return f"soaking {_span(soak_s)} until {_clock(ring.soak_until)}, re-gating"
+        return f"soaking {_span(ring.soak_s)} until {_clock(ring.soak_until)}, re-gating"
     if ring.status == PENDING:
-        return f"then soak {_span(soak_s)}"
+        return f"then soak {_span(ring.soak_s)}"
     return ""
 
 
-def fleet_table(state: FleetState, fleet: FleetSpec, notes: dict[str, str] | None = None, *,
+def fleet_table(state: FleetState, notes: dict[str, str] | None = None, *,
                 stack_phases: dict[str, str] | None = None) -> Group:
     """Rings × stacks × phase under a title line; `notes` adds a live detail per stack (gate, wave)."""
     title = Text(f"fleet {state.fleet}: {_describe(state.params)} — {state.phase}", style="bold")
     table = Table()
     for column in ("ring", "", "stack", "phase", "detail"):
         table.add_column(column)
-    for spec in fleet.rings:
-        ring = state.ring(spec.name)
+    for ring in state.rings:
         mark, style = _RING_STYLE.get(ring.status, ("?", ""))
-        for position, stack in enumerate(spec.stacks):
+        for position, stack in enumerate(ring.stacks):
             record = state.stacks[stack]
             phase = (stack_phases or {}).get(stack, record.phase)
-            detail = (notes or {}).get(stack) or record.failure or (_ring_note(ring, spec.soak) if position == 0 else "")
-            table.add_row(Text(spec.name if position == 0 else "", style="bold"),
+            detail = (notes or {}).get(stack) or record.failure or (_ring_note(ring) if position == 0 else "")
+            table.add_row(Text(ring.name if position == 0 else "", style="bold"),
                           Text(mark if position == 0 else "", style=style), Text(stack),
                           Text(phase, style=_PHASE_STYLE.get(phase, "cyan")), Text(detail, style="dim"))
     return Group(title, table)
@@ -75,8 +73,7 @@ def _describe(params: dict[str, Any]) -> str:
 class LiveFleetView:
     """The fleet table redrawn in place; rings starting, soaks, re-gates and halts scroll above it."""
 
-    def __init__(self, *, fleet: FleetSpec, console: Console | None = None) -> None:
-        self.fleet = fleet
+    def __init__(self, *, console: Console | None = None) -> None:
         self.console = console or rollout_console.out
         self.state: FleetState | None = None
         self.notes: dict[str, str] = {}
@@ -97,7 +94,7 @@ class LiveFleetView:
 
     def _redraw(self) -> None:
         if self.state is not None:
-            self.live.update(fleet_table(self.state, self.fleet, self.notes))
+            self.live.update(fleet_table(self.state, self.notes))
 
     def _say(self, text: str, style: str = "") -> None:
         self.console.print(Text(f"{_clock(time.time())} {text}", style=style))
@@ -188,18 +185,16 @@ class JsonFleetView:
         return None
 
 
-def fleet_document(state: FleetState | None, fleet: FleetSpec, *, name: str, exit_code: int | None,
+def fleet_document(state: FleetState | None, *, name: str, exit_code: int | None,
                    events: list[dict[str, Any]]) -> dict[str, Any]:
     """The versioned JSON document of `fleet upgrade|resume|status --json`."""
     if state is None:
         return {"schema": SCHEMA, "fleet": name, "run": None}
-    rings = []
-    for spec in fleet.rings:
-        ring = state.ring(spec.name)
-        rings.append({"name": spec.name, "status": ring.status, "soak_s": spec.soak, "max_parallel": spec.max_parallel,
-                      "soak_started_at": ring.soak_started_at, "soak_until": ring.soak_until,
-                      "stacks": [{"name": stack, **{k: v for k, v in vars(state.stacks[stack]).items() if k != "ring"}}
-                                 for stack in spec.stacks]})
+    rings = [{"name": ring.name, "status": ring.status, "soak_s": ring.soak_s, "max_parallel": ring.max_parallel,
+              "soak_started_at": ring.soak_started_at, "soak_until": ring.soak_until,
+              "stacks": [{"name": stack, **{k: v for k, v in vars(state.stacks[stack]).items() if k != "ring"}}
+                         for stack in ring.stacks]}
+             for ring in state.rings]
     return {"schema": SCHEMA, "fleet": name, "run": state.run_id, "phase": state.phase, "exit_code": exit_code,
             "to": state.params.get("to"), "platform": state.params.get("platform"), "params": state.params,
             "halt": state.halt, "started_at": state.started_at, "updated_at": state.updated_at,
@@ -221,13 +216,13 @@ def print_plan(name: str, to: str, rows: list[dict[str, Any]]) -> None:
     rollout_console.out.print(table)
 
 
-def print_status(state: FleetState | None, fleet: FleetSpec, *, name: str, events: list[dict[str, Any]],
+def print_status(state: FleetState | None, *, name: str, events: list[dict[str, Any]],
                  stack_phases: dict[str, str]) -> None:
     out = rollout_console.out
     if state is None:
         out.print(f"no fleet run recorded for fleet {name!r}")
         return
-    out.print(fleet_table(state, fleet, stack_phases=stack_phases))
+    out.print(fleet_table(state, stack_phases=stack_phases))
     if state.halt:
         out.print(f"[bold red]line stopped[/] at ring {state.halt['ring']}: {state.halt['reason']}", soft_wrap=True)
     if state.phase not in (SUCCEEDED, HALTED):

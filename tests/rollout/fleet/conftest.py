@@ -26,8 +26,9 @@ class RecordedStacks:
 
     kind = "kubernetes"
 
-    def __init__(self, root: Path, stacks: list[str], configs: dict[str, dict[str, Any]] | None = None) -> None:
-        self.root = root / ".meshlift" / "fleet" / "test"
+    def __init__(self, root: Path, stacks: list[str], configs: dict[str, dict[str, Any]] | None = None, *,
+                 name: str = "test") -> None:
+        self.root = root / ".meshlift" / "fleet" / name
         self.project = root
         self.configs = {stack: stack_config(stack) for stack in stacks} | (configs or {})
         self.engines = {}

@@ -75,3 +75,26 @@ def test_status_and_resume_without_a_fleet_run(project, capsys):
     assert json.loads(capsys.readouterr().out) == {"schema": "meshlift.fleet/v1", "fleet": "fleet", "run": None}
     assert cli.main(["fleet", "resume"]) == 2
     assert "no unfinished run to resume" in capsys.readouterr().err
+
+
+def test_status_of_an_interrupted_fleet_shows_rings_stacks_and_phases(project, capsys):
+    from rollout.fleet.driver import FleetDriver
+    from rollout.fleet.model import load_fleet
+    from rollout.fleet.view import JsonFleetView
+    from tests.rollout.fleet.conftest import RecordedStacks, StackGate
+
+    source = RecordedStacks(project, ["dev", "prod"], name="fleet")
+    driver = FleetDriver(fleet=load_fleet(project / "stacks" / "fleet.yaml"), fleet_name="fleet", source=source,
+                         view=JsonFleetView(), gate=StackGate(interrupt_on=("dev", "wave 1")), retry_wait_s=0)
+    with pytest.raises(KeyboardInterrupt):
+        driver.run("1.40.0")
+
+    assert cli.main(["fleet", "status"]) == 0
+    out = capsys.readouterr().out
+    assert "fleet fleet: upgrade to 1.40.0 on kubernetes — Running" in out
+    assert "Promoting" in out and "NotStarted" in out and "meshlift fleet resume" in out
+    assert cli.main(["fleet", "status", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert [(r["name"], r["status"], r["soak_s"]) for r in document["rings"]] == [("dev", "upgrading", 60.0),
+                                                                                  ("prod", "pending", 0.0)]
+    assert document["rings"][0]["stacks"][0]["phase"] == "Promoting" and document["exit_code"] is None
