@@ -340,16 +340,25 @@ def _translate(error: ValidationError) -> list[Problem]:
     problems = []
     for item in error.errors(include_url=False):
         loc = list(item["loc"])
-        if item["type"] == "extra_forbidden":
-            reason = "unknown key" + _suggest(str(loc[-1]), known)
-        elif item["type"] == "missing":
-            reason = "required key is missing"
-        else:
-            reason = item["msg"].removeprefix("Value error, ")
-            if "input" in item and not isinstance(item["input"], (dict, list)):
-                reason += f" (got {item['input']!r})"
-        problems.append(Problem(key_path(*loc) if loc else CONFIG_NAMESPACE, reason))
+        problems.append(Problem(key_path(*loc) if loc else CONFIG_NAMESPACE, error_reason(item, known)))
     return problems
+
+
+def error_reason(item: Mapping[str, Any], known: set[str]) -> str:
+    """One pydantic error item in words; an unknown key gets a 'did you mean' from `known`."""
+    if item["type"] == "extra_forbidden":
+        return "unknown key" + _suggest(str(item["loc"][-1]), known)
+    if item["type"] == "missing":
+        return "required key is missing"
+    reason = str(item["msg"]).removeprefix("Value error, ")
+    if "input" in item and not isinstance(item["input"], (dict, list)):
+        reason += f" (got {item['input']!r})"
+    return reason
+
+
+def known_keys(model: type[BaseModel]) -> set[str]:
+    """Every key spelling in `model`'s tree, for error_reason's suggestions."""
+    return _known_keys(model)
 
 
 # --------------------------------------------------------------------------- loading

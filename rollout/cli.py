@@ -341,6 +341,10 @@ def _mount_check() -> None:
 
 _mount_check()
 
+from rollout.fleet.cli import fleet_app  # noqa: E402 - the sub-app's commands import lazily
+
+app.add_typer(fleet_app, name="fleet")
+
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app and map every error to an exit code (the one place that does)."""

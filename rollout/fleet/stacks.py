@@ -1,0 +1,148 @@
+"""Where a fleet's stacks come from, per platform: config, journal and platform of each.
+
+    kubernetes  stacks/Pulumi.<stack>.yaml of this project, `pulumi up` through the
+                Automation API; each stack's gates discover pods through the stack's
+                own `kubernetes:context` (one cluster per stack), not the current one
+    rehearsal   one small local mesh of real Envoys per stack (Envoy 1.39.3 stands in
+                for the old Istio version, 1.40.0 for the new one), optionally with a
+                real fault injected into one stack's canaries
+
+The driver sees only `StackSource`: the same rings, soaks and gates run on both.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, Protocol
+
+from components.spec import load_spec, load_stack_file
+from rollout.errors import UsageError
+from rollout.journal import STATE_DIR, Journal
+from rollout.platforms.base import Platform
+
+KUBE_CONTEXT_KEY = "kubernetes:context"
+
+
+class StackSource(Protocol):
+    kind: str  # kubernetes | rehearsal
+    root: Path  # the fleet journal's directory
+
+    def describe(self, stack: str) -> str:
+        """Where the stack's config comes from, for error messages."""
+        ...
+
+    def config(self, stack: str) -> dict[str, Any]:
+        """The stack's config before the upgrade (`meshlift:*` keys); UsageError/SpecError if unusable."""
+        ...
+
+    def journal(self, stack: str) -> Journal: ...
+
+    def platform(self, stack: str, config: dict[str, Any]) -> Platform: ...
+
+    def reset(self) -> None:
+        """A new fleet run starts (after a finished one): forget what only the last one needed."""
+        ...
+
+
+class KubernetesStacks:
+    """The project's Pulumi stacks; each stack's run is the one `meshlift upgrade -s` would drive."""
+
+    kind = "kubernetes"
+
+    def __init__(self, project_dir: Path, fleet_name: str) -> None:
+        self.project_dir = project_dir
+        self.root = project_dir / STATE_DIR / "fleet" / fleet_name
+
+    def _path(self, stack: str) -> Path:
+        return self.project_dir / "stacks" / f"Pulumi.{stack}.yaml"
+
+    def describe(self, stack: str) -> str:
+        return str(self._path(stack).relative_to(self.project_dir))
+
+    def config(self, stack: str) -> dict[str, Any]:
+        path = self._path(stack)
+        if not path.exists():
+            raise UsageError(f"no stack file {self.describe(stack)}")
+        return load_stack_file(str(path))
+
+    def journal(self, stack: str) -> Journal:
+        return Journal.for_stack(self.project_dir, stack)
+
+    def platform(self, stack: str, config: dict[str, Any]) -> Platform:
+        from rollout.platforms import make_platform
+        from rollout.platforms.kubernetes import KubeDiscovery
+
+        return make_platform("kubernetes", project_dir=self.project_dir, stack=stack,
+                             discover=KubeDiscovery(core_v1=_LazyContextClient(config.get(KUBE_CONTEXT_KEY))))
+
+    def reset(self) -> None:
+        return None  # each stack's own journal and history decide what is already done
+
+
+class _LazyContextClient:
+    """A CoreV1Api for one kubeconfig context, created on first use (no cluster needed to plan)."""
+
+    def __init__(self, context: str | None) -> None:
+        self.context = context
+        self._api: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._api is None:
+            from kubernetes import client, config
+
+            self._api = client.CoreV1Api(api_client=config.new_client_from_config(context=self.context))
+        return getattr(self._api, name)
+
+
+# One namespace, one workload of one replica with a canary: each stack runs one or two
+# Envoys, so a fleet of four rehearses on two cores.
+REHEARSAL_FROM, REHEARSAL_TO = "1.39.3", "1.40.0"
+REHEARSAL_GATES = {"window": "6s", "interval": "250ms", "consecutivePasses": 4, "failureLimit": 1,
+                   "minRequests": 5}
+REHEARSAL_TRAFFIC_PER_S = 15.0
+
+
+def rehearsal_stack_config(*, gates: dict[str, Any] | None = None) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "meshlift:revisions": [{"version": REHEARSAL_FROM}],
+        "meshlift:tags": {"stable": REHEARSAL_FROM.replace(".", "-")},
+        "meshlift:namespaces": [
+            {"name": "shop", "revision": "stable", "wave": 1,
+             "workloads": [{"name": "web", "image": "local/web", "replicas": 1, "canary": True}]},
+        ],
+        "meshlift:gates": {**REHEARSAL_GATES, **(gates or {})},
+    }
+    load_spec(config)  # fail loudly here if the rehearsal mesh itself is wrong
+    return config
+
+
+class RehearsalStacks:
+    """One local mesh of real Envoys per stack name of the fleet file (no stack files needed)."""
+
+    kind = "rehearsal"
+
+    def __init__(self, project_dir: Path, fleet_name: str, *, fault: str = "none", fault_stack: str | None = None,
+                 gates: dict[str, Any] | None = None) -> None:
+        self.root = project_dir / STATE_DIR / "fleet-rehearsal" / fleet_name
+        self.fault, self.fault_stack, self.gates = fault, fault_stack, gates
+
+    def describe(self, stack: str) -> str:
+        return f"rehearsal mesh {stack!r}"
+
+    def config(self, stack: str) -> dict[str, Any]:
+        return rehearsal_stack_config(gates=self.gates)
+
+    def journal(self, stack: str) -> Journal:
+        return Journal(self.root / "stacks" / stack)
+
+    def platform(self, stack: str, config: dict[str, Any]) -> Platform:
+        from rollout.platforms.local import LocalPlatform
+
+        fault = self.fault if stack == self.fault_stack else "none"
+        return LocalPlatform(state_dir=self.journal(stack).root, base_config=config, fault=fault,
+                             traffic_rate_per_s=REHEARSAL_TRAFFIC_PER_S)
+
+    def reset(self) -> None:
+        """Fresh meshes: every stack's journal and local history go (the fleet journal stays)."""
+        shutil.rmtree(self.root / "stacks", ignore_errors=True)
