@@ -35,7 +35,7 @@ _HCM_TYPE_SUFFIX = ".HttpConnectionManager"
 _REVISION = re.compile(r"(?<!\d)\d+-\d+-\d+(?!-?\d)")
 _VERSION = re.compile(r"(?<![\d.])\d+\.\d+\.\d+(?!\d|\.\d)")
 _SECRET_KEYS = frozenset({
-    "private_key", "password", "pkcs12", "session_ticket_keys", "hmac_secret", "generic_secret", "secret",
+    "private_key", "password", "pkcs12", "session_ticket_keys", "hmac_secret", "generic_secret",
     "token", "access_token", "client_secret", "api_key", "secret_access_key", "oauth_token", "bearer_token",
 })
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"})

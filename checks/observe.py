@@ -224,6 +224,7 @@ async def _ready(client: AdminClient, base: str, _: str) -> ReadyState:
 # extensions, which no check reads and which a gate would otherwise hold for every proxy.
 _SERVER_INFO_KEPT = ("version", "state", "uptime_current_epoch", "uptime_all_epochs", "hot_restart_version")
 _NODE_DROPPED = frozenset({"extensions"})
+_OPTIONS_KEPT = ("log_level", "component_log_level")
 
 
 async def _server_info(client: AdminClient, base: str, _: str) -> Mapping[str, Any]:
@@ -233,6 +234,9 @@ async def _server_info(client: AdminClient, base: str, _: str) -> Mapping[str, A
         if not isinstance(data, Mapping) or not isinstance(data.get("version"), str):
             raise AdminDecodeError(f"{base}/server_info has no 'version' string", url=base)
         kept: dict[str, Any] = {k: data[k] for k in _SERVER_INFO_KEPT if k in data}
+        options = data.get("command_line_options")
+        if isinstance(options, Mapping):  # the log levels the proxy started with (proxy-profile)
+            kept["command_line_options"] = {k: options[k] for k in _OPTIONS_KEPT if k in options}
         node = data.get("node")
         if isinstance(node, Mapping):
             kept["node"] = {k: v for k, v in node.items() if k not in _NODE_DROPPED}

@@ -73,8 +73,8 @@ def config_parity(ctx: Context) -> Verdict:
         return _verdict(problems, warming, details, "no listener warming or failed")
     baselines = matching_baselines(ctx.target, ctx.baselines)
     if not baselines:
-        if problems:
-            return Verdict.fail("; ".join(problems), details=details)
+        if problems or warming:
+            return _verdict(problems, warming, details, "")
         return Verdict.skip("no baseline proxy of this workload to compare with", details=details or None)
     references: list[Mapping[str, frozenset[str]]] = []
     for view in baselines:

@@ -136,6 +136,9 @@ class Proxy:
             static_clusters=self.clusters() if static else None,
         )
         self.layout.bootstrap.write_text(json.dumps(boot, indent=1))
+        if spec.profile is not None and spec.profile.access_log_path:
+            # Envoy rejects a listener whose access log file it cannot open.
+            Path(spec.profile.access_log_path).parent.mkdir(parents=True, exist_ok=True)
         if spec.overload is not None:
             self.set_pressure(0.0)
         if spec.tls:
