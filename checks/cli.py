@@ -42,13 +42,16 @@ class ConfigError(Exception):
 
 
 def load_settings(stack_config: Path | None = None, overrides: dict[str, Any] | None = None) -> Any:
-    """`GateSettings` from a stack file's `meshlift:gates` (if given) plus CLI overrides.
+    """`GateSettings` from a stack file's `meshlift:gates` (if given) plus CLI overrides; with a stack
+    file, the proxy-profile check expects its `meshlift:proxyProfile` (defaults when absent).
 
     Raises ConfigError with every invalid key named.
     """
+    from components.proxy_profile import ProxyProfile
     from components.spec import GateSettings  # the one definition of the thresholds
 
     values: dict[str, Any] = {}
+    profile: ProxyProfile | None = None
     if stack_config is not None:
         import yaml
 
@@ -60,12 +63,22 @@ def load_settings(stack_config: Path | None = None, overrides: dict[str, Any] | 
         if not isinstance(gates, dict):
             raise ConfigError(f"{stack_config}: meshlift:gates must be a mapping")
         values.update(gates)
+        try:
+            profile = ProxyProfile.model_validate((document.get("config") or {}).get("meshlift:proxyProfile") or {})
+        except ValidationError as exc:
+            raise ConfigError(_problems("meshlift:proxyProfile", exc)) from exc
     values.update({to_camel(k): v for k, v in (overrides or {}).items() if v is not None})
     try:
-        return GateSettings.model_validate(values)
+        settings = GateSettings.model_validate(values)
     except ValidationError as exc:
-        problems = "; ".join(f"meshlift:gates.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(problems) from exc
+        raise ConfigError(_problems("meshlift:gates", exc)) from exc
+    settings._proxy_profile = profile
+    return settings
+
+
+def _problems(key: str, error: ValidationError) -> str:
+    return "; ".join(f"{key}.{'.'.join(map(str, e['loc']))}: {e['msg']}".replace(". :", ":").replace(".:", ":")
+                     for e in error.errors())
 
 
 def _exit(code: int, message: str | None = None, console: Console | None = None) -> NoReturn:
