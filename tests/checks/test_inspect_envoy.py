@@ -4,7 +4,7 @@ canary lacks, `--against-baseline` over a targets file, JSON, usage errors, and 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -19,29 +19,9 @@ pytestmark = pytest.mark.envoy
 VERSIONS = ("1.40.0", "1.39.3")
 
 
-@pytest.fixture(scope="module")
-def binaries() -> dict[str, lm.EnvoyBinary]:
-    return {b.version: b for b in (lm.target_envoy(), lm.stable_envoy())}
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[lm.Upstream]:
-    with lm.Upstream(name="svc") as service:
-        yield service
-
-
 @pytest.fixture
-def start(binaries, upstream) -> Iterator[Callable[..., lm.Proxy]]:
-    started: list[lm.Proxy] = []
-
-    def make(version: str, name: str) -> lm.Proxy:
-        proxy = lm.start_proxy(binaries[version], upstream, name=name, tls=True, overload=lm.OverloadThresholds())
-        started.append(proxy)
-        return proxy
-
-    yield make
-    for proxy in started:
-        proxy.stop()
+def start(binaries, started) -> Callable[..., lm.Proxy]:
+    return lambda version, name: started(binaries[version], name=name, tls=True, overload=lm.OverloadThresholds())
 
 
 def inspect(capsys, *args: str) -> tuple[int, str, str]:

@@ -4,7 +4,7 @@ on a healthy canary and fails for the right reason when the condition is provoke
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -27,42 +27,18 @@ def _spec(**gates: object):
     })
 
 
-@pytest.fixture(scope="module")
-def binaries() -> dict[str, lm.EnvoyBinary]:
-    return {b.version: b for b in (lm.target_envoy(), lm.stable_envoy())}
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[lm.Upstream]:
-    with lm.Upstream(name="svc") as service:
-        yield service
-
-
-@pytest.fixture(scope="module")
-def plane() -> Iterator[lm.ControlPlane]:
-    control = lm.ControlPlane().start()
-    yield control
-    control.stop()
-
-
 @pytest.fixture
-def start(binaries, upstream, plane, tmp_path) -> Iterator[Callable[..., lm.Proxy]]:
+def start(binaries, started, plane, tmp_path) -> Callable[..., lm.Proxy]:
     """Start a proxy of `version` running the spec's profile (or `profile=None`: none at all)."""
     from components.proxy_profile import local_profile
-
-    started: list[lm.Proxy] = []
 
     def make(version: str, *, profile: object = "spec", **options: object) -> lm.Proxy:
         name = f"p{next(_serial)}"
         rendered = local_profile(_spec().proxy_profile, tmp_path / name) if profile == "spec" else profile
-        proxy = lm.start_proxy(binaries[version], upstream, name=name, tls=True, overload=lm.OverloadThresholds(),
-                               control_plane=plane, profile=rendered, **options)
-        started.append(proxy)
-        return proxy
+        return started(binaries[version], name=name, tls=True, overload=lm.OverloadThresholds(),
+                       control_plane=plane, profile=rendered, **options)
 
-    yield make
-    for proxy in started:
-        proxy.stop()
+    return make
 
 
 def canary(proxy: lm.Proxy) -> Target:
