@@ -228,8 +228,14 @@ class GateSettings(_Model):
     def _parity_allow_entries(cls, entries: list[str]) -> list[str]:
         from checks.parity_allow import validate_allow_entry  # the one parser of the entries
 
+        problems = []
         for entry in entries:
-            validate_allow_entry(entry)
+            try:
+                validate_allow_entry(entry)
+            except ValueError as error:
+                problems.append(str(error))
+        if problems:
+            raise ValueError("; ".join(problems))
         return entries
 
     @property
