@@ -66,6 +66,21 @@ def test_diff_shows_the_route_the_canary_lacks(start, capsys, monkeypatch, canar
     assert [c["healthy"] for c in canary_doc["clusters"]] == [1]
 
 
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_rejected_listener_push_shows_with_its_reason(start, capsys, version) -> None:
+    proxy = start(version, "nack")
+    lm.inject_fault(proxy, "reject-config")
+    lm.wait_until(lambda: proxy.stat("listener_manager.lds.update_rejected") >= 1, timeout_s=5)
+
+    code, out, _ = inspect(capsys, "--admin", proxy.admin_url, "--json")
+
+    (lds,) = [x for x in json.loads(out)["proxies"][0]["xds"] if x["type"] == "LDS"]
+    assert code == 0 and lds["version"] == "1" and lds["rejected"] == 1
+    assert lds["last_error"].startswith("listener 'http': ") and "filter chain" in lds["last_error"]
+    states = {(x["name"], x["state"]) for x in json.loads(out)["proxies"][0]["listeners"]}
+    assert ("http", "failed") in states and ("http", "active") in states
+
+
 def test_against_baseline_pairs_each_canary_with_its_workload_from_a_targets_file(start, capsys, tmp_path) -> None:
     canary, baseline, other = start("1.40.0", "c"), start("1.39.3", "b"), start("1.39.3", "o")
     path = tmp_path / "targets.json"
