@@ -72,6 +72,7 @@ class ListenerState:
     version: str | None = None
     address: str | None = None
     error: str | None = None
+    static: bool = False  # from the bootstrap, not from the control plane
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,7 @@ def listener_entries(raw: Mapping[str, Any]) -> Iterator[tuple[Mapping[str, Any]
     for section in iter_configs(raw, "ListenersConfigDump"):
         for entry in section.get("static_listeners") or []:
             listener = entry.get("listener") or {}
-            yield listener, ListenerState(str(listener.get("name", "")), "active", None, _address(listener))
+            yield listener, ListenerState(str(listener.get("name", "")), "active", None, _address(listener), static=True)
         for entry in section.get("dynamic_listeners") or []:
             name = str(entry.get("name", ""))
             error = entry.get("error_state")
@@ -214,7 +215,8 @@ def parse_config_dump(raw: Mapping[str, Any]) -> ConfigSnapshot:
         for cid, hcm in hcms(listener):
             if isinstance(hcm.get("route_config"), Mapping):  # inline: keyed by its listener
                 add_routes(f"{name}/{normalise(str(hcm['route_config'].get('name', '')))}", hcm["route_config"])
-            logging.append(HcmLogging(state.name, cid, tuple(_loggers(hcm))))
+            if not state.static:  # bootstrap listeners (Istio's 15090 stats, 15021 health) log nothing by design
+                logging.append(HcmLogging(state.name, cid, tuple(_loggers(hcm))))
     for config, _ in rds_route_configs(raw):
         add_routes(normalise(str(config.get("name", ""))), config)
 

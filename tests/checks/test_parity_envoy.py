@@ -4,6 +4,7 @@ on a healthy canary and fails for the right reason when the condition is provoke
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Callable
 
 import pytest
@@ -194,3 +195,20 @@ async def test_profile_check_skips_without_a_profile(start, settings) -> None:
     proxy = start("1.40.0")
     result = (await run_checks([canary(proxy)], settings, only=["proxy-profile"])).targets[0].result("proxy-profile")
     assert result.status is Status.SKIP and not result.no_data
+
+
+async def test_bootstrap_listeners_need_no_access_log(start, tmp_path) -> None:
+    # Like Istio's 15090 stats and 15021 health listeners: baked into the bootstrap, never logged.
+    proxy = start("1.40.0", workdir=tmp_path / "work")
+    proxy.process.stop(grace_s=2)
+    boot = json.loads(proxy.layout.bootstrap.read_text())
+    bare = lm._bootstrap.http_listener(name="health", port=lm.free_port(), cluster="xds_cluster")
+    boot["static_resources"]["listeners"].append({k: v for k, v in bare.items() if k != "@type"})
+    proxy.layout.bootstrap.write_text(json.dumps(boot))
+    proxy.spawn()
+    proxy.wait_ready()
+
+    _, result = await judge([canary(proxy)], "proxy-profile")
+
+    assert result.status is Status.PASS, result.message
+    assert "access log on 2 HTTP connection manager(s)" in result.message
