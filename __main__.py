@@ -20,6 +20,7 @@ from components.namespace_enrollment import NamespaceEnrollment, NamespaceEnroll
 from components.outputs import stack_outputs
 from components.plan import by_namespace, plan_for
 from components.promotion import registered_once
+from components.proxy_profile import istiod_values
 from components.revision_tags import RevisionTags, RevisionTagsArgs
 from components.spec import SpecError, config_from_pulumi, load_spec
 from components.workload import Workloads, WorkloadsArgs
@@ -70,6 +71,7 @@ def main() -> None:
             istio_namespace=plan.istio_namespace,
             chart_repository=plan.chart_repository,
             depends_on=[base.crds],
+            proxy_values=istiod_values(spec.proxy_profile),
         ))
         for cp in plan.control_planes
     }

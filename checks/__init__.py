@@ -31,6 +31,11 @@ Public API (everything else is private and may change):
 - `Report` / `TargetReport` / `CheckResult` / `Status`: results; `report_to_json`, `gate_to_json`,
   `print_report`, `print_gate` present them (schemas `meshlift.checks/v1`, `meshlift.gate/v1`).
 - `checks.cli.check`: the typer command for `meshlift check`; `checks.cli.app` runs it standalone.
+  `checks.cli.inspect`: the typer command for `meshlift inspect` (mounted by the orchestrator's CLI).
+- `checks.inspect.inspect_proxy(client, target)` -> `ProxyInspection` (schema `meshlift.inspect/v1`),
+  `checks.inspect_diff.diff_inspections(a, b)`; `checks.config_dump`: a whole /config_dump parsed into
+  a `ConfigSnapshot` (normalised inventory, listener states, profile facts) and `redact()`.
+- `checks.targets_file`: `write_targets` / `read_targets` (schema `meshlift.targets/v1`).
 - `checks.kube`: Kubernetes discovery (`kube_targets`, `discover_pods`, `PortForward`).
 - `parse_json_stats`, `parse_text_stats`, `parse_prometheus`, `Stats`: stats parsing.
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from . import rules_config, rules_kube, rules_proxy, rules_runtime, rules_traffic
+from . import rules_config, rules_kube, rules_parity, rules_proxy, rules_runtime, rules_traffic
 from .context import Context, GateSettingsLike, Verdict
 from .observe import Read
 from .process import PROCESS_STATS
@@ -96,6 +96,18 @@ CATALOG: tuple[CheckSpec, ...] = (
         "xds-unknown-fields", "configuration", "dynamic config has no fields unknown to this proxy", False,
         (Read.STATS,), rules_config.no_unknown_fields, "server.dynamic_unknown_fields = 0",
         (r"^server\.dynamic_unknown_fields$",),
+    ),
+    CheckSpec(
+        "config-parity", "configuration", "canary serves everything its baseline serves", True,
+        (Read.CONFIG,), rules_parity.config_parity,
+        "no listener, filter chain, route config, virtual host, route or cluster of the baseline missing "
+        "(parityAllow excepted); no listener failed or warming in two samples in a row",
+    ),
+    CheckSpec(
+        "proxy-profile", "configuration", "the production proxy profile is in force", True,
+        (Read.CONFIG, Read.SERVER_INFO), rules_parity.proxy_profile,
+        "meshlift:proxyProfile: access log on every HTTP connection manager, heap overload actions, "
+        "keepalives, log levels",
     ),
     CheckSpec(
         "certificates-valid", "security", "certificates valid for long enough", True, (Read.CERTS,),

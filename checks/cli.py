@@ -1,8 +1,8 @@
 """`meshlift check`: check Envoy proxies now, or run a gate over a window.
 
-`check` is a plain typer command function: the orchestrator mounts it into the
-`meshlift` app (`app.command("check")(checks.cli.check)`); `app` here runs it
-standalone (`python -m checks`). Exit codes, mapped in one place (`_exit`):
+`check` and `inspect` are plain typer command functions: the orchestrator mounts
+them into the `meshlift` app (`app.command("check")(checks.cli.check)`); `app`
+here runs `check` standalone (`python -m checks`). Exit codes, mapped in one place (`_exit`):
 0 every check (or the gate) passed, 1 something failed / the gate did not pass,
 2 usage or configuration error (bad flag, unknown check id, bad threshold,
 unreadable stack config, no Kubernetes access).
@@ -28,8 +28,9 @@ from .gate import run_gate
 from .report import gate_to_json, print_gate, print_report, report_to_json
 from .runner import run_checks
 from .target import Target
+from .targets_file import read_targets
 
-__all__ = ["app", "check", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "load_settings"]
+__all__ = ["app", "check", "inspect", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "load_settings"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -41,13 +42,16 @@ class ConfigError(Exception):
 
 
 def load_settings(stack_config: Path | None = None, overrides: dict[str, Any] | None = None) -> Any:
-    """`GateSettings` from a stack file's `meshlift:gates` (if given) plus CLI overrides.
+    """`GateSettings` from a stack file's `meshlift:gates` (if given) plus CLI overrides; with a stack
+    file, the proxy-profile check expects its `meshlift:proxyProfile` (defaults when absent).
 
     Raises ConfigError with every invalid key named.
     """
+    from components.proxy_profile import ProxyProfile
     from components.spec import GateSettings  # the one definition of the thresholds
 
     values: dict[str, Any] = {}
+    profile: ProxyProfile | None = None
     if stack_config is not None:
         import yaml
 
@@ -59,12 +63,22 @@ def load_settings(stack_config: Path | None = None, overrides: dict[str, Any] | 
         if not isinstance(gates, dict):
             raise ConfigError(f"{stack_config}: meshlift:gates must be a mapping")
         values.update(gates)
+        try:
+            profile = ProxyProfile.model_validate((document.get("config") or {}).get("meshlift:proxyProfile") or {})
+        except ValidationError as exc:
+            raise ConfigError(_problems("meshlift:proxyProfile", exc)) from exc
     values.update({to_camel(k): v for k, v in (overrides or {}).items() if v is not None})
     try:
-        return GateSettings.model_validate(values)
+        settings = GateSettings.model_validate(values)
     except ValidationError as exc:
-        problems = "; ".join(f"meshlift:gates.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(problems) from exc
+        raise ConfigError(_problems("meshlift:gates", exc)) from exc
+    settings._proxy_profile = profile
+    return settings
+
+
+def _problems(key: str, error: ValidationError) -> str:
+    return "; ".join(f"{key}.{'.'.join(map(str, e['loc']))}: {e['msg']}".replace(". :", ":").replace(".:", ":")
+                     for e in error.errors())
 
 
 def _exit(code: int, message: str | None = None, console: Console | None = None) -> NoReturn:
@@ -177,18 +191,10 @@ def _run_kube(settings: Any, namespace: str | None, selector: str | None, revisi
               baseline_revision: str | None, context: str | None, role: str, expected_version: str | None,
               gate: bool, as_json: bool, timeout: float) -> int:
     from kubernetes import client as k8s
-    from kubernetes import config as k8s_config
 
     from .kube import describe_selection, kube_targets
 
-    try:
-        try:
-            k8s_config.load_kube_config(context=context)
-        except k8s_config.ConfigException:
-            k8s_config.load_incluster_config()
-    except k8s_config.ConfigException as exc:
-        raise ConfigError(f"no Kubernetes access: {exc}") from exc
-    core = k8s.CoreV1Api()
+    core = _core_v1(context)
     if expected_version is None and revision and re.fullmatch(r"\d+-\d+-\d+(-.+)?", revision):
         expected_version = revision  # a revision named after its version (1-40-0) says what to expect
     try:
@@ -201,6 +207,152 @@ def _run_kube(settings: Any, namespace: str | None, selector: str | None, revisi
                                   role="baseline") as baselines:
                     return asyncio.run(_run(targets, baselines, settings, gate=gate, as_json=as_json, timeout=timeout))
             return asyncio.run(_run(targets, [], settings, gate=gate, as_json=as_json, timeout=timeout))
+    except k8s.ApiException as exc:
+        raise ConfigError(f"Kubernetes API: {exc.status} {exc.reason}") from exc
+
+
+def _core_v1(context: str | None) -> Any:
+    """A CoreV1Api from the kubeconfig (`context`) or the in-cluster service account."""
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+
+    try:
+        try:
+            k8s_config.load_kube_config(context=context)
+        except k8s_config.ConfigException:
+            k8s_config.load_incluster_config()
+    except k8s_config.ConfigException as exc:
+        raise ConfigError(f"no Kubernetes access: {exc}") from exc
+    return k8s.CoreV1Api()
+
+
+INSPECT_EPILOG = """\
+Examples:
+
+\b
+  meshlift inspect --admin http://127.0.0.1:15000            # one proxy, summarised
+  meshlift inspect --admin URL --diff http://127.0.0.1:15001  # what each serves that the other lacks
+  meshlift inspect --rehearsal --against-baseline            # the running rehearsal: canaries vs baselines
+  meshlift inspect -n shop --revision 1-31-0 --baseline-revision 1-30-3 --against-baseline
+  meshlift inspect --admin URL --json --config-dump          # JSON (meshlift.inspect/v1), redacted dump included
+
+\b
+Exit codes: 0 every proxy read and no difference found, 1 a read failed or a diff
+found differences, 2 usage error. Secrets (private keys, tokens, credential
+headers) are always redacted.
+"""
+
+
+def inspect(
+    admin: Annotated[list[str] | None, typer.Option("--admin", help="Admin URL of a proxy to inspect (repeatable).", metavar="URL")] = None,
+    baseline: Annotated[list[str] | None, typer.Option("--baseline", help="Admin URL of a baseline proxy (repeatable); --admin ones are then canaries.", metavar="URL")] = None,
+    diff: Annotated[str | None, typer.Option("--diff", help="Compare every inspected proxy with this one (admin URL, or a target name).", metavar="OTHER")] = None,
+    against_baseline: Annotated[bool, typer.Option("--against-baseline", help="Compare each canary with the baseline(s) of its workload.")] = False,
+    namespace: Annotated[str | None, typer.Option("--namespace", "-n", help="Kubernetes: namespace of the pods.")] = None,
+    selector: Annotated[str | None, typer.Option("--selector", "-l", help="Kubernetes: label selector of the pods.")] = None,
+    revision: Annotated[str | None, typer.Option("--revision", help="Kubernetes: Istio revision of the (canary) pods.")] = None,
+    baseline_revision: Annotated[str | None, typer.Option("--baseline-revision", help="Kubernetes: revision of the baseline pods.")] = None,
+    kube_context: Annotated[str | None, typer.Option("--context", help="Kubernetes: kubeconfig context.")] = None,
+    targets_file: Annotated[Path | None, typer.Option("--targets-file", help="Read targets from a meshlift.targets/v1 JSON file.")] = None,
+    rehearsal: Annotated[bool, typer.Option("--rehearsal", help="The proxies of the running `meshlift rehearse` (.meshlift/rehearsal/targets.json).")] = False,
+    allow: Annotated[list[str] | None, typer.Option("--allow", help="Leave out differences matching KIND:GLOB (as meshlift:gates.parityAllow).", metavar="KIND:GLOB")] = None,
+    limit: Annotated[int, typer.Option(help="Items shown per section and diff kind (0: all).")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (schema meshlift.inspect/v1).")] = False,
+    config_dump: Annotated[bool, typer.Option("--config-dump", help="With --json: add each proxy's whole /config_dump, redacted.")] = False,
+    timeout: Annotated[float, typer.Option(help="Per-request timeout in seconds.")] = 5.0,
+) -> None:
+    """Show what proxies really run (GET-only): versions, control plane, xDS, listeners, routes,
+    clusters, certificates, overload, log levels; --diff / --against-baseline compare them."""
+    from .parity_allow import validate_allow_entry
+
+    try:
+        for entry in allow or ():
+            validate_allow_entry(entry)
+        sources = sum(map(bool, (admin, namespace or selector or revision or baseline_revision, targets_file, rehearsal)))
+        if sources != 1:
+            raise ConfigError("give exactly one of --admin URL, the Kubernetes form (-n/-l/--revision), "
+                              "--targets-file PATH or --rehearsal")
+        if against_baseline and diff:
+            raise ConfigError("use either --diff OTHER or --against-baseline, not both")
+        if config_dump and not as_json:
+            raise ConfigError("--config-dump needs --json (a whole dump is not for the terminal)")
+        if namespace or selector or revision or baseline_revision:
+            code = _inspect_kube(namespace, selector, revision, baseline_revision, kube_context, diff=diff,
+                                 against_baseline=against_baseline, allow=allow or [], limit=limit,
+                                 as_json=as_json, config_dump=config_dump, timeout=timeout)
+        else:
+            if admin:
+                role = "canary" if baseline or against_baseline else "proxy"
+                targets = [Target.from_url(u, role=role) for u in admin]
+                targets += [Target.from_url(u, role="baseline") for u in baseline or ()]
+            else:
+                targets = read_targets(targets_file or _rehearsal_targets())
+            code = asyncio.run(_inspect(targets, diff=diff, against_baseline=against_baseline, allow=allow or [],
+                                        limit=limit, as_json=as_json, config_dump=config_dump, timeout=timeout))
+    except (ConfigError, ValueError) as exc:
+        _exit(EXIT_USAGE, f"meshlift inspect: {exc}")
+    raise typer.Exit(code)
+
+
+def _rehearsal_targets() -> Path:
+    import os
+
+    root = Path(os.environ.get("MESHLIFT_PROJECT_DIR") or Path.cwd())
+    path = root / ".meshlift" / "rehearsal" / "targets.json"
+    if not path.exists():
+        raise ConfigError(f"no running rehearsal: {path} does not exist (start `meshlift rehearse` first)")
+    return path
+
+
+async def _inspect(targets: list[Target], *, diff: str | None, against_baseline: bool, allow: list[str],
+                   limit: int, as_json: bool, config_dump: bool, timeout: float) -> int:
+    from .inspect import inspect_targets
+    from .inspect_diff import baseline_pairs, diff_inspections
+    from .report import inspect_to_json, print_inspection
+
+    other = None
+    if diff is not None:
+        other = next((t for t in targets if t.name == diff), None)
+        if other is None:
+            try:
+                other = Target.from_url(diff, role="baseline")
+            except ValueError as exc:
+                raise ConfigError(f"--diff {diff!r} is neither a target name nor an admin URL: {exc}") from exc
+            targets = [*targets, other]
+    pairs = [(t, other) for t in targets if other is not None and t is not other]
+    if against_baseline:
+        pairs = baseline_pairs(targets)
+        if not pairs:
+            raise ConfigError("--against-baseline found no canary with a baseline of the same workload")
+    async with AdminClient(timeout=timeout, deadline=3 * timeout) as client:
+        inspections = await inspect_targets(client, targets, with_dump=config_dump and as_json)
+    by_name = {i.name: i for i in inspections}
+    diffs = [diff_inspections(by_name[a.name], by_name[b.name], allow=allow) for a, b in pairs]
+    if as_json:
+        typer.echo(inspect_to_json(inspections, diffs))
+    else:
+        print_inspection(inspections, diffs, limit=limit)
+    failed = any(i.errors for i in inspections) or any(not d.identical for d in diffs)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _inspect_kube(namespace: str | None, selector: str | None, revision: str | None, baseline_revision: str | None,
+                  context: str | None, **options: Any) -> int:
+    from kubernetes import client as k8s
+
+    from .kube import describe_selection, kube_targets
+
+    core = _core_v1(context)
+    role = "canary" if baseline_revision or options.get("against_baseline") else "proxy"
+    try:
+        with kube_targets(core, namespace=namespace, selector=selector, revision=revision, role=role) as targets:
+            if not targets:
+                raise ConfigError(f"no running pods with an istio-proxy in {describe_selection(namespace, selector, revision)}")
+            if baseline_revision:
+                with kube_targets(core, namespace=namespace, selector=selector, revision=baseline_revision,
+                                  role="baseline") as baselines:
+                    return asyncio.run(_inspect([*targets, *baselines], **options))
+            return asyncio.run(_inspect(targets, **options))
     except k8s.ApiException as exc:
         raise ConfigError(f"Kubernetes API: {exc.status} {exc.reason}") from exc
 

@@ -12,6 +12,10 @@ Steady samples stay cheap without hiding anything:
 - `/config_dump` (listener error states) is read only for proxies with an LDS
   subscription: without one there is no dynamic listener, and Envoy answers `{}`.
   The filtered `/stats` tells which (`listener_manager.lds.*` exists or not).
+- The whole `/config_dump` (config-parity, proxy-profile), parsed at once into a
+  small `ConfigSnapshot`, is carried over like `/server_info`, and only while
+  no xDS counter, version or listener count in this sample's `/stats` moved
+  (`config_fingerprint`): a push, a rejection or a listener warming re-reads it.
 - `/ready` (readiness and the server state), `/stats` and `/certs` are read
   every sample.
 """
@@ -26,6 +30,7 @@ from typing import Any
 
 from ._exceptions import AdminDecodeError, AdminError
 from .client import AdminClient
+from .config_dump import ConfigSnapshot, parse_config_dump
 from .process import PROCESS_STATS, same_process
 from .stats import Stats, gc_paused, parse_json_stats, stats_filter
 from .target import Target
@@ -35,6 +40,20 @@ __all__ = ["Read", "Observation", "ReadyState", "observe", "SERVER_INFO_MAX_AGE_
 # A carried /server_info is read again at least this often (seconds on the sample clock),
 # whatever the stats say: it bounds how long a restart no stat showed could go unseen.
 SERVER_INFO_MAX_AGE_S = 30.0
+
+# What moves whenever a proxy's served config may have changed: every xDS subscription's
+# counters and version, and the listener manager's counts (a listener warming or draining).
+CONFIG_STATS = (r"\.(update_attempt|update_success|update_rejected|update_failure|version_text)$",
+                r"^listener_manager\.total_listeners_(active|warming|draining)$")
+
+
+def config_fingerprint(stats: Stats) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted((name, stats.text(name) if name.endswith("version_text") else stats.number(name))
+                        for name in stats if name.endswith(_CONFIG_SUFFIXES)
+                        or name.startswith("listener_manager.total_listeners_")))
+
+
+_CONFIG_SUFFIXES = (".update_attempt", ".update_success", ".update_rejected", ".update_failure", ".version_text")
 
 # The LDS subscription's counters exist from its creation (at 0) and only with one.
 _LDS_STAT = r"^listener_manager\.lds\.update_attempt$"
@@ -49,6 +68,7 @@ class Read(str, Enum):
     STATS = "/stats"
     CERTS = "/certs"
     LISTENER_STATE = "/config_dump"  # dynamic listeners' active version and error_state only
+    CONFIG = "/config_dump?all"  # the whole dump, parsed into a ConfigSnapshot (what the proxy serves)
     POD = "pod-status"  # Kubernetes pod status, known at discovery; no admin read
 
 
@@ -117,15 +137,19 @@ async def observe(
         patterns.update(PROCESS_STATS)  # the proof that a carried /server_info still holds
     if Read.LISTENER_STATE in wanted:
         patterns.add(_LDS_STAT)
+    if Read.CONFIG in wanted:
+        patterns.update((*PROCESS_STATS, *CONFIG_STATS))  # the proof that a carried config still holds
     if patterns and Read.STATS not in wanted:
         wanted.append(Read.STATS)
     flt = stats_filter(patterns)
 
     info_since = _carry_candidate(previous, target, taken_at) if Read.SERVER_INFO in wanted else None
+    config_since = _carry_candidate(previous, target, taken_at, Read.CONFIG) if Read.CONFIG in wanted else None
     # Fetch /config_dump together with the rest when the last sample saw an LDS subscription
     # (every Istio sidecar, so no extra round trip); otherwise only once this sample's stats show one.
     listeners_now = Read.LISTENER_STATE in wanted and previous is not None and _has_lds(previous) is True
     deferred = {r for r in wanted if (r is Read.SERVER_INFO and info_since is not None)
+                or (r is Read.CONFIG and config_since is not None)
                 or (r is Read.LISTENER_STATE and not listeners_now)}
     first = [r for r in wanted if r not in deferred]
     values: dict[Read, Any] = dict(zip(first, await asyncio.gather(*(_read(client, target, r, flt) for r in first))))
@@ -138,6 +162,15 @@ async def observe(
             carried[Read.SERVER_INFO] = info_since  # type: ignore[assignment]
         else:
             later.append(Read.SERVER_INFO)
+    if Read.CONFIG in deferred:
+        # The whole dump (~100 KiB and up) is read again only when an xDS counter or a
+        # listener count moved: an unchanged proxy serves what it served last sample.
+        if (isinstance(stats, Stats) and previous is not None and same_process(stats, previous.stats)
+                and config_fingerprint(stats) == config_fingerprint(previous.stats)):
+            values[Read.CONFIG] = previous.reads[Read.CONFIG]
+            carried[Read.CONFIG] = config_since  # type: ignore[assignment]
+        else:
+            later.append(Read.CONFIG)
     if Read.LISTENER_STATE in deferred:
         if isinstance(stats, Stats) and not _lds_in(stats):
             values[Read.LISTENER_STATE] = []  # no LDS subscription: no dynamic listener (Envoy answers {})
@@ -151,14 +184,15 @@ async def observe(
                        admin_url=target.admin_url)
 
 
-def _carry_candidate(previous: Observation | None, target: Target, taken_at: float) -> float | None:
-    """When `previous` holds a /server_info this sample may carry over: the time it was fetched."""
+def _carry_candidate(previous: Observation | None, target: Target, taken_at: float,
+                     read: Read = Read.SERVER_INFO) -> float | None:
+    """When `previous` holds a `read` (/server_info, the config) this sample may carry over: the time it was fetched."""
     if previous is None or previous.admin_url != target.admin_url:
         return None
-    info = previous.reads.get(Read.SERVER_INFO)
-    if not isinstance(info, Mapping) or previous.stats_or_none() is None:
+    value = previous.reads.get(read)
+    if value is None or isinstance(value, AdminError) or previous.stats_or_none() is None:
         return None
-    since = previous.carried.get(Read.SERVER_INFO, previous.taken_at)
+    since = previous.carried.get(read, previous.taken_at)
     return since if taken_at - since < SERVER_INFO_MAX_AGE_S else None
 
 
@@ -190,6 +224,7 @@ async def _ready(client: AdminClient, base: str, _: str) -> ReadyState:
 # extensions, which no check reads and which a gate would otherwise hold for every proxy.
 _SERVER_INFO_KEPT = ("version", "state", "uptime_current_epoch", "uptime_all_epochs", "hot_restart_version")
 _NODE_DROPPED = frozenset({"extensions"})
+_OPTIONS_KEPT = ("log_level", "component_log_level")
 
 
 async def _server_info(client: AdminClient, base: str, _: str) -> Mapping[str, Any]:
@@ -199,6 +234,9 @@ async def _server_info(client: AdminClient, base: str, _: str) -> Mapping[str, A
         if not isinstance(data, Mapping) or not isinstance(data.get("version"), str):
             raise AdminDecodeError(f"{base}/server_info has no 'version' string", url=base)
         kept: dict[str, Any] = {k: data[k] for k in _SERVER_INFO_KEPT if k in data}
+        options = data.get("command_line_options")
+        if isinstance(options, Mapping):  # the log levels the proxy started with (proxy-profile)
+            kept["command_line_options"] = {k: options[k] for k in _OPTIONS_KEPT if k in options}
         node = data.get("node")
         if isinstance(node, Mapping):
             kept["node"] = {k: v for k, v in node.items() if k not in _NODE_DROPPED}
@@ -238,10 +276,20 @@ async def _listener_state(client: AdminClient, base: str, _: str) -> list[Mappin
     return [c for c in configs if isinstance(c, Mapping)]
 
 
+async def _config(client: AdminClient, base: str, _: str) -> ConfigSnapshot:
+    data = await client.get_json(base, "/config_dump")
+    with gc_paused():
+        try:
+            return parse_config_dump(data)
+        except ValueError as exc:
+            raise AdminDecodeError(f"{base}/config_dump: {exc}", url=base) from exc
+
+
 _FETCHERS = {
     Read.READY: _ready,
     Read.SERVER_INFO: _server_info,
     Read.STATS: _stats,
     Read.CERTS: _certs,
     Read.LISTENER_STATE: _listener_state,
+    Read.CONFIG: _config,
 }

@@ -19,6 +19,7 @@ Fields are only ever added, never renamed or removed, within a schema version.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console, Group, RenderableType
@@ -27,9 +28,12 @@ from rich.text import Text
 
 from .catalog import CATEGORIES
 from .gate import GateOutcome, GateResult
+from .inspect import INSPECT_SCHEMA, ProxyInspection
+from .inspect_diff import InventoryDiff
 from .result import Report, Status, TargetReport
 
-__all__ = ["CHECK_SCHEMA", "GATE_SCHEMA", "report_to_json", "gate_to_json", "render_report", "render_gate", "print_report", "print_gate"]
+__all__ = ["CHECK_SCHEMA", "GATE_SCHEMA", "report_to_json", "gate_to_json", "render_report", "render_gate", "print_report",
+           "print_gate", "inspect_to_json", "render_inspection", "render_diff", "print_inspection"]
 
 CHECK_SCHEMA = "meshlift.checks/v1"
 GATE_SCHEMA = "meshlift.gate/v1"
@@ -113,3 +117,92 @@ def print_report(report: Report, console: Console | None = None) -> None:
 
 def print_gate(gate: GateResult, console: Console | None = None) -> None:
     (console or Console()).print(render_gate(gate))
+
+
+# ---------------------------------------------------------------- meshlift inspect
+
+
+def inspect_to_json(inspections: Sequence[ProxyInspection], diffs: Sequence[InventoryDiff] = (),
+                    *, indent: int | None = 2) -> str:
+    """Schema meshlift.inspect/v1: {"schema", "proxies": [...], "diffs": [{"a", "b", "identical", "kinds"}]}."""
+    document = {"schema": INSPECT_SCHEMA, "proxies": [i.to_dict() for i in inspections],
+                "diffs": [d.to_dict() for d in diffs]}
+    return json.dumps(document, indent=indent, default=str)
+
+
+def _capped(items: Sequence[str], limit: int) -> list[str]:
+    if limit <= 0 or len(items) <= limit:
+        return list(items)
+    return [*items[:limit], f"… and {len(items) - limit} more (--limit 0 or --json shows all)"]
+
+
+def _row(label: str, lines: Sequence[str]) -> list[Text]:
+    if not lines:
+        return [Text(f"  {label:<14}-", style="dim")]
+    return [Text(f"  {label if i == 0 else '':<14}{line}") for i, line in enumerate(lines)]
+
+
+def render_inspection(item: ProxyInspection, *, limit: int = 20) -> RenderableType:
+    s, cp, logs = item.server, item.control_plane, item.log_levels
+    rows: list[RenderableType] = [Text(f"{item.name}  ({item.admin_url}, {item.role})", style="bold")]
+    if s:
+        rows += _row("server", [f"Envoy {s.get('envoy_version')}, Istio {s.get('istio_version') or '-'}, "
+                                f"{s.get('state')}, up {s.get('uptime_s')}s, node {s.get('node_id')} "
+                                f"(cluster {s.get('node_cluster')})"])
+    connected = {True: "connected", False: "NOT connected", None: "no gRPC control plane"}[cp.get("connected")]
+    rows += _row("control plane", [f"{connected}; {cp.get('identity') or 'no identifier'}"
+                                   + (f" via {cp['xds_cluster']}" if cp.get("xds_cluster") else "")
+                                   + (f" at {', '.join(cp['addresses'])}" if cp.get("addresses") else "")])
+    rows += _row("xDS", _capped([f"{x['type']}: version {x['version']!r}, {x['accepted']} accepted, "
+                                 f"{x['rejected']} rejected, {x['failed']} failed"
+                                 + (f"; last error: {x['last_error']}" if x.get("last_error") else "")
+                                 for x in item.xds], limit))
+    rows += _row(f"listeners ({len(item.listeners)})", _capped(
+        [f"{x['name']} {x['address'] or ''} {x['state']}" + (f" v{x['version']}" if x.get("version") else "")
+         + f", {len(x['filter_chains'])} filter chain(s)" + (f": {x['error']}" if x.get("error") else "")
+         for x in item.listeners], limit))
+    rows += _row(f"routes ({len(item.routes)})", _capped(
+        [f"{r['route_config']} ({r['source']}): virtual host {vh['name']} {vh['domains']}: "
+         f"{', '.join(vh['routes']) or 'no routes'}" for r in item.routes for vh in r["virtual_hosts"]], limit))
+    rows += _row(f"clusters ({len(item.clusters)})", _capped(
+        [f"{c['name']} {c['type'] or ''} {c['healthy']}/{len(c['endpoints'])} healthy"
+         + "".join(f"; {e['address']} {e['health']}{' ' + ','.join(e['failed']) if e['failed'] else ''}"
+                   for e in c["endpoints"][:3] if e["health"] != "HEALTHY" or e["failed"])
+         for c in item.clusters], limit))
+    rows += _row("certificates", _capped(
+        [f"{c['kind']} {c['serial']} {','.join(c['subject_alt_names'])}: expires {c['expires_at']} "
+         f"({c['days_left']} days)" for c in item.certificates], limit))
+    rows += _row("overload", [f"{o['action']} {'ACTIVE' if o['active'] else 'inactive'}"
+                              + (f" ({o['scale_percent']:.0f}%)" if o.get("scale_percent") else "")
+                              + (" at " + ", ".join(f"{m.rsplit('.', 1)[-1]} ≥ {v:g}" for m, v in o["triggers"].items())
+                                 if o["triggers"] else "") for o in item.overload])
+    rows += _row("log levels", [f"{logs.get('level')}" + (f"; {','.join(logs['components'])}" if logs.get("components")
+                                                          else "") + f" ({logs.get('source')})"] if logs else [])
+    for source, error in item.errors.items():
+        rows.append(Text(f"  × {source}: {error}", style="red"))
+    return Group(*rows)
+
+
+def render_diff(diff: InventoryDiff, *, limit: int = 20) -> RenderableType:
+    rows: list[RenderableType] = [Text(f"diff {diff.a} (a) vs {diff.b} (b)", style="bold")]
+    if diff.identical:
+        rows.append(Text("  √ same listeners, filter chains, route configs, virtual hosts, routes and clusters",
+                         style="green"))
+    for side, found in (("a", diff.only_a), ("b", diff.only_b)):
+        for kind, keys in found.items():
+            style = "red" if side == "b" else "yellow"
+            rows += [Text(line, style=style) for line in
+                     (f"  {kind:<13} only in {side}: {key}" for key in _capped(keys, limit))]
+    return Group(*rows)
+
+
+def print_inspection(inspections: Sequence[ProxyInspection], diffs: Sequence[InventoryDiff] = (),
+                     *, limit: int = 20, console: Console | None = None) -> None:
+    out = console or Console()
+    for i, item in enumerate(inspections):
+        if i:
+            out.print(Rule(style="dim"))
+        out.print(render_inspection(item, limit=limit))
+    for diff in diffs:
+        out.print(Rule(style="dim"))
+        out.print(render_diff(diff, limit=limit))

@@ -11,18 +11,22 @@ from the stack config, then what meshlift owns (`revision`, `revisionTags`,
 `global.istioNamespace`). `holdApplicationUntilProxyStarts` is on by default in
 both of its forms: `meshConfig.defaultConfig` is what the proxies read, and
 `global.proxy` is what the injection template of some versions reads
-(istio/istio #51310); a revision may still turn it off in its values.
+(istio/istio #51310); a revision may still turn it off in its values. The
+stack's proxy profile (access log, upstream keepalive, proxy log levels; see
+`components.proxy_profile`) is part of the defaults layer, so a revision's own
+`values` can still override it for that revision (and the proxy-profile check
+then says so at its gate).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
 
-from components._helm import layered_values, release
+from components._helm import deep_merge, layered_values, release
 from components.plan import ControlPlanePlan
 
 DEFAULT_ISTIOD_VALUES: dict[str, Any] = {
@@ -56,6 +60,7 @@ class ControlPlaneArgs:
     istio_namespace: str
     chart_repository: str
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)  # the CRDs (MeshBase)
+    proxy_values: Mapping[str, Any] = field(default_factory=dict)  # the proxy profile's values (istiod_values)
 
 
 class ControlPlaneRevision(pulumi.ComponentResource):
@@ -67,7 +72,7 @@ class ControlPlaneRevision(pulumi.ComponentResource):
         self.revision = plan.revision
         self.release_name = f"istiod-{plan.revision}"
         self.values = layered_values(
-            DEFAULT_ISTIOD_VALUES,
+            deep_merge(DEFAULT_ISTIOD_VALUES, args.proxy_values),
             plan.values,
             {"revision": plan.revision, "revisionTags": [], "global": {"istioNamespace": args.istio_namespace}},
         )

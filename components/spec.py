@@ -17,15 +17,17 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic.alias_generators import to_camel
 
@@ -217,6 +219,29 @@ class GateSettings(_Model):
     max_memory_bytes: PositiveInt = 512 * 1024 * 1024
     checks: list[str] | None = None
     skip_checks: list[str] = Field(default_factory=list)
+    # Differences config-parity accepts: "<kind>:<glob>" over normalised names (see checks/README.md).
+    parity_allow: list[str] = Field(default_factory=list)
+    _proxy_profile: Any = PrivateAttr(default=None)  # meshlift:proxyProfile, set by MeshSpec
+
+    @field_validator("parity_allow")
+    @classmethod
+    def _parity_allow_entries(cls, entries: list[str]) -> list[str]:
+        from checks.parity_allow import validate_allow_entry  # the one parser of the entries
+
+        problems = []
+        for entry in entries:
+            try:
+                validate_allow_entry(entry)
+            except ValueError as error:
+                problems.append(str(error))
+        if problems:
+            raise ValueError("; ".join(problems))
+        return entries
+
+    @property
+    def proxy_profile(self) -> Any:
+        """The stack's proxy profile the proxy-profile check expects (None: not checked)."""
+        return self._proxy_profile
 
 
 class RolloutSpec(_Model):
@@ -254,6 +279,12 @@ class MeshSpec(_Model):
     namespaces: list[NamespaceSpec] = Field(default_factory=list)
     rollout: RolloutSpec | None = None
     gates: GateSettings = Field(default_factory=GateSettings)
+    proxy_profile: ProxyProfile = Field(default_factory=lambda: ProxyProfile())
+
+    @model_validator(mode="after")
+    def _gates_expect_the_profile(self) -> MeshSpec:
+        self.gates._proxy_profile = self.proxy_profile
+        return self
 
     @property
     def revision_names(self) -> list[str]:
@@ -272,6 +303,10 @@ class MeshSpec(_Model):
     @property
     def waves(self) -> list[int]:
         return sorted({ns.wave for ns in self.namespaces})
+
+
+if TYPE_CHECKING:
+    from components.proxy_profile import ProxyProfile
 
 
 # --------------------------------------------------------------------------- errors
@@ -420,3 +455,7 @@ def load_spec(config: Mapping[str, Any]) -> MeshSpec:
     if problems:
         raise SpecError(problems)
     return spec
+
+
+# The profile's model builds on the field types above; importing it completes MeshSpec.
+import components.proxy_profile  # noqa: E402,F401

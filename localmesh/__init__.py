@@ -23,7 +23,9 @@ Proxies
               workdir=None, admin_port=0, listener_port=0, tls=False, tls_port=0,
               cert=None, overload=None|OverloadThresholds(), control_plane_port=None,
               stats_flush_interval_s=5.0, outlier_detection=False, log_level="info",
-              xds="files" | "static")
+              xds="files" | "static", profile=None | ProxyProfile(...))
+        profile: access log on every HCM, heap-triggered overload actions,
+        TCP keepalive toward ADS and upstreams, log levels (TcpKeepalive)
         xds="files": LDS/CDS from watched files (pushes, reject-config); 2 inotify
         instances per proxy (+2 tls, +1 overload) against a per-user limit of
         often 128 -- use xds="static" for fleets beyond ~50.
@@ -54,7 +56,7 @@ Faults (see localmesh/_faults.py for the signal each raises)
     inject_fault(proxy, name) -> InjectedFault (.revert(), .signal; context manager)
     FAULTS: dict[name, Callable[[Proxy], InjectedFault]]; REHEARSAL_FAULTS
     names: none 5xx upstream-down reject-config reject-cluster-config cert-expiry
-           cert-expired overload draining control-plane-down
+           cert-expired overload draining control-plane-down missing-route
 Traffic
     send_traffic(url, *, requests=100, duration_s=None, rate_per_s=200,
                  concurrency=4, noise_fraction=0.0, path="/", timeout_s=2)
@@ -82,7 +84,7 @@ only: a program that first starts proxies from another thread should call
 from __future__ import annotations
 
 from ._binaries import EnvoyBinary, stable_envoy, target_envoy
-from ._bootstrap import OverloadThresholds
+from ._bootstrap import OverloadThresholds, ProxyProfile, TcpKeepalive
 from ._certs import CertPair, expired_cert, expiring_cert, generate_cert
 from ._controlplane import ControlPlane
 from ._errors import EnvoyBinaryNotFound, FaultError, LocalMeshError, ProxyStartError
@@ -132,8 +134,10 @@ __all__ = [
     "OverloadThresholds",
     "Proxy",
     "ProxySpec",
+    "ProxyProfile",
     "ProxyStartError",
     "REHEARSAL_FAULTS",
+    "TcpKeepalive",
     "TrafficResult",
     "Upstream",
     "UpstreamEndpoint",

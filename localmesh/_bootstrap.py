@@ -31,6 +31,10 @@ INJECTED_TYPE = (
     ".InjectedResourceConfig"
 )
 INJECTED_MONITOR = "envoy.resource_monitors.injected_resource"
+HEAP_MONITOR = "envoy.resource_monitors.fixed_heap"
+HEAP_TYPE = "type.googleapis.com/envoy.extensions.resource_monitors.fixed_heap.v3.FixedHeapConfig"
+FILE_LOG = "envoy.access_loggers.file"
+FILE_LOG_TYPE = "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog"
 STOP_ACCEPTING = "envoy.overload_actions.stop_accepting_requests"
 DISABLE_KEEPALIVE = "envoy.overload_actions.disable_http_keepalive"
 XDS_CLUSTER = "xds_cluster"
@@ -43,6 +47,39 @@ class OverloadThresholds:
 
     disable_keepalive: float = 0.92
     stop_accepting_requests: float = 0.97
+
+
+@dataclass(frozen=True, kw_only=True)
+class TcpKeepalive:
+    """SO_KEEPALIVE probing of a connection: survives idle timeouts of cloud load balancers."""
+
+    time_s: int = 300
+    interval_s: int = 75
+    probes: int = 9
+
+    def to_json(self) -> Json:
+        return {"keepalive_time": self.time_s, "keepalive_interval": self.interval_s,
+                "keepalive_probes": self.probes}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProxyProfile:
+    """Production settings one proxy runs with (what a stack's proxy profile renders to).
+
+    `access_log_path` None: no access log. `heap_max_bytes` None: no heap-based
+    overload actions. Keepalives None: the connection is left at the OS default.
+    """
+
+    access_log_path: str | None = None
+    access_log_format: str = ""  # Envoy command operators; a text line, or JSON when access_log_json
+    access_log_json: bool = False
+    heap_max_bytes: int | None = None
+    heap_disable_keepalive: float = 0.95
+    heap_stop_accepting_requests: float = 0.99
+    control_plane_keepalive: TcpKeepalive | None = None
+    upstream_keepalive: TcpKeepalive | None = None
+    log_level: str = "info"
+    component_log_level: str = ""
 
 
 @dataclass(frozen=True)
@@ -98,40 +135,72 @@ def file_source(path: Path) -> Json:
     }
 
 
-def http_connection_manager(*, stat_prefix: str, cluster: str) -> Json:
-    return {
-        "name": "envoy.filters.network.http_connection_manager",
-        "typed_config": {
-            "@type": HCM_TYPE,
-            "stat_prefix": stat_prefix,
-            "route_config": {
-                "name": "local_route",
-                "virtual_hosts": [{
-                    "name": "all",
-                    "domains": ["*"],
-                    "routes": [{"match": {"prefix": "/"}, "route": {"cluster": cluster}}],
-                }],
-            },
-            "http_filters": [{"name": "envoy.filters.http.router",
-                              "typed_config": {"@type": ROUTER_TYPE}}],
+ROUTE_CONFIG = "local_route"
+VIRTUAL_HOST = "all"
+STATUS_ROUTE = "status"  # /status/<code>: the upstream answers <code>
+DEFAULT_ROUTE = "default"
+
+
+def routes(cluster: str) -> list[Json]:
+    """The routes of the one virtual host; `status` first, as the more specific prefix."""
+    return [
+        {"name": STATUS_ROUTE, "match": {"prefix": "/status/"}, "route": {"cluster": cluster}},
+        {"name": DEFAULT_ROUTE, "match": {"prefix": "/"}, "route": {"cluster": cluster}},
+    ]
+
+
+def access_log(profile: ProxyProfile) -> list[Json]:
+    """The HCM's access log of `profile` (none without a path)."""
+    if profile.access_log_path is None:
+        return []
+    if profile.access_log_json:
+        import json
+
+        log_format: Json = {"json_format": json.loads(profile.access_log_format)}
+    else:
+        line = profile.access_log_format if profile.access_log_format.endswith("\n") else profile.access_log_format + "\n"
+        log_format = {"text_format_source": {"inline_string": line}}
+    return [{"name": FILE_LOG, "typed_config": {"@type": FILE_LOG_TYPE, "path": profile.access_log_path,
+                                                 "log_format": log_format}}]
+
+
+def http_connection_manager(*, stat_prefix: str, cluster: str, profile: ProxyProfile | None = None,
+                            route_names: tuple[str, ...] | None = None) -> Json:
+    """An HCM with an inline route config; `route_names` keeps only those routes."""
+    kept = [r for r in routes(cluster) if route_names is None or r["name"] in route_names]
+    typed: Json = {
+        "@type": HCM_TYPE,
+        "stat_prefix": stat_prefix,
+        "route_config": {
+            "name": ROUTE_CONFIG,
+            "virtual_hosts": [{"name": VIRTUAL_HOST, "domains": ["*"], "routes": kept}],
         },
+        "http_filters": [{"name": "envoy.filters.http.router",
+                          "typed_config": {"@type": ROUTER_TYPE}}],
     }
+    if profile is not None and profile.access_log_path is not None:
+        typed["access_log"] = access_log(profile)
+    return {"name": "envoy.filters.network.http_connection_manager", "typed_config": typed}
 
 
-def http_listener(*, name: str, port: int, cluster: str, stat_prefix: str = "ingress_http") -> Json:
+def http_listener(*, name: str, port: int, cluster: str, stat_prefix: str = "ingress_http",
+                  profile: ProxyProfile | None = None, route_names: tuple[str, ...] | None = None) -> Json:
     """A plain HTTP listener on 127.0.0.1:`port` routing everything to `cluster`."""
+    hcm = http_connection_manager(stat_prefix=stat_prefix, cluster=cluster, profile=profile,
+                                  route_names=route_names)
     return {
         "@type": LISTENER_TYPE,
         "name": name,
         "address": socket_address(port),
-        "filter_chains": [{"filters": [http_connection_manager(stat_prefix=stat_prefix,
-                                                               cluster=cluster)]}],
+        "filter_chains": [{"filters": [hcm]}],
     }
 
 
-def tls_listener(*, name: str, port: int, cluster: str, sds_path: Path) -> Json:
+def tls_listener(*, name: str, port: int, cluster: str, sds_path: Path, profile: ProxyProfile | None = None,
+                 route_names: tuple[str, ...] | None = None) -> Json:
     """An HTTPS listener whose certificate is the SDS secret `server_cert` read from `sds_path`."""
-    listener = http_listener(name=name, port=port, cluster=cluster, stat_prefix="ingress_https")
+    listener = http_listener(name=name, port=port, cluster=cluster, stat_prefix="ingress_https",
+                             profile=profile, route_names=route_names)
     listener["filter_chains"][0]["transport_socket"] = {
         "name": "envoy.transport_sockets.tls",
         "typed_config": {
@@ -158,7 +227,8 @@ def server_secret(*, cert_file: Path, key_file: Path) -> Json:
     }
 
 
-def static_cluster(*, name: str, port: int, outlier_detection: bool = False) -> Json:
+def static_cluster(*, name: str, port: int, outlier_detection: bool = False,
+                   keepalive: TcpKeepalive | None = None) -> Json:
     """A STATIC cluster with one endpoint at 127.0.0.1:`port`."""
     cluster: Json = {
         "@type": CLUSTER_TYPE,
@@ -178,6 +248,8 @@ def static_cluster(*, name: str, port: int, outlier_detection: bool = False) -> 
             "base_ejection_time": "30s",
             "max_ejection_percent": 100,
         }
+    if keepalive is not None:
+        cluster["upstream_connection_options"] = {"tcp_keepalive": keepalive.to_json()}
     return cluster
 
 
@@ -191,22 +263,32 @@ def discovery_response(version: str, resources: list[Json]) -> Json:
     return {"version_info": version, "resources": resources}
 
 
-def overload_manager(pressure_file: Path, thresholds: OverloadThresholds) -> Json:
-    def action(name: str, value: float) -> Json:
-        return {"name": name,
-                "triggers": [{"name": INJECTED_MONITOR, "threshold": {"value": value}}]}
-
+def overload_manager(pressure_file: Path, thresholds: OverloadThresholds | None,
+                     profile: ProxyProfile | None = None) -> Json | None:
+    """Both actions, triggered by the injected pressure file (faults) and/or the heap (profile)."""
+    monitors: list[Json] = []
+    triggers: dict[str, list[Json]] = {DISABLE_KEEPALIVE: [], STOP_ACCEPTING: []}
+    if thresholds is not None:
+        monitors.append({"name": INJECTED_MONITOR,
+                         "typed_config": {"@type": INJECTED_TYPE, "filename": str(pressure_file)}})
+        triggers[DISABLE_KEEPALIVE].append(_trigger(INJECTED_MONITOR, thresholds.disable_keepalive))
+        triggers[STOP_ACCEPTING].append(_trigger(INJECTED_MONITOR, thresholds.stop_accepting_requests))
+    if profile is not None and profile.heap_max_bytes is not None:
+        monitors.append({"name": HEAP_MONITOR,
+                         "typed_config": {"@type": HEAP_TYPE, "max_heap_size_bytes": profile.heap_max_bytes}})
+        triggers[DISABLE_KEEPALIVE].append(_trigger(HEAP_MONITOR, profile.heap_disable_keepalive))
+        triggers[STOP_ACCEPTING].append(_trigger(HEAP_MONITOR, profile.heap_stop_accepting_requests))
+    if not monitors:
+        return None
     return {
         "refresh_interval": "0.1s",
-        "resource_monitors": [{
-            "name": INJECTED_MONITOR,
-            "typed_config": {"@type": INJECTED_TYPE, "filename": str(pressure_file)},
-        }],
-        "actions": [
-            action(DISABLE_KEEPALIVE, thresholds.disable_keepalive),
-            action(STOP_ACCEPTING, thresholds.stop_accepting_requests),
-        ],
+        "resource_monitors": monitors,
+        "actions": [{"name": name, "triggers": found} for name, found in triggers.items()],
     }
+
+
+def _trigger(monitor: str, value: float) -> Json:
+    return {"name": monitor, "threshold": {"value": value}}
 
 
 def bootstrap(
@@ -217,6 +299,7 @@ def bootstrap(
     admin_port: int,
     stats_flush_interval_s: float = 5.0,
     overload: OverloadThresholds | None = None,
+    profile: ProxyProfile | None = None,
     ads_port: int | None = None,
     static_listeners: list[Json] | None = None,
     static_clusters: list[Json] | None = None,
@@ -247,8 +330,9 @@ def bootstrap(
         config["dynamic_resources"]["cds_config"] = file_source(layout.cds)
     else:
         config["static_resources"]["clusters"] = [_untyped(r) for r in static_clusters]
-    if overload is not None:
-        config["overload_manager"] = overload_manager(layout.pressure, overload)
+    manager = overload_manager(layout.pressure, overload, profile)
+    if manager is not None:
+        config["overload_manager"] = manager
     if ads_port is not None:
         config["static_resources"]["clusters"].append({
             "name": XDS_CLUSTER,
@@ -266,6 +350,8 @@ def bootstrap(
                 "endpoints": [{"lb_endpoints": [{"endpoint": {
                     "address": socket_address(ads_port)}}]}],
             },
+            **({"upstream_connection_options": {"tcp_keepalive": profile.control_plane_keepalive.to_json()}}
+               if profile is not None and profile.control_plane_keepalive is not None else {}),
         })
         config["dynamic_resources"]["ads_config"] = {
             "api_type": "GRPC",

@@ -18,6 +18,9 @@ overload             injected pressure 0.98                      overload.envoy.
                                                                  and disable_http_keepalive.active 1 (alone from 0.92);
                                                                  /ready stays 200 LIVE; data plane 503 "envoy overloaded"
 draining             POST /healthcheck/fail                      /ready 503 DRAINING
+missing-route        LDS push whose route config lacks the       nothing in /stats: the push is accepted (lds.update_success +1,
+                     `status` route (the canary serves less)     new lds.version_text) and traffic to / still flows; only
+                                                                 /config_dump shows the route gone (config-parity)
 control-plane-down   the proxy's ADS server stops (every proxy   control_plane.connected_state 0 at once; /ready stays LIVE;
                      of that revision's ControlPlane loses it)   back to 1 after Envoy's retry back-off once reverted
 
@@ -117,6 +120,16 @@ def _reject_cluster_config(proxy: Proxy) -> InjectedFault:
                          lambda: proxy.xds.push_clusters(proxy.clusters()))
 
 
+def _missing_route(proxy: Proxy) -> InjectedFault:
+    from ._bootstrap import DEFAULT_ROUTE, STATUS_ROUTE
+
+    _need_file_xds(proxy, "missing-route")
+    proxy.xds.push_listeners(proxy.listeners(route_names=(DEFAULT_ROUTE,)))
+    return InjectedFault("missing-route", proxy,
+                         f"/config_dump: route {STATUS_ROUTE!r} gone from every listener; push accepted",
+                         lambda: proxy.xds.push_listeners(proxy.listeners()))
+
+
 def _cert_fault(name: str, make):  # type: ignore[no-untyped-def]
     def inject(proxy: Proxy) -> InjectedFault:
         if proxy.tls_port is None or proxy.cert is None:
@@ -163,6 +176,7 @@ FAULTS: dict[str, FaultFunction] = {
     "upstream-down": _upstream_down,
     "reject-config": _reject_config,
     "reject-cluster-config": _reject_cluster_config,
+    "missing-route": _missing_route,
     "cert-expiry": _cert_fault("cert-expiry",
                                lambda **kw: expiring_cert(days=CERT_EXPIRY_DAYS, **kw)),
     "cert-expired": _cert_fault("cert-expired", expired_cert),
@@ -173,7 +187,7 @@ FAULTS: dict[str, FaultFunction] = {
 
 # What `meshlift rehearse --fault` offers: faults that need no special proxy wiring
 # beyond tls=True and overload= on the canary.
-REHEARSAL_FAULTS = ("none", "5xx", "reject-config", "cert-expiry", "overload", "upstream-down")
+REHEARSAL_FAULTS = ("none", "5xx", "reject-config", "cert-expiry", "overload", "upstream-down", "missing-route")
 
 
 def inject_fault(proxy: Proxy, name: str) -> InjectedFault:

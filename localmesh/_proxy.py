@@ -11,7 +11,7 @@ from pathlib import Path
 from . import _admin, _registry
 from . import _bootstrap as cfg
 from ._binaries import EnvoyBinary
-from ._bootstrap import Layout, OverloadThresholds
+from ._bootstrap import Layout, OverloadThresholds, ProxyProfile
 from ._certs import CertPair, generate_cert
 from ._controlplane import ControlPlane
 from ._errors import ProxyStartError
@@ -34,7 +34,9 @@ class ProxySpec:
     (a fresh 90-day self-signed pair unless `cert` is given).  `overload` wires
     the injected_resource monitor to disable_http_keepalive and
     stop_accepting_requests.  `control_plane_port` adds ADS at that port (a
-    ControlPlane, or a closed port for "control plane unreachable").
+    ControlPlane, or a closed port for "control plane unreachable").  `profile`
+    adds the production settings (access log, heap overload actions, keepalives,
+    log levels); its log levels replace `log_level`.
     """
 
     binary: EnvoyBinary
@@ -53,6 +55,7 @@ class ProxySpec:
     outlier_detection: bool = False
     log_level: str = "info"
     xds: str = "files"  # or "static": no LDS/CDS files, no inotify (large benchmark fleets)
+    profile: ProxyProfile | None = None
 
     def __post_init__(self) -> None:
         if self.xds not in ("files", "static"):
@@ -83,9 +86,12 @@ class Proxy:
         if self._own_workdir:
             _registry.register_dir(self.layout.root)
         self.cert: CertPair | None = spec.cert
+        profile = spec.profile
         self.process = EnvoyProcess(
             spec.binary, bootstrap=self.layout.bootstrap, log=self.layout.log,
-            admin_port=0, log_level=spec.log_level,
+            admin_port=0, log_level=profile.log_level if profile else spec.log_level,
+            extra_args=("--component-log-level", profile.component_log_level)
+            if profile and profile.component_log_level else (),
         )
         self._configure()
 
@@ -102,19 +108,22 @@ class Proxy:
         self._write_initial_config()
 
     # ---- configuration -------------------------------------------------
-    def listeners(self) -> list[cfg.Json]:
-        """The good listener set of this proxy (what a healthy push contains)."""
-        out = [cfg.http_listener(name=HTTP_LISTENER, port=self.listener_port,
-                                 cluster=UPSTREAM_CLUSTER)]
+    def listeners(self, *, route_names: tuple[str, ...] | None = None) -> list[cfg.Json]:
+        """The good listener set of this proxy (what a healthy push contains);
+        `route_names` keeps only those routes (a push that serves less)."""
+        profile = self.spec.profile
+        out = [cfg.http_listener(name=HTTP_LISTENER, port=self.listener_port, cluster=UPSTREAM_CLUSTER,
+                                 profile=profile, route_names=route_names)]
         if self.tls_port is not None:
-            out.append(cfg.tls_listener(name=TLS_LISTENER, port=self.tls_port,
-                                        cluster=UPSTREAM_CLUSTER, sds_path=self.layout.sds))
+            out.append(cfg.tls_listener(name=TLS_LISTENER, port=self.tls_port, cluster=UPSTREAM_CLUSTER,
+                                        sds_path=self.layout.sds, profile=profile, route_names=route_names))
         return out
 
     def clusters(self) -> list[cfg.Json]:
         port = self.upstream.port if self.upstream is not None else self.spec.upstream_port
+        keepalive = self.spec.profile.upstream_keepalive if self.spec.profile else None
         return [cfg.static_cluster(name=UPSTREAM_CLUSTER, port=port,
-                                   outlier_detection=self.spec.outlier_detection)]
+                                   outlier_detection=self.spec.outlier_detection, keepalive=keepalive)]
 
     def _write_initial_config(self) -> None:
         spec = self.spec
@@ -122,11 +131,14 @@ class Proxy:
         boot = cfg.bootstrap(
             layout=self.layout, node_id=spec.name, node_cluster=spec.revision,
             admin_port=self.admin_port, stats_flush_interval_s=spec.stats_flush_interval_s,
-            overload=spec.overload, ads_port=spec.control_plane_port,
+            overload=spec.overload, profile=spec.profile, ads_port=spec.control_plane_port,
             static_listeners=self.listeners() if static else None,
             static_clusters=self.clusters() if static else None,
         )
         self.layout.bootstrap.write_text(json.dumps(boot, indent=1))
+        if spec.profile is not None and spec.profile.access_log_path:
+            # Envoy rejects a listener whose access log file it cannot open.
+            Path(spec.profile.access_log_path).parent.mkdir(parents=True, exist_ok=True)
         if spec.overload is not None:
             self.set_pressure(0.0)
         if spec.tls:

@@ -335,6 +335,7 @@ def _mount_check() -> None:
     sub_app = getattr(checks_cli, "app", None)
     if callable(command) and not isinstance(command, typer.Typer):
         app.command("check")(command)
+        app.command("inspect", epilog=checks_cli.INSPECT_EPILOG)(checks_cli.inspect)
     elif isinstance(sub_app, typer.Typer):
         app.add_typer(sub_app, name="check")
 

@@ -24,7 +24,7 @@ from rollout.stages import upgrade_target
 STACK = "rehearsal"
 FROM_VERSION = "1.39.3"
 TO_VERSION = "1.40.0"
-FAULTS = ("none", "5xx", "reject-config", "cert-expiry", "overload", "upstream-down")
+FAULTS = ("none", "5xx", "reject-config", "cert-expiry", "overload", "upstream-down", "missing-route")
 
 GATES_ENV = "MESHLIFT_REHEARSAL_GATES"
 # Short windows: a rehearsal shows the whole flow in about a minute.
@@ -43,6 +43,8 @@ def rehearsal_config(*, gates: dict[str, Any] | None = None) -> dict[str, Any]:
              "workloads": [{"name": "api", "image": "local/api", "replicas": 2, "canary": True}]},
         ],
         "meshlift:gates": {**GATES, **(gates or {})},
+        # The production profile, overload actions included: localmesh renders all of it.
+        "meshlift:proxyProfile": {"overload": {"enabled": True, "maxHeapBytes": 1024 * 1024 * 1024}},
     }
     load_spec(config)  # fail loudly here if the rehearsal mesh itself is wrong
     return config

@@ -11,6 +11,9 @@ plan the Pulumi program declares for a cluster:
   1.40.0 target), with real traffic sent through it all the time;
 - canary Deployments are canary pods on the target Envoy; when they start, the
   rehearsal's fault (`--fault`) is injected into them for real;
+- every proxy runs the spec's proxy profile (access log, overload actions,
+  keepalives, log levels), rendered into its bootstrap by localmesh; the running
+  proxies are listed in `targets.json` for `meshlift inspect --rehearsal`;
 - a wave restart starts the new pods first, then stops the old ones (surge).
 
 Rollback is a re-apply of an earlier entry of this platform's own history
@@ -71,6 +74,7 @@ class LocalPlatform:
         self._upstream: Any = None
         self._planes: dict[str, Any] = {}
         self._pods: dict[tuple[str, str, int], _Pod] = {}
+        self._profile: Any = None  # the spec's proxy profile, rendered into every new pod's proxy
         self.faults_injected: list[str] = []
         self.reaped: list[int] = []  # Envoys a killed earlier run left behind, stopped by open()
 
@@ -83,6 +87,11 @@ class LocalPlatform:
     @property
     def mesh_dir(self) -> Path:
         return self.state_dir / "mesh"
+
+    @property
+    def targets_path(self) -> Path:
+        """The running proxies as a targets file (`meshlift inspect --rehearsal` reads it)."""
+        return self.state_dir / "targets.json"
 
     def reset(self) -> None:
         """Forget the previous rehearsal: a fresh history whose update 1 is the mesh before the upgrade."""
@@ -116,6 +125,7 @@ class LocalPlatform:
             self._upstream = None
         localmesh.stop_all()  # anything a failed start left behind
         shutil.rmtree(self.mesh_dir, ignore_errors=True)
+        self.targets_path.unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ Platform
 
@@ -159,6 +169,7 @@ class LocalPlatform:
         import localmesh
 
         plan = plan_for(spec)
+        self._profile = spec.proxy_profile
         for control in plan.control_planes:
             if control.revision not in self._planes:
                 self._planes[control.revision] = localmesh.ControlPlane().start()
@@ -200,9 +211,24 @@ class LocalPlatform:
         for revision in [r for r in self._planes if r not in wanted_planes]:
             self._planes.pop(revision).stop()
             log(f"control plane {revision} stopped")
+        self._write_targets()
+
+    def _write_targets(self) -> None:
+        """Every running pod's proxy, canaries as role canary and the rest as baseline."""
+        from checks.targets_file import write_targets
+        from checks.target import Target
+
+        write_targets(self.targets_path, [
+            Target(name=pod.name, admin_url=pod.proxy.admin_url,
+                   role="canary" if pod.track == "canary" else "baseline",
+                   labels={"namespace": pod.key[0], "workload": pod.key[1], "revision": pod.revision,
+                           "track": pod.track, "version": pod.version})
+            for pod in sorted(self._pods.values(), key=lambda p: p.key)])
 
     def _new_pod(self, key: tuple[str, str, int], version: str, revision: str, track: str) -> _Pod:
         import localmesh
+
+        from components.proxy_profile import local_profile
 
         binary = (self._binaries or {}).get(version)
         if binary is None:
@@ -218,6 +244,7 @@ class LocalPlatform:
             tls=True, overload=localmesh.OverloadThresholds(),
             control_plane_port=plane.port if plane is not None else None,
             stats_flush_interval_s=STATS_FLUSH_S,
+            profile=local_profile(self._profile, self.mesh_dir / name) if self._profile is not None else None,
         )
         proxy = localmesh.Proxy(spec, upstream=endpoint, control_plane=plane)
         return _Pod(key=key, version=version, revision=revision, track=track, proxy=proxy, endpoint=endpoint)

@@ -36,6 +36,7 @@ class FakeProxy:
     stats: dict[str, Any] = field(default_factory=recorded_stats)
     certs: dict[str, Any] = field(default_factory=lambda: fixture("certs.json"))
     listeners: dict[str, Any] = field(default_factory=lambda: fixture("listeners_ok.json"))
+    config: dict[str, Any] = field(default_factory=lambda: fixture("config_dump.json"))
 
     def add(self, name: str, amount: float) -> None:
         self.stats[name] = self.stats.get(name, 0) + amount
@@ -73,6 +74,8 @@ class FakeAdmin:
             return httpx.Response(200, json={"stats": entries})
         if path == "/certs":
             return httpx.Response(200, json=proxy.certs)
+        if path == "/config_dump" and "resource" not in request.url.params:
+            return httpx.Response(200, json=copy.deepcopy(proxy.config))
         if path == "/config_dump":
             assert request.url.params.get("resource") == "dynamic_listeners"
             return httpx.Response(200, json=copy.deepcopy(proxy.listeners))

@@ -32,20 +32,6 @@ def stable_bin() -> lm.EnvoyBinary:
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[lm.Upstream]:
-    with lm.Upstream(name="svc") as service:
-        yield service
-
-
-@pytest.fixture(scope="module")
-def plane() -> Iterator[lm.ControlPlane]:
-    control = lm.ControlPlane()
-    control.start()
-    yield control
-    control.stop()
-
-
-@pytest.fixture(scope="module")
 def healthy(target_bin: lm.EnvoyBinary, upstream: lm.Upstream, plane: lm.ControlPlane) -> Iterator[lm.Proxy]:
     """A full-featured 1.40 proxy that stays healthy: every test here only reads it."""
     proxy = lm.start_proxy(
@@ -58,18 +44,9 @@ def healthy(target_bin: lm.EnvoyBinary, upstream: lm.Upstream, plane: lm.Control
 
 
 @pytest.fixture
-def fresh(target_bin: lm.EnvoyBinary, upstream: lm.Upstream) -> Iterator[Callable[..., lm.Proxy]]:
-    """A factory of throw-away proxies for faults that leave traces (rejections, drains)."""
-    started: list[lm.Proxy] = []
-
-    def make(**options: object) -> lm.Proxy:
-        proxy = lm.start_proxy(target_bin, upstream, name=f"fresh{next(_serial)}", **options)
-        started.append(proxy)
-        return proxy
-
-    yield make
-    for proxy in started:
-        proxy.stop()
+def fresh(target_bin: lm.EnvoyBinary, started: Callable[..., lm.Proxy]) -> Callable[..., lm.Proxy]:
+    """A factory of throw-away 1.40 proxies for faults that leave traces (rejections, drains)."""
+    return lambda **options: started(target_bin, name=f"fresh{next(_serial)}", **options)
 
 
 def _live(proxy: lm.Proxy) -> bool:

@@ -61,7 +61,32 @@ async def test_server_info_is_read_once_per_process_and_the_version_check_still_
     result = second.targets[0].result("proxy-version")
     assert result.status is Status.PASS and result.observed == "1.40.0"
     obs = second.history["p"][-1]
-    assert obs.carried == {Read.SERVER_INFO: first.history["p"][-1].taken_at}
+    assert obs.carried[Read.SERVER_INFO] == first.history["p"][-1].taken_at
+
+
+async def test_the_config_dump_is_carried_while_no_xds_counter_moves_and_read_again_after_a_push(settings) -> None:
+    admin = FakeAdmin()
+    watched(admin)
+    first = await sample(admin, settings)
+    assert _full_dumps(admin) == 1
+    next_sample(admin)
+    second = await sample(admin, settings, first)
+    assert _full_dumps(admin) == 0
+    assert second.history["p"][-1].carried[Read.CONFIG] == first.history["p"][-1].taken_at
+    # A push: LDS accepted a new version. What the proxy serves may have changed.
+    proxy = admin.proxy("p")
+    proxy.add("listener_manager.lds.update_success", 1)
+    proxy.stats["listener_manager.lds.version_text"] = "99"
+    next_sample(admin)
+    third = await sample(admin, settings, second)
+    assert _full_dumps(admin) == 1
+    assert Read.CONFIG not in third.history["p"][-1].carried
+
+
+def _full_dumps(admin: FakeAdmin) -> int:
+    found = [r for r in admin.requests if r.url.path == "/config_dump" and "resource" not in r.url.params]
+    admin.requests.clear()
+    return len(found)
 
 
 async def test_server_info_is_read_again_when_the_stats_show_a_restart(settings) -> None:
@@ -182,7 +207,7 @@ async def test_config_dump_is_read_only_for_proxies_with_an_lds_subscription(set
         del static.stats[name]
     static.listeners = {"configs": "would be an error if read"}
     report = await sample(admin, settings, names=("static", "lds"))
-    hosts = [r.url.host for r in admin.requests if r.url.path == "/config_dump"]
+    hosts = [r.url.host for r in admin.requests if _listener_state_read(r)]
     assert hosts == ["lds.test"]
     assert report.targets[0].result("xds-config-accepted").status is Status.PASS
     # From the second sample on, a proxy with LDS gets /config_dump with its other reads.
@@ -190,7 +215,12 @@ async def test_config_dump_is_read_only_for_proxies_with_an_lds_subscription(set
     next_sample(admin, "static")
     next_sample(admin, "lds")
     await sample(admin, settings, report, names=("static", "lds"))
-    assert [r.url.host for r in admin.requests if r.url.path == "/config_dump"] == ["lds.test"]
+    assert [r.url.host for r in admin.requests if _listener_state_read(r)] == ["lds.test"]
+
+
+def _listener_state_read(request: httpx.Request) -> bool:
+    """The masked read of dynamic listeners' states (not the whole dump config-parity reads)."""
+    return request.url.path == "/config_dump" and request.url.params.get("resource") == "dynamic_listeners"
 
 
 async def test_a_failed_stats_read_means_config_dump_is_read_anyway(settings) -> None:

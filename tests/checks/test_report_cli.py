@@ -91,3 +91,15 @@ def test_list_checks_prints_the_catalog() -> None:
     result = runner.invoke(app, ["--list-checks", "--json"])
     assert result.exit_code == 0
     assert "upstream-success-rate" in {c["id"] for c in json.loads(result.stdout)}
+
+
+def test_stack_config_gives_the_proxy_profile_check_its_expectation(tmp_path) -> None:
+    from checks.cli import ConfigError, load_settings
+
+    stack = tmp_path / "Pulumi.prod.yaml"
+    stack.write_text("config:\n  meshlift:proxyProfile:\n    logLevel: error\n")
+    assert load_settings(stack).proxy_profile.log_level == "error"
+    assert load_settings(None).proxy_profile is None
+    stack.write_text("config:\n  meshlift:proxyProfile:\n    logLevel: loud\n")
+    with pytest.raises(ConfigError, match="meshlift:proxyProfile.logLevel"):
+        load_settings(stack)

@@ -56,7 +56,8 @@ def test_healthy_rehearsal_promotes_every_wave_onto_the_target_envoy(tmp_path):
     assert _envoys_under(tmp_path) == [] and _shm_files() <= shm_before
 
 
-@pytest.mark.parametrize("fault, check", [("5xx", "upstream-success-rate"), ("reject-config", "xds-config-accepted")])
+@pytest.mark.parametrize("fault, check", [("5xx", "upstream-success-rate"), ("reject-config", "xds-config-accepted"),
+                                          ("missing-route", "config-parity")])
 def test_faulty_canary_is_detected_and_rolled_back_naming_the_gate(tmp_path, fault, check):
     reporter = ListReporter()
 
@@ -68,6 +69,37 @@ def test_faulty_canary_is_detected_and_rolled_back_naming_the_gate(tmp_path, fau
     assert state.rollback["describe"] == "1.39.3 -> 1.40.0 stage install"
     assert platform.faults_injected and all(f.startswith(fault + "@") for f in platform.faults_injected)
     assert _envoys_under(tmp_path) == []
+
+
+def test_a_canary_serving_less_is_rolled_back_by_config_parity_alone(tmp_path):
+    reporter = ListReporter()
+
+    state, _ = rehearse(project_dir=tmp_path, fault="missing-route", reporter=reporter, gates=FAST_GATES)
+
+    assert state.phase is Phase.ROLLED_BACK and state.failure["checks"] == ["config-parity"]
+    assert "serves less than its baseline: route 'http/local_route/all/status'" in state.failure["message"]
+    last = next(sample for gate, sample in reversed(reporter.samples) if gate == "canary")
+    for target in (t for t in last.report.targets if t.role == "canary"):
+        others = [r for r in target.results if r.check_id != "config-parity" and r.blocking]
+        assert others == [], f"{target.target}: only config-parity may see it, got {others}"
+
+
+def test_every_rehearsal_proxy_runs_the_profile_and_the_gates_compare_canaries_for_real(tmp_path):
+    reporter = ListReporter()
+
+    state, _ = rehearse(project_dir=tmp_path, fault="none", reporter=reporter, gates=FAST_GATES)
+
+    assert state.phase is Phase.SUCCEEDED, state.failure
+    samples = [sample for _, sample in reporter.samples]
+    judged = [(t.role, t.result("proxy-profile"), t.result("config-parity")) for s in samples for t in s.report.targets]
+    assert {role for role, _, _ in judged} == {"canary", "baseline"}
+    assert all(profile.status.value == "pass" for _, profile, _ in judged), "every proxy's config dump has the profile"
+    assert all("heap overload actions" in profile.message for _, profile, _ in judged)
+    canary_parity = [t.result("config-parity") for gate, sample in reporter.samples if gate == "canary"
+                     for t in sample.report.targets if t.role == "canary"]
+    assert canary_parity and all(p.status.value == "pass" and p.details["baselines"] for p in canary_parity)
+    assert {tuple(p.details["baselines"]) for p in canary_parity} == {("shop/web-0", "shop/web-1"),
+                                                                      ("pay/api-0", "pay/api-1")}
 
 
 def _wait_for_phase(run_json: Path, phase: str, proc: subprocess.Popen, timeout_s: float = 60) -> None:
