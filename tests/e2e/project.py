@@ -1,0 +1,128 @@
+"""A meshlift Pulumi project in a temporary directory, driven by the real Pulumi CLI.
+
+The project is this checkout's program (`__main__.py` and its packages, linked,
+not copied) with its own `stacks/` directory, file backend and PULUMI_HOME, so a
+test never touches the checkout's stacks or the user's ~/.pulumi. Every command
+runs with the pinned toolchain first on PATH: the engine finds the language host
+and the Kubernetes provider there (no plugin is downloaded), and the language
+host runs the program with this virtualenv's Python.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from localcluster.toolchain import Toolchain
+
+ROOT = Path(__file__).resolve().parents[2]
+PROGRAM_PARTS = ("__main__.py", "components", "rollout", "checks", "localmesh")
+PULUMI_TIMEOUT_SECONDS = 900
+
+
+@dataclass
+class Completed:
+    command: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+@dataclass
+class Project:
+    directory: Path
+    toolchain: Toolchain
+    passphrase: str = ""
+    timings: list[tuple[str, float]] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, directory: Path, toolchain: Toolchain) -> Project:
+        (directory / "stacks").mkdir(parents=True)
+        for part in PROGRAM_PARTS:
+            (directory / part).symlink_to(ROOT / part)
+        venv = Path(sys.prefix)
+        (directory / "Pulumi.yaml").write_text(yaml.safe_dump({
+            "name": "meshlift",
+            "description": "meshlift end-to-end project",
+            "runtime": {"name": "python", "options": {"toolchain": "pip", "virtualenv": str(venv)}},
+            "stackConfigDir": "stacks",
+        }, sort_keys=False))
+        (directory / ".pulumi-home").mkdir()
+        (directory / ".pulumi-state").mkdir()
+        return cls(directory=directory, toolchain=toolchain)
+
+    def environment(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = self.toolchain.environment()
+        venv_bin = str(Path(sys.prefix) / "bin")
+        env["PATH"] = os.pathsep.join([venv_bin, env["PATH"]])
+        env.update({
+            "PULUMI_HOME": str(self.directory / ".pulumi-home"),
+            "PULUMI_BACKEND_URL": f"file://{self.directory / '.pulumi-state'}",
+            "PULUMI_CONFIG_PASSPHRASE": self.passphrase,
+            "PULUMI_SKIP_UPDATE_CHECK": "true",
+            "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+            "MESHLIFT_PROJECT_DIR": str(self.directory),
+            "NO_COLOR": "1",
+        })
+        env.pop("KUBECONFIG", None)  # the stack names its cluster; nothing may fall back to another
+        env.update(extra or {})
+        return env
+
+    def write_stack(self, stack: str, config: dict[str, Any]) -> Path:
+        path = self.directory / "stacks" / f"Pulumi.{stack}.yaml"
+        path.write_text(yaml.safe_dump({"config": config}, sort_keys=False))
+        return path
+
+    def stack_config(self, stack: str) -> dict[str, Any]:
+        return yaml.safe_load((self.directory / "stacks" / f"Pulumi.{stack}.yaml").read_text())["config"]
+
+    def run(self, *command: str, env: dict[str, str] | None = None, timeout: float = PULUMI_TIMEOUT_SECONDS,
+            label: str | None = None) -> Completed:
+        started = time.monotonic()
+        result = subprocess.run(list(command), cwd=self.directory, env=self.environment(env), capture_output=True,
+                                text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        seconds = time.monotonic() - started
+        if label:
+            self.timings.append((label, seconds))
+        return Completed(list(command), result.returncode, result.stdout, result.stderr, seconds)
+
+    def pulumi(self, *args: str, stack: str | None = None, env: dict[str, str] | None = None,
+               label: str | None = None) -> Completed:
+        command = ["pulumi", *args, "--non-interactive"]
+        if stack:
+            command += ["--stack", stack]
+        return self.run(*command, env=env, label=label)
+
+    def init_stack(self, stack: str) -> None:
+        result = self.pulumi("stack", "init", stack)
+        assert result.returncode == 0, result.output
+
+    def up(self, stack: str, *, env: dict[str, str] | None = None, label: str | None = None) -> Completed:
+        return self.pulumi("up", "--yes", "--skip-preview", "--suppress-progress", stack=stack, env=env, label=label)
+
+    def set_rollout(self, stack: str, **rollout: Any) -> None:
+        config = self.stack_config(stack)
+        config["meshlift:rollout"] = {**config.get("meshlift:rollout", {}), **rollout}
+        self.write_stack(stack, config)
+
+    def outputs(self, stack: str) -> dict[str, Any]:
+        result = self.pulumi("stack", "output", "--json", stack=stack)
+        assert result.returncode == 0, result.output
+        return json.loads(result.stdout)
+
+    def meshlift(self, *args: str, env: dict[str, str] | None = None, timeout: float = PULUMI_TIMEOUT_SECONDS,
+                 label: str | None = None) -> Completed:
+        return self.run(str(Path(sys.prefix) / "bin" / "meshlift"), *args, env=env, timeout=timeout, label=label)

@@ -1,0 +1,79 @@
+"""`pulumi up` of every stage on a fresh cluster: the real CLI, provider, charts and API server.
+
+The objects each stage leaves are read back through the Kubernetes API: the Helm
+releases (as Helm records them), the revisions' istiod Deployments, the default
+validator, the tag webhooks, the gateway namespace and its canary, the namespace
+labels. istiod pods are served by the real pilot-discovery of their release, so
+the gateway pods are injected by Istio's own injector.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.e2e.conftest import run_istiods
+from tests.e2e.kube import Kube, eventually, injecting_webhooks
+from tests.e2e.stacks import FROM, FROM_REV, TO, TO_REV, mesh_stack
+
+STACK = "e2e"
+
+
+@pytest.fixture(scope="module")
+def cluster(clusters, built_toolchain, istiod_runners, tmp_path_factory):
+    cluster = clusters.start("stages")
+    run_istiods(cluster, built_toolchain, istiod_runners, tmp_path_factory.mktemp("istiod"))
+    return cluster
+
+
+def _injected_revision(pod) -> str | None:
+    status = (pod.metadata.annotations or {}).get("sidecar.istio.io/status")
+    return json.loads(status)["revision"] if status else None
+
+
+def test_each_stage_applies_on_the_real_engine(project, cluster, chart_repository) -> None:
+    kube = Kube.of(cluster)
+    project.write_stack(STACK, mesh_stack(cluster, chart_repository, stage="install"))
+    project.init_stack(STACK)
+
+    up = project.up(STACK, label="pulumi up: install")
+    assert up.returncode == 0, up.output
+
+    releases = kube.helm_releases("istio-system")
+    assert {name: r["chart"]["metadata"]["version"] for name, r in releases.items()} == {
+        "istio-base": FROM, f"istiod-{FROM_REV}": FROM, f"istiod-{TO_REV}": TO,
+    }
+    assert releases[f"istiod-{TO_REV}"]["config"]["revision"] == TO_REV
+    for revision in (FROM_REV, TO_REV):
+        assert kube.available("istio-system", f"istiod-{revision}")
+    validator = kube.validating_webhooks()["istiod-default-validator"]
+    assert {w.client_config.service.name for w in validator.webhooks} == {f"istiod-{FROM_REV}"}
+    tag = kube.mutating_webhooks()["istio-revision-tag-stable"]
+    assert tag.metadata.labels["istio.io/tag"] == "stable" and tag.metadata.labels["istio.io/rev"] == FROM_REV
+    assert {w.client_config.service.name for w in tag.webhooks} == {f"istiod-{FROM_REV}"}
+
+    # The gateway lives in its own namespace, not opted out of injection, and its pods are
+    # injected by the stable revision's real injector.
+    assert "istio-injection" not in kube.namespace_labels("istio-ingress")
+    gateway_pods = eventually(lambda: [
+        p for p in kube.core.list_namespaced_pod("istio-ingress", label_selector="app=istio-ingressgateway").items
+        if p.status.phase == "Running"], what="gateway pods running")
+    assert {_injected_revision(p) for p in gateway_pods} == {FROM_REV}
+    assert kube.helm_releases("istio-ingress")["istio-ingressgateway"]["chart"]["metadata"]["version"] == FROM
+
+    for namespace in ("shop", "payments"):
+        labels = kube.namespace_labels(namespace)
+        assert labels.get("istio.io/rev") == "stable" and "istio-injection" not in labels
+        assert injecting_webhooks(kube, labels, {"app": "x"}) == [
+            "istio-revision-tag-stable/rev.namespace.sidecar-injector.istio.io"]
+
+    project.set_rollout(STACK, stage="canary")
+    up = project.up(STACK, label="pulumi up: canary")
+    assert up.returncode == 0, up.output
+    canary = kube.helm_releases("istio-ingress")["istio-ingressgateway-canary"]
+    assert canary["chart"]["metadata"]["version"] == TO and canary["config"]["revision"] == TO_REV
+    canary_pods = eventually(lambda: [
+        p for p in kube.core.list_namespaced_pod("istio-ingress", label_selector="app=istio-ingressgateway").items
+        if p.status.phase == "Running" and _injected_revision(p) == TO_REV], what="canary gateway pod injected")
+    assert len(canary_pods) == 1
