@@ -103,6 +103,8 @@ def main() -> None:
     enrolled = {
         ns.name: NamespaceEnrollment(ns.name, NamespaceEnrollmentArgs(
             plan=ns, depends_on=injector(ns.revision_label, ns.revision),
+            # A tag label never changes at promotion (the tag moves); a revision label does.
+            promotion_hooks=None if ns.revision_label in tags.webhooks else hooks,
         ))
         for ns in plan.namespaces
     }

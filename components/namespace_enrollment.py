@@ -55,6 +55,9 @@ def field_manager(namespace: str) -> str:
 class NamespaceEnrollmentArgs:
     plan: NamespacePlan
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)  # its injector (istiod, tag)
+    # A namespace enrolled by revision name is relabelled to the new revision at
+    # promotion: that relabelling is a promotion step, gated like the others.
+    promotion_hooks: pulumi.ResourceHookBinding | None = None
 
 
 class NamespaceEnrollment(pulumi.ComponentResource):
@@ -69,7 +72,7 @@ class NamespaceEnrollment(pulumi.ComponentResource):
             self.labelled = Namespace(
                 f"{name}-namespace",
                 metadata=ObjectMetaArgs(name=plan.name, labels={**plan.labels, **MANAGED_BY}),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=after),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=after, hooks=args.promotion_hooks),
             )
         else:
             annotations = {PATCH_FORCE: "true", PATCH_FIELD_MANAGER: field_manager(plan.name)}
@@ -88,7 +91,7 @@ class NamespaceEnrollment(pulumi.ComponentResource):
                     # Left out of the shared manager's config: the label it alone owns goes.
                     labels={**plan.labels, LEGACY_INJECTION_LABEL: None},
                 ),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[take, *after]),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[take, *after], hooks=args.promotion_hooks),
             )
         self.register_outputs({
             "namespace": plan.name,

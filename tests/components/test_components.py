@@ -212,3 +212,19 @@ def test_full_gc_passes_are_deferred_while_the_program_runs_and_only_then():
     # __main__.FULL_GC_EVERY_MIDDLE_PASSES: a full pass per 1,000 middle ones instead of Python's 10.
     assert run.gc_threshold[2] == 1000, run.gc_threshold
     assert gc.get_threshold() == before, "the harness restores the test process's GC settings"
+
+
+def test_a_namespace_enrolled_by_revision_name_is_relabelled_only_behind_the_gate(monkeypatch):
+    def gate_hooks(spec, plan, **options):
+        def gate(args):
+            return None
+
+        return pulumi.ResourceHookBinding(before_create=[gate], before_update=[gate])
+
+    monkeypatch.setattr(rollout.hooks, "gate_hooks", gate_hooks)
+    namespaces = [{"name": "shop", "revision": "stable", "workloads": [{"name": "web", "image": "example/web:1", "canary": True}]},
+                  {"name": "legacy", "revision": "1-30-3"}]
+    run = run_program(minimal(namespaces=namespaces, rollout={"from": "1.30.3", "to": "1.31.0", "stage": "promote"}))
+    legacy = [r for r in run if r.name.startswith("legacy")]
+    assert legacy and all(set(r.hooks) == {"before_create", "before_update"} for r in legacy if r.custom)
+    assert not [r for r in run if r.name.startswith("shop") and r.type.endswith("Namespace") and r.hooks]
