@@ -303,6 +303,7 @@ def bootstrap(
     ads_port: int | None = None,
     static_listeners: list[Json] | None = None,
     static_clusters: list[Json] | None = None,
+    node_metadata: dict[str, str] | None = None,
 ) -> Json:
     """The bootstrap of one proxy.
 
@@ -315,8 +316,12 @@ def bootstrap(
     keeps reconnecting, so `control_plane.connected_state` tells whether the
     control plane is reachable (a closed port means "unreachable").
     """
+    node: Json = {"id": node_id, "cluster": node_cluster}
+    if node_metadata:
+        # What istio-agent puts there (e.g. ISTIO_VERSION), for a proxy standing in for a pod's sidecar.
+        node["metadata"] = dict(node_metadata)
     config: Json = {
-        "node": {"id": node_id, "cluster": node_cluster},
+        "node": node,
         "admin": {"address": socket_address(admin_port)},
         "stats_flush_interval": f"{stats_flush_interval_s}s",
         "dynamic_resources": {},

@@ -56,6 +56,7 @@ class ProxySpec:
     log_level: str = "info"
     xds: str = "files"  # or "static": no LDS/CDS files, no inotify (large benchmark fleets)
     profile: ProxyProfile | None = None
+    node_metadata: dict[str, str] | None = None  # e.g. {"ISTIO_VERSION": "1.31.0"} for a pod's stand-in
 
     def __post_init__(self) -> None:
         if self.xds not in ("files", "static"):
@@ -129,7 +130,7 @@ class Proxy:
         spec = self.spec
         static = spec.xds == "static"
         boot = cfg.bootstrap(
-            layout=self.layout, node_id=spec.name, node_cluster=spec.revision,
+            layout=self.layout, node_id=spec.name, node_cluster=spec.revision, node_metadata=spec.node_metadata,
             admin_port=self.admin_port, stats_flush_interval_s=spec.stats_flush_interval_s,
             overload=spec.overload, profile=spec.profile, ads_port=spec.control_plane_port,
             static_listeners=self.listeners() if static else None,
