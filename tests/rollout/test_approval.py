@@ -17,7 +17,7 @@ class PromoteFromAnotherTerminal:
     def poll(self):
         self.polls += 1
         if self.polls == self.after:
-            self.journal.approve(self.journal.load().run_id)
+            self.journal.approve({"run": self.journal.load().run_id, "by": "someone", "via": "test"})
         return None
 
 

@@ -69,5 +69,5 @@ def test_only_one_process_drives_a_stack(tmp_path):
 
 def test_approval_is_for_one_run_only(tmp_path):
     journal = Journal(tmp_path)
-    journal.approve("run-a")
-    assert journal.approved("run-a") and not journal.approved("run-b")
+    journal.approve({"run": "run-a", "gate": "canary", "by": "me"})
+    assert journal.approval_for("run-a")["by"] == "me" and journal.approval_for("run-b") is None
