@@ -29,7 +29,7 @@ Public API (everything else is private and may change):
   `GateResult.outcome` is `GateOutcome.PASSED|FAILED|INCONCLUSIVE`, `.message` a Flagger-style
   halt message, `.failing_checks` the check ids, `.samples` the evidence (`to_dict()` is JSON-safe).
 - `Report` / `TargetReport` / `CheckResult` / `Status`: results; `report_to_json`, `gate_to_json`,
-  `print_report`, `print_gate` present them (schemas `meshlift.checks/v1`, `meshlift.gate/v1`).
+  `print_report`, `print_gate` present them (schemas `meshlift.checks/v2`, `meshlift.gate/v2`).
 - `checks.cli.check`: the typer command for `meshlift check`; `checks.cli.app` runs it standalone.
 - `checks.kube`: Kubernetes discovery (`kube_targets`, `discover_pods`, `PortForward`).
 - `parse_json_stats`, `parse_text_stats`, `parse_prometheus`, `Stats`: stats parsing.

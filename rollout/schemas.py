@@ -31,7 +31,7 @@ SCHEMAS: dict[str, tuple[str, dict[str, Any]]] = {
     "abandon": ("meshlift.abandon/v1", {"stack": None, "run": None, "abandoned": False}),
     "status": ("meshlift.status/v1", {"stack": None, "run": None, "events": []}),
     "history": ("meshlift.history/v1", {"stack": None, "entries": []}),
-    "check": ("meshlift.checks/v1", {"success": False, "taken_at": None, "targets": []}),
+    "check": ("meshlift.checks/v2", {"success": False, "taken_at": None, "targets": []}),
 }
 
 

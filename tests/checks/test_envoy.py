@@ -304,7 +304,7 @@ def test_cli_gate_passes_with_traffic(healthy: lm.Proxy) -> None:
         worker.join(timeout=10)
     doc = json.loads(result.stdout)
     assert result.exit_code == 0, doc["message"]
-    assert doc["schema"] == "meshlift.gate/v1" and doc["outcome"] == "passed"
+    assert doc["schema"] == "meshlift.gate/v2" and doc["outcome"] == "passed"
     assert len(doc["samples"]) == 3
 
 
