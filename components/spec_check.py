@@ -110,7 +110,13 @@ def _reason(item: dict[str, Any]) -> str:
         return "required key is missing"
     reason = str(item["msg"]).removeprefix("Value error, ")
     if "input" in item and not isinstance(item["input"], (dict, list)):
-        reason += f" (got {shorten(item['input'])})"
+        value = item["input"]
+        # Validators quote the value themselves: keep a long one to its first characters.
+        quoted = next((q for q in (repr(value), repr(str(value))) if q in reason), None)
+        if quoted is not None:
+            reason = reason.replace(quoted, shorten(value) if quoted == repr(value) else shorten(str(value)))
+        else:
+            reason += f" (got {shorten(value)})"
     return reason
 
 
