@@ -143,7 +143,8 @@ class Orchestrator:
             if not state.matches(request.command, request.params):
                 raise UsageError(
                     f"a {state.command} run ({_params(state.params)}) is in phase {state.phase.value}; "
-                    f"resume it with the same command, or `meshlift rollback -s {self.stack}` first")
+                    f"resume it with the same command, give it up with `meshlift abandon -s {self.stack}` if it "
+                    f"never applied anything, or `meshlift rollback -s {self.stack}` first")
             self._emit(state, "run", resumed=True, phase=state.phase.value, waves_done=state.waves_done)
             return state
         # Idempotent: the same upgrade again, or one the stack config records as cleaned up, changes nothing.
