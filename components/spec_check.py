@@ -62,8 +62,11 @@ def check_config(raw: dict[str, Any]) -> MeshSpec:
                 break
     if spec is not None:
         objects = [key_path(*_as_written(loc, renamed)) for loc in defaulted]
-        problems += [problem for problem in _cross_field(spec)
-                     if not any(_under(problem.key, obj) for obj in objects)]
+        moved = [(key_path(*new), key_path(*old)) for new, old in renamed.items()]
+        for problem in _cross_field(spec):
+            key = next((old + problem.key[len(new):] for new, old in moved if _under(problem.key, new)), problem.key)
+            if not any(_under(key, obj) for obj in objects):
+                problems.append(Problem(key, problem.reason))
     if problems or spec is None:
         raise SpecError(problems)
     return spec

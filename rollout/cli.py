@@ -127,9 +127,12 @@ def stack_config(stack: str) -> tuple[Path, dict[str, Any]]:
         known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml")
                        for p in path.parent.glob("Pulumi.*.yaml"))
         raise UsageError(f"--stack {stack}: no stack file {path} (stacks here: {', '.join(known) or 'none'})")
-    stack_file = read_stack_file(str(path))
-    _documents[str(path)] = stack_file
-    return path, stack_file.config
+    shown = Path(os.path.relpath(path))  # messages name the file as the user would type it
+    if shown.parts[:1] == ("..",):
+        shown = path
+    stack_file = read_stack_file(str(shown))
+    _documents[str(shown)] = stack_file
+    return shown, stack_file.config
 
 
 _documents: dict[str, StackDocument] = {}  # path -> the document read, for the lines of spec problems
