@@ -20,6 +20,8 @@ from rich.table import Table
 from rich.text import Text
 
 from rollout.journal import operator
+from rollout.text import plain
+
 from rollout.phases import Phase
 
 # Piped output (CI logs, transcripts) gets a wide page instead of rich's 80 columns.
@@ -234,19 +236,6 @@ def confirm(question: str) -> bool:
     return sys.stdin.readline().strip().lower() in ("y", "yes")
 
 
-def plain(value: Any) -> str:
-    """A value as a person reads it: no Python reprs (`True`, `None`, `{'to': ...}`) in text output."""
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, dict):
-        return ", ".join(f"{key} {plain(item)}" for key, item in value.items()) or "-"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(plain(item) for item in value) or "-"
-    return str(value)
-
-
 def print_line(message: str) -> None:
     out.print(message)
 
@@ -273,7 +262,7 @@ def print_result(state: Any, *, seconds: float) -> None:
 
 
 def _params(state: Any) -> str:
-    return ", ".join(f"{k} {v}" for k, v in state.params.items() if v not in (False, None))
+    return ", ".join(f"{k} {plain(v)}" for k, v in state.params.items() if v not in (False, None))
 
 
 def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:

@@ -27,6 +27,7 @@ from rollout.journal import Journal, RunState
 from rollout.phases import Phase, next_forward
 from rollout.platforms.base import Applied, GateScope, Platform, StageChange
 from rollout.schemas import rfc3339
+from rollout.text import plain
 from rollout.stages import UpgradeTarget
 
 GATED_ENV = "MESHLIFT_GATED"  # set for `up`s the orchestrator gates itself: the resource hook stands down
@@ -398,4 +399,4 @@ def gated_env() -> dict[str, str]:
 
 
 def _params(params: dict[str, Any]) -> str:
-    return ", ".join(f"{key}={value}" for key, value in sorted(params.items())) or "no parameters"
+    return ", ".join(f"{key}={plain(value)}" for key, value in sorted(params.items())) or "no parameters"

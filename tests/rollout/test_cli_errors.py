@@ -226,3 +226,20 @@ def test_each_missing_prerequisite_is_named(tmp_path):
         check_cluster_prerequisites(tmp_path, {"kubernetes:context": "kind-dev"}, environ=env)
     env["KUBECONFIG"] = str(tmp_path / "missing")
     assert "no Kubernetes context" in kube_context_problem({}, env)
+
+
+def test_text_output_shows_no_python_reprs(project, capsys):
+    journal = Journal.for_stack(project.path, "dev")
+    state = RunState.new(stack="dev", command="rehearse", params={"to": "1.40.0", "approval": True, "fault": None},
+                         waves_total=2)
+    state.failure = {"gate": "canary", "message": "Halt", "checks": []}
+    journal.save(state)
+    journal.append(state, "approval", status="waiting", samples={"gates": 3, "passed": 3, "last": None})
+    assert cli.main(["status", "-s", "dev"]) == 0
+    out = capsys.readouterr().out
+    for repr_text in ("True", "None", "{'", "['"):
+        assert repr_text not in out, out
+    assert "approval=yes" in out and "gates 3, last -, passed 3" in out
+    assert cli.main(["upgrade", "-s", "dev", "--to", "1.40.0"]) == 2
+    err = capsys.readouterr().err
+    assert "approval=yes, fault=-, to=1.40.0" in err and "True" not in err
