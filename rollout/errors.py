@@ -79,7 +79,7 @@ def exit_code_for(error: BaseException) -> int:
     """The single place errors become exit codes."""
     if isinstance(error, (UsageError, SpecError, StackFileError)):
         return EXIT_USAGE
-    if isinstance(error, typer.TyperException):  # typer's (vendored click) usage errors
+    if isinstance(error, (typer.TyperException, typer.Abort)):  # typer's (vendored click) usage errors
         return EXIT_USAGE
     if isinstance(error, RollbackFailed):
         return EXIT_ROLLBACK_FAILED
@@ -116,6 +116,8 @@ def describe(error: BaseException, *, prog: str = "meshlift") -> Failure:
                        tuple(_located(problem, where, lines) for problem in error.problems))
     if isinstance(error, typer.TyperException):
         return Failure(code, _usage_message(error, prog))
+    if isinstance(error, typer.Abort):  # typer's answer to an input that ended (EOF) mid-command
+        return Failure(code, f"{prog}: aborted: the input ended before an answer; nothing changed")
     if isinstance(error, MeshliftError):
         return Failure(code, str(error))
     return Failure(code, f"internal error: {type(error).__name__}: {str(error)[:200]}")
