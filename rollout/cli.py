@@ -16,31 +16,20 @@ document (`rollout.schemas`), with `error` set when it failed.
 
 from __future__ import annotations
 
-import os
-import signal
 import sys
 import time
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from components.spec import SpecError, load_spec
-from components.stackfile import StackDocument, read_stack_file
 from rollout import console
-from rollout.errors import (
-    EXIT_BUG,
-    EXIT_INTERRUPTED,
-    EXIT_USAGE,
-    PrerequisiteMissing,
-    UsageError,
-    describe,
-    write_trace,
-)
+from rollout.errors import UsageError
 from rollout.journal import Journal, operator
 from rollout.phases import Phase
+from rollout.project import project_dir, spec_error_at, stack_config
 from rollout.runs import ApprovalOptions, drive, finish, report_run
-from rollout.schemas import SCHEMAS, document, rfc3339
+from rollout.schemas import document, rfc3339
 
 EPILOG = """\
 Examples:
@@ -62,7 +51,6 @@ Exit codes: 0 promoted/ok, 1 gate failed and rolled back, 2 usage, config or
             meshlift, 130 interrupted (re-run the same command to resume).
 """
 
-INTERRUPTED = "interrupted: the journal keeps the run's place (local Envoys were stopped); run the same command again to resume"
 
 app = typer.Typer(
     name="meshlift",
@@ -109,43 +97,6 @@ def _root(
         raise UsageError(f"meshlift: no command given; commands: {names}. Try 'meshlift --help'.")
 
 
-def project_dir() -> Path:
-    """The Pulumi project: $MESHLIFT_PROJECT_DIR, else the nearest parent with Pulumi.yaml or stacks/."""
-    if os.environ.get("MESHLIFT_PROJECT_DIR"):
-        return Path(os.environ["MESHLIFT_PROJECT_DIR"]).resolve()
-    here = Path.cwd().resolve()
-    for candidate in (here, *here.parents):
-        if (candidate / "Pulumi.yaml").exists() or (candidate / "stacks").is_dir():
-            return candidate
-    return Path(__file__).resolve().parents[1]
-
-
-def stack_config(stack: str) -> tuple[Path, dict[str, Any]]:
-    """The stack file's path and `config:`, read strictly (StackFileError names file:line)."""
-    path = project_dir() / "stacks" / f"Pulumi.{stack}.yaml"
-    if not path.exists():
-        known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml")
-                       for p in path.parent.glob("Pulumi.*.yaml"))
-        raise UsageError(f"--stack {stack}: no stack file {path} (stacks here: {', '.join(known) or 'none'})")
-    shown = Path(os.path.relpath(path))  # messages name the file as the user would type it
-    if shown.parts[:1] == ("..",):
-        shown = path
-    stack_file = read_stack_file(str(shown))
-    _documents[str(shown)] = stack_file
-    return shown, stack_file.config
-
-
-_documents: dict[str, StackDocument] = {}  # path -> the document read, for the lines of spec problems
-
-
-def _spec_error_at(error: SpecError, path: Path) -> SpecError:
-    """`error` with the file and the line of each problem's key (read by `errors.describe`)."""
-    stack_file = _documents.get(str(path))
-    error.path = str(path)  # type: ignore[attr-defined]
-    error.lines = stack_file.line_of if stack_file else None  # type: ignore[attr-defined]
-    return error
-
-
 # ---------------------------------------------------------------- validate / plan
 
 
@@ -156,7 +107,7 @@ def validate(stack: StackOpt = "dev", as_json: JsonOpt = False) -> None:
     try:
         spec = load_spec(config)
     except SpecError as error:
-        raise _spec_error_at(error, path) from None
+        raise spec_error_at(error, path) from None
     summary = {"stack": stack, "valid": True, "revisions": spec.revision_names, "tags": spec.tags,
                "namespaces": len(spec.namespaces), "waves": spec.waves, "gateways": len(spec.gateways),
                "rollout": spec.rollout.model_dump(by_alias=True, mode="json") if spec.rollout else None}
@@ -186,7 +137,7 @@ def plan(
             raise UsageError(f"{path}: nothing to plan: the config has no meshlift:rollout; pass --to VERSION")
         target = upgrade_target(config, version)
     except SpecError as error:
-        raise _spec_error_at(error, path) from None
+        raise spec_error_at(error, path) from None
     stages = planned_stages(target.spec, current=before_rollout(target.spec))
     least = sum(s.min_s for s in stages)
     rollout = target.spec.rollout
@@ -233,7 +184,7 @@ def upgrade(
     try:
         target = upgrade_target(config, to, require_approval=require_approval)
     except SpecError as error:
-        raise _spec_error_at(error, path) from None
+        raise spec_error_at(error, path) from None
     approval = ApprovalOptions.parse(approve_from, approval_timeout,
                                      required=target.spec.rollout.require_approval)  # type: ignore[union-attr]
     check_cluster_prerequisites(project_dir(), config)
@@ -467,58 +418,10 @@ _mount_check()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the app and map every error to an exit code and one message (the one place that does).
+    """Entry point (`meshlift`): runs the app through the one error boundary, `rollout.entry.run`."""
+    from rollout.entry import run
 
-    Usage errors, config and stack-file errors, unmet prerequisites: one paragraph
-    naming the flag, file:line or key path, exit 2. With `--json`, the command's
-    document is printed too, with `error` set. A bug: one line, and the trace in a file.
-    """
-    args = list(sys.argv[1:] if argv is None else argv)
-    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-        # A shell starts background jobs with SIGINT ignored; `kill -INT` still means "stop".
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        code = app(args=args, standalone_mode=False, prog_name="meshlift")
-        code = int(code or 0) if isinstance(code, int) else 0
-        if code == EXIT_INTERRUPTED:  # typer turns KeyboardInterrupt into Exit(130)
-            console.print_error(INTERRUPTED)
-        return code
-    except typer.Exit as done:
-        return int(done.exit_code or 0)
-    except KeyboardInterrupt:
-        console.print_error(INTERRUPTED)
-        return EXIT_INTERRUPTED
-    except Exception as error:  # noqa: BLE001 - the one boundary where every error becomes a message
-        command = _command_of(args)
-        failure = describe(error, prog=f"meshlift {command}" if command else "meshlift")
-        if failure.code == EXIT_BUG:
-            trace = write_trace(error)
-            failure = type(failure)(EXIT_BUG, f"{failure.message} (a bug in meshlift; the full trace is in {trace})")
-        console.print_error(failure.message, details=failure.details)
-        _print_json_error(args, command, failure, error)
-        return failure.code
-
-
-def _command_of(args: list[str]) -> str | None:
-    return next((a for a in args if a in SCHEMAS), None)
-
-
-def _print_json_error(args: list[str], command: str | None, failure: Any, error: BaseException) -> None:
-    """With --json, the failed command's document still goes to stdout, `error` set."""
-    if "--json" not in args or command is None:
-        return
-    fields: dict[str, Any] = {}
-    if command == "validate" and isinstance(error, SpecError):
-        lines = getattr(error, "lines", None)
-        fields["problems"] = [{"key": p.key, "reason": p.reason, "line": lines(p.key) if lines else None}
-                              for p in error.problems]
-    _, defaults = SCHEMAS[command]
-    for flag in ("-s", "--stack"):
-        if "stack" in defaults and flag in args and args.index(flag) + 1 < len(args):
-            fields["stack"] = args[args.index(flag) + 1]
-    if command in ("upgrade", "rehearse"):
-        fields["command"] = command
-    console.print_json(document(command, error=failure.to_json(), **fields))
+    return run(app, sys.argv[1:] if argv is None else argv)
 
 
 if __name__ == "__main__":
