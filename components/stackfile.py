@@ -194,6 +194,8 @@ class _Builder:
         self.scalars = yaml.SafeLoader("")  # only its scalar constructors are used
 
     def build(self, node: yaml.Node, where: str) -> Any:
+        if node.tag == _TAG_PREFIX + "timestamp" and isinstance(node, yaml.ScalarNode):
+            return node.value  # a date-like scalar (2026-01-15) stays the text it is, as Pulumi reads it
         if node.tag not in _PLAIN_TAGS:
             self.problems.append((_line(node), f"the tag {shorten(node.tag.replace(_TAG_PREFIX, '!!'))} is not "
                                                "allowed in a stack file (plain mappings, lists and scalars only)"))

@@ -31,6 +31,11 @@ def test_a_good_file_reads_with_the_line_of_every_key(tmp_path):
     assert document.line_of("meshlift:gates.nothing.deeper") == 2, "falls back to the nearest key"
 
 
+def test_a_date_like_value_stays_text(tmp_path):
+    document = _read(tmp_path, "config:\n  meshlift:namespaces:\n    - name: shop\n      labels: {released: 2026-01-15}\n")
+    assert document.config["meshlift:namespaces"][0]["labels"] == {"released": "2026-01-15"}
+
+
 def test_duplicate_keys_are_refused_with_both_lines(tmp_path):
     problems = _problems(tmp_path, "config:\n  meshlift:rollout:\n    stage: install\n    to: 1.31.0\n"
                                    "    stage: cleanup\n  meshlift:tags: {}\n  meshlift:tags: {a: b}\n")
