@@ -29,7 +29,7 @@ Public API (everything else is private and may change):
   `GateResult.outcome` is `GateOutcome.PASSED|FAILED|INCONCLUSIVE`, `.message` a Flagger-style
   halt message, `.failing_checks` the check ids, `.samples` the evidence (`to_dict()` is JSON-safe).
 - `Report` / `TargetReport` / `CheckResult` / `Status`: results; `report_to_json`, `gate_to_json`,
-  `print_report`, `print_gate` present them (schemas `meshlift.checks/v1`, `meshlift.gate/v1`).
+  `print_report`, `print_gate` present them (schemas `meshlift.checks/v2`, `meshlift.gate/v2`).
 - `checks.cli.check`: the typer command for `meshlift check`; `checks.cli.app` runs it standalone.
   `checks.cli.inspect`: the typer command for `meshlift inspect` (mounted by the orchestrator's CLI).
 - `checks.inspect.inspect_proxy(client, target)` -> `ProxyInspection` (schema `meshlift.inspect/v1`),

@@ -1,7 +1,8 @@
 """The check catalog: every check as data, in report order.
 
 Each `CheckSpec` says what it checks (`description`), where to read more
-(`hint`, an anchor in checks/README.md), whether a failure blocks a promotion
+(`hint`: a sentence of advice and a link to the check's section of
+docs/checks.md), whether a failure blocks a promotion
 (`fatal`; a non-fatal failure is reported as `warn`), which admin reads it
 needs (`reads`) and which stats (`stats`: RE2 patterns merged into one
 `/stats?filter=`), and the function that judges one `Context`.
@@ -17,9 +18,42 @@ from .context import Context, GateSettingsLike, Verdict
 from .observe import Read
 from .process import PROCESS_STATS
 
-__all__ = ["CheckSpec", "CATALOG", "CATEGORIES", "HINT_BASE", "check_by_id", "select_checks"]
+__all__ = ["CheckSpec", "CATALOG", "CATEGORIES", "DOCS_HOME", "HINT_BASE", "ADVICE", "check_by_id", "select_checks"]
 
-HINT_BASE = "checks/README.md#"
+# Where the project's documents live, so a hint link works outside a checkout. The one place to change it.
+DOCS_HOME = "https://github.com/meshlift/meshlift/blob/main/"
+HINT_BASE = DOCS_HOME + "docs/checks.md#"
+
+# What to do when a check fails, in a sentence (shown with the link under each failure).
+ADVICE: dict[str, str] = {
+    "proxy-ready": "The proxy is not serving yet or is shutting down: look at its logs and at /ready on its admin port.",
+    "proxy-version": "The proxy runs another version than the revision it should be on: restart the workload so "
+                     "the injector gives it the target revision's proxy.",
+    "proxy-not-draining": "The proxy is draining or stopped a listener: it is being shut down or was told to fail "
+                          "health checks; wait for the replacement pod, or find who drained it.",
+    "proxy-not-restarted": "The proxy restarted during the gate: look for OOM kills and crash loops in the pod's events.",
+    "proxy-memory": "The proxy uses more memory than allowed: check the size of its configuration (Sidecar "
+                    "resources narrow it) or raise maxMemoryBytes if the growth is expected.",
+    "control-plane-connected": "The proxy lost its control plane: check that istiod of its revision runs and is "
+                               "reachable from the pod.",
+    "xds-config-accepted": "The proxy rejected configuration from its control plane: read the rejection in "
+                           "/config_dump (error_state) and fix the Istio resource that produced it.",
+    "xds-unknown-fields": "The control plane sends fields this proxy does not know: the control plane is newer "
+                          "than the proxy by more than the supported skew.",
+    "certificates-valid": "A certificate expires soon or has expired: check the workload's certificate rotation "
+                          "(istiod's CA, or the gateway's secret).",
+    "overload-inactive": "The overload manager is shedding load: give the proxy more CPU or memory, or reduce "
+                         "the traffic it takes.",
+    "upstream-success-rate": "Requests through the proxy fail: compare the canary with the stable pods and look "
+                             "at the upstream's own logs.",
+    "upstream-connect-failures": "The proxy cannot connect to an upstream: check that the upstream runs and that "
+                                 "mTLS and network policy allow the connection.",
+    "canary-vs-baseline": "The canary fails more requests than the stable baseline: the target revision changes "
+                          "behaviour for this workload; roll back and compare their configuration.",
+    "outlier-ejections": "An upstream host was ejected for failing: find which host in /clusters and why it fails.",
+    "app-started-after-proxy": "The application started before its proxy was ready: use native sidecars or set "
+                               "holdApplicationUntilProxyStarts.",
+}
 
 CATEGORIES = ("proxy", "configuration", "security", "overload", "traffic", "kubernetes")
 
@@ -39,8 +73,14 @@ class CheckSpec:
     stats: tuple[str, ...] = ()
 
     @property
-    def hint(self) -> str:
+    def hint_url(self) -> str:
         return HINT_BASE + self.id
+
+    @property
+    def hint(self) -> str:
+        """What to do about a failure, as a full sentence, and where to read more."""
+        advice = ADVICE.get(self.id) or f"The check '{self.description}' failed."
+        return f"{advice} See {self.hint_url}"
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -52,6 +92,7 @@ class CheckSpec:
             "stats": list(self.stats),
             "threshold": self.threshold,
             "hint": self.hint,
+            "hint_url": self.hint_url,
         }
 
 

@@ -25,7 +25,7 @@ from rich.table import Table
 from .catalog import CATALOG
 from .client import AdminClient
 from .gate import run_gate
-from .report import gate_to_json, print_gate, print_report, report_to_json
+from .report import error_to_dict, gate_to_json, print_gate, print_report, report_to_json
 from .runner import run_checks
 from .target import Target
 from .targets_file import read_targets
@@ -45,45 +45,65 @@ def load_settings(stack_config: Path | None = None, overrides: dict[str, Any] | 
     """`GateSettings` from a stack file's `meshlift:gates` (if given) plus CLI overrides; with a stack
     file, the proxy-profile check expects its `meshlift:proxyProfile` (defaults when absent).
 
-    Raises ConfigError with every invalid key named.
+    Raises ConfigError with every invalid key named (the flag, or file:line and key path).
     """
     from components.proxy_profile import ProxyProfile
     from components.spec import GateSettings  # the one definition of the thresholds
+    from components.stackfile import StackFileError, read_stack_file, shorten
 
     values: dict[str, Any] = {}
+    lines: Any = None
     profile: ProxyProfile | None = None
     if stack_config is not None:
-        import yaml
-
         try:
-            document = yaml.safe_load(stack_config.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read {stack_config}: {exc}") from exc
-        gates = (document.get("config") or {}).get("meshlift:gates") or {}
+            stack_file = read_stack_file(str(stack_config))
+        except StackFileError as exc:
+            raise ConfigError(f"--stack-config: {exc}") from None
+        gates = stack_file.config.get("meshlift:gates") or {}
         if not isinstance(gates, dict):
-            raise ConfigError(f"{stack_config}: meshlift:gates must be a mapping")
+            raise ConfigError(f"{stack_config}:{stack_file.line_of('meshlift:gates') or ''}: "
+                              "meshlift:gates must be a mapping")
         values.update(gates)
+        lines = stack_file.line_of
         try:
-            profile = ProxyProfile.model_validate((document.get("config") or {}).get("meshlift:proxyProfile") or {})
+            profile = ProxyProfile.model_validate(stack_file.config.get("meshlift:proxyProfile") or {})
         except ValidationError as exc:
-            raise ConfigError(_problems("meshlift:proxyProfile", exc)) from exc
+            raise ConfigError(_located(exc, "meshlift:proxyProfile", stack_config, lines)) from None
+    given = {to_camel(k) for k, v in (overrides or {}).items() if v is not None}
+    flags = {to_camel(k): "--" + k.replace("_", "-") for k, v in (overrides or {}).items() if v is not None}
+    flags.update({"checks": "--check", "skipChecks": "--skip"})
     values.update({to_camel(k): v for k, v in (overrides or {}).items() if v is not None})
     try:
         settings = GateSettings.model_validate(values)
     except ValidationError as exc:
-        raise ConfigError(_problems("meshlift:gates", exc)) from exc
+        raise ConfigError(_located(exc, "meshlift:gates", stack_config, lines, flags=flags, given=given)) from None
     settings._proxy_profile = profile
     return settings
 
 
-def _problems(key: str, error: ValidationError) -> str:
-    return "; ".join(f"{key}.{'.'.join(map(str, e['loc']))}: {e['msg']}".replace(". :", ":").replace(".:", ":")
-                     for e in error.errors())
+def _located(exc: ValidationError, prefix: str, stack_config: Path | None, lines: Any, *,
+             flags: dict[str, str] | None = None, given: set[str] | None = None) -> str:
+    """Each problem named by its flag when a flag set it, else by file:line and key path."""
+    from components.stackfile import shorten
+
+    problems = []
+    for error in exc.errors():
+        key = str(error["loc"][0]) if error["loc"] else ""
+        got = f" (got {shorten(error['input'])})" if not isinstance(error.get("input"), (dict, list)) else ""
+        reason = str(error["msg"]).removeprefix("Value error, ") + got
+        if flags and given and key in flags and key in given:
+            problems.append(f"{flags[key]}: {reason}")
+        else:
+            path = f"{prefix}." + ".".join(map(str, error["loc"]))
+            line = lines(path) if lines else None
+            problems.append(f"{stack_config}:{line}: {path}: {reason}" if line else f"{path}: {reason}")
+    return "; ".join(problems)
 
 
 def _exit(code: int, message: str | None = None, console: Console | None = None) -> NoReturn:
     if message:
-        (console or Console(stderr=True)).print(message, style="red" if code else None, highlight=False)
+        (console or Console(stderr=True)).print(message, style="red" if code else None, highlight=False,
+                                                markup=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -108,7 +128,7 @@ def check(
     baseline_revision: Annotated[str | None, typer.Option("--baseline-revision", help="Kubernetes: revision of the baseline pods.")] = None,
     kube_context: Annotated[str | None, typer.Option("--context", help="Kubernetes: kubeconfig context.")] = None,
     gate: Annotated[bool, typer.Option("--gate", help="Run a gate over a window instead of one sample.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (schema meshlift.checks/v1 or meshlift.gate/v1).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (schema meshlift.checks/v2 or meshlift.gate/v2).")] = False,
     stack_config: Annotated[Path | None, typer.Option("--stack-config", help="Read thresholds from a stack file's meshlift:gates.", exists=False)] = None,
     only: Annotated[list[str] | None, typer.Option("--check", help="Run only this check id (repeatable).")] = None,
     skip: Annotated[list[str] | None, typer.Option("--skip", help="Skip this check id (repeatable).")] = None,
@@ -155,10 +175,10 @@ def check(
             except ValueError as exc:
                 raise ConfigError(str(exc)) from exc
             code = asyncio.run(_run(targets, baselines, settings, gate=gate, as_json=as_json, timeout=timeout))
-    except ConfigError as exc:
-        _exit(EXIT_USAGE, f"meshlift check: {exc}")
-    except ValueError as exc:  # unknown check ids and the like, raised before any read
-        _exit(EXIT_USAGE, f"meshlift check: {exc}")
+    except (ConfigError, ValueError) as exc:  # ValueError: unknown check ids and the like, before any read
+        if as_json:
+            typer.echo(json.dumps(error_to_dict(f"meshlift check: {exc}", gate=gate or bool(baseline)), indent=2))
+        _exit(EXIT_USAGE, f"× meshlift check: {exc}")
     raise typer.Exit(code)
 
 

@@ -1,19 +1,24 @@
 """Presenting results: a linkerd-check-style rich report, and the stable JSON schema.
 
-JSON (`schema: meshlift.checks/v1`)::
+JSON (`schema: meshlift.checks/v2`)::
 
-    {"schema": "meshlift.checks/v1", "success": bool, "taken_at": float,
+    {"schema": "meshlift.checks/v2", "success": bool, "taken_at": "RFC 3339"|null,
      "targets": [{"name", "admin_url", "role", "success",
+                  "endpoint": {"status": "ok|unreachable|not-envoy", "message", "hint"},
                   "checks": [{"id", "category", "description",
                               "result": "pass|warn|fail|error|skip",
                               "fatal": bool, "no_data": bool,
                               "observed": any, "threshold": any,
-                              "message": str, "details": object|null, "hint": str}]}]}
+                              "message": str, "details": object|null, "hint": str}]}],
+     "error": null|{"code", "message", "details"}}
 
-A gate adds (`schema: meshlift.gate/v1`) `outcome` (passed|failed|inconclusive),
+A gate adds (`schema: meshlift.gate/v2`) `name`, `outcome` (passed|failed|inconclusive),
 `message`, `failing_checks`, `elapsed` and `samples` (each sample's verdict and
 report); `targets` is then the last sample's, and `success` is outcome == passed.
-Fields are only ever added, never renamed or removed, within a schema version.
+A usage or configuration error prints the same document with `error` set.
+Fields are only ever added, never renamed or removed, within a schema version
+(v2: `taken_at` became wall-clock RFC 3339, `endpoint` and `error` were added).
+docs/json.md describes both.
 """
 
 from __future__ import annotations
@@ -32,26 +37,37 @@ from .inspect import INSPECT_SCHEMA, ProxyInspection
 from .inspect_diff import InventoryDiff
 from .result import Report, Status, TargetReport
 
-__all__ = ["CHECK_SCHEMA", "GATE_SCHEMA", "report_to_json", "gate_to_json", "render_report", "render_gate", "print_report",
-           "print_gate", "inspect_to_json", "render_inspection", "render_diff", "print_inspection"]
+__all__ = ["CHECK_SCHEMA", "GATE_SCHEMA", "error_to_dict", "report_to_json", "gate_to_json", "render_report",
+           "render_gate", "print_report", "print_gate", "inspect_to_json", "render_inspection", "render_diff",
+           "print_inspection"]
 
-CHECK_SCHEMA = "meshlift.checks/v1"
-GATE_SCHEMA = "meshlift.gate/v1"
+CHECK_SCHEMA = "meshlift.checks/v2"
+GATE_SCHEMA = "meshlift.gate/v2"
+_GATE_EMPTY = {"name": None, "outcome": None, "message": None, "failing_checks": [], "elapsed": None, "samples": []}
 
 
 def report_to_dict(report: Report) -> dict[str, Any]:
-    return {"schema": CHECK_SCHEMA, **report.to_dict()}
+    return {"schema": CHECK_SCHEMA, **report.to_dict(), "error": None}
 
 
 def gate_to_dict(gate: GateResult) -> dict[str, Any]:
-    last = gate.samples[-1].report.to_dict() if gate.samples else {"targets": [], "taken_at": 0.0}
+    last = gate.samples[-1].report.to_dict() if gate.samples else {"targets": [], "taken_at": None}
     return {
         "schema": GATE_SCHEMA,
         **gate.to_dict(),
         "success": gate.passed,
         "taken_at": last["taken_at"],
         "targets": last["targets"],
+        "error": None,
     }
+
+
+def error_to_dict(message: str, *, gate: bool, code: int = 2) -> dict[str, Any]:
+    """The document of a run that could not start (bad flag, config), same keys as a real one."""
+    empty = {"success": False, "taken_at": None, "targets": []}
+    extra = {**_GATE_EMPTY, **empty} if gate else empty
+    return {"schema": GATE_SCHEMA if gate else CHECK_SCHEMA, **extra,
+            "error": {"code": code, "message": message, "details": []}}
 
 
 def report_to_json(report: Report, *, indent: int | None = 2) -> str:
@@ -65,14 +81,36 @@ def gate_to_json(gate: GateResult, *, indent: int | None = 2) -> str:
 def _target_block(target: TargetReport) -> list[RenderableType]:
     blocks: list[RenderableType] = [Text(f"{target.target}  ({target.admin_url}, {target.role})", style="bold")]
     by_category: dict[str, list] = {}
-    for result in target.results:
+    endpoint = target.endpoint
+    if endpoint is not None and not endpoint.ok:
+        # One line for the endpoint, then the checks it prevented, grouped: not one copy of the error per check.
+        blocks.append(Text(f"{Status.ERROR.mark} {endpoint.message}", style=Status.ERROR.style))
+        blocks.append(Text(f"    {endpoint.hint}", style="dim"))
+        not_run: dict[str, list[str]] = {}
+        for result in target.results:
+            if result.status is Status.ERROR and (result.details or {}).get("endpoint") == endpoint.status:
+                not_run.setdefault(result.category, []).append(result.check_id)
+            else:
+                by_category.setdefault(result.category, []).append(result)
+        if not_run:
+            blocks.append(Text("  checks not run:"))
+            for category in sorted(not_run, key=_category_order):
+                blocks.append(Text(f"    {category}: {', '.join(not_run[category])}", style="dim"))
+        results: list = []
+    else:
+        results = list(target.results)
+    for result in results:
         by_category.setdefault(result.category, []).append(result)
-    for category in sorted(by_category, key=lambda c: CATEGORIES.index(c) if c in CATEGORIES else 99):
+    for category in sorted(by_category, key=_category_order):
         blocks.append(Text(""))
         blocks.append(Text(category, style="bold"))
         blocks.append(Text("-" * len(category)))
         blocks.extend(by_category[category])
     return blocks
+
+
+def _category_order(category: str) -> int:
+    return CATEGORIES.index(category) if category in CATEGORIES else len(CATEGORIES)
 
 
 def render_report(report: Report) -> RenderableType:
@@ -112,11 +150,11 @@ def render_gate(gate: GateResult) -> RenderableType:
 
 
 def print_report(report: Report, console: Console | None = None) -> None:
-    (console or Console()).print(render_report(report))
+    (console or Console(soft_wrap=True)).print(render_report(report))
 
 
 def print_gate(gate: GateResult, console: Console | None = None) -> None:
-    (console or Console()).print(render_gate(gate))
+    (console or Console(soft_wrap=True)).print(render_gate(gate))
 
 
 # ---------------------------------------------------------------- meshlift inspect

@@ -99,7 +99,7 @@ class CheckResult:
             line.append(f": {self.message}", style=self.status.style if self.status is not Status.SKIP else "dim")
         yield line
         if self.hint and self.status in (Status.FAIL, Status.ERROR, Status.WARN):
-            yield Text(f"    see {self.hint} for hints", style="dim")
+            yield Text(f"    {self.hint}", style="dim")
 
 
 @dataclass(frozen=True)
@@ -110,6 +110,7 @@ class TargetReport:
     admin_url: str
     role: str
     results: tuple[CheckResult, ...] = ()
+    endpoint: Any = None  # checks.endpoint.Endpoint: is this an Envoy admin at all (None: not judged)
 
     @property
     def success(self) -> bool:
@@ -132,6 +133,7 @@ class TargetReport:
             "admin_url": self.admin_url,
             "role": self.role,
             "success": self.success,
+            "endpoint": self.endpoint.to_dict() if self.endpoint is not None else None,
             "checks": [r.to_dict() for r in self.results],
         }
 
@@ -163,7 +165,7 @@ class Report:
     def to_dict(self) -> dict[str, Any]:
         return {
             "success": self.success,
-            "taken_at": self.taken_at,
-            "time": self.meta.get("time"),
+            # Wall-clock RFC 3339; `taken_at` the attribute is the sampling clock (monotonic), never shown.
+            "taken_at": self.meta.get("time"),
             "targets": [t.to_dict() for t in self.targets],
         }

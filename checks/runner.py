@@ -10,7 +10,8 @@ from datetime import datetime, timezone
 from .catalog import CheckSpec, select_checks
 from .client import AdminClient
 from .context import BaselineView, Context, GateSettingsLike, Verdict
-from .observe import Observation, observe
+from .endpoint import Endpoint, assess
+from .observe import Observation, Read, observe
 from .result import CheckResult, Report, Status, TargetReport
 from .target import Target
 
@@ -102,15 +103,19 @@ def evaluate(
             target=target, settings=settings, obs=chain[-1], now=now,
             previous=previous, recent=recent, start=start, baselines=tuple(baselines),
         )
-        results = [_judge(spec, ctx) for spec in selected]
+        endpoint = assess(chain[-1], target.admin_url)
+        results = [_judge(spec, ctx, endpoint) for spec in selected]
         results += [_skipped(spec) for spec in skipped]
         order = {c.id: i for i, c in enumerate((*selected, *skipped))}
         results.sort(key=lambda r: order[r.check_id])
-        reports.append(TargetReport(target.name, target.admin_url, target.role, tuple(results)))
-    return Report(tuple(reports), taken_at=taken_at, meta={"time": now.isoformat()}, history=dict(history))
+        reports.append(TargetReport(target.name, target.admin_url, target.role, tuple(results), endpoint=endpoint))
+    return Report(tuple(reports), taken_at=taken_at, meta={"time": _rfc3339(now)}, history=dict(history))
 
 
-def _judge(spec: CheckSpec, ctx: Context) -> CheckResult:
+def _judge(spec: CheckSpec, ctx: Context, endpoint: Endpoint) -> CheckResult:
+    if not endpoint.ok and Read.POD not in spec.reads:
+        return _result(spec, Verdict(Status.ERROR, f"not run: endpoint {endpoint.status} ({endpoint.kind})",
+                                     details={"error": endpoint.kind, "endpoint": endpoint.status}))
     for read in spec.reads:
         error = ctx.obs.failed(read)
         if error is not None:
@@ -146,3 +151,7 @@ def _skipped(spec: CheckSpec) -> CheckResult:
         check_id=spec.id, status=Status.SKIP, message="skipped by configuration",
         category=spec.category, description=spec.description, fatal=spec.fatal, hint=spec.hint,
     )
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")

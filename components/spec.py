@@ -409,17 +409,11 @@ def config_from_pulumi() -> dict[str, Any]:
 
 
 def load_stack_file(path: str) -> dict[str, Any]:
-    """The `config:` mapping of a `stacks/Pulumi.<env>.yaml` file."""
-    import yaml
+    """The `config:` mapping of a `stacks/Pulumi.<env>.yaml` file, read strictly
+    (`components.stackfile`: duplicate keys, unknown tags and hostile input refused)."""
+    from components.stackfile import read_stack_file
 
-    with open(path, encoding="utf-8") as handle:
-        document = yaml.safe_load(handle) or {}
-    if not isinstance(document, dict):
-        raise SpecError([Problem(CONFIG_NAMESPACE, f"{path} is not a YAML mapping")])
-    config = document.get("config") or {}
-    if not isinstance(config, dict):
-        raise SpecError([Problem(CONFIG_NAMESPACE, f"{path}: 'config' is not a mapping")])
-    return config
+    return read_stack_file(path).config
 
 
 def _decode(value: Any) -> Any:
@@ -433,28 +427,17 @@ def _decode(value: Any) -> Any:
 
 
 def load_spec(config: Mapping[str, Any]) -> MeshSpec:
-    """Validate a stack's config (keys `meshlift:<key>`; other namespaces ignored)."""
-    from components.validation import check_references  # cross-field rules
+    """Validate a stack's config (keys `meshlift:<key>`; other namespaces ignored).
 
-    raw: dict[str, Any] = {}
-    problems: list[Problem] = []
-    known_top = {field.alias or name for name, field in MeshSpec.model_fields.items()}
-    for full_key, value in config.items():
-        namespace, _, key = str(full_key).partition(":")
-        if namespace != CONFIG_NAMESPACE:
-            continue
-        if key not in known_top:
-            problems.append(Problem(f"{CONFIG_NAMESPACE}:{key}", "unknown key" + _suggest(key, known_top)))
-            continue
-        raw[key] = _decode(value)
-    try:
-        spec = MeshSpec.model_validate(raw)
-    except ValidationError as error:
-        raise SpecError(problems + _translate(error)) from None
-    problems += check_references(spec)
-    if problems:
-        raise SpecError(problems)
-    return spec
+    Every problem is reported at once: unknown keys (and what is wrong under a
+    misspelled key), type errors, and the cross-field rules as far as they can be
+    judged around the type errors (`components.spec_check`).
+    """
+    from components.spec_check import check_config
+
+    raw = {str(key).partition(":")[2]: _decode(value) for key, value in config.items()
+           if str(key).partition(":")[0] == CONFIG_NAMESPACE}
+    return check_config(raw)
 
 
 # The profile's model builds on the field types above; importing it completes MeshSpec.

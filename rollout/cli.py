@@ -5,28 +5,31 @@ Commands parse options and call the orchestrator; `rollout.console` prints;
 
     0  succeeded / promoted / valid
     1  a gate failed and the mesh was rolled back
-    2  usage or config error (an invalid stack config changes nothing)
+    2  usage or config error, unreadable stack file, unmet prerequisite (nothing changed)
     3  the rollback itself failed: a human must look
+    70 a bug in meshlift: one line, and the full trace in a file
     130 interrupted (Ctrl-C): run the same command again to resume
+
+With `--json`, every outcome (errors included) prints the command's one JSON
+document (`rollout.schemas`), with `error` set when it failed.
 """
 
 from __future__ import annotations
 
-import os
-import signal
 import sys
 import time
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from components.spec import SpecError, load_spec, load_stack_file
+from components.spec import SpecError, load_spec
 from rollout import console
-from rollout.errors import EXIT_USAGE, MeshliftError, UsageError, exit_code_for
-from rollout.journal import Journal
+from rollout.errors import UsageError
+from rollout.journal import Journal, operator
 from rollout.phases import Phase
-from rollout.runs import drive, finish, report_run
+from rollout.project import project_dir, spec_error_at, stack_config
+from rollout.runs import ApprovalOptions, drive, finish, report_run
+from rollout.schemas import document, rfc3339
 
 EPILOG = """\
 Examples:
@@ -37,23 +40,24 @@ Examples:
   meshlift validate -s prod              # check stacks/Pulumi.prod.yaml; exit 2 lists every problem
   meshlift plan -s prod --to 1.31.0      # each stage, what it changes, which gate, how long at least
   meshlift upgrade -s prod --to 1.31.0   # drive the stages with `pulumi up`, gate, promote or roll back
-  meshlift promote -s prod               # approve a rollout waiting for approval (requireApproval)
+  meshlift promote -s prod               # approve the canary of a run waiting for approval
   meshlift rollback -s prod --to 14      # re-apply the config of stack update 14 (or --to 1.30.3)
+  meshlift abandon -s prod               # give up a run that never applied anything
   meshlift status -s prod; meshlift history -s prod
 
 \b
-Exit codes: 0 promoted/ok, 1 gate failed and rolled back, 2 usage or config error,
-            3 rollback failed, 130 interrupted (re-run the same command to resume).
+Exit codes: 0 promoted/ok, 1 gate failed and rolled back, 2 usage, config or
+            prerequisite error (nothing changed), 3 rollback failed, 70 bug in
+            meshlift, 130 interrupted (re-run the same command to resume).
 """
 
-EXIT_INTERRUPTED = 130
-INTERRUPTED = "interrupted: the journal keeps the run's place (local Envoys were stopped); run the same command again to resume"
 
 app = typer.Typer(
     name="meshlift",
     help="Gated, revisioned Istio upgrades on Pulumi, with a rehearsal on real local Envoys.",
     epilog=EPILOG,
-    no_args_is_help=True,
+    no_args_is_help=False,
+    invoke_without_command=True,
     add_completion=False,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
@@ -62,26 +66,35 @@ app = typer.Typer(
 
 StackOpt = Annotated[str, typer.Option("--stack", "-s", help="Stack name: reads stacks/Pulumi.<stack>.yaml.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document (for CI) instead of live progress.")]
+ApproveFromOpt = Annotated[str, typer.Option(
+    "--approve-from", metavar="stdin|promote",
+    help="Where the approval comes from: 'stdin' (y/n typed, or piped: `echo y | meshlift ...`) or 'promote' "
+         "(only `meshlift promote` from another shell; for CI without a terminal).")]
+ApprovalTimeoutOpt = Annotated[str | None, typer.Option(
+    "--approval-timeout", metavar="DURATION",
+    help="Roll back if nobody approved within this long (e.g. 30m). Lets a run without a terminal wait.")]
 
 
-def project_dir() -> Path:
-    """The Pulumi project: $MESHLIFT_PROJECT_DIR, else the nearest parent with Pulumi.yaml or stacks/."""
-    if os.environ.get("MESHLIFT_PROJECT_DIR"):
-        return Path(os.environ["MESHLIFT_PROJECT_DIR"]).resolve()
-    here = Path.cwd().resolve()
-    for candidate in (here, *here.parents):
-        if (candidate / "Pulumi.yaml").exists() or (candidate / "stacks").is_dir():
-            return candidate
-    return Path(__file__).resolve().parents[1]
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            console.print_line(f"meshlift {version('meshlift')}")
+        except PackageNotFoundError:
+            console.print_line("meshlift (not installed as a package)")
+        raise typer.Exit(0)
 
 
-def stack_config(stack: str) -> tuple[Path, dict[str, Any]]:
-    path = project_dir() / "stacks" / f"Pulumi.{stack}.yaml"
-    if not path.exists():
-        known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml")
-                       for p in path.parent.glob("Pulumi.*.yaml"))
-        raise UsageError(f"no stack file {path} (stacks here: {', '.join(known) or 'none'})")
-    return path, load_stack_file(str(path))
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    _show_version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Print meshlift's version and exit.")] = False,
+) -> None:
+    if ctx.invoked_subcommand is None:
+        names = ", ".join(ctx.command.list_commands(ctx))  # type: ignore[attr-defined]
+        raise UsageError(f"meshlift: no command given; commands: {names}. Try 'meshlift --help'.")
 
 
 # ---------------------------------------------------------------- validate / plan
@@ -94,19 +107,16 @@ def validate(stack: StackOpt = "dev", as_json: JsonOpt = False) -> None:
     try:
         spec = load_spec(config)
     except SpecError as error:
-        if as_json:
-            console.print_json({"valid": False, "stack": stack, "problems": [
-                {"key": p.key, "reason": p.reason} for p in error.problems]})
-            raise typer.Exit(EXIT_USAGE) from None
-        raise _SpecErrorAt(error, str(path)) from None
-    summary = {"valid": True, "stack": stack, "revisions": spec.revision_names, "tags": spec.tags,
+        raise spec_error_at(error, path) from None
+    summary = {"stack": stack, "valid": True, "revisions": spec.revision_names, "tags": spec.tags,
                "namespaces": len(spec.namespaces), "waves": spec.waves, "gateways": len(spec.gateways),
                "rollout": spec.rollout.model_dump(by_alias=True, mode="json") if spec.rollout else None}
     if as_json:
-        console.print_json(summary)
+        console.print_json(document("validate", **summary))
     else:
+        waves = ", ".join(map(str, spec.waves)) or "-"
         console.print_line(f"[green]√[/] {path.name} is valid: revisions {', '.join(spec.revision_names)}; "
-                           f"{len(spec.namespaces)} namespace(s) in wave(s) {spec.waves or '-'}; "
+                           f"{len(spec.namespaces)} namespace(s) in wave(s) {waves}; "
                            f"{len(spec.gateways)} gateway(s)")
 
 
@@ -124,24 +134,26 @@ def plan(
         current = load_spec(config)
         version = to or (current.rollout.to_version if current.rollout else None)
         if version is None:
-            raise UsageError("nothing to plan: the config has no rollout; pass --to VERSION")
+            raise UsageError(f"{path}: nothing to plan: the config has no meshlift:rollout; pass --to VERSION")
         target = upgrade_target(config, version)
     except SpecError as error:
-        raise _SpecErrorAt(error, str(path)) from None
+        raise spec_error_at(error, path) from None
     stages = planned_stages(target.spec, current=before_rollout(target.spec))
+    least = sum(s.min_s for s in stages)
+    rollout = target.spec.rollout
+    assert rollout is not None
     if as_json:
-        console.print_json([{"stage": s.label, "changes": s.changes, "gate": s.gate, "min_s": s.min_s,
-                             "max_s": None if s.max_s == float("inf") else s.max_s} for s in stages])
+        console.print_json(document(
+            "plan", stack=stack, **{"from": rollout.from_version, "to": rollout.to_version}, min_gate_s=least,
+            stages=[{"stage": s.label, "changes": s.changes, "gate": s.gate, "min_s": s.min_s,
+                     "max_s": None if s.max_s == float("inf") else s.max_s} for s in stages]))
         return
     rows = [[index, s.label, "\n".join(s.changes), s.gate or "-",
              f"{s.min_s:g}s .. {'∞' if s.max_s == float('inf') else f'{s.max_s:g}s'}"]
             for index, s in enumerate(stages, 1)]
-    rollout = target.spec.rollout
-    assert rollout is not None
     console.print_table(f"{stack}: {rollout.from_version} -> {rollout.to_version} "
                         f"(each stage is one `pulumi up`)", ["#", "stage", "changes", "gate after it", "gate time"],
                         rows)
-    least = sum(s.min_s for s in stages)
     console.print_line(f"at least {least:g}s of gating, plus the time each `pulumi up` takes")
 
 
@@ -154,46 +166,83 @@ def upgrade(
     stack: StackOpt = "dev",
     require_approval: Annotated[bool | None, typer.Option(
         "--require-approval/--no-require-approval",
-        help="Wait for `meshlift promote` after the canary gate (default: the config's requireApproval).")] = None,
+        help="Wait for approval after the canary gate (default: the config's requireApproval).")] = None,
+    approve_from: ApproveFromOpt = "stdin",
+    approval_timeout: ApprovalTimeoutOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Drive the upgrade stage by stage (`pulumi up` each), gate, then promote or roll back.
 
+    Before anything is recorded, checks that the Pulumi CLI is on PATH, the state
+    backend is reachable and the stack's kube context exists (exit 2 otherwise).
     Interrupted? Run the same command again: it resumes at the stage it stopped.
     """
+    from rollout.prerequisites import check_cluster_prerequisites
     from rollout.stages import upgrade_target
 
     path, config = stack_config(stack)
     try:
         target = upgrade_target(config, to, require_approval=require_approval)
     except SpecError as error:
-        raise _SpecErrorAt(error, str(path)) from None
+        raise spec_error_at(error, path) from None
+    approval = ApprovalOptions.parse(approve_from, approval_timeout,
+                                     required=target.spec.rollout.require_approval)  # type: ignore[union-attr]
+    check_cluster_prerequisites(project_dir(), config)
     drive(stack, "upgrade", {"to": target.spec.rollout.to_version}, target, config,  # type: ignore[union-attr]
-          platform=_kubernetes(stack), journal=Journal.for_stack(project_dir(), stack), as_json=as_json)
+          platform=_kubernetes(stack), journal=Journal.for_stack(project_dir(), stack), as_json=as_json,
+          approval=approval)
 
 
-@app.command(epilog="Example: meshlift promote -s prod")
-def promote(stack: StackOpt = "dev", as_json: JsonOpt = False) -> None:
-    """Approve a rollout waiting for approval; resume it here if no process is driving it."""
+@app.command(epilog="Example: meshlift promote -s prod --yes")
+def promote(
+    stack: StackOpt = "dev",
+    run: Annotated[str | None, typer.Option("--run", help="The run id you approve (default: the waiting one).")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Approve without asking to confirm.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Approve the canary of a run that is waiting for approval, and say what was approved.
+
+    Refused (exit 2) unless the run is at WaitingApproval: an approval is never given
+    in advance. The approval names the run, the gate and the evidence it saw, and
+    is journaled with who and when. If no meshlift process is driving the run, the
+    promotion continues here.
+    """
     journal = Journal.for_stack(project_dir(), stack)
     state = journal.load()
     if state is None or state.phase.terminal:
-        raise UsageError(f"no rollout in progress on stack {stack!r}")
-    journal.approve(state.run_id)
-    journal.append(state, "approval", status="granted", by="meshlift promote")
-    if state.phase is not Phase.WAITING_APPROVAL:
-        console.print_line(f"approved run {state.run_id} in advance (it is at {state.phase.value})")
+        raise UsageError(f"--stack {stack}: no rollout is in progress, so there is nothing to approve")
+    if state.phase is not Phase.WAITING_APPROVAL or state.awaiting is None:
+        raise UsageError(f"run {state.run_id} on stack {stack!r} is at {state.phase.value}, not waiting for "
+                         "approval: nothing approved (an approval is only accepted once the canary gate has "
+                         "passed and the run waits for it; see `meshlift status -s " + stack + "`)")
+    if run is not None and run != state.run_id:
+        raise UsageError(f"--run {run}: the run waiting on stack {stack!r} is {state.run_id}; nothing approved")
+    awaiting = state.awaiting
+    summary = (f"run {state.run_id} ({state.command} {console.plain(state.params)}), gate {awaiting['gate']}: "
+               f"{awaiting.get('evidence') or 'no evidence recorded'}")
+    if not yes and not as_json and not console.confirm(f"approve {summary}?"):
+        raise UsageError("not approved (answer y to approve, or pass --yes)")
+    approval = {"run": state.run_id, "gate": awaiting["gate"], "evidence": awaiting.get("evidence"),
+                "by": operator(), "at": rfc3339(time.time()), "via": "meshlift promote"}
+    journal.approve(approval)
     try:
         with journal.locked():
             pass
-    except MeshliftError:
-        console.print_line(f"[green]√[/] approved run {state.run_id}: the running meshlift process promotes it")
+    except UsageError:  # RolloutBusy: the process driving the run takes the approval
+        if as_json:
+            console.print_json(document("promote", stack=stack, run=state.run_id, approved=True, approval=approval))
+        else:
+            console.print_line(f"[green]√[/] approved {summary}; the running meshlift process promotes it")
         return
+    if not as_json:
+        console.print_line(f"[green]√[/] approved {summary}; promoting here (no meshlift process is driving it)")
     if state.command == "rehearse":
         rehearse(fault=state.params.get("fault", "none"), as_json=as_json,
-                 require_approval=bool(state.params.get("approval")))
+                 require_approval=bool(state.params.get("approval")), approve_from="promote",
+                 approval_timeout=None)
         return
-    upgrade(to=state.params["to"], stack=stack, require_approval=None, as_json=as_json)
+    upgrade(to=state.params["to"], stack=stack, require_approval=None, approve_from="promote",
+            approval_timeout=None, as_json=as_json)
 
 
 @app.command(epilog="Examples: meshlift rollback -s prod ; meshlift rollback -s prod --to 14 ; --to 1.30.3")
@@ -206,19 +255,43 @@ def rollback(
 ) -> None:
     """Re-apply the config of an earlier good update from the stack's history, then `pulumi up`."""
     from rollout.orchestrator import Orchestrator
+    from rollout.prerequisites import check_cluster_prerequisites
 
     _, config = stack_config(stack)
+    check_cluster_prerequisites(project_dir(), config)
     reporter = console.JsonReporter()
     orchestrator = Orchestrator(platform=_kubernetes(stack), journal=Journal.for_stack(project_dir(), stack),
                                 gate=_no_gate, reporter=reporter, stack=stack)
     applied = orchestrator.rollback_by_hand(to=to, base_config=config)
     event = next(e for e in reporter.events if e["event"] == "rollback")
     if as_json:
-        console.print_json({"rolled_back_to": event["to_update"], "describe": event["describe"],
-                            "update": applied.update})
+        console.print_json(document("rollback", stack=stack, rolled_back_to=event["to_update"],
+                                    describe=event["describe"], update=applied.update))
     else:
         console.print_line(f"[yellow]↺[/] re-applied update {event['to_update']} ({event['describe']}) "
                            f"as update {applied.update}")
+
+
+@app.command(epilog="Example: meshlift abandon -s prod")
+def abandon(stack: StackOpt = "dev", as_json: JsonOpt = False) -> None:
+    """Give up a run that never applied anything (it stopped at Planned), so a new one can start.
+
+    A run that applied a stage is not abandoned: finish it (run the same command
+    again) or roll it back (`meshlift rollback`).
+    """
+    journal = Journal.for_stack(project_dir(), stack)
+    with journal.locked():
+        state = journal.load()
+        if state is None or state.phase.terminal:
+            raise UsageError(f"--stack {stack}: no rollout is in progress, so there is nothing to abandon")
+        if state.phase is not Phase.PLANNED or state.applied is not None:
+            raise UsageError(f"run {state.run_id} on stack {stack!r} is at {state.phase.value} and may have changed "
+                             f"the mesh: resume it with the same command, or `meshlift rollback -s {stack}`")
+        journal.transition(state, Phase.ABANDONED, by=operator())
+    if as_json:
+        console.print_json(document("abandon", stack=stack, run=state.run_id, abandoned=True))
+    else:
+        console.print_line(f"[green]√[/] abandoned run {state.run_id} on stack {stack} (it had changed nothing)")
 
 
 # ---------------------------------------------------------------- status / history
@@ -231,13 +304,15 @@ def status(stack: StackOpt = "dev", as_json: JsonOpt = False) -> None:
     state = journal.load()
     if state is None:
         if as_json:
-            console.print_json({"stack": stack, "run": None})
+            console.print_json(document("status", stack=stack))
         else:
-            console.print_line(f"no rollout recorded for stack {stack!r}")
+            console.print_line(f"no rollout recorded for stack {stack}")
         return
     events = journal.events(state.run_id)
     if as_json:
-        console.print_json({**state.to_json(), "events": events[-20:]})
+        run = {**state.to_json(), "started_at": rfc3339(state.started_at), "updated_at": rfc3339(state.updated_at)}
+        console.print_json(document("status", stack=stack, run=run,
+                                    events=[{**e, "ts": rfc3339(e.get("ts"))} for e in events[-20:]]))
         return
     console.print_status(state, events)
 
@@ -257,9 +332,10 @@ def history(
         platform = _kubernetes(stack)
     entries = platform.history()[:limit]
     if as_json:
-        console.print_json([{"version": e.version, "kind": e.kind, "result": e.result, "message": e.message,
-                             "start_time": e.start_time, "describe": e.describe(),
-                             "data_plane_version": e.data_plane_version} for e in entries])
+        console.print_json(document("history", stack=stack, entries=[
+            {"version": e.version, "kind": e.kind, "result": e.result, "message": e.message,
+             "start_time": e.start_time, "describe": e.describe(), "data_plane_version": e.data_plane_version}
+            for e in entries]))
         return
     console.print_history(stack, entries)
 
@@ -281,6 +357,8 @@ def rehearse(
     fault: Annotated[str, typer.Option(help="Inject this real failure into the canary proxies.")] = "none",
     require_approval: Annotated[bool, typer.Option(
         "--require-approval", help="Wait for approval after the canary gate (y/n here, or `meshlift promote -s rehearsal`).")] = False,
+    approve_from: ApproveFromOpt = "stdin",
+    approval_timeout: ApprovalTimeoutOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Rehearse the whole staged upgrade on real local Envoys (1.39.3 -> 1.40.0), no cluster needed."""
@@ -288,18 +366,20 @@ def rehearse(
     from rollout.stages import upgrade_target
 
     if fault not in FAULTS:
-        raise UsageError(f"--fault {fault!r} is not one of: {', '.join(FAULTS)}")
+        raise UsageError(f"--fault {fault}: not a fault the rehearsal knows; choose one of: {', '.join(FAULTS)}")
+    approval = ApprovalOptions.parse(approve_from, approval_timeout, required=require_approval)
     target = upgrade_target(rehearsal_config(), "1.40.0")
     started = time.monotonic()
 
     def go(reporter: Any) -> Any:
         return run_rehearsal(project_dir=project_dir(), fault=fault, reporter=reporter,
-                             require_approval=require_approval,
-                             approval=console.TtyApproval() if require_approval else None)[0]
+                             require_approval=require_approval, approval=approval.source(),
+                             approval_timeout_s=approval.timeout_s)[0]
 
     title = f"rehearsal {STACK}: Envoy 1.39.3 -> 1.40.0, fault {fault}"
     state = report_run(go, title=title, waves=len(target.spec.waves), approval=require_approval,
-                       as_json=as_json, header={"command": "rehearse", "stack": STACK, "fault": fault})
+                       as_json=as_json, header={"command": "rehearse", "stack": STACK,
+                                                "params": {"fault": fault, "approval": require_approval}})
     finish(state, started, as_json=as_json)
 
 
@@ -314,11 +394,6 @@ def _kubernetes(stack: str) -> Any:
 
 def _no_gate(*_args: Any, **_kwargs: Any) -> Any:
     raise AssertionError("a hand rollback runs no gate")
-
-
-class _SpecErrorAt(Exception):
-    def __init__(self, error: SpecError, path: str) -> None:
-        self.error, self.path = error, path
 
 
 def _mount_check() -> None:
@@ -348,40 +423,10 @@ app.add_typer(fleet_app, name="fleet")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the app and map every error to an exit code (the one place that does)."""
-    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-        # A shell starts background jobs with SIGINT ignored; `kill -INT` still means "stop".
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        code = app(args=argv, standalone_mode=False)
-        code = int(code or 0) if isinstance(code, int) else 0
-        if code == EXIT_INTERRUPTED:  # typer turns KeyboardInterrupt into Exit(130)
-            console.print_error(INTERRUPTED)
-        return code
-    except typer.Exit as done:
-        return int(done.exit_code or 0)
-    except _SpecErrorAt as wrapped:
-        console.print_spec_error(wrapped.error, path=wrapped.path)
-        return EXIT_USAGE
-    except SpecError as error:
-        console.print_spec_error(error, path="stack config")
-        return EXIT_USAGE
-    except MeshliftError as error:
-        console.print_error(str(error))
-        return exit_code_for(error)
-    except KeyboardInterrupt:
-        console.print_error(INTERRUPTED)
-        return EXIT_INTERRUPTED
-    except (typer.BadParameter, typer.Abort) as error:  # pragma: no cover - click prints these itself
-        console.print_error(str(error))
-        return EXIT_USAGE
-    except Exception as error:  # noqa: BLE001 - click usage errors and anything unexpected
-        import click
+    """Entry point (`meshlift`): runs the app through the one error boundary, `rollout.entry.run`."""
+    from rollout.entry import run
 
-        if isinstance(error, click.ClickException):
-            error.show()
-            return EXIT_USAGE
-        raise
+    return run(app, sys.argv[1:] if argv is None else argv)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,9 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from components.spec import SpecError
+from rollout.journal import operator
+from rollout.text import plain
+
 from rollout.phases import Phase
 
 # Piped output (CI logs, transcripts) gets a wide page instead of rich's 80 columns.
@@ -163,21 +165,49 @@ class JsonReporter:
         self.samples += 1
 
 
-class TtyApproval:
-    """`y`/`n` + Enter on an interactive terminal, read without blocking the gates."""
+class StdinApproval:
+    """`y`/`n` + Enter, typed on a terminal or piped in (`echo y | meshlift upgrade ...`).
+
+    Read without blocking the gates. A pipe or file that ends without a y/n is a
+    "no": nobody is left to approve, so the canary is rolled back (fail closed).
+    """
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream if stream is not None else sys.stdin
+        self.who = f"{operator()} (prompt)"
+        self.done = False
 
     def poll(self) -> bool | None:
-        if not sys.stdin.isatty():
+        if self.done:
             return None
-        ready, _, _ = select.select([sys.stdin], [], [], 0)
+        ready, _, _ = select.select([self.stream], [], [], 0)
         if not ready:
             return None
-        answer = sys.stdin.readline().strip().lower()
+        line = self.stream.readline()
+        if line == "":  # end of input without an answer
+            self.done = True
+            return False
+        answer = line.strip().lower()
         if answer in ("y", "yes", "promote"):
             return True
         if answer in ("n", "no", "rollback"):
             return False
         return None
+
+
+def stdin_can_answer(stream: Any = None) -> bool:
+    """True when a y/n can arrive on stdin: a terminal, a pipe or a file (not /dev/null or closed)."""
+    import os
+    import stat
+
+    stream = stream if stream is not None else sys.stdin
+    try:
+        if stream.isatty():
+            return True
+        mode = os.fstat(stream.fileno()).st_mode
+    except (OSError, ValueError, AttributeError):
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISREG(mode) or stat.S_ISSOCK(mode)
 
 
 # ---------------------------------------------------------------- one-shot output
@@ -186,17 +216,24 @@ def print_json(document: Any) -> None:
     sys.stdout.write(json.dumps(document, indent=2, sort_keys=False, default=str) + "\n")
 
 
-def print_spec_error(error: SpecError, *, path: str) -> None:
-    err.print(f"[red]×[/] {path}: invalid meshlift stack config ({len(error.problems)} problem(s)); "
-              "nothing changed", soft_wrap=True)
-    for problem in error.problems:
-        err.print(f"  [bold]{problem.key}[/]: {problem.reason}", soft_wrap=True)
-
-
-def print_error(message: str, *, hint: str | None = None) -> None:
-    err.print(f"[red]×[/] {message}", soft_wrap=True)
+def print_error(message: str, *, details: tuple[str, ...] | list[str] = (), hint: str | None = None) -> None:
+    """One paragraph on stderr (plain text: a key path such as `gateways[1]` is not markup)."""
+    line = Text("× ", style="red")
+    line.append(message)
+    err.print(line, soft_wrap=True)
+    for detail in details:
+        err.print(Text(f"  {detail}"), soft_wrap=True)
     if hint:
-        err.print(f"  [dim]{hint}[/]", soft_wrap=True)
+        err.print(Text(f"  {hint}", style="dim"), soft_wrap=True)
+
+
+def confirm(question: str) -> bool:
+    """Ask y/N on stderr; the answer is a line of stdin (typed or piped)."""
+    err.print(Text(f"{question} [y/N] "), end="")
+    if not stdin_can_answer():
+        err.print(Text("(no terminal or pipe to answer on)"))
+        return False
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
 
 
 def print_line(message: str) -> None:
@@ -225,7 +262,7 @@ def print_result(state: Any, *, seconds: float) -> None:
 
 
 def _params(state: Any) -> str:
-    return ", ".join(f"{k} {v}" for k, v in state.params.items() if v not in (False, None))
+    return ", ".join(f"{k} {plain(v)}" for k, v in state.params.items() if v not in (False, None))
 
 
 def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
@@ -238,7 +275,7 @@ def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
 
 
 def print_status(state: Any, events: list[dict[str, Any]]) -> None:
-    params = ", ".join(f"{k}={v}" for k, v in sorted(state.params.items()))
+    params = ", ".join(f"{k}={plain(v)}" for k, v in sorted(state.params.items()))
     out.print(f"stack {state.stack}: {state.command} run {state.run_id} ({params}) is "
               f"[bold]{state.phase.value}[/]; waves {state.waves_done}/{state.waves_total}", soft_wrap=True)
     if state.failure:
@@ -248,12 +285,15 @@ def print_status(state: Any, events: list[dict[str, Any]]) -> None:
         out.print(f"  rollback: " + (f"re-applied update {rollback.get('to_update')} ({rollback.get('describe')}) "
                                      f"as update {rollback.get('update')}" if "to_update" in rollback
                                      else f"failed: {rollback.get('error')}"), soft_wrap=True)
+    if state.awaiting:
+        out.print(Text(f"  waiting for approval since {state.awaiting.get('since')}: gate {state.awaiting.get('gate')} "
+                       f"passed ({state.awaiting.get('evidence') or 'no evidence recorded'})"), soft_wrap=True)
     if not state.phase.terminal:
         out.print(f"  resume with the same command (`meshlift {state.command} ...`)"
                   + ("; approve with `meshlift promote`" if state.phase is Phase.WAITING_APPROVAL else ""))
     skip = {"ts", "run", "event", "evidence", "failure"}
     rows = [[time.strftime("%H:%M:%S", time.localtime(e["ts"])), e["event"],
-             ", ".join(f"{k}={v}" for k, v in e.items() if k not in skip)[:160]] for e in events[-15:]]
+             ", ".join(f"{k}={plain(v)}" for k, v in e.items() if k not in skip)[:160]] for e in events[-15:]]
     print_table("last events", ["time", "event", "detail"], rows)
 
 

@@ -7,8 +7,13 @@ Layout under `.meshlift/<stack>/` (created on first use, ignored by git):
                    crash leaves either the old or the new state, never half of one
     journal.jsonl  one JSON object per line, appended and fsynced: every phase
                    change, stage applied, gate result, decision and rollback, each
-                   with its evidence; `meshlift history` and the report read it
-    approve        written by `meshlift promote`: the run id it approves
+                   with its evidence; `meshlift status` reads it. A line torn by a
+                   crash is skipped on reading (and never followed by a good line
+                   on the same line: appends start with a newline when needed).
+                   Past `MAX_LOG_BYTES` it is rotated to `journal.1.jsonl` (one
+                   generation kept), so the pair never exceeds twice that.
+    approve        written by `meshlift promote` (JSON): the run it approves, the
+                   gate that was waiting, the evidence seen, who and when
     lock           flock()ed by the one process driving this stack; the kernel
                    drops the lock when that process dies, however it dies
 
@@ -29,10 +34,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rollout.errors import RolloutBusy
+from rollout.errors import RolloutBusy, StateUnreadable
 from rollout.phases import Phase, check_transition
 
 STATE_DIR = ".meshlift"
+MAX_LOG_BYTES = 1024 * 1024
 
 
 @dataclass
@@ -50,6 +56,7 @@ class RunState:
     baseline_update: int | None = None  # the stack's update before this run changed anything
     failure: dict[str, Any] | None = None  # gate, message, checks: why it rolled back
     rollback: dict[str, Any] | None = None  # the update re-applied, and how it went
+    awaiting: dict[str, Any] | None = None  # WaitingApproval: the gate and evidence an approval approves
     started_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
 
@@ -104,8 +111,13 @@ class Journal:
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as error:
-            raise RuntimeError(f"{self.state_path} is unreadable ({error}); move it aside to start over") from error
-        return RunState.from_json(data)
+            raise StateUnreadable(f"{self.state_path} is unreadable ({str(error)[:120]}); "
+                                  "move it aside to start over") from None
+        try:
+            return RunState.from_json(data)
+        except (TypeError, ValueError, KeyError) as error:
+            raise StateUnreadable(f"{self.state_path} is not a meshlift run record ({str(error)[:120]}); "
+                                  "move it aside to start over") from None
 
     def save(self, state: RunState) -> None:
         state.updated_at = time.time()
@@ -120,42 +132,67 @@ class Journal:
 
     # ------------------------------------------------------------------ events
 
+    @property
+    def rotated_log_path(self) -> Path:
+        return self.root / "journal.1.jsonl"
+
     def append(self, state: RunState, event: str, **data: Any) -> dict[str, Any]:
         record = {"ts": round(time.time(), 3), "run": state.run_id, "event": event, **data}
         self.root.mkdir(parents=True, exist_ok=True)
         line = json.dumps(record, sort_keys=True, default=str)
-        with open(self.log_path, "a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
+        self._rotate_if_full(len(line) + 1)
+        with open(self.log_path, "a+b") as handle:
+            # A crash may have left a torn last line: start ours on a line of its own.
+            torn = False
+            if handle.seek(0, os.SEEK_END) > 0:
+                handle.seek(-1, os.SEEK_END)
+                torn = handle.read(1) != b"\n"
+            handle.write((("\n" if torn else "") + line + "\n").encode("utf-8"))
             handle.flush()
             os.fsync(handle.fileno())
         return record
 
-    def events(self, run_id: str | None = None) -> list[dict[str, Any]]:
-        """Every logged event (of one run), oldest first; a torn last line is skipped."""
+    def _rotate_if_full(self, adding: int) -> None:
         try:
-            lines = self.log_path.read_text(encoding="utf-8").splitlines()
+            size = self.log_path.stat().st_size
         except FileNotFoundError:
-            return []
+            return
+        if size + adding > MAX_LOG_BYTES:
+            os.replace(self.log_path, self.rotated_log_path)  # the older generation is dropped
+
+    def events(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        """Every logged event still kept (of one run), oldest first; torn lines are skipped."""
         records = []
-        for line in lines:
+        for path in (self.rotated_log_path, self.log_path):
             try:
-                record = json.loads(line)
-            except ValueError:
-                continue  # a crash mid-write: everything before it is intact
-            if run_id is None or record.get("run") == run_id:
-                records.append(record)
+                lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
+            except FileNotFoundError:
+                continue
+            for line in lines:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue  # a crash mid-write: everything before it is intact
+                if isinstance(record, dict) and (run_id is None or record.get("run") == run_id):
+                    records.append(record)
         return records
 
     # ------------------------------------------------------------------ approval
 
-    def approve(self, run_id: str) -> None:
-        _write_atomic(self.approval_path, run_id)
+    def approve(self, approval: dict[str, Any]) -> None:
+        """Record an approval (`run`, `gate`, `evidence`, `by`, `at`) for the waiting run to take."""
+        _write_atomic(self.approval_path, json.dumps(approval, sort_keys=True))
 
-    def approved(self, run_id: str) -> bool:
+    def approval_for(self, run_id: str) -> dict[str, Any] | None:
+        """The recorded approval of run `run_id`, if there is one."""
         try:
-            return self.approval_path.read_text().strip() == run_id
-        except FileNotFoundError:
-            return False
+            approval = json.loads(self.approval_path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            return None
+        return approval if isinstance(approval, dict) and approval.get("run") == run_id else None
+
+    def clear_approval(self) -> None:
+        self.approval_path.unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ exclusivity
 
@@ -184,3 +221,14 @@ def _write_atomic(path: Path, text: str) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
+
+
+def operator() -> str:
+    """Who is approving: user@host (recorded with every approval)."""
+    import getpass
+    import socket
+
+    try:
+        return f"{getpass.getuser()}@{socket.gethostname()}"
+    except (KeyError, OSError):  # no passwd entry (a container): still record something
+        return f"uid {os.getuid()}@{socket.gethostname()}"

@@ -26,6 +26,8 @@ from rollout.history import rollback_target
 from rollout.journal import Journal, RunState
 from rollout.phases import Phase, next_forward
 from rollout.platforms.base import Applied, GateScope, Platform, StageChange
+from rollout.schemas import rfc3339
+from rollout.text import plain
 from rollout.stages import UpgradeTarget
 
 GATED_ENV = "MESHLIFT_GATED"  # set for `up`s the orchestrator gates itself: the resource hook stands down
@@ -70,7 +72,11 @@ class Orchestrator:
         stack: str,
         approval: Approval | None = None,
         approval_poll_s: float = 1.0,
+        approval_timeout_s: float | None = None,
+        approval_summary_s: float = 60.0,
         retry_wait_s: float = 1.0,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.platform = platform
         self.journal = journal
@@ -79,6 +85,10 @@ class Orchestrator:
         self.stack = stack
         self.approval = approval
         self.approval_poll_s = approval_poll_s
+        self.approval_timeout_s = approval_timeout_s
+        self.approval_summary_s = approval_summary_s
+        self.clock = clock
+        self.sleep = sleep
         self.retry_wait_s = retry_wait_s
 
     # ------------------------------------------------------------------ entry points
@@ -134,7 +144,8 @@ class Orchestrator:
             if not state.matches(request.command, request.params):
                 raise UsageError(
                     f"a {state.command} run ({_params(state.params)}) is in phase {state.phase.value}; "
-                    f"resume it with the same command, or `meshlift rollback -s {self.stack}` first")
+                    f"resume it with the same command, give it up with `meshlift abandon -s {self.stack}` if it "
+                    f"never applied anything, or `meshlift rollback -s {self.stack}` first")
             self._emit(state, "run", resumed=True, phase=state.phase.value, waves_done=state.waves_done)
             return state
         # Idempotent: the same upgrade again, or one the stack config records as cleaned up, changes nothing.
@@ -269,29 +280,59 @@ class Orchestrator:
         return max((e.version for e in entries), default=None)
 
     def _wait_for_approval(self, state: RunState, target: UpgradeTarget) -> None:
+        """Hold the canary until someone approves it, a gate fails, or the wait times out.
+
+        The approval names what it approves: `state.awaiting` (run, gate, evidence) is
+        persisted before the wait, `meshlift promote` shows it and writes it back with
+        who and when. While waiting, the gate keeps sampling, but only a summary per
+        `approval_summary_s` is journaled: an hour's wait is a few dozen lines.
+        """
         spec = target.change(Stage.CANARY).spec
-        self._emit(state, "approval", status="waiting",
-                   hint=f"meshlift promote -s {self.stack}")
+        if state.awaiting is None:
+            canary = next((e for e in reversed(self.journal.events(state.run_id))
+                           if e.get("event") == "gate" and e.get("status") == "done"), {})
+            state.awaiting = {"run": state.run_id, "gate": "canary", "evidence": canary.get("message"),
+                              "since": rfc3339(self.clock())}
+            self.journal.save(state)
+        self._emit(state, "approval", status="waiting", gate=state.awaiting["gate"],
+                   evidence=state.awaiting["evidence"], hint=f"meshlift promote -s {self.stack}")
+        waited = WaitSummary(started=self.clock())
         while True:
-            if self.journal.approved(state.run_id):
-                answer: bool | None = True
-            else:
-                answer = self.approval.poll() if self.approval is not None else None
+            approval = self.journal.approval_for(state.run_id)
+            answer: bool | None = True if approval else None
+            if answer is None and self.approval is not None:
+                answer = self.approval.poll()
+                approval = {"by": getattr(self.approval, "who", "prompt"), "via": "prompt"} if answer else None
             if answer is True:
-                self._emit(state, "approval", status="approved")
+                self.journal.clear_approval()
+                record = {"run": state.run_id, "gate": state.awaiting["gate"],
+                          "evidence": state.awaiting["evidence"], **(approval or {})}
+                record.setdefault("at", rfc3339(self.clock()))
+                state.awaiting = None
+                self._emit(state, "approval", status="approved", samples=waited.to_json(), **record)
                 self._move(state, Phase.PROMOTING)
                 return
             if answer is False:
                 self._fail(state, gate="approval", message="Halt advancement: promotion rejected by the operator",
                            checks=["approval"])
                 return
-            # Rollback gates stay active while nobody has answered.
-            verdict = self._judge(state, spec, GateScope("canary"), "approval")
+            if self.approval_timeout_s is not None and self.clock() - waited.started >= self.approval_timeout_s:
+                self._fail(state, gate="approval", checks=["approval"],
+                           message=f"Halt advancement: nobody approved within {self.approval_timeout_s:g}s")
+                return
+            # Rollback gates stay active while nobody has answered; a summary is journaled, not each sample.
+            verdict = self.gate("approval", self.platform.targets(plan_for(spec), GateScope("canary")), spec.gates,
+                                on_sample=lambda s: self.reporter.sample("approval", s))
+            waited.add(verdict)
             if not verdict.passed:
+                self._emit(state, "gate", status="done", **verdict.to_json())
                 self._fail(state, gate="approval", message=verdict.message, checks=verdict.failing_checks,
                            evidence=verdict.evidence)
                 return
-            time.sleep(self.approval_poll_s)
+            if self.clock() - waited.last_logged >= self.approval_summary_s:
+                self._emit(state, "approval", status="waiting", samples=waited.to_json())
+                waited.last_logged = self.clock()
+            self.sleep(self.approval_poll_s)
 
     def _roll_back(self, state: RunState, request: RunRequest) -> None:
         """Re-apply the last good update, then gate the whole mesh it describes: a rollback
@@ -330,10 +371,32 @@ class Orchestrator:
         self.reporter.event("log", {"line": line.rstrip()})
 
 
+@dataclass
+class WaitSummary:
+    """The gate samples taken while waiting for approval, as counts (journaled now and then)."""
+
+    started: float
+    gates: int = 0
+    passed: int = 0
+    last_message: str | None = None
+    last_logged: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.last_logged = self.started
+
+    def add(self, verdict: GateVerdict) -> None:
+        self.gates += 1
+        self.passed += bool(verdict.passed)
+        self.last_message = verdict.message
+
+    def to_json(self) -> dict[str, Any]:
+        return {"gates": self.gates, "passed": self.passed, "last": self.last_message}
+
+
 def gated_env() -> dict[str, str]:
     """The environment an orchestrated `up` runs with (see rollout.hooks)."""
     return {GATED_ENV: str(os.getpid())}
 
 
 def _params(params: dict[str, Any]) -> str:
-    return ", ".join(f"{key}={value}" for key, value in sorted(params.items())) or "no parameters"
+    return ", ".join(f"{key}={plain(value)}" for key, value in sorted(params.items())) or "no parameters"

@@ -28,6 +28,8 @@ last one stopped):
   update is re-applied.
 - **RolledBack**: terminal; the mesh is back on the last good state; exit code 1.
 - **Failed**: terminal; the rollback itself failed and needs a human; exit code 3.
+- **Abandoned**: terminal; a run that never applied anything (it stopped at Planned,
+  e.g. the backend went away) was given up with `meshlift abandon`.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class Phase(str, Enum):
     ROLLING_BACK = "RollingBack"
     ROLLED_BACK = "RolledBack"
     FAILED = "Failed"
+    ABANDONED = "Abandoned"
 
     @property
     def terminal(self) -> bool:
@@ -58,7 +61,7 @@ class Phase(str, Enum):
         return EXIT_CODES.get(self)
 
 
-TERMINAL = frozenset({Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.FAILED})
+TERMINAL = frozenset({Phase.SUCCEEDED, Phase.ROLLED_BACK, Phase.FAILED, Phase.ABANDONED})
 
 EXIT_CODES = {Phase.SUCCEEDED: 0, Phase.ROLLED_BACK: 1, Phase.FAILED: 3}
 
@@ -85,7 +88,7 @@ _ROLLBACK_FROM = (
 )
 
 TRANSITIONS: dict[Phase, frozenset[Phase]] = {
-    Phase.PLANNED: frozenset({Phase.INSTALLING}),
+    Phase.PLANNED: frozenset({Phase.INSTALLING, Phase.ABANDONED}),
     Phase.INSTALLING: frozenset({Phase.CANARY_VERIFYING, Phase.ROLLING_BACK}),
     Phase.CANARY_VERIFYING: frozenset({Phase.WAITING_APPROVAL, Phase.PROMOTING, Phase.ROLLING_BACK}),
     Phase.WAITING_APPROVAL: frozenset({Phase.PROMOTING, Phase.ROLLING_BACK}),
@@ -97,6 +100,7 @@ TRANSITIONS: dict[Phase, frozenset[Phase]] = {
     Phase.SUCCEEDED: frozenset(),
     Phase.ROLLED_BACK: frozenset(),
     Phase.FAILED: frozenset(),
+    Phase.ABANDONED: frozenset(),
 }
 assert all(Phase.ROLLING_BACK in TRANSITIONS[p] for p in _ROLLBACK_FROM)
 

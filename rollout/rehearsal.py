@@ -59,6 +59,7 @@ def rehearse(
     gates: dict[str, Any] | None = None,
     require_approval: bool = False,
     approval: Approval | None = None,
+    approval_timeout_s: float | None = None,
 ) -> tuple[Any, LocalPlatform]:
     """Run (or resume) the rehearsal; returns the final RunState and the platform.
 
@@ -74,7 +75,7 @@ def rehearse(
     params = {"to": TO_VERSION, "fault": fault, "approval": require_approval}
     orchestrator = Orchestrator(platform=platform, journal=journal, gate=gate or ChecksGate(),
                                 reporter=reporter, stack=STACK, approval=approval, retry_wait_s=0.5,
-                                approval_poll_s=0.5)
+                                approval_poll_s=0.5, approval_timeout_s=approval_timeout_s)
     # A new rehearsal (the last one finished, or had other parameters) starts from a fresh
     # local mesh and history; an unfinished one with the same parameters resumes.
     request = RunRequest(command="rehearse", params=params, target=target, base_config=config,

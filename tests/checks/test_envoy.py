@@ -259,6 +259,24 @@ def test_cli_exit_codes_against_real_envoy(healthy: lm.Proxy) -> None:
     assert (version["result"], version["observed"], version["threshold"]) == ("fail", "1.40.0", "1.39.3")
 
 
+def test_the_admin_port_is_an_envoy_admin_and_the_traffic_port_is_not(healthy: lm.Proxy) -> None:
+    """--admin pointed at the proxy's data-plane listener (a common slip) is named as not an Envoy admin."""
+    from typer.testing import CliRunner
+
+    from checks.cli import app
+
+    runner = CliRunner()
+    admin = json.loads(runner.invoke(app, ["--admin", healthy.admin_url, "--json"]).stdout)
+    assert admin["targets"][0]["endpoint"]["status"] == "ok"
+    assert admin["taken_at"].endswith("Z") and admin["error"] is None
+    traffic = runner.invoke(app, ["--admin", healthy.url])
+    text = " ".join(traffic.stdout.split())
+    assert traffic.exit_code == 1
+    assert f"{healthy.url} answers, but it is not an Envoy admin interface" in text
+    assert text.count("not an Envoy admin interface") == 1 and "checks not run: proxy: proxy-ready" in text
+    assert "docs/checks.md#endpoint-not-envoy" in text
+
+
 def test_cli_gate_passes_with_traffic(healthy: lm.Proxy) -> None:
     from typer.testing import CliRunner
 
@@ -281,7 +299,7 @@ def test_cli_gate_passes_with_traffic(healthy: lm.Proxy) -> None:
         worker.join(timeout=10)
     doc = json.loads(result.stdout)
     assert result.exit_code == 0, doc["message"]
-    assert doc["schema"] == "meshlift.gate/v1" and doc["outcome"] == "passed"
+    assert doc["schema"] == "meshlift.gate/v2" and doc["outcome"] == "passed"
     assert len(doc["samples"]) == 3
 
 

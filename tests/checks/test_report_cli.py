@@ -30,7 +30,7 @@ async def failing_report():
 
 async def test_json_report_has_the_stable_schema() -> None:
     doc = json.loads(report_to_json(await failing_report()))
-    assert doc["schema"] == "meshlift.checks/v1" and doc["success"] is False
+    assert doc["schema"] == "meshlift.checks/v2" and doc["success"] is False
     good, bad = doc["targets"]
     assert (good["success"], bad["success"]) == (True, False)
     keys = {"id", "category", "description", "result", "fatal", "no_data", "observed", "threshold", "message", "details", "hint"}
@@ -39,7 +39,7 @@ async def test_json_report_has_the_stable_schema() -> None:
             assert keys <= check.keys()
             assert check["result"] in {"pass", "warn", "fail", "error", "skip"}
     ready = next(c for c in bad["checks"] if c["id"] == "proxy-ready")
-    assert ready["result"] == "fail" and ready["observed"] == "DRAINING" and ready["hint"].endswith("#proxy-ready")
+    assert ready["result"] == "fail" and ready["observed"] == "DRAINING" and ready["hint"].endswith("docs/checks.md#proxy-ready")
 
 
 async def test_rich_report_groups_by_category_with_marks_and_hints() -> None:
@@ -48,7 +48,9 @@ async def test_rich_report_groups_by_category_with_marks_and_hints() -> None:
     text = console.export_text()
     assert text.index("proxy\n-----") < text.index("configuration\n-------------") < text.index("traffic\n-------")
     assert "× proxy is ready (/ready LIVE): /ready answered 503 'DRAINING', not LIVE" in text
-    assert "    see checks/README.md#proxy-ready for hints" in text
+    flat = " ".join(text.split())
+    assert "The proxy is not serving yet or is shutting down: look at its logs and at /ready on its admin " \
+           "port. See https://" in flat and "docs/checks.md#proxy-ready" in flat
     assert "‼ dynamic config has no fields unknown to this proxy" in text
     assert "√ proxy is ready" in text  # the good proxy
     assert text.rstrip().endswith("Status check results are ×")
@@ -83,8 +85,41 @@ def test_unreachable_admin_exits_1_with_errors_in_json() -> None:
     result = runner.invoke(app, ["--admin", f"127.0.0.1:{closed_port()}", "--json", "--timeout", "0.5"])
     assert result.exit_code == EXIT_FAILED
     doc = json.loads(result.stdout)
-    assert doc["success"] is False
+    assert doc["success"] is False and doc["error"] is None
+    assert doc["targets"][0]["endpoint"]["status"] == "unreachable"
     assert {c["result"] for c in doc["targets"][0]["checks"]} <= {"error", "skip"}
+
+
+def test_unreachable_admin_is_one_line_then_the_checks_it_prevented() -> None:
+    port = closed_port()
+    result = runner.invoke(app, ["--admin", f"127.0.0.1:{port}", "--timeout", "0.5"])
+    assert result.exit_code == EXIT_FAILED
+    text = " ".join(result.stdout.split())  # the console wraps at 80 columns
+    assert text.count("cannot reach the admin endpoint") == 1 and text.count("Connect call failed") == 1
+    assert "checks not run: proxy: proxy-ready, proxy-version" in text
+    assert "traffic: upstream-success-rate" in text and "docs/checks.md#endpoint-unreachable" in text
+
+
+@pytest.mark.parametrize("flag,value,expected", [
+    ("--min-success-rate", "1.5", "--min-success-rate: Input should be less than or equal to 1"),
+    ("--window", "soon", "--window: 'soon' is not a duration"),
+])
+def test_a_bad_flag_is_reported_as_the_flag_not_as_a_config_key(flag, value, expected) -> None:
+    result = runner.invoke(app, ["--admin", "127.0.0.1:1", flag, value, "--json"])
+    assert result.exit_code == EXIT_USAGE
+    assert expected in result.stderr and "meshlift:gates" not in result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["schema"] == "meshlift.checks/v2" and expected in doc["error"]["message"]
+    assert set(doc) == {"schema", "success", "taken_at", "targets", "error"}
+
+
+def test_a_stack_config_problem_names_file_line_and_key(tmp_path) -> None:
+    stack = tmp_path / "Pulumi.dev.yaml"
+    stack.write_text("config:\n  meshlift:gates:\n    window: 2m\n    minSuccessRate: 7\n")
+    result = runner.invoke(app, ["--admin", "127.0.0.1:1", "--stack-config", str(stack)])
+    assert result.exit_code == EXIT_USAGE
+    assert f"{stack}:4: meshlift:gates.minSuccessRate: Input should be less than or equal to 1" in \
+        " ".join(result.stderr.split())
 
 
 def test_list_checks_prints_the_catalog() -> None:

@@ -89,7 +89,7 @@ class ScriptedGate:
         if on_sample:
             on_sample({"gate": gate, "sample": 1})
         outcome = self.outcomes.get(gate, "passed")
-        message = "" if outcome == "passed" else f"Halt {gate} advancement: success rate 50.00% < 99%"
+        message = f"{gate} passed" if outcome == "passed" else f"Halt {gate} advancement: success rate 50.00% < 99%"
         return GateVerdict(gate, outcome, message, failing_checks=[] if outcome == "passed" else ["success-rate"])
 
 

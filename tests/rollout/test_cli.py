@@ -25,6 +25,8 @@ def project(tmp_path, monkeypatch):
     gate = ScriptedGate()
     monkeypatch.setattr(cli, "_kubernetes", lambda stack: KubernetesPlatform(engine, discover=fake_discovery))
     monkeypatch.setattr("rollout.gates.ChecksGate", lambda: gate)
+    # The recording engine needs no Pulumi CLI, backend or cluster (tests/rollout/test_prerequisites.py).
+    monkeypatch.setattr("rollout.prerequisites.check_cluster_prerequisites", lambda *args, **kwargs: None)
     return type("Project", (), {"path": tmp_path, "engine": engine, "gate": gate})
 
 
@@ -54,7 +56,7 @@ def test_unknown_stack_is_a_usage_error(project, capsys):
 
 def test_plan_lists_stages_changes_and_gates(project, capsys):
     assert cli.main(["plan", "-s", "dev", "--to", "1.40.0", "--json"]) == 0
-    stages = json.loads(capsys.readouterr().out)
+    stages = json.loads(capsys.readouterr().out)["stages"]
     assert [s["stage"] for s in stages] == ["install", "canary", "promote wave 1/2", "promote wave 2/2", "cleanup"]
     assert "restart pay/api (wave 2): 1-39-3 -> 1-40-0" in stages[3]["changes"]
     assert stages[1]["min_s"] == pytest.approx(0.2)
@@ -90,9 +92,9 @@ def test_status_and_history_after_a_run(project, capsys):
     cli.main(["upgrade", "-s", "dev", "--to", "1.40.0", "--json"])
     capsys.readouterr()
     assert cli.main(["status", "-s", "dev", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["phase"] == "Succeeded"
+    assert json.loads(capsys.readouterr().out)["run"]["phase"] == "Succeeded"
     assert cli.main(["history", "-s", "dev", "--json"]) == 0
-    entries = json.loads(capsys.readouterr().out)
+    entries = json.loads(capsys.readouterr().out)["entries"]
     assert entries[0]["describe"] == "1.39.3 -> 1.40.0 stage cleanup"
 
 
@@ -115,7 +117,6 @@ def test_rehearse_rejects_an_unknown_fault(project, capsys):
     assert "5xx" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(__import__("shutil").which("pulumi") is not None, reason="needs a machine without the Pulumi CLI")
 def test_without_the_pulumi_cli_upgrade_is_an_environment_error_and_changes_nothing(tmp_path, monkeypatch, capsys):
     (tmp_path / "stacks").mkdir()
     (tmp_path / "stacks" / "Pulumi.dev.yaml").write_text(yaml.safe_dump({"config": mesh_config()}))
@@ -123,5 +124,8 @@ def test_without_the_pulumi_cli_upgrade_is_an_environment_error_and_changes_noth
     monkeypatch.setenv("PATH", str(tmp_path))  # no `pulumi` anywhere
 
     assert cli.main(["upgrade", "-s", "dev", "--to", "1.40.0", "--json"]) == 2
-    assert "needs the Pulumi CLI" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "the Pulumi CLI (`pulumi`) is not on PATH" in captured.err and "Nothing was recorded" in captured.err
+    assert json.loads(captured.out)["error"]["code"] == 2
+    assert not (tmp_path / ".meshlift").exists(), "no run was recorded"
     assert yaml.safe_load((tmp_path / "stacks" / "Pulumi.dev.yaml").read_text()) == {"config": mesh_config()}

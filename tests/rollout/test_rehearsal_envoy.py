@@ -160,3 +160,22 @@ def test_a_killed_rehearsal_leaves_envoys_that_the_resumed_run_reaps(tmp_path):
     assert document["events"][0]["resumed"] is True
     assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in orphans)
     assert _envoys_under(tmp_path) == []
+
+
+def test_an_approval_piped_into_the_rehearsal_promotes_it(tmp_path):
+    """`echo y | meshlift rehearse --require-approval`: the answer comes through a pipe, not a terminal."""
+    env = {**os.environ, "MESHLIFT_PROJECT_DIR": str(tmp_path), "MESHLIFT_REHEARSAL_GATES": json.dumps(FAST_GATES)}
+    done = subprocess.run([str(Path(sys.executable).with_name("meshlift")), "rehearse", "--require-approval", "--json"],
+                          input="y\n", capture_output=True, text=True, env=env, timeout=240)
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    document = json.loads(done.stdout)
+    assert document["phase"] == "Succeeded" and document["error"] is None
+    approvals = [e for e in document["events"] if e["event"] == "approval"]
+    assert [a["status"] for a in approvals][0] == "waiting" and approvals[-1]["status"] == "approved"
+    assert approvals[-1]["via"] == "prompt" and approvals[-1]["gate"] == "canary"
+    from rollout.journal import Journal
+
+    journaled = [e for e in Journal.for_stack(tmp_path, "rehearsal").events() if e.get("status") == "approved"]
+    assert journaled[-1]["evidence"].startswith("Promote canary"), "what was approved: the canary gate's verdict"
+    assert _envoys_under(tmp_path) == []

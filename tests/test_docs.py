@@ -1,0 +1,203 @@
+"""Every command shown in README.md and docs/*.md runs as shown.
+
+The docs check reads each fenced block of README.md and of every docs/*.md (new
+pages are picked up by themselves) and finds the commands in it:
+
+- in a ```sh (or shell/bash/console) block, every line that is not a comment;
+- in any block, a line starting with `$ ` (a transcript: what follows it, up to
+  the next `$ `, is the output it shows).
+
+Each `meshlift ...` and `make ...` command runs in a copy of the project
+(`MESHLIFT_PROJECT_DIR`), in document order, and must end with the exit code the
+docs state (a trailing `# ... exit N` comment, a transcript's `$ echo $?`, else 0),
+print no traceback, and, for a transcript, print the key line it shows (its last
+line, without a file path or a parenthesised timing). Stack files the docs show
+live in docs/examples/ and are copied into the project's stacks/. `make test` is not run (it is this suite).
+
+A block that needs what the suite cannot provide (a Kubernetes cluster, the Pulumi
+CLI, a quarter of an hour) carries `<!-- not-run: why -->` on the line before its
+fence. Any other command the check cannot run (not meshlift or make, a placeholder
+in capitals, an unlabelled fence with commands) fails the check, so nothing can
+rot unseen.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+SHELL_FENCES = {"sh", "shell", "bash", "console"}
+RUNNABLE = ("meshlift", "make")
+NOT_RUN = re.compile(r"<!--\s*not-run:\s*(.+?)\s*-->")
+PLACEHOLDER = re.compile(r"(?<![\w-])(?:[A-Z][A-Z_]{2,}|<[a-z-]+>|\.\.\.)(?![\w-])")
+FENCE = re.compile(r"^```(\S*)\s*$")
+TIMEOUT_S = 240
+# Rehearsals in the docs check run with short gates (their shape, not their length, is checked).
+FAST_GATES = {"window": "6s", "interval": "250ms", "consecutivePasses": 3}
+
+
+@dataclass
+class Command:
+    page: str
+    line: int
+    text: str
+    exit_code: int = 0
+    output: list[str] = field(default_factory=list)  # a transcript's shown output
+    not_run: str | None = None
+
+    @property
+    def where(self) -> str:
+        return f"{self.page}:{self.line}"
+
+
+def commands_of(path: Path) -> list[Command]:
+    found: list[Command] = []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    index = 0
+    while index < len(lines):
+        match = FENCE.match(lines[index])
+        if not match:
+            index += 1
+            continue
+        language, start = match.group(1), index
+        end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("```"))
+        marker = NOT_RUN.search(lines[start - 1]) if start else None
+        body = lines[start + 1:end]
+        found += _block_commands(path.name if path.parent == ROOT else f"docs/{path.name}", start + 2, language,
+                                 body, marker.group(1) if marker else None)
+        index = end + 1
+    return found
+
+
+def _block_commands(page: str, first_line: int, language: str, body: list[str], not_run: str | None) -> list[Command]:
+    commands: list[Command] = []
+    for offset, raw in enumerate(body):
+        line = raw.rstrip()
+        if line.startswith("$ "):
+            if line.strip() == "$ echo $?":
+                if commands and offset + 1 < len(body):
+                    commands[-1].exit_code = int(body[offset + 1].strip())
+                continue
+            commands.append(Command(page, first_line + offset, line[2:].strip(), not_run=not_run))
+        elif commands and line and not line.startswith("$") and language not in SHELL_FENCES:
+            if not (offset and body[offset - 1].strip() == "$ echo $?"):
+                commands[-1].output.append(line)
+        elif language in SHELL_FENCES and line.strip() and not line.lstrip().startswith("#"):
+            text, _, comment = line.partition("  #")
+            code = re.search(r"\bexit (\d+)", comment)
+            commands.append(Command(page, first_line + offset, text.strip(), int(code.group(1)) if code else 0,
+                                    not_run=not_run))
+    return commands
+
+
+ALL = [command for page in PAGES for command in commands_of(page)]
+
+
+def test_the_docs_show_commands_and_the_check_finds_every_page():
+    assert len(PAGES) >= 7, [p.name for p in PAGES]
+    assert any(c.text == "make rehearse" for c in ALL)
+    assert all(c.not_run is None or c.not_run.strip() for c in ALL)
+
+
+def test_every_unmarked_command_is_one_the_check_can_run():
+    unrunnable = [f"{c.where}: {c.text}" for c in ALL if c.not_run is None and not _runnable(c)]
+    assert not unrunnable, "mark these blocks <!-- not-run: why --> or make them runnable:\n" + "\n".join(unrunnable)
+
+
+def test_no_unlabelled_fence_hides_a_command():
+    for page in PAGES:
+        lines = page.read_text(encoding="utf-8").splitlines()
+        inside = False
+        for number, line in enumerate(lines, 1):
+            match = FENCE.match(line)
+            if match:
+                inside = not inside
+                if inside and match.group(1) == "":
+                    block = lines[number:number + 200]
+                    block = block[:next(i for i, text in enumerate(block) if text.startswith("```"))]
+                    shown = [text for text in block if text.startswith(("meshlift ", "make ", "pulumi ", "$ "))]
+                    assert not shown, f"{page.name}:{number}: label the fence (sh, or text for output): {shown}"
+
+
+def test_docs_name_no_internal_process():
+    banned = re.compile(r"\bissue \d|\bsessions?\b|other test runs|sharing the machine", re.IGNORECASE)
+    for page in PAGES:
+        for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
+            assert not banned.search(line), f"{page.name}:{number}: {line.strip()}"
+
+
+def test_check_hint_anchors_exist_in_docs_checks_md():
+    from checks.catalog import CATALOG, HINT_BASE
+
+    headings = {_anchor(line) for line in (ROOT / "docs" / "checks.md").read_text().splitlines()
+                if line.startswith("#")}
+    assert HINT_BASE.endswith("docs/checks.md#")
+    missing = [c.id for c in CATALOG if c.id not in headings]
+    assert not missing and {"endpoint-unreachable", "endpoint-not-envoy"} <= headings, missing
+
+
+def _anchor(heading: str) -> str:
+    text = heading.lstrip("#").strip().lower()
+    return re.sub(r"[^a-z0-9 _-]", "", text).replace(" ", "-")
+
+
+def _runnable(command: Command) -> bool:
+    words = command.text.split()
+    return bool(words) and words[0] in RUNNABLE and not PLACEHOLDER.search(command.text) and "|" not in command.text
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A copy of the project's stacks, where the docs' commands keep their state."""
+    root = tmp_path_factory.mktemp("docs-project")
+    shutil.copytree(ROOT / "stacks", root / "stacks")
+    shutil.copy(ROOT / "Pulumi.yaml", root / "Pulumi.yaml")
+    for example in (ROOT / "docs" / "examples").glob("Pulumi.*.yaml"):  # stacks the docs show
+        shutil.copy(example, root / "stacks" / example.name)
+    return root
+
+
+RUN = [c for c in ALL if c.not_run is None and _runnable(c) and c.text != "make test"]
+
+
+def _unique(commands: list[Command]) -> list[Command]:
+    seen: dict[str, Command] = {}
+    for command in commands:
+        seen.setdefault(command.text, command)
+    return list(seen.values())
+
+
+@pytest.mark.envoy
+@pytest.mark.parametrize("command", _unique(RUN), ids=lambda c: f"{c.where} {c.text}")
+def test_the_command_runs_as_shown(command: Command, project: Path):
+    shown = [c for c in RUN if c.text == command.text]
+    env = {**os.environ, "MESHLIFT_PROJECT_DIR": str(project), "MESHLIFT_REHEARSAL_GATES": json.dumps(FAST_GATES),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    done = subprocess.run(shlex.split(command.text), cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=TIMEOUT_S, stdin=subprocess.DEVNULL)
+    output = done.stdout + done.stderr
+    assert "Traceback" not in output, f"{command.where}: {command.text}\n{output[-3000:]}"
+    for place in shown:
+        assert done.returncode == place.exit_code, \
+            f"{place.where}: `{command.text}` exited {done.returncode}, the docs say {place.exit_code}\n{output[-3000:]}"
+        if place.output:
+            key = key_line(place.output[-1])
+            assert key in " ".join(output.split()), \
+                f"{place.where}: `{command.text}` did not print {key!r}\n{output[-3000:]}"
+
+
+def key_line(shown: str) -> str:
+    """What of a transcript's last line must be printed again: no file path, no timing."""
+    line = re.sub(r"^\S*stacks/\S+?:\d+: ", "", shown.strip())
+    return " ".join(line.split(" (", 1)[0].split())
