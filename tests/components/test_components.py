@@ -11,6 +11,7 @@ import pytest
 
 import components.promotion
 from components.plan import REVISION_LABEL
+from tests.components.cluster import Cluster, live_workload
 from tests.components.configs import minimal
 from tests.components.program import ProgramRun, run_program, stack_config, with_rollout
 
@@ -128,13 +129,18 @@ def test_charts_come_from_the_configured_repository():
 
 def test_workload_names_stay_distinct_when_namespace_and_workload_names_share_dashes():
     namespaces = [
-        {"name": "a-b", "revision": "stable", "workloads": [{"name": "c", "image": "x"}]},
-        {"name": "a", "revision": "stable", "workloads": [{"name": "b-c", "image": "x"}]},
+        {"name": "a-b", "revision": "stable", "workloads": [{"name": "c", "canary": True}]},
+        {"name": "a", "revision": "stable", "workloads": [{"name": "b-c", "canary": True}]},
     ]
-    run = run_program(minimal(namespaces=namespaces))
-    deployments = {(r.inputs["metadata"]["namespace"], r.inputs["metadata"]["name"])
-                   for r in run.of_type("kubernetes:apps/v1:Deployment")}
-    assert deployments == {("a-b", "c"), ("a", "b-c")}
+    cluster = Cluster(live_workload("a-b", "c"), live_workload("a", "b-c"))
+    canary = run_program(with_rollout(minimal(namespaces=namespaces), stage="canary"), cluster=cluster)
+    clones = {(r.inputs["metadata"]["namespace"], r.inputs["metadata"]["name"])
+              for r in canary.of_type("kubernetes:apps/v1:Deployment")}
+    assert clones == {("a-b", "c-canary"), ("a", "b-c-canary")}
+    cleanup = run_program(with_rollout(minimal(namespaces=namespaces), stage="cleanup"), cluster=cluster)
+    patched = {(r.inputs["metadata"]["namespace"], r.inputs["metadata"]["name"])
+               for r in cleanup.of_type("kubernetes:apps/v1:DeploymentPatch")}
+    assert patched == {("a-b", "c"), ("a", "b-c")}
 
 
 def _hooks_module(name: str, binding_factory) -> types.ModuleType:
@@ -156,10 +162,10 @@ def test_gate_hooks_bind_to_the_promotion_resources_only(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "meshlift_test_hooks", _hooks_module("meshlift_test_hooks", gate_hooks))
     monkeypatch.setattr(components.promotion, "HOOKS_MODULE", "meshlift_test_hooks")
-    run = run_program(minimal(rollout={"from": "1.30.3", "to": "1.31.0", "stage": "promote"}))
+    run = run_program(minimal(rollout={"from": "1.30.3", "to": "1.31.0", "stage": "promote", "promotedWaves": 1}))
     assert seen == {"stage": "promote"}
     hooked = {r.name for r in run if r.hooks}
-    assert hooked == {"istio-base-release", "revision-tags-stable", "ingress-release", "shop.web-deployment"}
+    assert hooked == {"istio-base-release", "revision-tags-stable", "ingress-release", "shop.web-restart"}
     for name in hooked:
         assert set(run.named(name).hooks) == {"before_create", "before_update"}, name
     # One registered hook per kind, shared by every promotion resource (not one per resource).
@@ -191,7 +197,7 @@ def test_the_orchestrators_real_gate_hooks_load_into_the_program(monkeypatch):
     pytest.importorskip("rollout.hooks", reason="rollout/hooks.py is not written yet")
     monkeypatch.setattr(components.promotion, "HOOKS_MODULE", "rollout.hooks")
     run = run_program(with_rollout(stack_config("dev"), stage="promote", promotedWaves=1))
-    for name in ("revision-tags-stable", "istio-base-release", "shop.frontend-deployment"):
+    for name in ("revision-tags-stable", "istio-base-release", "shop.frontend-restart"):
         assert set(run.named(name).hooks) == {"before_create", "before_update"}, name
     assert not run.named("shop-namespace").hooks
 
