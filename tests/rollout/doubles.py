@@ -124,9 +124,9 @@ def mesh_config(**overrides: Any) -> dict[str, Any]:
         "meshlift:tags": {"stable": "1-39-3"},
         "meshlift:namespaces": [
             {"name": "shop", "revision": "stable", "wave": 1,
-             "workloads": [{"name": "web", "image": "nginx:1.27", "canary": True}]},
+             "workloads": [{"name": "web", "canary": True}]},
             {"name": "pay", "revision": "stable", "wave": 2,
-             "workloads": [{"name": "api", "image": "nginx:1.27"}]},
+             "workloads": [{"name": "api"}]},
         ],
         "meshlift:gates": {"window": "2s", "interval": "100ms", "consecutivePasses": 2},
     }
