@@ -4,6 +4,8 @@
      ├── UsageError          a command that cannot run as asked (exit 2)
      │    ├── RolloutBusy    another process holds the stack's lock
      │    ├── NoRollbackTarget  no update in the stack's history to go back to
+     │    ├── CleanupRefused  pods (or tags) still need the old revision: the run
+     │    │                  waits at cleanup; the same command resumes it
      │    └── PlatformUnavailable  the platform cannot be reached at all (no Pulumi
      │                          CLI, no backend): nothing was changed
      ├── PlatformError       applying a stage failed (`pulumi up`, a proxy start);
@@ -37,6 +39,10 @@ class RolloutBusy(UsageError):
 
 
 class NoRollbackTarget(UsageError):
+    pass
+
+
+class CleanupRefused(UsageError):
     pass
 
 

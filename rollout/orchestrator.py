@@ -20,7 +20,9 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from components.plan import plan_for
 from components.spec import MeshSpec, Stage, load_spec
-from rollout.errors import MeshliftError, PlatformError, UsageError
+from rollout.errors import CleanupRefused, MeshliftError, PlatformError, PlatformUnavailable, UsageError
+from rollout.inventory import INVENTORY_KEY, inventory_of, with_inventory
+from rollout.leftovers import cleanup_refusal
 from rollout.gates import GateRunner, GateVerdict
 from rollout.history import rollback_target
 from rollout.journal import Journal, RunState
@@ -91,6 +93,8 @@ class Orchestrator:
                 return state
             self.platform.open(self._current_spec(state, request))
             try:
+                if state.phase is not Phase.PLANNED:
+                    self._record_inventory(state, request)  # resumed: the inventory its first apply recorded
                 while not state.phase.terminal:
                     self._step(state, request)
             finally:
@@ -156,6 +160,20 @@ class Orchestrator:
         self._emit(state, "run", resumed=False, params=request.params, waves_total=state.waves_total)
         return state
 
+    def _record_inventory(self, state: RunState, request: RunRequest) -> None:
+        """Fix what the run restarts: the inventory its first apply recorded (a resumed run), or
+        what the platform says runs now. Every stage's config then carries it."""
+        recorded = (state.applied or {}).get(INVENTORY_KEY)
+        if recorded is None:
+            namespaces = [ns.name for ns in request.target.spec.namespaces]
+            try:
+                recorded = inventory_of(namespaces, self.platform.live_workloads(namespaces))
+            except PlatformError as error:
+                raise PlatformUnavailable(f"{error}; nothing was changed") from error
+            self._emit(state, "inventory", workloads={ns: [f"{w['kind']}/{w['name']}" for w in items]
+                                                      for ns, items in recorded.items()})
+        request.target = with_inventory(request.target, request.base_config, recorded)
+
     def _current_spec(self, state: RunState, request: RunRequest) -> MeshSpec:
         if state.applied is None:
             return self._spec_of(request.base_config)
@@ -188,6 +206,7 @@ class Orchestrator:
                 entries = self.platform.history()
                 good = [e.version for e in entries if e.good]
                 state.baseline_update = max(good) if good else None
+                self._record_inventory(state, request)
                 self._move(state, Phase.INSTALLING, baseline_update=state.baseline_update)
             elif phase is Phase.INSTALLING:
                 self._apply(state, target.change(Stage.INSTALL))
@@ -205,6 +224,7 @@ class Orchestrator:
                 if self._gate(state, spec, GateScope("verify")):
                     self._move(state, Phase.CLEANING_UP)
             elif phase is Phase.CLEANING_UP:
+                self._guard_cleanup(state, target)
                 self._apply(state, target.change(Stage.CLEANUP))
                 self._move(state, Phase.SUCCEEDED)
             elif phase is Phase.ROLLING_BACK:
@@ -213,6 +233,21 @@ class Orchestrator:
             if phase in (Phase.PLANNED, Phase.ROLLING_BACK):
                 raise  # Planned: nothing changed yet, nothing to roll back
             self._fail(state, gate="apply", message=f"Halt advancement: {error}", checks=["apply"])
+
+    def _guard_cleanup(self, state: RunState, target: UpgradeTarget) -> None:
+        """Refuse to remove the old revision while anything still needs it; the run stays at
+        cleanup, so the same command resumes here once the named pods are gone."""
+        try:
+            pods = self.platform.pods()
+        except PlatformError as error:
+            raise CleanupRefused(f"Cleanup refused: cannot list the pods that may still run the old "
+                                 f"revision ({error}); run the same command again when the cluster answers") from error
+        refusal = cleanup_refusal(plan_for(target.change(Stage.CLEANUP).spec), pods)
+        if refusal is None:
+            return
+        self._emit(state, "cleanup", status="refused" if refusal.refused else "allowed", **refusal.to_json())
+        if refusal.refused:
+            raise CleanupRefused(refusal.message)
 
     def _promote_next_wave(self, state: RunState, target: UpgradeTarget) -> None:
         total = len(target.spec.waves)
@@ -236,6 +271,8 @@ class Orchestrator:
         self.journal.save(state)
         self._emit(state, "apply", stage=change.spec.rollout.stage.value if change.spec.rollout else None,
                    message=change.message, status="done", update=applied.update, changes=applied.changes)
+        for warning in applied.warnings:
+            self._emit(state, "warning", message=warning)
         return applied
 
     def _gate(self, state: RunState, spec: MeshSpec, scope: GateScope) -> bool:
