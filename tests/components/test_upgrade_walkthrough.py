@@ -93,8 +93,8 @@ def test_canary_clones_the_live_deployments_onto_the_new_revision(stages):
     run = stages["canary"]
     found = canaries(run)
     assert set(found) == {"frontend-canary", "payments-api-canary"}  # cart gets no canary
-    assert [(r.id, r.type) for r in run.reads] == [
-        ("shop/frontend", "kubernetes:apps/v1:Deployment"), ("payments/payments-api", "kubernetes:apps/v1:Deployment")]
+    assert sorted((r.id, r.type) for r in run.reads) == [
+        ("payments/payments-api", "kubernetes:apps/v1:Deployment"), ("shop/frontend", "kubernetes:apps/v1:Deployment")]
     live = CLUSTER.read("Deployment", "shop/frontend")
     frontend = found["frontend-canary"]
     template = frontend["spec"]["template"]
