@@ -13,9 +13,10 @@ server-side-apply patch of a single pod-template annotation,
   conflict instead of taking it;
 - changing the value changes the pod template, so the workload's controller
   rolls its pods, and the new pods are injected by whatever the namespace's
-  label now points at. The provider waits for that rollout like for any
-  Deployment/StatefulSet/DaemonSet update and fails the step with the
-  controller's reason (progress deadline exceeded, unavailable replicas);
+  label now points at. The provider does not wait on Patch resources
+  (pulumi-kubernetes #2455), and the program never waits: the orchestrator
+  polls each wave's rollouts and fails the wave with the controller's reason
+  (see rollout.rollouts);
 - deleting the patch resource (a rollback to before the wave) re-applies an
   empty configuration under the same manager: the API server drops only
   meshlift's annotation, the template returns to what its owner wrote, and the

@@ -9,7 +9,9 @@
      │    └── PlatformUnavailable  the platform cannot be reached at all (no Pulumi
      │                          CLI, no backend): nothing was changed
      ├── PlatformError       applying a stage failed (`pulumi up`, a proxy start);
-     │                       inside a run it triggers a rollback
+     │    │                  inside a run it triggers a rollback
+     │    └── RolloutFailed  a restarted workload did not roll out (progress
+     │                       deadline, unavailable replicas): fails its wave
      └── RollbackFailed      going back failed too: a human must look (exit 3)
 
 A `components.spec.SpecError` (invalid stack config) is exit 2 as well; a gate that
@@ -47,6 +49,10 @@ class CleanupRefused(UsageError):
 
 
 class PlatformError(MeshliftError):
+    pass
+
+
+class RolloutFailed(PlatformError):
     pass
 
 

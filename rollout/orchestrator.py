@@ -20,9 +20,17 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from components.plan import plan_for
 from components.spec import MeshSpec, Stage, load_spec
-from rollout.errors import CleanupRefused, MeshliftError, PlatformError, PlatformUnavailable, UsageError
+from rollout.errors import (
+    CleanupRefused,
+    MeshliftError,
+    PlatformError,
+    PlatformUnavailable,
+    RolloutFailed,
+    UsageError,
+)
 from rollout.inventory import INVENTORY_KEY, inventory_of, with_inventory
 from rollout.leftovers import cleanup_refusal
+from rollout.rollouts import moved_workloads, wait_for_rollouts
 from rollout.gates import GateRunner, GateVerdict
 from rollout.history import rollback_target
 from rollout.journal import Journal, RunState
@@ -33,6 +41,8 @@ from rollout.stages import UpgradeTarget
 GATED_ENV = "MESHLIFT_GATED"  # set for `up`s the orchestrator gates itself: the resource hook stands down
 APPLY_ATTEMPTS = 2
 ROLLBACK_ATTEMPTS = 3
+ROLLOUT_TIMEOUT_S = 600.0  # a restarted workload that has not rolled out by then fails its wave
+ROLLOUT_POLL_S = 2.0
 
 
 class Reporter(Protocol):
@@ -73,6 +83,8 @@ class Orchestrator:
         approval: Approval | None = None,
         approval_poll_s: float = 1.0,
         retry_wait_s: float = 1.0,
+        rollout_timeout_s: float = ROLLOUT_TIMEOUT_S,
+        rollout_poll_s: float = ROLLOUT_POLL_S,
     ) -> None:
         self.platform = platform
         self.journal = journal
@@ -82,6 +94,8 @@ class Orchestrator:
         self.approval = approval
         self.approval_poll_s = approval_poll_s
         self.retry_wait_s = retry_wait_s
+        self.rollout_timeout_s = rollout_timeout_s
+        self.rollout_poll_s = rollout_poll_s
 
     # ------------------------------------------------------------------ entry points
 
@@ -255,6 +269,12 @@ class Orchestrator:
         self._apply(state, target.change(Stage.PROMOTE, wave))
         self._emit(state, "wave", wave=wave, of=total, status="applied")
         spec = target.change(Stage.PROMOTE, wave).spec
+        try:
+            self._await_rollouts(state, target.change(Stage.PROMOTE, wave - 1).spec, spec)
+        except RolloutFailed as error:
+            self._fail(state, gate=f"wave {wave}", message=f"Halt wave {wave} advancement: {error}",
+                       checks=["rollout"])
+            return
         waves = tuple(target.spec.waves[:wave])
         if not self._gate(state, spec, GateScope("wave", waves)):
             return
@@ -262,6 +282,18 @@ class Orchestrator:
         self.journal.save(state)
         self._emit(state, "wave", wave=wave, of=total, status="verified")
         self._move(state, Phase.PROMOTING if wave < total else Phase.VERIFYING, wave=wave)
+
+    def _await_rollouts(self, state: RunState, before: MeshSpec, after: MeshSpec) -> None:
+        """Wait until every workload whose restart annotation changed from `before` to `after` has
+        rolled out; RolloutFailed with the controller's reason when one cannot."""
+        moved = moved_workloads(plan_for(before), plan_for(after))
+        if not moved:
+            return
+        names = sorted(f"{kind} {namespace}/{name}" for namespace, kind, name in moved)
+        self._emit(state, "rollout", status="waiting", workloads=names)
+        wait_for_rollouts(self.platform.live_workloads, moved, timeout_s=self.rollout_timeout_s,
+                          poll_s=self.rollout_poll_s)
+        self._emit(state, "rollout", status="done", workloads=names)
 
     def _apply(self, state: RunState, change: StageChange) -> Applied:
         self._emit(state, "apply", stage=change.spec.rollout.stage.value if change.spec.rollout else None,
@@ -336,10 +368,12 @@ class Orchestrator:
         before = (state.failure or {}).get("update")
         try:
             entry = rollback_target(self.platform.history(), before=before)
+            failed_spec = self._spec_of({**request.base_config, **(state.applied or {})})
             applied = self._reapply(entry, state=state)
             state.applied = entry.decoded_config()
             self.journal.save(state)
             restored = self._spec_of({**request.base_config, **state.applied})
+            self._await_rollouts(state, failed_spec, restored)  # the moved waves, restarting back
             verdict = self._judge(state, restored, GateScope("verify"), "rollback")
         except MeshliftError as error:  # no target, the platform gone, every attempt failed
             state.rollback = {"error": str(error)}

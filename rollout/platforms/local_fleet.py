@@ -33,11 +33,16 @@ class FleetWorkload:
         return {"app": self.name}
 
     def to_object(self) -> dict[str, Any]:
-        """The workload as `kubectl get -o json` would print it."""
+        """The workload as `kubectl get -o json` would print it, rolled out: the local platform
+        starts a stage's pods (and waits for their proxies to be ready) before `apply` returns."""
+        replicas = self.replicas
         return {
             "apiVersion": "apps/v1",
             "kind": self.kind,
-            "metadata": {"name": self.name, "namespace": self.namespace, "labels": dict(self.labels)},
+            "metadata": {"name": self.name, "namespace": self.namespace, "labels": dict(self.labels),
+                         "generation": 1},
+            "status": {"observedGeneration": 1, "replicas": replicas, "updatedReplicas": replicas,
+                       "readyReplicas": replicas, "availableReplicas": replicas},
             "spec": {
                 "replicas": self.replicas,
                 "selector": {"matchLabels": self.selector},

@@ -67,7 +67,7 @@ def live_workload(namespace: str, name: str, *, kind: str = "Deployment", replic
             }],
         })
         spec["template"]["spec"]["containers"][0]["volumeMounts"] = [{"name": "data", "mountPath": "/data"}]
-        status = {"observedGeneration": 2, "replicas": replicas, "readyReplicas": replicas,
+        status = {"observedGeneration": 4, "replicas": replicas, "readyReplicas": replicas,
                   "currentReplicas": replicas, "updatedReplicas": replicas}
     return {
         "apiVersion": "apps/v1",

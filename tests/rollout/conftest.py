@@ -34,8 +34,10 @@ class Rig:
 
     def orchestrator(self, **options) -> Orchestrator:
         platform = KubernetesPlatform(self.engine, discover=fake_discovery, live=self.cluster)
+        options = {"retry_wait_s": 0, "approval_poll_s": 0, "rollout_poll_s": 0.01, "rollout_timeout_s": 2,
+                   **options}
         return Orchestrator(platform=platform, journal=self.journal, gate=self.gate, reporter=self.reporter,
-                            stack="dev", retry_wait_s=0, approval_poll_s=0, **options)
+                            stack="dev", **options)
 
     def request(self, to: str = "1.40.0", **kwargs) -> RunRequest:
         return RunRequest(command="upgrade", params={"to": to}, target=upgrade_target(self.config, to, **kwargs),
