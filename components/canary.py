@@ -26,13 +26,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
+from pulumi._types import is_output_type, output_type_to_dict  # the SDK's own wire-name table
 from pulumi_kubernetes.apps.v1 import Deployment, StatefulSet
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
 from components._helm import MANAGED_BY
-from components.clone import SOURCE_TEMPLATE_HASH_ANNOTATION, clone_spec, plain, template_hash
+from components.clone import SOURCE_TEMPLATE_HASH_ANNOTATION, clone_spec, template_hash
 from components.plan import CANARY_OF_LABEL, CanaryPlan
 from components.workload import child_name
 
@@ -76,7 +78,7 @@ class Canaries(pulumi.ComponentResource):
                     annotations={SOURCE_TEMPLATE_HASH_ANNOTATION: live.spec.apply(_template_hash)},
                 ),
                 spec=live.spec.apply(lambda spec, plan=plan: clone_spec(
-                    plain(spec), kind=plan.kind, workload=plan.workload, revision=plan.revision,
+                    api_shape(spec), kind=plan.kind, workload=plan.workload, revision=plan.revision,
                     replicas=plan.replicas)),
                 opts=options[plan.revision],
             )
@@ -90,4 +92,20 @@ class Canaries(pulumi.ComponentResource):
 
 
 def _template_hash(spec: object) -> str:
-    return template_hash(plain(spec).get("template") or {})
+    return template_hash(api_shape(spec).get("template") or {})
+
+
+def api_shape(value: Any) -> Any:
+    """A read resource's typed output as the API server's JSON (camelCase field names).
+
+    The provider's output types are dicts keyed by Python names (`service_name`);
+    their wire names come from the types themselves, so map keys such as label
+    names (which may contain `_`) are never rewritten.
+    """
+    if is_output_type(type(value)):
+        return {name: api_shape(item) for name, item in output_type_to_dict(value).items()}
+    if isinstance(value, dict):
+        return {key: api_shape(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [api_shape(item) for item in value]
+    return value

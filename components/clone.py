@@ -58,12 +58,27 @@ def plain(value: Any) -> Any:
 
 
 def template_hash(template: Mapping[str, Any]) -> str:
-    """A fingerprint of a pod template, blind to meshlift's own restart annotation."""
-    template = copy.deepcopy(dict(template))
+    """A fingerprint of a pod template, blind to meshlift's own restart annotation.
+
+    Read through Pulumi, a template differs from the API server's JSON in form
+    only: numbers travel as doubles (30 becomes 30.0) and null fields are left
+    out. Both are normalized, so either source gives the same fingerprint.
+    """
+    template = _integral(copy.deepcopy(dict(template)))
     annotations = (template.get("metadata") or {}).get("annotations") or {}
     annotations.pop(PROXY_REVISION_ANNOTATION, None)
     text = json.dumps(template, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _integral(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _integral(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_integral(item) for item in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def holding_proxy_config(existing: str | None) -> str:

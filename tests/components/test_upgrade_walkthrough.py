@@ -108,6 +108,9 @@ def test_canary_clones_the_live_deployments_onto_the_new_revision(stages):
     annotations = template["metadata"]["annotations"]
     assert '"holdApplicationUntilProxyStarts": true' in annotations["proxy.istio.io/config"]
     assert annotations["prometheus.io/scrape"] == "true", "the live template's annotations stay"
+    recorded = {w["name"]: w["templateHash"] for w in CLUSTER.inventory("shop")["shop"]}
+    assert frontend["metadata"]["annotations"]["meshlift.io/source-template-hash"] == recorded["frontend"], \
+        "the clone records the same fingerprint the inventory took from the API server"
     # Nothing moved yet: the tag stays, and no live workload is patched.
     assert tag_target(run) == OLD
     assert restart_revision(run, "shop", "frontend") is None
