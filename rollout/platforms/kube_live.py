@@ -8,9 +8,13 @@ pure and lives elsewhere (`components.clone.inventory_entry`,
 prints), not as the client's snake_case models, so the same decisions run on
 recorded API objects in tests and on a live cluster here.
 
-Each call gets its own `ApiClient` from one loaded configuration: the client's
-stream helpers patch an `ApiClient` in place (see ISTIO_K8S_FACTS.md), and
-nothing here must share one with a port-forward.
+It talks to the stack's cluster, never to whatever the current context is: the
+platform passes the stack's `kubernetes:context` and `kubernetes:kubeconfig`
+(a path, or the kubeconfig itself, as the provider accepts it); tests and the
+end-to-end suite may hand it a ready `kubernetes.client.Configuration`. Each
+call gets its own `ApiClient` from that one configuration: the client's stream
+helpers patch an `ApiClient` in place (see ISTIO_K8S_FACTS.md), and nothing
+here must share one with a port-forward.
 
 RBAC: `list` on deployments, statefulsets, daemonsets (apps) in the enrolled
 namespaces, and on pods cluster-wide.
@@ -33,10 +37,13 @@ REQUEST_TIMEOUT_S = 30.0
 
 
 class KubeLive:
-    """Lists workloads and pods; `configuration` is a loaded `kubernetes.client.Configuration`."""
+    """Lists workloads and pods of one cluster."""
 
-    def __init__(self, configuration: Any = None) -> None:
-        self._configuration = configuration
+    def __init__(self, configuration: Any = None, *, context: str | None = None,
+                 kubeconfig: str | None = None) -> None:
+        self._configuration = configuration  # a loaded kubernetes.client.Configuration, if given
+        self.context = context
+        self.kubeconfig = kubeconfig
 
     def workloads(self, namespace: str) -> list[dict[str, Any]]:
         """The Deployments, StatefulSets and DaemonSets of `namespace` (each with its `kind`)."""
@@ -73,11 +80,25 @@ class KubeLive:
 
             configuration = client.Configuration()
             try:
-                config.load_kube_config(client_configuration=configuration)
-            except Exception:
-                try:
-                    config.load_incluster_config(client_configuration=configuration)
-                except Exception as error:
-                    raise PlatformError(f"no Kubernetes configuration to list what runs: {error}") from error
+                self._load(config, configuration)
+            except Exception as error:
+                raise PlatformError(f"no Kubernetes configuration to list what runs: {error}") from error
             self._configuration = configuration
         return self._configuration
+
+    def _load(self, config: Any, configuration: Any) -> None:
+        import os
+
+        import yaml
+
+        if self.kubeconfig and not os.path.exists(self.kubeconfig):  # the kubeconfig itself, inline
+            config.load_kube_config_from_dict(yaml.safe_load(self.kubeconfig), context=self.context,
+                                              client_configuration=configuration)
+            return
+        try:
+            config.load_kube_config(config_file=self.kubeconfig, context=self.context,
+                                    client_configuration=configuration)
+        except config.ConfigException:
+            if self.context or self.kubeconfig:
+                raise  # the stack names a cluster: never fall back to another one
+            config.load_incluster_config(client_configuration=configuration)

@@ -70,7 +70,9 @@ class KubernetesPlatform:
         if self._live is None:
             from rollout.platforms.kube_live import KubeLive
 
-            self._live = KubeLive()
+            config = self.engine.get_config()  # the stack's cluster, as the provider reaches it
+            self._live = KubeLive(context=_text(config.get("kubernetes:context")),
+                                  kubeconfig=_text(config.get("kubernetes:kubeconfig")))
         return self._live
 
     def targets(self, plan: MeshPlan, scope: GateScope) -> GateTargets:
@@ -148,3 +150,7 @@ class KubeDiscovery:
                 config.load_incluster_config()
             self._core_v1 = client.CoreV1Api()
         return self._core_v1
+
+
+def _text(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None

@@ -91,3 +91,22 @@ def test_a_refused_or_unreachable_api_is_a_platform_error(api_server):
         _client(url).workloads("payments")  # 403
     with pytest.raises(PlatformError, match="cannot list what runs"):
         _client("http://127.0.0.1:9").pods()  # nothing listens on the discard port
+
+
+def test_the_stacks_context_is_used_and_never_swapped_for_another_cluster(tmp_path, api_server):
+    url, seen = api_server
+    kubeconfig = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "someone-elses",
+        "clusters": [{"name": "stack", "cluster": {"server": url}},
+                     {"name": "other", "cluster": {"server": "http://127.0.0.1:9"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "kind-meshlift-dev", "context": {"cluster": "stack", "user": "u"}},
+                     {"name": "someone-elses", "context": {"cluster": "other", "user": "u"}}],
+    }
+    path = tmp_path / "kubeconfig"
+    path.write_text(json.dumps(kubeconfig))
+    assert KubeLive(context="kind-meshlift-dev", kubeconfig=str(path)).pods() == PODS["items"]
+    inline = KubeLive(context="kind-meshlift-dev", kubeconfig=json.dumps(kubeconfig))
+    assert inline.pods() == PODS["items"], "kubernetes:kubeconfig may hold the kubeconfig itself"
+    with pytest.raises(PlatformError, match="no Kubernetes configuration"):
+        KubeLive(context="missing", kubeconfig=str(path)).pods()
