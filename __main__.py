@@ -110,7 +110,7 @@ def main() -> None:
     }
     # One component per namespace holds its workloads (and one its canaries): a
     # component per workload would double the registrations and add nothing.
-    workloads = by_namespace(plan.workloads)
+    workloads = by_namespace(w for w in plan.workloads if w.restart_revision is not None)
     canaries = by_namespace(plan.canaries)
     for ns in plan.namespaces:
         labelled = enrolled[ns.name].labelled
@@ -121,6 +121,7 @@ def main() -> None:
         if ns.name in canaries:
             Canaries(ns.name, CanariesArgs(
                 namespace=ns.name, plans=canaries[ns.name], depends_on=[labelled], control_planes=planes,
+                injectors=tags.pod_revisions,
             ))
 
     for key, value in stack_outputs(plan).items():

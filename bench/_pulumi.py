@@ -16,9 +16,14 @@ from pulumi.runtime import mocks
 
 from tests.components.program import run_with_monitor
 
+from ._specs import live_object
+
 
 class _Mocks(mocks.Mocks):
     def new_resource(self, args: mocks.MockResourceArgs):
+        if args.resource_id:  # a read of a live workload (`Deployment.get`): answer what a cluster would
+            namespace, _, name = args.resource_id.partition("/")
+            return args.resource_id, live_object(namespace, name)
         return f"{args.name}-id", dict(args.inputs)
 
     def call(self, args: mocks.MockCallArgs):
@@ -33,6 +38,10 @@ class CountingMonitor(mocks.MockMonitor):
     def RegisterResource(self, request):  # noqa: N802 (gRPC method name)
         self.types[request.type] += 1
         return super().RegisterResource(request)
+
+    def ReadResource(self, request):  # noqa: N802
+        self.types[f"read {request.type}"] += 1
+        return super().ReadResource(request)
 
 
 def run_program(config: Mapping[str, Any], *, stack: str = "bench") -> Counter[str]:

@@ -15,8 +15,9 @@ instead. The shapes are:
 - `gateways`: {<name>: {namespace, revisionLabel, revision, version, service,
   canary?: {name, revision, version}}}  (canary only in the canary stage)
 - `namespaces`: {<name>: {revisionLabel, revision, wave, created}}
-- `workloads`: [{namespace, name, selector, proxyRevision, proxyVersion, wave}]
-- `canaries`: [{namespace, name, workload, selector, revision, expectedProxyVersion}]
+- `workloads`: [{namespace, name, kind, selector, proxyRevision, proxyVersion, wave,
+  restartRevision?}]  (restartRevision: meshlift's annotation, absent while unpatched)
+- `canaries`: [{namespace, name, workload, kind, selector, revision, expectedProxyVersion}]
 """
 
 from __future__ import annotations
@@ -70,10 +71,12 @@ def stack_outputs(plan: MeshPlan) -> dict[str, Any]:
             {
                 "namespace": workload.namespace,
                 "name": workload.name,
+                "kind": workload.kind,
                 "selector": dict(workload.selector),
                 "proxyRevision": workload.proxy_revision,
                 "proxyVersion": workload.proxy_version,
                 "wave": workload.wave,
+                "restartRevision": workload.restart_revision,
             }
             for workload in plan.workloads
         ],
@@ -82,6 +85,7 @@ def stack_outputs(plan: MeshPlan) -> dict[str, Any]:
                 "namespace": canary.namespace,
                 "name": canary.name,
                 "workload": canary.workload,
+                "kind": canary.kind,
                 "selector": dict(canary.selector),
                 "revision": canary.revision,
                 "expectedProxyVersion": canary.expected_proxy_version,

@@ -7,14 +7,21 @@ orchestrator shows it (`meshlift plan`) and reads the checks' expectations from 
 Stage semantics (a rollout from revision A to revision B):
 - no rollout / install: every listed revision runs; tags, namespaces and
   gateways point where the config says.
-- canary: plus a canary Deployment (pod label `istio.io/rev: B`) for each
-  `canary: true` workload that runs on A, and a canary Deployment of each
-  gateway on A behind the same Service.
+- canary: plus a canary clone (pods asking for B) of each `canary: true`
+  workload that runs on A, and a canary Deployment of each gateway on A
+  behind the same Service.
 - promote: tags on A (or `promoteTags`) move to B, the default revision
   follows, gateways on A are upgraded in place, canaries are removed, and the
-  workloads of waves 1..promotedWaves restart onto B (a pod-template
-  annotation changes). Later waves keep running A until their wave comes.
+  workloads of waves 1..promotedWaves restart onto B (meshlift's pod-template
+  annotation is patched). Later waves keep running A until their wave comes.
 - cleanup: everything is promoted; revision A is removed.
+
+Workloads are selected, never declared: a namespace's workloads are the ones
+`meshlift:inventory` records as running there (narrowed by the namespace's
+`select`), or, with no inventory, the ones its `workloads` list names. A
+workload that never carried meshlift's annotation gets no patch until its
+wave is promoted, so nothing restarts before promotion; a rollback drops the
+patch (or restores the recorded value) and the workload restarts back.
 """
 
 from __future__ import annotations
@@ -23,13 +30,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from components.spec import IstioVersion, MeshSpec, Stage
+from components.spec import IstioVersion, MeshSpec, NamespaceSpec, Stage, WorkloadSpec
 
 REVISION_LABEL = "istio.io/rev"
 TRACK_LABEL = "meshlift.io/track"  # stable | canary: tells canary pods from stable ones
 PROXY_REVISION_ANNOTATION = "meshlift.io/proxy-revision"  # changing it restarts the pods
 # A pod asking meshlift's webhooks for a revision (canaries); the injector never sets it.
 INJECT_REVISION_LABEL = "meshlift.io/inject-revision"
+# On a canary clone's pods (and its selector): the workload it was cloned from. The live
+# workload's pods never carry it, so the two selectors never claim each other's pods.
+CANARY_OF_LABEL = "meshlift.io/canary-of"
+CANARY_SUFFIX = "-canary"
 
 
 @dataclass(frozen=True)
@@ -57,29 +68,29 @@ class GatewayPlan:
 
 @dataclass(frozen=True)
 class WorkloadPlan:
+    """A workload that already runs: which revision its pods run after this stage, and
+    the value of meshlift's pod-template annotation (None: meshlift does not patch it)."""
+
     namespace: str
     name: str
-    image: str
-    replicas: int
-    port: int
-    labels: dict[str, str]  # pod labels, selector included
-    selector: dict[str, str]
+    kind: str  # Deployment | StatefulSet | DaemonSet
+    selector: dict[str, str]  # the live workload's matchLabels ({} when no inventory recorded it)
     proxy_revision: str  # the revision its pods should run after this stage
     proxy_version: str
     wave: int
+    restart_revision: str | None  # meshlift's annotation value; changing it restarts the pods
+    template_hash: str = ""  # of the live pod template when the rollout started
 
 
 @dataclass(frozen=True)
 class CanaryPlan:
     namespace: str
     name: str  # <workload>-canary
-    workload: str
-    image: str
+    workload: str  # the live workload it clones
+    kind: str  # the clone's kind: the workload's own
     replicas: int
-    port: int
-    labels: dict[str, str]
-    selector: dict[str, str]
-    revision: str  # pod-level istio.io/rev
+    selector: dict[str, str]  # its own: canary-of and track labels
+    revision: str  # the revision its pods ask meshlift's webhooks for
     expected_proxy_version: str  # what /server_info must report
 
 
@@ -155,6 +166,29 @@ def promoted_tags(spec: MeshSpec) -> set[str]:
     return {tag for tag, target in spec.tags.items() if target == rollout.from_revision}
 
 
+@dataclass(frozen=True)
+class SelectedWorkload:
+    kind: str
+    name: str
+    selector: dict[str, str]
+    template_hash: str
+    proxy_revision: str | None  # meshlift's annotation as recorded in the inventory
+    settings: WorkloadSpec | None  # the namespace's `workloads` entry for it, if any
+
+
+def selected_workloads(spec: MeshSpec, namespace: NamespaceSpec) -> list[SelectedWorkload]:
+    """The namespace's workloads meshlift restarts, in inventory (or `workloads`) order."""
+    named = {(w.kind, w.name): w for w in namespace.workloads}
+    if spec.inventory is None:
+        return [SelectedWorkload(w.kind, w.name, {}, "", None, w) for w in namespace.workloads]
+    return [
+        SelectedWorkload(live.kind, live.name, dict(live.selector), live.template_hash, live.proxy_revision,
+                         named.get((live.kind, live.name)))
+        for live in spec.inventory.get(namespace.name, [])
+        if namespace.select.matches(live)
+    ]
+
+
 def plan_for(spec: MeshSpec) -> MeshPlan:
     rollout = spec.rollout
     stage = rollout.stage if rollout else None
@@ -209,14 +243,10 @@ def plan_for(spec: MeshSpec) -> MeshPlan:
 
     namespaces, workloads, canaries = [], [], []
     for namespace in spec.namespaces:
-        promoted = namespace.wave in promoted_wave_numbers
         label = namespace.revision
-        if promoted and label == old:
+        if namespace.wave in promoted_wave_numbers and label == old:
             label = new  # type: ignore[assignment]
         label_revision = resolve(label)
-        # Until its wave restarts, a namespace's pods keep the proxy they started with,
-        # even when a moved tag already injects the new one into fresh pods.
-        running = label_revision if promoted else spec.resolve(namespace.revision)
         namespaces.append(NamespacePlan(
             name=namespace.name,
             create=namespace.create,
@@ -225,30 +255,32 @@ def plan_for(spec: MeshSpec) -> MeshPlan:
             wave=namespace.wave,
             labels={**namespace.labels, REVISION_LABEL: label},
         ))
-        for workload in namespace.workloads:
-            selector = {"app": workload.app}
+        for live in selected_workloads(spec, namespace):
+            wave = namespace.wave_of(live.name, live.kind)
+            promoted = wave in promoted_wave_numbers
+            # Until its wave restarts, a workload's pods keep the proxy they started with,
+            # even when a moved tag already injects the new one into fresh pods.
+            running = label_revision if promoted else spec.resolve(namespace.revision)
             workloads.append(WorkloadPlan(
                 namespace=namespace.name,
-                name=workload.name,
-                image=workload.image,
-                replicas=workload.replicas,
-                port=workload.port,
-                labels={**workload.labels, "app": workload.app, TRACK_LABEL: "stable"},
-                selector={**selector, TRACK_LABEL: "stable"},
+                name=live.name,
+                kind=live.kind,
+                selector=dict(live.selector),
                 proxy_revision=running,
                 proxy_version=versions[running],
-                wave=namespace.wave,
+                wave=wave,
+                restart_revision=new if promoted else live.proxy_revision,
+                template_hash=live.template_hash,
             ))
-            if stage is Stage.CANARY and workload.canary and running == old:
+            settings = live.settings
+            if stage is Stage.CANARY and settings is not None and settings.canary and running == old:
                 canaries.append(CanaryPlan(
                     namespace=namespace.name,
-                    name=f"{workload.name}-canary",
-                    workload=workload.name,
-                    image=workload.image,
-                    replicas=workload.canary_replicas,
-                    port=workload.port,
-                    labels={**workload.labels, "app": workload.app, TRACK_LABEL: "canary"},
-                    selector={**selector, TRACK_LABEL: "canary"},
+                    name=f"{live.name}{CANARY_SUFFIX}",
+                    workload=live.name,
+                    kind=live.kind,
+                    replicas=settings.canary_replicas,
+                    selector={CANARY_OF_LABEL: live.name, TRACK_LABEL: "canary"},
                     revision=new,  # type: ignore[arg-type]
                     expected_proxy_version=versions[new],  # type: ignore[index]
                 ))

@@ -11,6 +11,7 @@ the CLI use it on machines and in processes where neither is wanted.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import json
 import re
@@ -177,20 +178,50 @@ class GatewaySpec(_Model):
     values: dict[str, Any] = Field(default_factory=dict)
 
 
+WorkloadKind = Literal["Deployment", "StatefulSet", "DaemonSet"]
+WORKLOAD_KINDS: tuple[str, ...] = ("Deployment", "StatefulSet", "DaemonSet")
+
+
+class WorkloadSelection(_Model):
+    """Which of a namespace's running workloads meshlift restarts (default: all of them)."""
+
+    match_labels: dict[str, str] = Field(default_factory=dict)  # on the workload object's own labels
+    names: list[Name] | None = None
+
+    def matches(self, workload: LiveWorkload) -> bool:
+        if self.names is not None and workload.name not in self.names:
+            return False
+        return all(workload.labels.get(key) == value for key, value in self.match_labels.items())
+
+
 class WorkloadSpec(_Model):
-    """A Deployment meshlift manages in an enrolled namespace."""
+    """Settings for one workload that already runs in an enrolled namespace.
+
+    meshlift never declares a workload: its image, ports and replicas are its
+    team's. This says only whether it gets a canary (a clone of the live object on
+    the target revision) and in which promotion wave it restarts.
+    """
 
     name: Name
-    image: str = Field(min_length=1)
-    replicas: PositiveInt = 2
-    port: Annotated[int, Field(ge=1, le=65535)] = 8080
-    labels: dict[str, str] = Field(default_factory=dict)
-    canary: bool = False  # gets a canary Deployment on the target revision
+    kind: WorkloadKind = "Deployment"
+    canary: bool = False  # a `<name>-canary` clone on the target revision during the canary stage
     canary_replicas: PositiveInt = 1
+    wave: PositiveInt | None = None  # default: the namespace's wave
 
-    @property
-    def app(self) -> str:
-        return self.labels.get("app", self.name)
+
+class LiveWorkload(_Model):
+    """One workload as it ran when the rollout started: what `meshlift:inventory` records.
+
+    Written by meshlift from the cluster (or the rehearsal's fleet), never by hand:
+    the program restarts exactly these, and a rollback re-applies the same record.
+    """
+
+    kind: WorkloadKind
+    name: Name
+    labels: dict[str, str] = Field(default_factory=dict)  # the workload object's labels
+    selector: dict[str, str] = Field(default_factory=dict)  # spec.selector.matchLabels
+    template_hash: str = ""  # of its pod template, to tell whether it changed during the rollout
+    proxy_revision: str | None = None  # meshlift's pod-template annotation, if a past upgrade set it
 
 
 class NamespaceSpec(_Model):
@@ -201,7 +232,14 @@ class NamespaceSpec(_Model):
     create: bool = True  # False: the namespace exists and is patched, never taken over
     wave: PositiveInt = 1  # promotion order: wave 1 restarts first
     labels: dict[str, str] = Field(default_factory=dict)
+    select: WorkloadSelection = Field(default_factory=WorkloadSelection)
     workloads: list[WorkloadSpec] = Field(default_factory=list)
+
+    def wave_of(self, workload: str, kind: str) -> int:
+        for settings in self.workloads:
+            if (settings.name, settings.kind) == (workload, kind) and settings.wave is not None:
+                return settings.wave
+        return self.wave
 
 
 class GateSettings(_Model):
@@ -279,6 +317,8 @@ class MeshSpec(_Model):
     namespaces: list[NamespaceSpec] = Field(default_factory=list)
     rollout: RolloutSpec | None = None
     gates: GateSettings = Field(default_factory=GateSettings)
+    # namespace -> the workloads that ran there when the rollout started (written by meshlift)
+    inventory: dict[str, list[LiveWorkload]] | None = None
     proxy_profile: ProxyProfile = Field(default_factory=lambda: ProxyProfile())
 
     @model_validator(mode="after")
@@ -302,7 +342,9 @@ class MeshSpec(_Model):
 
     @property
     def waves(self) -> list[int]:
-        return sorted({ns.wave for ns in self.namespaces})
+        waves = {ns.wave for ns in self.namespaces}
+        waves |= {w.wave for ns in self.namespaces for w in ns.workloads if w.wave is not None}
+        return sorted(waves)
 
 
 if TYPE_CHECKING:
@@ -424,6 +466,35 @@ def _decode(value: Any) -> Any:
         except json.JSONDecodeError:
             return value
     return value
+
+
+# Keys of the workload model meshlift used to declare (and own) itself.
+DECLARED_WORKLOAD_KEYS = ("image", "port", "replicas", "labels")
+
+
+def declared_workload_problems(raw: dict[str, Any]) -> list[Problem]:
+    """A migration error per key of a declared workload; the keys are dropped so the
+    rest of the config is still checked in the same run."""
+    problems = []
+    namespaces = raw.get("namespaces")
+    if isinstance(namespaces, list):
+        namespaces = raw["namespaces"] = copy.deepcopy(namespaces)  # never change the caller's config
+    for n_index, namespace in enumerate(namespaces if isinstance(namespaces, list) else []):
+        workloads = namespace.get("workloads") if isinstance(namespace, dict) else None
+        for w_index, workload in enumerate(workloads if isinstance(workloads, list) else []):
+            if not isinstance(workload, dict):
+                continue
+            for key in DECLARED_WORKLOAD_KEYS:
+                if key in workload:
+                    workload.pop(key)
+                    problems.append(Problem(
+                        key_path("namespaces", n_index, "workloads", w_index, key),
+                        "workloads are no longer declared: meshlift restarts the Deployments, StatefulSets "
+                        "and DaemonSets that already run in the namespace and never sets their image, port, "
+                        "replicas or labels; remove this key and keep only name, kind, canary, "
+                        "canaryReplicas and wave (see docs/workloads.md, \"Migrating\")",
+                    ))
+    return problems
 
 
 def load_spec(config: Mapping[str, Any]) -> MeshSpec:

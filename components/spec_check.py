@@ -30,6 +30,7 @@ from components.spec import (
     _known_keys,
     _model_args,
     _suggest,
+    declared_workload_problems,
     key_path,
 )
 from components.stackfile import shorten
@@ -53,6 +54,7 @@ def check_config(raw: dict[str, Any]) -> MeshSpec:
         if suggestion and suggestion not in data and suggestion not in raw:
             data[suggestion] = value
             renamed[(suggestion,)] = (key,)
+    problems += declared_workload_problems(data)
     for _ in range(MAX_ROUNDS):
         try:
             spec = MeshSpec.model_validate(data)

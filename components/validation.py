@@ -20,16 +20,11 @@ from components.spec import (
 )
 
 from components.chart_support import installable
-from components.plan import INJECT_REVISION_LABEL, TRACK_LABEL
+from components.plan import CANARY_SUFFIX, INJECT_REVISION_LABEL, TRACK_LABEL
 
 # Istio supports canary upgrades across at most two minor versions.
 MAX_MINOR_SKIP = 2
 
-# Ports the injected sidecar binds in every pod; an application on one of them
-# fails to start (or silently loses its traffic) once the proxy is injected.
-ISTIO_RESERVED_PORTS = frozenset({15000, 15001, 15004, 15006, 15008, 15009, 15020, 15021, 15053, 15090})
-
-CANARY_SUFFIX = "-canary"
 _MAX_NAME = 63
 
 # Helm values meshlift derives from the spec; a passthrough value would silently
@@ -47,7 +42,7 @@ _OWNED_VALUES = {
 def check_references(spec: MeshSpec) -> list[Problem]:
     problems: list[Problem] = []
     for rule in (_chart_source, _owned_values, _revisions, _tags, _gateways, _namespaces,
-                 _workloads, _rollout, _gates):
+                 _workloads, _inventory, _rollout, _gates):
         problems += rule(spec)
     return problems
 
@@ -172,42 +167,85 @@ def _ports(ports, key: str) -> list[Problem]:
 
 
 def _workloads(spec: MeshSpec) -> list[Problem]:
-    """Rules per workload that need its namespace: Service selectors, names, ports."""
+    """Rules per workload entry that need its namespace, and the inventory when one is recorded."""
     problems = []
     for n_index, namespace in enumerate(spec.namespaces):
-        apps: dict[str, int] = {}
+        listed: dict[tuple[str, str], int] = {}
+        live = None if spec.inventory is None else spec.inventory.get(namespace.name, [])
         for w_index, workload in enumerate(namespace.workloads):
             key = key_path("namespaces", n_index, "workloads", w_index)
-            if workload.app in apps and namespace.workloads[apps[workload.app]].name != workload.name:
-                # Each workload's Service selects only `app`, so two workloads sharing
-                # it would receive each other's traffic.
-                problems.append(Problem(
-                    f"{key}.labels.app" if "app" in workload.labels else f"{key}.name",
-                    f"app label '{workload.app}' is already used by workloads[{apps[workload.app]}] "
-                    "in this namespace; their Services would route to each other's pods",
-                ))
-            apps.setdefault(workload.app, w_index)
+            if (workload.kind, workload.name) in listed:
+                problems.append(Problem(f"{key}.name", f"{workload.kind} '{workload.name}' is listed twice "
+                                                       f"(at workloads[{listed[workload.kind, workload.name]}])"))
+            listed.setdefault((workload.kind, workload.name), w_index)
             for other in namespace.workloads:
                 if other.canary and workload.name == other.name + CANARY_SUFFIX:
                     problems.append(Problem(f"{key}.name",
                                             f"'{workload.name}' is the name of workload '{other.name}''s canary"))
-            if workload.canary and namespace.revision not in spec.tags:
-                # The istiod chart's own webhook injects every pod of a namespace labelled
-                # with its revision name; only tag-enrolled namespaces let a pod choose.
+            problems += _canary_rules(spec, namespace, workload, key)
+            if (workload.wave is not None and workload.wave < namespace.wave
+                    and namespace.revision not in spec.tags):
                 problems.append(Problem(
-                    f"{key}.canary",
-                    f"a canary needs its namespace enrolled through a tag, not the revision "
-                    f"'{namespace.revision}': Istio injects every pod of a namespace labelled with a "
-                    "revision by that revision, whatever the pod's own istio.io/rev (istio/istio #37088)",
+                    f"{key}.wave",
+                    f"wave {workload.wave} comes before its namespace's (wave {namespace.wave}), which is "
+                    f"enrolled by the revision name '{namespace.revision}': its pods would restart onto the "
+                    "old revision; enrol the namespace through a tag, or give the workload a later wave",
                 ))
-            if workload.canary and len(workload.name) + len(CANARY_SUFFIX) > _MAX_NAME:
-                problems.append(Problem(f"{key}.name",
-                                        f"too long for its canary Deployment '{workload.name}{CANARY_SUFFIX}' "
-                                        f"(at most {_MAX_NAME - len(CANARY_SUFFIX)} characters)"))
-            if workload.port in ISTIO_RESERVED_PORTS:
-                problems.append(Problem(f"{key}.port",
-                                        f"port {workload.port} is reserved by the Istio sidecar "
-                                        f"({', '.join(str(p) for p in sorted(ISTIO_RESERVED_PORTS))})"))
+            if live is not None:
+                problems += _recorded(namespace, workload, live, key)
+    return problems
+
+
+def _canary_rules(spec: MeshSpec, namespace, workload, key: str) -> list[Problem]:
+    if not workload.canary:
+        return []
+    problems = []
+    if namespace.revision not in spec.tags:
+        # The istiod chart's own webhook injects every pod of a namespace labelled with its
+        # revision name; only tag-enrolled namespaces let a pod choose.
+        problems.append(Problem(
+            f"{key}.canary",
+            f"a canary needs its namespace enrolled through a tag, not the revision "
+            f"'{namespace.revision}': Istio injects every pod of a namespace labelled with a "
+            "revision by that revision, whatever the pod's own istio.io/rev (istio/istio #37088)",
+        ))
+    if workload.kind == "DaemonSet":
+        problems.append(Problem(f"{key}.canary",
+                                "a DaemonSet runs one pod on every node, so a clone would double every "
+                                "node's pods; restart it in a wave instead (canary: false)"))
+    if len(workload.name) + len(CANARY_SUFFIX) > _MAX_NAME:
+        problems.append(Problem(f"{key}.name",
+                                f"too long for its canary '{workload.name}{CANARY_SUFFIX}' "
+                                f"(at most {_MAX_NAME - len(CANARY_SUFFIX)} characters)"))
+    return problems
+
+
+def _recorded(namespace, workload, live, key: str) -> list[Problem]:
+    """A workload entry must name a workload the inventory found, and the selection keeps."""
+    found = [item for item in live if (item.kind, item.name) == (workload.kind, workload.name)]
+    if not found:
+        running = ", ".join(f"{item.kind}/{item.name}" for item in live) or "nothing"
+        return [Problem(f"{key}.name", f"no {workload.kind} '{workload.name}' runs in namespace "
+                                       f"'{namespace.name}' (running: {running})")]
+    if not namespace.select.matches(found[0]):
+        return [Problem(f"{key}.name", f"{workload.kind} '{workload.name}' is left out by the namespace's "
+                                       "'select'; widen the selection or remove this entry")]
+    return []
+
+
+def _inventory(spec: MeshSpec) -> list[Problem]:
+    if spec.inventory is None:
+        return []
+    enrolled = {ns.name for ns in spec.namespaces}
+    problems = [Problem(key_path("inventory", name), "not an enrolled namespace (meshlift writes this key; "
+                                                     "remove it and let `meshlift upgrade` record it again)")
+                for name in spec.inventory if name not in enrolled]
+    for n_index, namespace in enumerate(spec.namespaces):
+        live = {item.name for item in spec.inventory.get(namespace.name, [])}
+        for index, name in enumerate(namespace.select.names or []):
+            if name not in live:
+                problems.append(Problem(key_path("namespaces", n_index, "select", "names", index),
+                                        f"no workload '{name}' runs in namespace '{namespace.name}'"))
     return problems
 
 
@@ -236,15 +274,6 @@ def _namespaces(spec: MeshSpec) -> list[Problem]:
                     "injection label would enrol the namespace twice, Istio analyzer IST0123)",
                 ))
         problems += _reference(spec, namespace.revision, f"{key}.revision")
-        workloads: dict[str, int] = {}
-        for w_index, workload in enumerate(namespace.workloads):
-            w_key = f"{key}.workloads[{w_index}]"
-            if workload.name in workloads:
-                problems.append(Problem(f"{w_key}.name", f"workload '{workload.name}' is listed twice"))
-            workloads.setdefault(workload.name, w_index)
-            for label in (*INJECTION_LABELS, "sidecar.istio.io/inject", TRACK_LABEL, INJECT_REVISION_LABEL):
-                if label in workload.labels:
-                    problems.append(Problem(f"{w_key}.labels.{label}", "meshlift owns this label"))
     return problems
 
 

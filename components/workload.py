@@ -1,79 +1,64 @@
-"""Workloads: one namespace's stable Deployments meshlift manages, and the Service in front of each.
+"""Workload restarts: one namespace's running workloads, moved to a revision by patch, never by ownership.
 
-One component per namespace, not per workload: a component adds a registration,
-an outputs registration and a source-position stack trace to every `pulumi up`,
-and gives nothing a workload needs (its Deployment and Service are named and
-labelled after it anyway). Children keep the names `<namespace>.<workload>-deployment`
-and `-service` (a dot cannot appear in either name, so they never collide).
+The Deployments, StatefulSets and DaemonSets of an enrolled namespace belong to
+their teams (their charts, GitOps, pipelines). meshlift restarts one by a
+server-side-apply patch of a single pod-template annotation,
+`meshlift.io/proxy-revision`, under its own field manager `meshlift`
+(`DeploymentPatch` / `StatefulSetPatch` / `DaemonSetPatch` with
+`pulumi.com/patchFieldManager: meshlift`):
 
-The pod template carries `meshlift.io/proxy-revision` (the revision its pods must
-run after this stage): when a promotion wave moves the workload to the new
-revision the annotation changes, the Deployment rolls, and the new pods are
-injected by whatever the namespace label now points at. The Deployments are
-promotion resources: they accept the gate's resource hooks.
+- the API server records meshlift as the manager of that one field; no other
+  field is sent, so none is taken or rewritten. `pulumi.com/patchForce` is not
+  set: if another manager owned the annotation the patch would fail with a
+  conflict instead of taking it;
+- changing the value changes the pod template, so the workload's controller
+  rolls its pods, and the new pods are injected by whatever the namespace's
+  label now points at. The provider does not wait on Patch resources
+  (pulumi-kubernetes #2455), and the program never waits: the orchestrator
+  polls each wave's rollouts and fails the wave with the controller's reason
+  (see rollout.rollouts);
+- deleting the patch resource (a rollback to before the wave) re-applies an
+  empty configuration under the same manager: the API server drops only
+  meshlift's annotation, the template returns to what its owner wrote, and the
+  pods restart back. The patch is therefore not `retainOnDelete`.
 
-The Service selects only `app`, so a canary Deployment of the same app (another
-`meshlift.io/track`) receives its share of the traffic without a Service of its
-own. Pods hold the application until the proxy is ready
-(`proxy.istio.io/config`), whatever the revision's mesh-wide default.
+A workload gets a patch only once its wave is promoted (or when a past upgrade
+already left the annotation, recorded in the inventory), so nothing restarts in
+the install and canary stages. The patches are promotion resources: they
+accept the gate's resource hooks.
+
+One component per namespace, not per workload: a component per workload would
+double the registrations and add nothing. Children are named
+`<namespace>.<workload>-restart` (a dot cannot appear in either name).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pulumi
 from pulumi_kubernetes.apps.v1 import (
-    Deployment,
-    DeploymentSpecArgs,
-    DeploymentStrategyArgs,
-    RollingUpdateDeploymentArgs,
+    DaemonSetPatch,
+    DaemonSetSpecPatchArgs,
+    DeploymentPatch,
+    DeploymentSpecPatchArgs,
+    StatefulSetPatch,
+    StatefulSetSpecPatchArgs,
 )
-from pulumi_kubernetes.core.v1 import (
-    ContainerArgs,
-    ContainerPortArgs,
-    PodSpecArgs,
-    PodTemplateSpecArgs,
-    Service,
-    ServicePortArgs,
-    ServiceSpecArgs,
-)
-from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
+from pulumi_kubernetes.core.v1 import PodTemplateSpecPatchArgs
+from pulumi_kubernetes.meta.v1 import ObjectMetaPatchArgs
 
-from components._helm import MANAGED_BY
+from components.namespace_enrollment import PATCH_FIELD_MANAGER
 from components.plan import PROXY_REVISION_ANNOTATION, WorkloadPlan
 
-PROXY_CONFIG_ANNOTATION = "proxy.istio.io/config"
-HOLD_UNTIL_PROXY_STARTS = json.dumps({"holdApplicationUntilProxyStarts": True})
-PORT_NAME = "http"  # Istio's protocol selection reads the port name prefix
+FIELD_MANAGER = "meshlift"
 
-
-def pod_template(*, name: str, image: str, port: int, labels: Mapping[str, str],
-                 proxy_revision: str) -> PodTemplateSpecArgs:
-    return PodTemplateSpecArgs(
-        metadata=ObjectMetaArgs(
-            labels=dict(labels),
-            annotations={
-                PROXY_REVISION_ANNOTATION: proxy_revision,
-                PROXY_CONFIG_ANNOTATION: HOLD_UNTIL_PROXY_STARTS,
-            },
-        ),
-        spec=PodSpecArgs(containers=[ContainerArgs(
-            name=name,
-            image=image,
-            ports=[ContainerPortArgs(name=PORT_NAME, container_port=port)],
-        )]),
-    )
-
-
-# Restart one pod at a time and never below the desired count: a promotion wave
-# must not reduce capacity while pods move to the new proxy.
-SAFE_ROLLING_UPDATE = DeploymentStrategyArgs(
-    type="RollingUpdate",
-    rolling_update=RollingUpdateDeploymentArgs(max_surge=1, max_unavailable=0),
-)
+_PATCHES = {
+    "Deployment": (DeploymentPatch, DeploymentSpecPatchArgs),
+    "StatefulSet": (StatefulSetPatch, StatefulSetSpecPatchArgs),
+    "DaemonSet": (DaemonSetPatch, DaemonSetSpecPatchArgs),
+}
 
 
 def child_name(component: str, workload: str, kind: str) -> str:
@@ -84,45 +69,33 @@ def child_name(component: str, workload: str, kind: str) -> str:
 @dataclass(frozen=True, kw_only=True)
 class WorkloadsArgs:
     namespace: str
-    plans: Sequence[WorkloadPlan]  # this namespace's workloads, in spec order
+    plans: Sequence[WorkloadPlan]  # this namespace's workloads meshlift patches (restart_revision set)
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)  # the namespace's enrollment
     promotion_hooks: pulumi.ResourceHookBinding | None = None
 
 
 class Workloads(pulumi.ComponentResource):
-    """A namespace's workloads; `deployments[name]` and `services[name]` per workload."""
+    """A namespace's restart patches; `patches[name]` per patched workload."""
 
     def __init__(self, name: str, args: WorkloadsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("meshlift:index:Workloads", name, None, opts)
-        # Resource constructors copy their options, so one instance per kind serves every workload.
-        deployment_opts = pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on),
-                                                 hooks=args.promotion_hooks)
-        service_opts = pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on))
-        self.deployments: dict[str, Deployment] = {}
-        self.services: dict[str, Service] = {}
+        # Resource constructors copy their options, so one instance serves every patch.
+        patch_opts = pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on),
+                                            hooks=args.promotion_hooks)
+        self.patches: dict[str, pulumi.CustomResource] = {}
         for plan in args.plans:
-            app = plan.labels["app"]
-            metadata = ObjectMetaArgs(name=plan.name, namespace=plan.namespace, labels={"app": app, **MANAGED_BY})
-            self.deployments[plan.name] = Deployment(
-                child_name(name, plan.name, "deployment"),
-                metadata=metadata,
-                spec=DeploymentSpecArgs(
-                    replicas=plan.replicas,
-                    selector=LabelSelectorArgs(match_labels=dict(plan.selector)),
-                    strategy=SAFE_ROLLING_UPDATE,
-                    template=pod_template(name=plan.name, image=plan.image, port=plan.port,
-                                          labels=plan.labels, proxy_revision=plan.proxy_revision),
+            if plan.restart_revision is None:
+                continue
+            patch, spec_args = _PATCHES[plan.kind]
+            self.patches[plan.name] = patch(
+                child_name(name, plan.name, "restart"),
+                metadata=ObjectMetaPatchArgs(
+                    name=plan.name, namespace=plan.namespace, annotations={PATCH_FIELD_MANAGER: FIELD_MANAGER},
                 ),
-                opts=deployment_opts,
-            )
-            self.services[plan.name] = Service(
-                child_name(name, plan.name, "service"),
-                metadata=metadata,
-                spec=ServiceSpecArgs(
-                    selector={"app": app},  # stable and canary pods alike
-                    ports=[ServicePortArgs(name=PORT_NAME, port=plan.port, target_port=plan.port)],
-                ),
-                opts=service_opts,
+                spec=spec_args(template=PodTemplateSpecPatchArgs(
+                    metadata=ObjectMetaPatchArgs(annotations={PROXY_REVISION_ANNOTATION: plan.restart_revision}),
+                )),
+                opts=patch_opts,
             )
         self.register_outputs({
             "namespace": args.namespace,

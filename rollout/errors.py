@@ -4,10 +4,14 @@
      ├── UsageError          a command that cannot run as asked (exit 2)
      │    ├── RolloutBusy    another process holds the stack's lock
      │    ├── NoRollbackTarget  no update in the stack's history to go back to
+     │    ├── CleanupRefused  pods (or tags) still need the old revision: the run
+     │    │                  waits at cleanup; the same command resumes it
      │    └── PlatformUnavailable  the platform cannot be reached at all (no Pulumi
      │                          CLI, no backend): nothing was changed
      ├── PlatformError       applying a stage failed (`pulumi up`, a proxy start);
-     │                       inside a run it triggers a rollback
+     │    │                  inside a run it triggers a rollback
+     │    └── RolloutFailed  a restarted workload did not roll out (progress
+     │                       deadline, unavailable replicas): fails its wave
      └── RollbackFailed      going back failed too: a human must look (exit 3)
 
 A `components.spec.SpecError` (invalid stack config) and a
@@ -55,7 +59,15 @@ class NoRollbackTarget(UsageError):
     pass
 
 
+class CleanupRefused(UsageError):
+    pass
+
+
 class PlatformError(MeshliftError):
+    pass
+
+
+class RolloutFailed(PlatformError):
     pass
 
 

@@ -20,7 +20,17 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from components.plan import plan_for
 from components.spec import MeshSpec, Stage, load_spec
-from rollout.errors import MeshliftError, PlatformError, UsageError
+from rollout.errors import (
+    CleanupRefused,
+    MeshliftError,
+    PlatformError,
+    PlatformUnavailable,
+    RolloutFailed,
+    UsageError,
+)
+from rollout.inventory import INVENTORY_KEY, inventory_of, with_inventory
+from rollout.leftovers import cleanup_refusal
+from rollout.rollouts import moved_workloads, wait_for_rollouts
 from rollout.gates import GateRunner, GateVerdict
 from rollout.history import rollback_target
 from rollout.journal import Journal, RunState
@@ -33,6 +43,8 @@ from rollout.stages import UpgradeTarget
 GATED_ENV = "MESHLIFT_GATED"  # set for `up`s the orchestrator gates itself: the resource hook stands down
 APPLY_ATTEMPTS = 2
 ROLLBACK_ATTEMPTS = 3
+ROLLOUT_TIMEOUT_S = 600.0  # a restarted workload that has not rolled out by then fails its wave
+ROLLOUT_POLL_S = 2.0
 
 
 class Reporter(Protocol):
@@ -77,6 +89,8 @@ class Orchestrator:
         retry_wait_s: float = 1.0,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        rollout_timeout_s: float = ROLLOUT_TIMEOUT_S,
+        rollout_poll_s: float = ROLLOUT_POLL_S,
     ) -> None:
         self.platform = platform
         self.journal = journal
@@ -90,6 +104,8 @@ class Orchestrator:
         self.clock = clock
         self.sleep = sleep
         self.retry_wait_s = retry_wait_s
+        self.rollout_timeout_s = rollout_timeout_s
+        self.rollout_poll_s = rollout_poll_s
 
     # ------------------------------------------------------------------ entry points
 
@@ -101,6 +117,8 @@ class Orchestrator:
                 return state
             self.platform.open(self._current_spec(state, request))
             try:
+                if state.phase is not Phase.PLANNED:
+                    self._record_inventory(state, request)  # resumed: the inventory its first apply recorded
                 while not state.phase.terminal:
                     self._step(state, request)
             finally:
@@ -167,6 +185,20 @@ class Orchestrator:
         self._emit(state, "run", resumed=False, params=request.params, waves_total=state.waves_total)
         return state
 
+    def _record_inventory(self, state: RunState, request: RunRequest) -> None:
+        """Fix what the run restarts: the inventory its first apply recorded (a resumed run), or
+        what the platform says runs now. Every stage's config then carries it."""
+        recorded = (state.applied or {}).get(INVENTORY_KEY)
+        if recorded is None:
+            namespaces = [ns.name for ns in request.target.spec.namespaces]
+            try:
+                recorded = inventory_of(namespaces, self.platform.live_workloads(namespaces))
+            except PlatformError as error:
+                raise PlatformUnavailable(f"{error}; nothing was changed") from error
+            self._emit(state, "inventory", workloads={ns: [f"{w['kind']}/{w['name']}" for w in items]
+                                                      for ns, items in recorded.items()})
+        request.target = with_inventory(request.target, request.base_config, recorded)
+
     def _current_spec(self, state: RunState, request: RunRequest) -> MeshSpec:
         if state.applied is None:
             return self._spec_of(request.base_config)
@@ -199,6 +231,7 @@ class Orchestrator:
                 entries = self.platform.history()
                 good = [e.version for e in entries if e.good]
                 state.baseline_update = max(good) if good else None
+                self._record_inventory(state, request)
                 self._move(state, Phase.INSTALLING, baseline_update=state.baseline_update)
             elif phase is Phase.INSTALLING:
                 self._apply(state, target.change(Stage.INSTALL))
@@ -216,6 +249,7 @@ class Orchestrator:
                 if self._gate(state, spec, GateScope("verify")):
                     self._move(state, Phase.CLEANING_UP)
             elif phase is Phase.CLEANING_UP:
+                self._guard_cleanup(state, target)
                 self._apply(state, target.change(Stage.CLEANUP))
                 self._move(state, Phase.SUCCEEDED)
             elif phase is Phase.ROLLING_BACK:
@@ -225,12 +259,33 @@ class Orchestrator:
                 raise  # Planned: nothing changed yet, nothing to roll back
             self._fail(state, gate="apply", message=f"Halt advancement: {error}", checks=["apply"])
 
+    def _guard_cleanup(self, state: RunState, target: UpgradeTarget) -> None:
+        """Refuse to remove the old revision while anything still needs it; the run stays at
+        cleanup, so the same command resumes here once the named pods are gone."""
+        try:
+            pods = self.platform.pods()
+        except PlatformError as error:
+            raise CleanupRefused(f"Cleanup refused: cannot list the pods that may still run the old "
+                                 f"revision ({error}); run the same command again when the cluster answers") from error
+        refusal = cleanup_refusal(plan_for(target.change(Stage.CLEANUP).spec), pods)
+        if refusal is None:
+            return
+        self._emit(state, "cleanup", status="refused" if refusal.refused else "allowed", **refusal.to_json())
+        if refusal.refused:
+            raise CleanupRefused(refusal.message)
+
     def _promote_next_wave(self, state: RunState, target: UpgradeTarget) -> None:
         total = len(target.spec.waves)
         wave = min(state.waves_done + 1, total)
         self._apply(state, target.change(Stage.PROMOTE, wave))
         self._emit(state, "wave", wave=wave, of=total, status="applied")
         spec = target.change(Stage.PROMOTE, wave).spec
+        try:
+            self._await_rollouts(state, target.change(Stage.PROMOTE, wave - 1).spec, spec)
+        except RolloutFailed as error:
+            self._fail(state, gate=f"wave {wave}", message=f"Halt wave {wave} advancement: {error}",
+                       checks=["rollout"])
+            return
         waves = tuple(target.spec.waves[:wave])
         if not self._gate(state, spec, GateScope("wave", waves)):
             return
@@ -238,6 +293,18 @@ class Orchestrator:
         self.journal.save(state)
         self._emit(state, "wave", wave=wave, of=total, status="verified")
         self._move(state, Phase.PROMOTING if wave < total else Phase.VERIFYING, wave=wave)
+
+    def _await_rollouts(self, state: RunState, before: MeshSpec, after: MeshSpec) -> None:
+        """Wait until every workload whose restart annotation changed from `before` to `after` has
+        rolled out; RolloutFailed with the controller's reason when one cannot."""
+        moved = moved_workloads(plan_for(before), plan_for(after))
+        if not moved:
+            return
+        names = sorted(f"{kind} {namespace}/{name}" for namespace, kind, name in moved)
+        self._emit(state, "rollout", status="waiting", workloads=names)
+        wait_for_rollouts(self.platform.live_workloads, moved, timeout_s=self.rollout_timeout_s,
+                          poll_s=self.rollout_poll_s)
+        self._emit(state, "rollout", status="done", workloads=names)
 
     def _apply(self, state: RunState, change: StageChange) -> Applied:
         self._emit(state, "apply", stage=change.spec.rollout.stage.value if change.spec.rollout else None,
@@ -247,6 +314,8 @@ class Orchestrator:
         self.journal.save(state)
         self._emit(state, "apply", stage=change.spec.rollout.stage.value if change.spec.rollout else None,
                    message=change.message, status="done", update=applied.update, changes=applied.changes)
+        for warning in applied.warnings:
+            self._emit(state, "warning", message=warning)
         return applied
 
     def _gate(self, state: RunState, spec: MeshSpec, scope: GateScope) -> bool:
@@ -340,10 +409,12 @@ class Orchestrator:
         before = (state.failure or {}).get("update")
         try:
             entry = rollback_target(self.platform.history(), before=before)
+            failed_spec = self._spec_of({**request.base_config, **(state.applied or {})})
             applied = self._reapply(entry, state=state)
             state.applied = entry.decoded_config()
             self.journal.save(state)
             restored = self._spec_of({**request.base_config, **state.applied})
+            self._await_rollouts(state, failed_spec, restored)  # the moved waves, restarting back
             verdict = self._judge(state, restored, GateScope("verify"), "rollback")
         except MeshliftError as error:  # no target, the platform gone, every attempt failed
             state.rollback = {"error": str(error)}

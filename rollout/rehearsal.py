@@ -1,9 +1,10 @@
 """`meshlift rehearse`: the whole staged upgrade, on real Envoys on this machine.
 
 The rehearsal mesh is a spec like any stack's (built here, validated by the same
-`load_spec`): Istio "versions" 1.39.3 and 1.40.0 are the two Envoy binaries,
-two namespaces are two promotion waves of two pods each, and each namespace's
-workload has one canary pod. The same orchestrator, stage machine and gates
+`load_spec`): Istio "versions" 1.39.3 and 1.40.0 are the two Envoy binaries.
+What already runs is the fleet, two Deployments of two pods in two namespaces
+(two promotion waves); the config only selects them and gives each a canary,
+a clone of one pod. The same orchestrator, stage machine and gates
 that drive a cluster drive the local platform.
 """
 
@@ -19,6 +20,7 @@ from rollout.gates import ChecksGate, GateRunner
 from rollout.journal import Journal
 from rollout.orchestrator import Approval, Orchestrator, Reporter, RunRequest
 from rollout.platforms.local import LocalPlatform
+from rollout.platforms.local_fleet import FleetWorkload
 from rollout.stages import upgrade_target
 
 STACK = "rehearsal"
@@ -31,16 +33,22 @@ GATES_ENV = "MESHLIFT_REHEARSAL_GATES"
 GATES = {"window": "10s", "interval": "500ms", "consecutivePasses": 6, "failureLimit": 1, "minRequests": 5}
 
 
+def rehearsal_fleet() -> list[FleetWorkload]:
+    """What runs before the upgrade: the teams' own Deployments, not meshlift's."""
+    return [
+        FleetWorkload(namespace="shop", name="web", replicas=2, image="local/web:2.14.0", labels={"team": "shop"}),
+        FleetWorkload(namespace="pay", name="api", replicas=2, image="local/api:5.2.0", labels={"team": "pay"}),
+    ]
+
+
 def rehearsal_config(*, gates: dict[str, Any] | None = None) -> dict[str, Any]:
     """The stack config of the rehearsal mesh, before the upgrade."""
     config: dict[str, Any] = {
         "meshlift:revisions": [{"version": FROM_VERSION}],
         "meshlift:tags": {"stable": "1-39-3"},
         "meshlift:namespaces": [
-            {"name": "shop", "revision": "stable", "wave": 1,
-             "workloads": [{"name": "web", "image": "local/web", "replicas": 2, "canary": True}]},
-            {"name": "pay", "revision": "stable", "wave": 2,
-             "workloads": [{"name": "api", "image": "local/api", "replicas": 2, "canary": True}]},
+            {"name": "shop", "revision": "stable", "wave": 1, "workloads": [{"name": "web", "canary": True}]},
+            {"name": "pay", "revision": "stable", "wave": 2, "workloads": [{"name": "api", "canary": True}]},
         ],
         "meshlift:gates": {**GATES, **(gates or {})},
         # The production profile, overload actions included: localmesh renders all of it.
@@ -71,7 +79,7 @@ def rehearse(
     config = rehearsal_config(gates=gates)
     target = upgrade_target(config, TO_VERSION, require_approval=require_approval or None)
     journal = Journal.for_stack(project_dir, STACK)
-    platform = LocalPlatform(state_dir=journal.root, base_config=config, fault=fault)
+    platform = LocalPlatform(state_dir=journal.root, base_config=config, fleet=rehearsal_fleet(), fault=fault)
     params = {"to": TO_VERSION, "fault": fault, "approval": require_approval}
     orchestrator = Orchestrator(platform=platform, journal=journal, gate=gate or ChecksGate(),
                                 reporter=reporter, stack=STACK, approval=approval, retry_wait_s=0.5,

@@ -3,6 +3,9 @@
 A platform realizes a stage (`apply`), says which proxies a gate looks at
 (`targets`), keeps a history of what it applied (`history`, newest first, like
 `pulumi stack history`) and re-applies an earlier entry (`reapply`, a rollback).
+It also says what already runs: the workloads of the enrolled namespaces
+(`live_workloads`, recorded as the run's inventory) and every pod (`pods`, for
+the cleanup guard), both as the API server's JSON objects.
 The stage machine and the gates never know which platform they drive.
 
     kubernetes  rollout.platforms.kubernetes   Pulumi Automation API on this project
@@ -11,7 +14,7 @@ The stage machine and the gates never know which platform they drive.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -39,6 +42,7 @@ class Applied:
     update: int | None  # the history entry it created
     changes: dict[str, int] = field(default_factory=dict)
     note: str = ""
+    warnings: tuple[str, ...] = ()  # e.g. a canaried workload that changed during the canary stage
 
 
 @dataclass(frozen=True)
@@ -85,4 +89,12 @@ class Platform(Protocol):
 
     def reapply(self, entry: HistoryEntry, *, log: Log) -> Applied:
         """Re-apply the config of an earlier update (rollback)."""
+        ...
+
+    def live_workloads(self, namespaces: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """The Deployments/StatefulSets/DaemonSets running in each namespace; PlatformError if unknowable."""
+        ...
+
+    def pods(self) -> list[dict[str, Any]]:
+        """Every pod, finished ones included; PlatformError if unknowable (cleanup then waits)."""
         ...

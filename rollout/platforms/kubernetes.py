@@ -8,9 +8,12 @@
            (keys it did not have are removed; secret values, which history does
            not reveal, keep their current value), then `up`.
 - targets: pods found by the checks' Kubernetes discovery, chosen by the plan
-           (canary Deployments, the waves promoted so far, or everything), in
-           the cluster the stack deploys to: its `kubernetes:kubeconfig` and
+           (canary clones, the waves promoted so far, or everything), in the
+           cluster the stack deploys to: its `kubernetes:kubeconfig` and
            `kubernetes:context`, not the kubeconfig's current context.
+- live_workloads / pods: listed by `rollout.platforms.kube_live`; the first
+           promotion also compares the canaried workloads' templates with the
+           inventory and reports a change as a warning.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from rollout.engine import StackEngine
 from rollout.errors import PlatformError
 from rollout.history import HistoryEntry
 from rollout.platforms.base import Applied, GateScope, GateTargets, Log, StageChange
-from rollout.platforms.scope import PodSelector, selectors_for
+from rollout.platforms.scope import PodSelector, promotion_warnings, selectors_for
 
 Discover = Callable[[Sequence[PodSelector]], list[Any]]  # selectors -> checks.Target list
 
@@ -33,9 +36,10 @@ Discover = Callable[[Sequence[PodSelector]], list[Any]]  # selectors -> checks.T
 class KubernetesPlatform:
     name = "kubernetes"
 
-    def __init__(self, engine: StackEngine, *, discover: Discover | None = None) -> None:
+    def __init__(self, engine: StackEngine, *, discover: Discover | None = None, live: Any = None) -> None:
         self.engine = engine
         self._discover = discover
+        self._live = live  # a KubeLive (or a test double with the same two methods)
 
     def open(self, current: MeshSpec) -> None:
         return None  # the cluster is already there; nothing to restore
@@ -52,7 +56,26 @@ class KubernetesPlatform:
         result = self.engine.up(message=change.message, on_output=log, env=gated_env())
         if result.result != "succeeded":
             raise PlatformError(f"pulumi up for '{change.message}' ended {result.result}")
-        return Applied(update=result.version, changes=dict(result.changes))
+        warnings = tuple(promotion_warnings(change.spec, self.live_workloads))
+        for warning in warnings:
+            log(f"warning: {warning}")
+        return Applied(update=result.version, changes=dict(result.changes), warnings=warnings)
+
+    def live_workloads(self, namespaces: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        live = self._live_reader()
+        return {namespace: live.workloads(namespace) for namespace in namespaces}
+
+    def pods(self) -> list[dict[str, Any]]:
+        return self._live_reader().pods()
+
+    def _live_reader(self) -> Any:
+        if self._live is None:
+            from rollout.platforms.kube_live import KubeLive
+
+            config = self.engine.get_config()  # the stack's cluster, as the provider reaches it
+            self._live = KubeLive(context=_text(config.get("kubernetes:context")),
+                                  kubeconfig=_text(config.get("kubernetes:kubeconfig")))
+        return self._live
 
     def targets(self, plan: MeshPlan, scope: GateScope) -> GateTargets:
         selectors = selectors_for(plan, scope)
@@ -136,3 +159,7 @@ class KubeDiscovery:
                 config.load_incluster_config()
                 self._core_v1 = client.CoreV1Api()
         return self._core_v1
+
+
+def _text(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None

@@ -6,15 +6,20 @@ plan the Pulumi program declares for a cluster:
 - a control plane per revision: an ADS endpoint (localmesh.ControlPlane) that the
   revision's proxies connect to; install starts the target's beside the stable
   one, cleanup stops the old one;
+- the workloads are the fleet's (`local_fleet.FleetWorkload`): what already
+  runs, with its own replicas; the plan only selects them and says which
+  revision their pods run;
 - a "pod" per workload replica: its own upstream endpoint (the app container)
   behind one Envoy whose binary is the pod's proxy version (1.39.3 stable,
   1.40.0 target), with real traffic sent through it all the time;
-- canary Deployments are canary pods on the target Envoy; when they start, the
-  rehearsal's fault (`--fault`) is injected into them for real;
+- canaries are clones of a fleet workload (`canaryReplicas` pods on the target
+  Envoy); when they start, the rehearsal's fault (`--fault`) is injected into
+  them for real;
 - every proxy runs the spec's proxy profile (access log, overload actions,
   keepalives, log levels), rendered into its bootstrap by localmesh; the running
   proxies are listed in `targets.json` for `meshlift inspect --rehearsal`;
-- a wave restart starts the new pods first, then stops the old ones (surge).
+- a wave restart starts the new pods first, then stops the old ones (surge);
+  a workload whose revision does not change is never restarted.
 
 Rollback is a re-apply of an earlier entry of this platform's own history
 (`.meshlift/<stack>/local-history.json`, newest last), exactly like a stack's
@@ -29,16 +34,18 @@ import json
 import shutil
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.plan import MeshPlan, plan_for
+from components.plan import CANARY_SUFFIX, MeshPlan, plan_for
 from components.spec import MeshSpec, load_spec
 from rollout.errors import PlatformError
 from rollout.history import HistoryEntry
 from rollout.platforms.base import Applied, GateScope, GateTargets, Log, StageChange
-from rollout.platforms.scope import selectors_for
+from rollout.platforms.local_fleet import FleetWorkload, pod_object
+from rollout.platforms.scope import promotion_warnings, selectors_for
 
 STATS_FLUSH_S = 1.0  # the gauges the checks read (cert days, server state) refresh this often
 
@@ -60,14 +67,26 @@ class _Pod:
         namespace, deployment, replica = self.key
         return f"{namespace}/{deployment}-{replica}"
 
+    @property
+    def source(self) -> str:
+        """The fleet workload the pod belongs to (a canary's: the one it clones)."""
+        deployment = self.key[1]
+        return deployment.removesuffix(CANARY_SUFFIX) if self.track == "canary" else deployment
+
+    @property
+    def owner(self) -> str:
+        return f"ReplicaSet/{self.key[1]}-local"
+
 
 class LocalPlatform:
     name = "local"
 
-    def __init__(self, *, state_dir: Path, base_config: dict[str, Any], fault: str = "none",
-                 traffic_rate_per_s: float = 25.0, binaries: dict[str, Any] | None = None) -> None:
+    def __init__(self, *, state_dir: Path, base_config: dict[str, Any], fleet: Sequence[FleetWorkload] = (),
+                 fault: str = "none", traffic_rate_per_s: float = 25.0,
+                 binaries: dict[str, Any] | None = None) -> None:
         self.state_dir = state_dir
         self.base_config = dict(base_config)
+        self.fleet = {(w.namespace, w.name): w for w in fleet}
         self.fault = fault
         self.traffic_rate_per_s = traffic_rate_per_s
         self._binaries = binaries
@@ -131,7 +150,26 @@ class LocalPlatform:
 
     def apply(self, change: StageChange, *, log: Log) -> Applied:
         self._reconcile(change.spec, log=log)
-        return Applied(update=self._record({**self.base_config, **change.config}, message=change.message))
+        update = self._record({**self.base_config, **change.config}, message=change.message)
+        warnings = tuple(promotion_warnings(change.spec, self.live_workloads))
+        for warning in warnings:
+            log(f"warning: {warning}")
+        return Applied(update=update, warnings=warnings)
+
+    def live_workloads(self, namespaces: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        return {namespace: [w.to_object() for w in self.fleet.values() if w.namespace == namespace]
+                for namespace in namespaces}
+
+    def pods(self) -> list[dict[str, Any]]:
+        found = []
+        for pod in self._pods.values():
+            namespace, workload, replica = pod.key
+            source = self.fleet.get((namespace, pod.source))
+            labels = {**(source.selector if source else {}), "meshlift.io/track": pod.track}
+            found.append(pod_object(namespace=namespace, name=f"{workload}-{replica}", owner=pod.owner,
+                                    labels=labels, revision=pod.revision, version=pod.version,
+                                    app_image=source.image if source else "local/app:1"))
+        return found
 
     def reapply(self, entry: HistoryEntry, *, log: Log) -> Applied:
         config = {**self.base_config, **entry.decoded_config()}
@@ -176,10 +214,11 @@ class LocalPlatform:
                 log(f"control plane {control.revision} ({control.version}) started")
         desired: dict[tuple[str, str, int], tuple[str, str, str]] = {}
         for workload in plan.workloads:
-            for replica in range(workload.replicas):
+            for replica in range(self._running(workload.namespace, workload.name).replicas):
                 desired[(workload.namespace, workload.name, replica)] = (
                     workload.proxy_version, workload.proxy_revision, "stable")
         for canary in plan.canaries:
+            self._running(canary.namespace, canary.workload)  # a clone needs its live workload
             for replica in range(canary.replicas):
                 desired[(canary.namespace, canary.name, replica)] = (
                     canary.expected_proxy_version, canary.revision, "canary")
@@ -224,6 +263,12 @@ class LocalPlatform:
                    labels={"namespace": pod.key[0], "workload": pod.key[1], "revision": pod.revision,
                            "track": pod.track, "version": pod.version})
             for pod in sorted(self._pods.values(), key=lambda p: p.key)])
+
+    def _running(self, namespace: str, name: str) -> FleetWorkload:
+        try:
+            return self.fleet[(namespace, name)]
+        except KeyError:
+            raise PlatformError(f"no workload {namespace}/{name} runs in the local fleet") from None
 
     def _new_pod(self, key: tuple[str, str, int], version: str, revision: str, track: str) -> _Pod:
         import localmesh

@@ -7,9 +7,13 @@ against the proxies it runs.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from components.plan import REVISION_LABEL, MeshPlan
+from components.plan import CANARY_OF_LABEL, REVISION_LABEL, MeshPlan, WorkloadPlan
+from components.spec import MeshSpec, Stage
+from rollout.errors import MeshliftError
 from rollout.platforms.base import GateScope
 
 
@@ -23,9 +27,12 @@ class PodSelector:
     wave: int = 0
     extra: dict[str, str] = field(default_factory=dict)
 
+    without: tuple[str, ...] = ()  # label keys the pods must not carry
+
     @property
     def label_selector(self) -> str:
-        return ",".join(f"{key}={value}" for key, value in sorted(self.labels.items()))
+        return ",".join([f"{key}={value}" for key, value in sorted(self.labels.items())]
+                        + [f"!{key}" for key in self.without])
 
 
 def selectors_for(plan: MeshPlan, scope: GateScope) -> list[PodSelector]:
@@ -60,6 +67,8 @@ def _gateways(plan: MeshPlan, scope: GateScope) -> list[PodSelector]:
 
 
 def _workloads(plan: MeshPlan, scope: GateScope) -> list[PodSelector]:
+    """Workload pods by their live selector; a workload no inventory recorded has none and is
+    left out (a gate with no target fails closed rather than judging the wrong pods)."""
     selectors: list[PodSelector] = []
     if scope.kind == "canary":
         apps = set()
@@ -68,13 +77,34 @@ def _workloads(plan: MeshPlan, scope: GateScope) -> list[PodSelector]:
             selectors.append(PodSelector(canary.namespace, canary.name, dict(canary.selector), "canary",
                                          canary.expected_proxy_version))
         for workload in plan.workloads:
-            if (workload.namespace, workload.name) in apps:
-                selectors.append(PodSelector(workload.namespace, workload.name, dict(workload.selector),
-                                             "baseline", workload.proxy_version, workload.wave))
+            if (workload.namespace, workload.name) in apps and workload.selector:
+                selectors.append(_live(workload, "baseline"))
         return selectors
-    for workload in plan.workloads:
+    for workload in (w for w in plan.workloads if w.selector):
         under_test = scope.kind == "verify" or workload.wave in scope.waves
-        selectors.append(PodSelector(workload.namespace, workload.name, dict(workload.selector),
-                                     "canary" if under_test else "baseline", workload.proxy_version,
-                                     workload.wave))
+        selectors.append(_live(workload, "canary" if under_test else "baseline"))
     return selectors
+
+
+def _live(workload: WorkloadPlan, role: str) -> PodSelector:
+    # The live selector (often `app` alone) matches its canary clone's pods too.
+    return PodSelector(workload.namespace, workload.name, dict(workload.selector), role, workload.proxy_version,
+                       workload.wave, without=(CANARY_OF_LABEL,))
+
+
+def promotion_warnings(spec: MeshSpec, live_workloads: Callable[[Sequence[str]], dict[str, list[dict[str, Any]]]]
+                       ) -> list[str]:
+    """At the first promotion: canaried workloads whose template changed since the run recorded them."""
+    from rollout.inventory import changed_canaried, inventory_of
+
+    rollout = spec.rollout
+    if rollout is None or rollout.stage is not Stage.PROMOTE or rollout.promoted_waves > 1 or spec.inventory is None:
+        return []
+    namespaces = [ns.name for ns in spec.namespaces if any(w.canary for w in ns.workloads)]
+    if not namespaces:
+        return []
+    try:
+        live = live_workloads(namespaces)
+    except MeshliftError as error:  # the update itself succeeded: say so, never roll back for this
+        return [f"could not tell whether the canaried workloads changed during the canary stage: {error}"]
+    return changed_canaried(spec, inventory_of(namespaces, live))

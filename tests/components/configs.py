@@ -14,7 +14,7 @@ def minimal(**overrides: Any) -> dict[str, Any]:
         "meshlift:gateways": [{"name": "ingress", "namespace": "istio-ingress", "revision": "stable"}],
         "meshlift:namespaces": [{
             "name": "shop", "revision": "stable",
-            "workloads": [{"name": "web", "image": "example/web:1", "canary": True}],
+            "workloads": [{"name": "web", "canary": True}],
         }],
         "meshlift:rollout": {"from": "1.30.3", "to": "1.31.0", "stage": "install"},
     }

@@ -6,7 +6,8 @@ monitor, `set_all_config` with the stack's config in Pulumi's wire form (every
 value a string, structured values as JSON), a new event loop and
 `run_in_stack(program)`. The monitor is `pulumi.runtime.mocks.MockMonitor`,
 extended only to keep each `RegisterResourceRequest`'s parent, dependencies,
-hooks and options, and the stack's outputs, so tests can assert on them. The
+hooks and options, each read (`Deployment.get`, answered with a live object of
+tests.components.cluster), and the stack's outputs, so tests can assert on them. The
 cyclic GC's thresholds are restored after each run, as the end of the program's
 process would.
 """
@@ -30,6 +31,7 @@ from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
 
 from components.spec import load_stack_file
+from tests.components.cluster import Cluster, example_cluster
 
 ROOT = Path(__file__).resolve().parents[2]
 PROGRAM = ROOT / "__main__.py"
@@ -60,6 +62,7 @@ class ProgramRun:
     stack_urn: str = ""
     gc_threshold: tuple[int, ...] = ()  # the cyclic GC's thresholds when the stack's outputs were registered
     hook_registrations: list[str] = field(default_factory=list)  # names of the resource hooks registered
+    reads: list[Read] = field(default_factory=list)  # resources read from the cluster, in order
 
     def __iter__(self) -> Iterator[Registration]:
         return iter(self.registrations)
@@ -99,17 +102,41 @@ class ProgramRun:
 
 
 class _Mocks(mocks.Mocks):
+    """Created resources echo their inputs; reads (`Deployment.get`) get the cluster's live object."""
+
+    def __init__(self, cluster: Cluster):
+        self.cluster = cluster
+
     def new_resource(self, args: mocks.MockResourceArgs):
+        if args.resource_id:
+            return args.resource_id, self.cluster.read(args.typ, args.resource_id)
         return f"{args.name}-id", dict(args.inputs)
 
     def call(self, args: mocks.MockCallArgs):
         return {}, None
 
 
+@dataclass(frozen=True)
+class Read:
+    """A resource the program read (`<Kind>.get`): never created, changed or deleted."""
+
+    urn: str
+    type: str
+    name: str
+    id: str
+    parent: str
+
+
 class RecordingMonitor(mocks.MockMonitor):
-    def __init__(self, run: ProgramRun):
-        super().__init__(_Mocks())
+    def __init__(self, run: ProgramRun, cluster: Cluster | None = None):
+        super().__init__(_Mocks(cluster or example_cluster()))
         self.run = run
+
+    def ReadResource(self, request):  # noqa: N802 (gRPC method name)
+        response = super().ReadResource(request)
+        self.run.reads.append(Read(urn=response.urn, type=request.type, name=request.name, id=request.id,
+                                   parent=request.parent))
+        return response
 
     def RegisterResource(self, request):  # noqa: N802 (gRPC method name)
         response = super().RegisterResource(request)
@@ -179,7 +206,7 @@ def with_rollout(config: Mapping[str, Any], **changes: Any) -> dict[str, Any]:
 
 
 def run_program(config: Mapping[str, Any], *, stack: str = "test", preview: bool = False,
-                record: ProgramRun | None = None) -> ProgramRun:
+                record: ProgramRun | None = None, cluster: Cluster | None = None) -> ProgramRun:
     """Run `__main__.py` once in a fresh runtime; re-raise what the program raised.
 
     Pass `record` to inspect what was registered even when the program raises.
@@ -188,7 +215,7 @@ def run_program(config: Mapping[str, Any], *, stack: str = "test", preview: bool
     # The program tunes the GC for its own process; the test process gets its settings back.
     threshold = gc.get_threshold()
     try:
-        run_with_monitor(RecordingMonitor(run), config, stack=stack, preview=preview)
+        run_with_monitor(RecordingMonitor(run, cluster), config, stack=stack, preview=preview)
     finally:
         gc.set_threshold(*threshold)
     return run

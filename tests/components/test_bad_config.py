@@ -16,7 +16,9 @@ from tests.components.configs import minimal
 from tests.components.program import ProgramRun, run_program
 
 ROLLOUT = {"from": "1.30.3", "to": "1.31.0", "stage": "install"}
-WEB = {"name": "web", "image": "example/web:1"}
+WEB = {"name": "web"}
+INVENTORY = {"shop": [{"kind": "Deployment", "name": "web", "labels": {"tier": "front"}},
+                     {"kind": "StatefulSet", "name": "db"}]}
 
 
 def ns(**fields):
@@ -77,9 +79,32 @@ CASES = {
         minimal(gates={"maxErrorRateDelta": -0.1}), "meshlift:gates.maxErrorRateDelta", "greater than or equal"),
     "zero gateway replicas": (
         minimal(gateways=gw(replicas=0)), "meshlift:gateways[0].replicas", "greater than 0"),
-    "negative workload replicas": (
-        minimal(namespaces=ns(workloads=[{**WEB, "replicas": -1}])),
-        "meshlift:namespaces[0].workloads[0].replicas", "greater than 0"),
+    "a workload declared with an image (the old model)": (
+        minimal(namespaces=ns(workloads=[{**WEB, "image": "example/web:1", "port": 8080}])),
+        "meshlift:namespaces[0].workloads[0].image", "workloads are no longer declared"),
+    "a workload declared with replicas (the old model)": (
+        minimal(namespaces=ns(workloads=[{**WEB, "replicas": 2}])),
+        "meshlift:namespaces[0].workloads[0].replicas", "that already run in the namespace"),
+    "a workload kind meshlift does not restart": (
+        minimal(namespaces=ns(workloads=[{**WEB, "kind": "CronJob"}])),
+        "meshlift:namespaces[0].workloads[0].kind", "'Deployment', 'StatefulSet' or 'DaemonSet'"),
+    "a canary of a DaemonSet": (
+        minimal(namespaces=ns(workloads=[{**WEB, "kind": "DaemonSet", "canary": True}])),
+        "meshlift:namespaces[0].workloads[0].canary", "one pod on every node"),
+    "a workload wave before its revision-enrolled namespace's": (
+        minimal(namespaces=ns(revision="1-30-3", wave=2, workloads=[{**WEB, "wave": 1}])),
+        "meshlift:namespaces[0].workloads[0].wave", "restart onto the old revision"),
+    "a workload entry the inventory did not find": (
+        minimal(namespaces=ns(workloads=[{"name": "api", "canary": True}]), inventory=INVENTORY),
+        "meshlift:namespaces[0].workloads[0].name", "no Deployment 'api' runs in namespace 'shop'"),
+    "a workload entry the selection leaves out": (
+        minimal(namespaces=ns(select={"matchLabels": {"tier": "back"}}, workloads=[WEB]), inventory=INVENTORY),
+        "meshlift:namespaces[0].workloads[0].name", "left out by the namespace's 'select'"),
+    "a selected name that does not run": (
+        minimal(namespaces=ns(select={"names": ["web", "wbe"]}), inventory=INVENTORY),
+        "meshlift:namespaces[0].select.names[1]", "no workload 'wbe' runs"),
+    "an inventory of a namespace that is not enrolled": (
+        minimal(inventory={**INVENTORY, "other": []}), "meshlift:inventory.other", "not an enrolled namespace"),
     "zero canary replicas": (
         minimal(namespaces=ns(workloads=[{**WEB, "canary": True, "canaryReplicas": 0}])),
         "meshlift:namespaces[0].workloads[0].canaryReplicas", "greater than 0"),
@@ -114,26 +139,17 @@ CASES = {
     "injection label set by hand on a namespace": (
         minimal(namespaces=ns(labels={"istio-injection": "enabled"})),
         "meshlift:namespaces[0].labels.istio-injection", "meshlift owns this label"),
-    "track label set by hand on a workload": (
-        minimal(namespaces=ns(workloads=[{**WEB, "labels": {"meshlift.io/track": "canary"}}])),
-        "meshlift:namespaces[0].workloads[0].labels.meshlift.io/track", "meshlift owns this label"),
     "control plane namespace enrolled": (
         minimal(namespaces=ns(name="istio-system")), "meshlift:namespaces[0].name", "not enrolled"),
     "gateway in an application namespace": (
         minimal(gateways=gw(namespace="shop")), "meshlift:gateways[0].namespace", "application namespace"),
-    "workload on a port the sidecar binds": (
-        minimal(namespaces=ns(workloads=[{**WEB, "port": 15021}])),
-        "meshlift:namespaces[0].workloads[0].port", "reserved by the Istio sidecar"),
-    "two workloads sharing one app label": (
-        minimal(namespaces=ns(workloads=[WEB, {"name": "web2", "image": "x", "labels": {"app": "web"}}])),
-        "meshlift:namespaces[0].workloads[1].labels.app", "route to each other's pods"),
     "workload listed twice": (
         minimal(namespaces=ns(workloads=[WEB, WEB])), "meshlift:namespaces[0].workloads[1].name", "listed twice"),
     "canary workload name too long for its canary": (
         minimal(namespaces=ns(workloads=[{**WEB, "name": "w" * 60, "canary": True}])),
         "meshlift:namespaces[0].workloads[0].name", "too long for its canary"),
     "workload named like another workload's canary": (
-        minimal(namespaces=ns(workloads=[{**WEB, "canary": True}, {"name": "web-canary", "image": "x"}])),
+        minimal(namespaces=ns(workloads=[{**WEB, "canary": True}, {"name": "web-canary"}])),
         "meshlift:namespaces[0].workloads[1].name", "workload 'web''s canary"),
     "gateway named like another gateway's canary": (
         minimal(gateways=[*gw(), *gw(name="ingress-canary")]), "meshlift:gateways[1].name",
@@ -181,6 +197,17 @@ def test_bad_config_is_refused_with_its_key_path_before_anything_is_registered(c
     assert any(reason in p.reason for p in matching), f"reason {reason!r} not in {[p.reason for p in matching]}"
     assert record.stack_urn, "the program itself ran"
     assert [r.urn for r in record] == [], "a bad config must not register any resource"
+
+
+def test_a_stack_with_declared_workloads_gets_one_migration_error_per_key_and_the_rest_still_checked():
+    old = [{"name": "web", "image": "example/web:1", "replicas": 2, "port": 8080, "labels": {"tier": "a"},
+            "canary": True}]
+    with pytest.raises(pulumi.RunError) as raised:
+        run_program(minimal(namespaces=ns(workloads=old), gates={"minSuccessRate": 2}))
+    problems = raised.value.__cause__.problems
+    declared = [p.key for p in problems if "no longer declared" in p.reason]
+    assert declared == [f"meshlift:namespaces[0].workloads[0].{key}" for key in ("image", "port", "replicas", "labels")]
+    assert "meshlift:gates.minSuccessRate" in {p.key for p in problems}, "other problems are reported in the same run"
 
 
 def test_one_run_reports_every_problem_at_once():

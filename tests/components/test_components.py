@@ -9,6 +9,7 @@ import pytest
 
 import rollout.hooks
 from components.plan import REVISION_LABEL
+from tests.components.cluster import Cluster, live_workload
 from tests.components.configs import minimal
 from tests.components.program import ProgramRun, run_program, stack_config, with_rollout
 
@@ -126,13 +127,18 @@ def test_charts_come_from_the_configured_repository():
 
 def test_workload_names_stay_distinct_when_namespace_and_workload_names_share_dashes():
     namespaces = [
-        {"name": "a-b", "revision": "stable", "workloads": [{"name": "c", "image": "x"}]},
-        {"name": "a", "revision": "stable", "workloads": [{"name": "b-c", "image": "x"}]},
+        {"name": "a-b", "revision": "stable", "workloads": [{"name": "c", "canary": True}]},
+        {"name": "a", "revision": "stable", "workloads": [{"name": "b-c", "canary": True}]},
     ]
-    run = run_program(minimal(namespaces=namespaces))
-    deployments = {(r.inputs["metadata"]["namespace"], r.inputs["metadata"]["name"])
-                   for r in run.of_type("kubernetes:apps/v1:Deployment")}
-    assert deployments == {("a-b", "c"), ("a", "b-c")}
+    cluster = Cluster(live_workload("a-b", "c"), live_workload("a", "b-c"))
+    canary = run_program(with_rollout(minimal(namespaces=namespaces), stage="canary"), cluster=cluster)
+    clones = {(r.inputs["metadata"]["namespace"], r.inputs["metadata"]["name"])
+              for r in canary.of_type("kubernetes:apps/v1:Deployment")}
+    assert clones == {("a-b", "c-canary"), ("a", "b-c-canary")}
+    cleanup = run_program(with_rollout(minimal(namespaces=namespaces), stage="cleanup"), cluster=cluster)
+    patched = {(r.inputs["metadata"]["namespace"], r.inputs["metadata"]["name"])
+               for r in cleanup.of_type("kubernetes:apps/v1:DeploymentPatch")}
+    assert patched == {("a-b", "c"), ("a", "b-c")}
 
 
 def test_gate_hooks_bind_to_the_promotion_resources_only(monkeypatch):
@@ -147,10 +153,10 @@ def test_gate_hooks_bind_to_the_promotion_resources_only(monkeypatch):
         return pulumi.ResourceHookBinding(before_create=[gate], before_update=[gate])
 
     monkeypatch.setattr(rollout.hooks, "gate_hooks", gate_hooks)
-    run = run_program(minimal(rollout={"from": "1.30.3", "to": "1.31.0", "stage": "promote"}))
+    run = run_program(minimal(rollout={"from": "1.30.3", "to": "1.31.0", "stage": "promote", "promotedWaves": 1}))
     assert seen == {"stage": "promote"}
     hooked = {r.name for r in run if r.hooks}
-    assert hooked == {"istio-base-release", "revision-tags-stable", "ingress-release", "shop.web-deployment"}
+    assert hooked == {"istio-base-release", "revision-tags-stable", "ingress-release", "shop.web-restart"}
     for name in hooked:
         assert set(run.named(name).hooks) == {"before_create", "before_update"}, name
     # One registered hook per kind, shared by every promotion resource (not one per resource).
@@ -182,7 +188,7 @@ def test_an_error_inside_the_hooks_module_fails_the_program_before_any_resource(
 def test_the_orchestrators_real_gate_hooks_load_into_the_program(monkeypatch, without_gate_hooks):
     monkeypatch.setattr(rollout.hooks, "gate_hooks", without_gate_hooks)
     run = run_program(with_rollout(stack_config("dev"), stage="promote", promotedWaves=1))
-    for name in ("revision-tags-stable", "istio-base-release", "shop.frontend-deployment"):
+    for name in ("revision-tags-stable", "istio-base-release", "shop.frontend-restart"):
         assert set(run.named(name).hooks) == {"before_create", "before_update"}, name
     assert not run.named("shop-namespace").hooks
 

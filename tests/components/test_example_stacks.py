@@ -19,7 +19,6 @@ COMPONENT_TYPES = {
 }
 ENROLLMENT, WORKLOADS, CANARIES = (
     "meshlift:index:NamespaceEnrollment", "meshlift:index:Workloads", "meshlift:index:Canaries")
-SERVICE = "kubernetes:core/v1:Service"
 
 
 def config_at(env: str, stage: str) -> dict:
@@ -121,34 +120,43 @@ def test_gateways_run_their_revision_and_a_canary_only_when_planned(built):
         assert (canary is not None) == (gateway.canary_revision is not None), primary.urn
 
 
-def test_workloads_carry_the_proxy_revision_their_pods_must_run(built):
+PATCH_TYPES = {kind: f"kubernetes:apps/v1:{kind}Patch" for kind in ("Deployment", "StatefulSet", "DaemonSet")}
+
+
+def test_live_workloads_are_only_ever_patched_with_meshlifts_one_annotation_once_their_wave_comes(built):
     plan, run = built
     for workload in plan.workloads:
-        deployment = run.named(f"{workload.namespace}.{workload.name}-deployment")
-        template = deployment.inputs["spec"]["template"]
-        assert template["metadata"]["annotations"][PROXY_REVISION_ANNOTATION] == workload.proxy_revision
-        assert template["metadata"]["labels"][TRACK_LABEL] == "stable", deployment.urn
-        assert REVISION_LABEL not in template["metadata"]["labels"], deployment.urn
-        assert deployment.inputs["metadata"]["namespace"] == workload.namespace, deployment.urn
+        patch = run.maybe(f"{workload.namespace}.{workload.name}-restart")
+        owned = [r for r in run if r.type.startswith("kubernetes:apps/v1:") and not r.type.endswith("Patch")
+                 and r.inputs["metadata"]["name"] == workload.name
+                 and r.inputs["metadata"]["namespace"] == workload.namespace]
+        assert owned == [], f"{workload.namespace}/{workload.name} must never become a resource meshlift owns"
+        if workload.restart_revision is None:
+            assert patch is None, f"{patch.urn}: nothing restarts before its wave"
+            continue
+        assert patch.type == PATCH_TYPES[workload.kind], patch.urn
+        assert patch.inputs["metadata"] == {
+            "name": workload.name, "namespace": workload.namespace,
+            "annotations": {"pulumi.com/patchFieldManager": "meshlift"},  # never patchForce
+        }, patch.urn
+        assert patch.inputs["spec"] == {
+            "template": {"metadata": {"annotations": {PROXY_REVISION_ANNOTATION: workload.restart_revision}}}
+        }, f"{patch.urn} must send meshlift's one field and nothing else"
+        assert not patch.retain_on_delete, f"{patch.urn}: deleting it must drop the annotation (restart back)"
         enrollment = run.named(workload.namespace, type=ENROLLMENT)
-        assert run.depends_on(deployment, enrollment), f"{deployment.urn} must wait for its namespace's enrollment"
-        service = run.named(f"{workload.namespace}.{workload.name}-service")
-        assert service.inputs["metadata"] == deployment.inputs["metadata"], service.urn
-        assert service.inputs["spec"]["selector"] == {"app": workload.selector["app"]}, service.urn
-        assert run.depends_on(service, enrollment), f"{service.urn} must wait for its namespace's enrollment"
+        assert run.depends_on(patch, enrollment), f"{patch.urn} must wait for its namespace's enrollment"
 
 
-def test_each_namespace_holds_its_workloads_and_canaries_in_one_component_each(built):
+def test_each_namespace_holds_its_patches_and_canaries_in_one_component_each(built):
     plan, run = built
-    for kind, planned, children in ((WORKLOADS, plan.workloads, (DEPLOYMENT, SERVICE)),
-                                    (CANARIES, plan.canaries, (DEPLOYMENT,))):
+    patched = [w for w in plan.workloads if w.restart_revision is not None]
+    for kind, planned in ((WORKLOADS, patched), (CANARIES, plan.canaries)):
         namespaces = {item.namespace for item in planned}
         components = {r.name: r for r in run.of_type(kind)}
         assert set(components) == namespaces, f"one {kind} per namespace with any"
         for namespace, component in components.items():
-            held = sorted((r.type, r.inputs["metadata"]["name"]) for r in run.children(component))
-            assert held == sorted((child, item.name) for item in planned if item.namespace == namespace
-                                  for child in children), component.urn
+            held = sorted(r.inputs["metadata"]["name"] for r in run.children(component))
+            assert held == sorted(item.name for item in planned if item.namespace == namespace), component.urn
             assert all(r.inputs["metadata"]["namespace"] == namespace for r in run.children(component))
 
 
@@ -165,6 +173,8 @@ def test_canaries_exist_exactly_as_planned(built):
         assert deployment.parent == run.named(planned.namespace, type=CANARIES).urn, deployment.urn
         assert run.depends_on(deployment, run.named(f"istiod-{planned.revision}")), deployment.urn
         assert run.depends_on(deployment, run.named(planned.namespace, type=ENROLLMENT)), deployment.urn
+        injector = run.named(f"revision-tags-pod-revision-{planned.revision}")
+        assert run.depends_on(deployment, injector), f"{deployment.urn} must wait for the webhook injecting it"
 
 
 def _as_wire(value):

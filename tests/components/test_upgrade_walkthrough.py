@@ -2,23 +2,32 @@
 
 dev: tag `stable` on 1-30-3, gateway `istio-ingressgateway` on `stable`,
 namespaces `shop` (wave 1: frontend canary, cart) and `payments` (wave 2:
-payments-api canary), both on `stable`.
+payments-api canary), both on `stable`. The Deployments were installed by their
+teams (Helm); the config carries the inventory `meshlift upgrade` records of
+them, and the program reads the live objects it clones.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from components.plan import PROXY_REVISION_ANNOTATION, REVISION_LABEL, TRACK_LABEL
+from components.plan import CANARY_OF_LABEL, INJECT_REVISION_LABEL, PROXY_REVISION_ANNOTATION, REVISION_LABEL, TRACK_LABEL
+from tests.components.cluster import Cluster, live_workload
 from tests.components.program import ProgramRun, run_program, stack_config, with_rollout
 
 OLD, NEW = "1-30-3", "1-31-0"
 GATEWAY = "istio-ingressgateway"
+CLUSTER = Cluster(
+    live_workload("shop", "frontend", replicas=2),
+    live_workload("shop", "cart", replicas=1),
+    live_workload("payments", "payments-api", replicas=2, port=9000),
+)
 
 
 def up(stage: str, promoted_waves: int = 0) -> ProgramRun:
-    return run_program(with_rollout(stack_config("dev"), stage=stage, promotedWaves=promoted_waves or None),
-                       stack="dev")
+    config = with_rollout(stack_config("dev"), stage=stage, promotedWaves=promoted_waves or None)
+    config["meshlift:inventory"] = CLUSTER.inventory("shop", "payments")
+    return run_program(config, stack="dev", cluster=CLUSTER)
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +55,16 @@ def tag_target(run: ProgramRun, tag: str = "stable") -> str:
     return labelled
 
 
-def proxy_revision(run: ProgramRun, namespace: str, workload: str) -> str:
-    deployment = run.named(f"{namespace}.{workload}-deployment")
-    return deployment.inputs["spec"]["template"]["metadata"]["annotations"][PROXY_REVISION_ANNOTATION]
+def restart_revision(run: ProgramRun, namespace: str, workload: str) -> str | None:
+    """The value meshlift's patch gives the workload's pod-template annotation (None: no patch)."""
+    patch = run.maybe(f"{namespace}.{workload}-restart")
+    if patch is None:
+        return None
+    return patch.inputs["spec"]["template"]["metadata"]["annotations"][PROXY_REVISION_ANNOTATION]
+
+
+def live_pod_labels(namespace: str, workload: str) -> dict[str, str]:
+    return CLUSTER.read("Deployment", f"{namespace}/{workload}")["spec"]["template"]["metadata"]["labels"]
 
 
 def canaries(run: ProgramRun) -> dict[str, dict]:
@@ -66,34 +82,55 @@ def test_install_runs_the_new_revision_beside_the_old_one_without_moving_anythin
     assert run.named(f"{GATEWAY}-release").inputs["version"] == "1.30.3"
     assert run.maybe(f"{GATEWAY}-canary-release") is None
     assert canaries(run) == {}
-    assert {proxy_revision(run, "shop", "frontend"), proxy_revision(run, "payments", "payments-api")} == {OLD}
+    assert run.reads == [], "nothing is cloned before the canary stage"
+    assert {restart_revision(run, ns, w) for ns, w in (("shop", "frontend"), ("shop", "cart"),
+                                                       ("payments", "payments-api"))} == {None}, \
+        "a workload meshlift never patched is not touched before its wave"
     assert run.outputs["stage"] == "install"
 
 
-def test_canary_adds_canary_deployments_on_the_new_revision_behind_the_same_services(stages):
+def test_canary_clones_the_live_deployments_onto_the_new_revision(stages):
     run = stages["canary"]
     found = canaries(run)
-    assert set(found) == {"frontend-canary", "payments-api-canary"}  # cart has canary: false
+    assert set(found) == {"frontend-canary", "payments-api-canary"}  # cart gets no canary
+    assert sorted((r.id, r.type) for r in run.reads) == [
+        ("payments/payments-api", "kubernetes:apps/v1:Deployment"), ("shop/frontend", "kubernetes:apps/v1:Deployment")]
+    live = CLUSTER.read("Deployment", "shop/frontend")
     frontend = found["frontend-canary"]
-    pod_labels = frontend["spec"]["template"]["metadata"]["labels"]
-    assert pod_labels[REVISION_LABEL] == NEW
-    assert pod_labels["app"] == "frontend" and pod_labels[TRACK_LABEL] == "canary"
-    assert frontend["spec"]["selector"]["matchLabels"] == {"app": "frontend", TRACK_LABEL: "canary"}
+    template = frontend["spec"]["template"]
+    assert template["spec"]["containers"] == [_as_wire(c) for c in live["spec"]["template"]["spec"]["containers"]]
+    assert template["metadata"]["labels"] == {
+        **live["spec"]["template"]["metadata"]["labels"],  # app and version: the Service routes to it
+        REVISION_LABEL: NEW, INJECT_REVISION_LABEL: NEW, CANARY_OF_LABEL: "frontend", TRACK_LABEL: "canary"}
+    assert frontend["spec"]["selector"]["matchLabels"] == {CANARY_OF_LABEL: "frontend", TRACK_LABEL: "canary"}
+    assert frontend["spec"]["replicas"] == 1
     assert frontend["metadata"]["namespace"] == "shop"
-    annotations = frontend["spec"]["template"]["metadata"]["annotations"]
+    annotations = template["metadata"]["annotations"]
     assert '"holdApplicationUntilProxyStarts": true' in annotations["proxy.istio.io/config"]
-    service = run.named("shop.frontend-service")
-    assert service.inputs["spec"]["selector"] == {"app": "frontend"}, f"{service.urn} must select canary pods too"
-    # Nothing moved yet: the tag and the stable pods stay on the old revision.
+    assert annotations["prometheus.io/scrape"] == "true", "the live template's annotations stay"
+    recorded = {w["name"]: w["templateHash"] for w in CLUSTER.inventory("shop")["shop"]}
+    assert frontend["metadata"]["annotations"]["meshlift.io/source-template-hash"] == recorded["frontend"], \
+        "the clone records the same fingerprint the inventory took from the API server"
+    # Nothing moved yet: the tag stays, and no live workload is patched.
     assert tag_target(run) == OLD
-    assert proxy_revision(run, "shop", "frontend") == OLD
+    assert restart_revision(run, "shop", "frontend") is None
     assert run.outputs["canaries"] == [
-        {"namespace": "shop", "name": "frontend-canary", "workload": "frontend",
-         "selector": {"app": "frontend", TRACK_LABEL: "canary"}, "revision": NEW, "expectedProxyVersion": "1.31.0"},
-        {"namespace": "payments", "name": "payments-api-canary", "workload": "payments-api",
-         "selector": {"app": "payments-api", TRACK_LABEL: "canary"}, "revision": NEW,
+        {"namespace": "shop", "name": "frontend-canary", "workload": "frontend", "kind": "Deployment",
+         "selector": {CANARY_OF_LABEL: "frontend", TRACK_LABEL: "canary"}, "revision": NEW,
+         "expectedProxyVersion": "1.31.0"},
+        {"namespace": "payments", "name": "payments-api-canary", "workload": "payments-api", "kind": "Deployment",
+         "selector": {CANARY_OF_LABEL: "payments-api", TRACK_LABEL: "canary"}, "revision": NEW,
          "expectedProxyVersion": "1.31.0"},
     ]
+
+
+def _as_wire(value):
+    """Inputs travel as protobuf Struct values: every number is a float."""
+    if isinstance(value, dict):
+        return {k: _as_wire(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_wire(v) for v in value]
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 def test_canary_gateway_shares_the_primary_selector_without_a_service_of_its_own(stages):
@@ -118,7 +155,7 @@ def test_canary_pods_are_injected_by_their_own_revision_in_a_tag_enrolled_namesp
     webhooks = [hook for r in run.of_type("kubernetes:admissionregistration.k8s.io/v1:MutatingWebhookConfiguration")
                 for hook in r.inputs["webhooks"]]
     shop = run.named("shop-namespace").inputs["metadata"]["labels"]
-    stable = run.named("shop.frontend-deployment").inputs["spec"]["template"]["metadata"]["labels"]
+    stable = live_pod_labels("shop", "frontend")
     canary = run.named("shop.frontend-canary-deployment").inputs["spec"]["template"]["metadata"]["labels"]
 
     def injected_by(namespace_labels, pod_labels):
@@ -168,15 +205,15 @@ def test_promote_moves_the_tag_and_default_and_cuts_gateways_over_but_restarts_n
     assert gateway.inputs["values"]["podAnnotations"][PROXY_REVISION_ANNOTATION] == NEW, gateway.urn
     assert run.maybe(f"{GATEWAY}-canary-release") is None
     assert canaries(run) == {}
-    assert proxy_revision(run, "shop", "frontend") == OLD
-    assert proxy_revision(run, "payments", "payments-api") == OLD
+    assert restart_revision(run, "shop", "frontend") is None
+    assert restart_revision(run, "payments", "payments-api") is None
 
 
 def test_promote_restarts_wave_by_wave(stages):
     wave_1, wave_2 = stages["promote-1"], stages["promote-2"]
-    assert proxy_revision(wave_1, "shop", "frontend") == proxy_revision(wave_1, "shop", "cart") == NEW
-    assert proxy_revision(wave_1, "payments", "payments-api") == OLD
-    assert proxy_revision(wave_2, "payments", "payments-api") == NEW
+    assert restart_revision(wave_1, "shop", "frontend") == restart_revision(wave_1, "shop", "cart") == NEW
+    assert restart_revision(wave_1, "payments", "payments-api") is None
+    assert restart_revision(wave_2, "payments", "payments-api") == NEW
     assert [w["proxyVersion"] for w in wave_1.outputs["workloads"]] == ["1.31.0", "1.31.0", "1.30.3"]
 
 

@@ -8,7 +8,14 @@ from rollout.journal import Journal
 from rollout.orchestrator import Orchestrator, RunRequest
 from rollout.platforms.kubernetes import KubernetesPlatform
 from rollout.stages import upgrade_target
-from tests.rollout.doubles import ListReporter, RecordingEngine, ScriptedGate, fake_discovery, mesh_config
+from tests.rollout.doubles import (
+    FakeCluster,
+    ListReporter,
+    RecordingEngine,
+    ScriptedGate,
+    fake_discovery,
+    mesh_config,
+)
 
 
 class Rig:
@@ -23,11 +30,14 @@ class Rig:
         self.journal = Journal(root / ".meshlift" / "dev")
         self.gate = gate or ScriptedGate()
         self.reporter = ListReporter()
+        self.cluster = FakeCluster()
 
     def orchestrator(self, **options) -> Orchestrator:
-        platform = KubernetesPlatform(self.engine, discover=fake_discovery)
+        platform = KubernetesPlatform(self.engine, discover=fake_discovery, live=self.cluster)
+        options = {"retry_wait_s": 0, "approval_poll_s": 0, "rollout_poll_s": 0.01, "rollout_timeout_s": 2,
+                   **options}
         return Orchestrator(platform=platform, journal=self.journal, gate=self.gate, reporter=self.reporter,
-                            stack="dev", retry_wait_s=0, approval_poll_s=0, **options)
+                            stack="dev", **options)
 
     def request(self, to: str = "1.40.0", **kwargs) -> RunRequest:
         return RunRequest(command="upgrade", params={"to": to}, target=upgrade_target(self.config, to, **kwargs),

@@ -117,6 +117,38 @@ def fake_discovery(selectors: Any) -> list[FakeTarget]:
     return [FakeTarget(f"{s.namespace}/{s.name}", s.role, s.expected_version) for s in selectors]
 
 
+class FakeCluster:
+    """What runs, for the platform's `live` reader: workload objects and pods as the API server returns them.
+
+    By default the workloads `mesh_config` selects (shop/web, pay/api, installed by their teams)
+    and no pod left on any revision; tests add pods or change a template.
+    """
+
+    def __init__(self, *workloads: dict[str, Any]) -> None:
+        from tests.components.cluster import live_workload
+
+        self.objects = list(workloads) or [live_workload("shop", "web", replicas=2),
+                                           live_workload("pay", "api", replicas=2)]
+        self.pod_list: list[dict[str, Any]] = []
+        self.calls: list[str] = []
+        self.fail_with: Exception | None = None
+
+    def workloads(self, namespace: str) -> list[dict[str, Any]]:
+        self.calls.append(f"workloads {namespace}")
+        if self.fail_with is not None:
+            raise self.fail_with
+        return [json.loads(json.dumps(o)) for o in self.objects if o["metadata"]["namespace"] == namespace]
+
+    def pods(self) -> list[dict[str, Any]]:
+        self.calls.append("pods")
+        if self.fail_with is not None:
+            raise self.fail_with
+        return json.loads(json.dumps(self.pod_list))
+
+    def find(self, namespace: str, name: str) -> dict[str, Any]:
+        return next(o for o in self.objects if (o["metadata"]["namespace"], o["metadata"]["name"]) == (namespace, name))
+
+
 def mesh_config(**overrides: Any) -> dict[str, Any]:
     """A valid stack config: 1.39.3 installed, tag `stable`, two namespaces in two waves."""
     config: dict[str, Any] = {
@@ -124,9 +156,9 @@ def mesh_config(**overrides: Any) -> dict[str, Any]:
         "meshlift:tags": {"stable": "1-39-3"},
         "meshlift:namespaces": [
             {"name": "shop", "revision": "stable", "wave": 1,
-             "workloads": [{"name": "web", "image": "nginx:1.27", "canary": True}]},
+             "workloads": [{"name": "web", "canary": True}]},
             {"name": "pay", "revision": "stable", "wave": 2,
-             "workloads": [{"name": "api", "image": "nginx:1.27"}]},
+             "workloads": [{"name": "api"}]},
         ],
         "meshlift:gates": {"window": "2s", "interval": "100ms", "consecutivePasses": 2},
     }

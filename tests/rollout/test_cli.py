@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from rollout import cli
 from rollout.platforms.kubernetes import KubernetesPlatform
-from tests.rollout.doubles import RecordingEngine, ScriptedGate, fake_discovery, mesh_config
+from tests.rollout.doubles import FakeCluster, RecordingEngine, ScriptedGate, fake_discovery, mesh_config
 
 
 @pytest.fixture
@@ -23,7 +23,8 @@ def project(tmp_path, monkeypatch):
     engine.up(message="initial")
     engine.calls.clear()
     gate = ScriptedGate()
-    monkeypatch.setattr(cli, "_kubernetes", lambda stack: KubernetesPlatform(engine, discover=fake_discovery))
+    monkeypatch.setattr(cli, "_kubernetes", lambda stack: KubernetesPlatform(engine, discover=fake_discovery,
+                                                                                  live=FakeCluster()))
     monkeypatch.setattr("rollout.gates.ChecksGate", lambda: gate)
     # The recording engine needs no Pulumi CLI, backend or cluster (tests/rollout/test_prerequisites.py).
     monkeypatch.setattr("rollout.prerequisites.check_cluster_prerequisites", lambda *args, **kwargs: None)

@@ -10,12 +10,15 @@ from components.spec import load_spec
 from rollout.hooks import GateBlocked, PromotionGate, gate_hooks, hook_scope
 from rollout.stages import rollout_config, upgrade_target
 from components.spec import Stage
-from tests.rollout.doubles import ScriptedGate, fake_discovery, mesh_config
+from rollout.inventory import INVENTORY_KEY, inventory_of
+from tests.rollout.doubles import FakeCluster, ScriptedGate, fake_discovery, mesh_config
 
 
 def _spec(stage: Stage, waves: int = 0):
+    """The stack config as the last `meshlift upgrade` left it: with the inventory it recorded."""
     target = upgrade_target(mesh_config(), "1.40.0")
-    return load_spec({**mesh_config(), **target.extra,
+    inventory = inventory_of(["shop", "pay"], {ns: FakeCluster().workloads(ns) for ns in ("shop", "pay")})
+    return load_spec({**mesh_config(), **target.extra, INVENTORY_KEY: inventory,
                       "meshlift:rollout": rollout_config(target.spec.rollout, stage, waves)})
 
 

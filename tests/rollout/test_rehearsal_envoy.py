@@ -53,6 +53,9 @@ def test_healthy_rehearsal_promotes_every_wave_onto_the_target_envoy(tmp_path):
     assert gates == [("canary", "passed"), ("wave 1", "passed"), ("wave 2", "passed"), ("verify", "passed")]
     restarted = [d["line"] for kind, d in reporter.events if kind == "log" and "started on Envoy 1.40.0 (stable" in d["line"]]
     assert len(restarted) == 4, "two waves of two pods restarted onto 1.40.0"
+    inventory = next(d for kind, d in reporter.events if kind == "inventory")
+    assert inventory["workloads"] == {"shop": ["Deployment/web"], "pay": ["Deployment/api"]}, \
+        "what runs is the fleet, selected, not declared"
     assert _envoys_under(tmp_path) == [] and _shm_files() <= shm_before
 
 
@@ -68,6 +71,48 @@ def test_faulty_canary_is_detected_and_rolled_back_naming_the_gate(tmp_path, fau
     assert state.failure["message"].startswith("Halt canary advancement:")
     assert state.rollback["describe"] == "1.39.3 -> 1.40.0 stage install"
     assert platform.faults_injected and all(f.startswith(fault + "@") for f in platform.faults_injected)
+    assert sorted(f.split("@")[1] for f in platform.faults_injected) == ["pay/api-canary-0", "shop/web-canary-0"]
+    stopped = [d["line"] for kind, d in reporter.events if kind == "log" and " stopped" in d["line"]
+               and d["line"].startswith("pod ")]
+    assert stopped and all("-canary-" in line for line in stopped), \
+        f"a bad canary is removed and the original workloads never restart: {stopped}"
+    assert _envoys_under(tmp_path) == []
+
+
+class FailingWave:
+    """The real checks gate on real Envoys, except that one named gate is refused (as an operator would)."""
+
+    def __init__(self, refuse: str) -> None:
+        from rollout.gates import ChecksGate
+
+        self.real, self.refuse = ChecksGate(), refuse
+
+    def __call__(self, gate, targets, settings, *, on_sample=None):
+        from rollout.gates import GateVerdict
+
+        verdict = self.real(gate, targets, settings, on_sample=on_sample)
+        if gate != self.refuse:
+            return verdict
+        return GateVerdict(gate, "failed", f"Halt {gate} advancement: refused by the test", failing_checks=["test"])
+
+
+def test_a_failed_second_wave_restarts_the_first_wave_back_onto_the_old_envoy(tmp_path):
+    reporter = ListReporter()
+
+    state, _ = rehearse(project_dir=tmp_path, fault="none", reporter=reporter, gates=FAST_GATES,
+                        gate=FailingWave("wave 2"))
+
+    assert state.phase is Phase.ROLLED_BACK, state.rollback
+    assert state.failure["gate"] == "wave 2"
+    lines = [d["line"] for kind, d in reporter.events if kind == "log"]
+    rolled_back_at = next(i for i, (kind, d) in enumerate(reporter.events) if kind == "phase" and d["to"] == "RollingBack")
+    after = [d["line"] for kind, d in reporter.events[rolled_back_at:] if kind == "log"]
+    assert sorted(line.split(" started")[0] for line in after if "started on Envoy 1.39.3 (stable" in line) == [
+        "pod pay/api-0", "pod pay/api-1", "pod shop/web-0", "pod shop/web-1"], \
+        "both promoted waves restart back onto the old revision's Envoy"
+    assert any("started on Envoy 1.40.0 (stable" in line for line in lines), "the waves had moved"
+    verdicts = [(d["gate"], d["outcome"]) for kind, d in reporter.events if kind == "gate" and d["status"] == "done"]
+    assert verdicts[-1] == ("rollback", "passed"), "the restored mesh is healthy on real traffic"
     assert _envoys_under(tmp_path) == []
 
 
