@@ -21,7 +21,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Any, Protocol
@@ -282,11 +282,23 @@ class FleetDriver:
         assert stack.platform is not None
         name = f"soak {stack.name}"
         try:
-            targets = stack.platform.targets(plan_for(stack.upgraded_spec), GateScope("verify"))
+            targets = stack.platform.targets(plan_for(self._judged_spec(stack)), GateScope("verify"))
         except PlatformError as error:  # cannot see the proxies: the gate fails closed
             return GateVerdict(name, "failed", f"Halt {name} advancement: {error}", failing_checks=["targets"])
         return self.gate(name, targets, stack.gates,
                          on_sample=lambda sample: self.view.stack_sample(stack.name, name, sample))
+
+    @staticmethod
+    def _judged_spec(stack: FleetStack) -> MeshSpec:
+        """The stack as upgraded, with the workloads its run recorded (what the re-gate must judge)."""
+        from components.spec import Stage
+        from rollout.inventory import INVENTORY_KEY, with_inventory
+
+        run = load_run(stack.journal)
+        inventory = (run.applied or {}).get(INVENTORY_KEY) if run is not None else None
+        if inventory is None:
+            return stack.upgraded_spec
+        return with_inventory(stack.target, stack.config, inventory).change(Stage.CLEANUP).spec
 
     def _halt(self, state: FleetState, ring: str, stack: str | None, reason: str) -> None:
         state.phase, state.halt = HALTED, {"ring": ring, "stack": stack, "reason": reason}
@@ -349,6 +361,14 @@ class _Guarded:
     def reapply(self, entry: Any, *, log: Log) -> Applied:
         self._check()
         return self._platform.reapply(entry, log=log)
+
+    def live_workloads(self, namespaces: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        self._check()
+        return self._platform.live_workloads(namespaces)
+
+    def pods(self) -> list[dict[str, Any]]:
+        self._check()
+        return self._platform.pods()
 
 
 @contextmanager

@@ -228,8 +228,7 @@ def test_a_namespace_enrolled_by_revision_name_is_relabelled_only_behind_the_gat
         return pulumi.ResourceHookBinding(before_create=[gate], before_update=[gate])
 
     monkeypatch.setattr(rollout.hooks, "gate_hooks", gate_hooks)
-    namespaces = [{"name": "shop", "revision": "stable", "workloads": [{"name": "web", "image": "example/web:1", "canary": True}]},
-                  {"name": "legacy", "revision": "1-30-3"}]
+    namespaces = [{"name": "shop", "revision": "stable"}, {"name": "legacy", "revision": "1-30-3"}]
     run = run_program(minimal(namespaces=namespaces, rollout={"from": "1.30.3", "to": "1.31.0", "stage": "promote"}))
     legacy = [r for r in run if r.name.startswith("legacy")]
     assert legacy and all(set(r.hooks) == {"before_create", "before_update"} for r in legacy if r.custom)

@@ -110,7 +110,8 @@ class PromoteAfter:
 
 
 def _timed_orchestrator(rig, clock, approval, **options):
-    return Orchestrator(platform=KubernetesPlatform(rig.engine, discover=fake_discovery), journal=rig.journal,
+    return Orchestrator(platform=KubernetesPlatform(rig.engine, discover=fake_discovery, live=rig.cluster),
+                        journal=rig.journal,
                         gate=rig.gate, reporter=rig.reporter, stack="dev", approval=approval, retry_wait_s=0,
                         approval_poll_s=1.0, clock=clock, sleep=clock.sleep, **options)
 

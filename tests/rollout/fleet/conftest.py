@@ -11,7 +11,7 @@ import pytest
 from rollout.fleet.model import parse_fleet
 from rollout.journal import Journal
 from rollout.platforms.kubernetes import KubernetesPlatform
-from tests.rollout.doubles import RecordingEngine, fake_discovery, mesh_config
+from tests.rollout.doubles import FakeCluster, RecordingEngine, fake_discovery, mesh_config
 
 
 def stack_config(stack: str, **overrides: Any) -> dict[str, Any]:
@@ -48,7 +48,12 @@ class RecordedStacks:
         return Journal.for_stack(self.project, stack)
 
     def platform(self, stack: str, config: dict[str, Any]) -> KubernetesPlatform:
-        return KubernetesPlatform(self.engines[stack], discover=fake_discovery)
+        from tests.components.cluster import live_workload
+
+        # What each stack's teams run: the workloads its namespaces select.
+        live = FakeCluster(*[live_workload(ns["name"], w["name"], replicas=2)
+                             for ns in config["meshlift:namespaces"] for w in ns.get("workloads", [])])
+        return KubernetesPlatform(self.engines[stack], discover=fake_discovery, live=live)
 
     def reset(self) -> None:
         return None
