@@ -90,7 +90,7 @@ async def _gate_samples(targets: list[Target], settings: GateSettings,
             "peak_rss": first_peak, "errors": errors}
 
 
-def _start_fleet(binary: lm.EnvoyBinary, upstream: lm.Upstream, size: int, clusters: int) -> list[lm.Proxy]:
+def start_fleet(binary: lm.EnvoyBinary, upstream: lm.Upstream, size: int, clusters: int) -> list[lm.Proxy]:
     proxies: list[lm.Proxy] = []
     for i in range(size):
         name = f"c{clusters}-{i}"
@@ -110,7 +110,7 @@ def _measure_shape(binary: lm.EnvoyBinary, sizes: list[int], clusters: int, reps
     settings = GateSettings()
     with lm.Upstream(name=f"fleet{clusters}") as upstream:
         t = time.monotonic()
-        fleet = _start_fleet(binary, upstream, max(sizes), clusters)
+        fleet = start_fleet(binary, upstream, max(sizes), clusters)
         start_s = time.monotonic() - t
         try:
             t = time.monotonic()
