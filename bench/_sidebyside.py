@@ -142,7 +142,8 @@ async def run_phase(upstream: lm.Upstream, baseline: lm.Proxy, plan: PhasePlan,
             await asyncio.to_thread(lm.wait_until, lambda: prom.scraped_up() == len(canaries),
                                     timeout_s=3 * settings.scrape_interval_s + 10, what="every canary scraped")
             rng = random.Random(f"{plan.seed}-{settings.name}-{plan.rep}")
-            faulty_s = _longest_peer_window(settings) if plan.faulty_windows else 0.0
+            # A faulty window typically ends in threshold + 1 ticks (rollback) or 5 (promotion).
+            faulty_s = (settings.threshold + 1) * settings.interval_s if plan.faulty_windows else 0.0
             end = time.monotonic() + plan.offset_s[1] + plan.timeout_s + faulty_s
             jobs = [_fault_windows(phase, c, rng.uniform(*plan.offset_s)) for c in canaries if c.fault]
             jobs += [_soak(phase, c, end, "meshlift") for c in canaries if not c.fault]
