@@ -93,11 +93,14 @@ class PeerSettings:
 # the Prometheus that Flagger's charts install scrapes every 15s.
 DEFAULT = PeerSettings("default", scrape_interval_s=15, interval_s=60, threshold=5,
                        success_window_s=60, duration_window_s=30)
-# The fastest sound setting: a 1 s scrape and a rate window of four scrapes (rate()
-# needs two samples in the window; four keep one late scrape from emptying it), a
-# check every second. Flagger itself would clamp the 1 s interval to 10 s.
+# The fastest sound setting: a 1 s scrape and a success-rate window of four scrapes
+# (rate() needs two samples in the window; four keep one late scrape from emptying
+# it), a check every second. Envoy exports histograms only as of its last stats flush
+# (every 5 s by default), so a duration window shorter than that is often empty (NaN,
+# which passes): it spans two flushes. Flagger itself would clamp the 1 s interval to 10 s.
+ENVOY_STATS_FLUSH_S = 5.0
 AGGRESSIVE = PeerSettings("aggressive", scrape_interval_s=1, interval_s=1, threshold=5,
-                          success_window_s=4, duration_window_s=4)
+                          success_window_s=4, duration_window_s=2 * ENVOY_STATS_FLUSH_S)
 
 
 def render(template: str, *, namespace: str, target: str, window_s: float) -> str:
