@@ -194,7 +194,11 @@ def section(observations: list[Observation], costs: list[Cost], traffic: dict[st
     return Section(
         name="prometheus", title="Against the real peer: meshlift vs a Prometheus-based analysis (Flagger's)",
         method=method, tables=tables, targets=targets, notes=notes,
-        data={"observations": [o.to_dict() for o in observations], "costs": [c.__dict__ for c in costs],
+        # meshlift's healthy windows number in the hundreds (2 s each): kept as a summary
+        data={"observations": [o.to_dict() for o in observations if not (o.observer == "meshlift" and o.kind == "healthy")],
+              "meshlift_healthy": {"outcomes": _outcomes(_pick(observations, "meshlift", "healthy")),
+                                   "seconds": sum(o.elapsed for o in _pick(observations, "meshlift", "healthy"))},
+              "costs": [c.__dict__ for c in costs],
               "headline": heads, "traffic": traffic, "prometheus": prometheus,
               "settings": {s.name: s.__dict__ for s in used}},
         quick=quick)
