@@ -70,13 +70,13 @@ class Observation:
 @dataclass
 class Canary:
     proxy: lm.Proxy
-    workload: str  # the peer's `target`: pods are <workload>-<hash>-<id>
+    workload: str  # the peer's `target`: its pod is <workload>-<hash>-<id>
+    pod: str
     fault: str | None = None
 
     @property
     def scrape(self) -> ScrapeTarget:
-        pod = f"{self.workload}-6d8f7c9b4-{''.join(secrets.choice(string.ascii_lowercase) for _ in range(5))}"
-        return ScrapeTarget(self.proxy.admin_port, {"kubernetes_namespace": NAMESPACE, "kubernetes_pod_name": pod})
+        return ScrapeTarget(self.proxy.admin_port, {"kubernetes_namespace": NAMESPACE, "kubernetes_pod_name": self.pod})
 
     @property
     def target(self) -> Target:
@@ -114,13 +114,16 @@ def _workload(fault: str | None, rep: int, n: int = 0) -> str:
 
 
 def start_canaries(upstream: lm.Upstream, plan: PhasePlan) -> list[Canary]:
-    canaries = [Canary(proxy=None, workload=_workload(f, plan.rep), fault=f) for f in FAULTS]  # type: ignore[arg-type]
-    canaries += [Canary(proxy=None, workload=_workload(None, plan.rep, n))  # type: ignore[arg-type]
-                 for n in range(plan.healthy_canaries)]
-    for canary in canaries:
-        spec = lm.ProxySpec(binary=lm.target_envoy(), name=canary.workload, revision="canary", tls=True,
+    """One canary per fault and `plan.healthy_canaries` healthy ones, each its own workload."""
+    wanted = [(fault, _workload(fault, plan.rep)) for fault in FAULTS]
+    wanted += [(None, _workload(None, plan.rep, n)) for n in range(plan.healthy_canaries)]
+    canaries = []
+    for fault, workload in wanted:
+        spec = lm.ProxySpec(binary=lm.target_envoy(), name=workload, revision="canary", tls=True,
                             overload=lm.OverloadThresholds())
-        canary.proxy = lm.Proxy(spec, upstream=upstream.endpoint(canary.workload))
+        suffix = "".join(secrets.choice(string.ascii_lowercase) for _ in range(5))
+        canaries.append(Canary(lm.Proxy(spec, upstream=upstream.endpoint(workload)), workload,
+                               pod=f"{workload}-6d8f7c9b4-{suffix}", fault=fault))
     lm.start_proxies([c.proxy for c in canaries], timeout_s=60)
     return canaries
 
