@@ -1,4 +1,4 @@
-"""`python -m bench [--only NAME ...] [--quick] [--out PATH]`: run the benchmarks of issue 5.
+"""`python -m bench [--only NAME ...] [--quick] [--out PATH]`: run the benchmarks.
 
 Full runs store each section in bench/results.json and rewrite bench/RESULTS.md
 from every stored section (so `--only` keeps the other benchmarks' last figures).
@@ -28,6 +28,7 @@ BENCHMARKS = {
     "fleet": "bench.fleet",
     "parsing": "bench.parsing",
     "program": "bench.program",
+    "prometheus": "bench.prometheus",
 }
 
 

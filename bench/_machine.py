@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import shutil
 import sys
 from pathlib import Path
 
@@ -58,6 +59,10 @@ def machine() -> dict[str, str]:
             info[label] = f"{binary.version} ({binary.path})"
         except lm.EnvoyBinaryNotFound as exc:
             info[label] = f"missing: {exc}"
+    found = shutil.which("prometheus")
+    if found:
+        from ._prometheus import prometheus_version
+        info["prometheus"] = f"{prometheus_version(Path(found))} ({found})"
     versions = []
     for name in PACKAGES:
         try:

@@ -61,11 +61,11 @@ class Summary:
         return {"median": self.median, "min": self.low, "max": self.high, "n": self.n}
 
 
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
+def _status_kib(field: str, pid: int | str = "self") -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
+    raise RuntimeError(f"{field} not in /proc/{pid}/status")
 
 
 def reset_peak_rss() -> int:
@@ -81,6 +81,11 @@ def reset_peak_rss() -> int:
 def peak_rss() -> int:
     """Peak RSS (bytes) since the last `reset_peak_rss`."""
     return _status_kib("VmHWM") * 1024
+
+
+def process_peak_rss(pid: int) -> int:
+    """Peak RSS (bytes) of another live process over its whole life (its VmHWM)."""
+    return _status_kib("VmHWM", pid) * 1024
 
 
 def timed(fn: Callable[[], T]) -> tuple[float, T]:

@@ -23,6 +23,23 @@ NOISE_404 = 0.05
 NOISE_503 = 0.005
 
 
+def send_burst(proxy: lm.Proxy, rng: random.Random, *, rate_low: float, rate_high: float,
+               error_fraction: float = 0.0) -> dict[str, int]:
+    """One burst of noisy healthy traffic through `proxy`; the counts of what came back."""
+    result = lm.send_traffic(proxy.url, requests=None, duration_s=BURST_S,
+                             rate_per_s=rng.uniform(rate_low, rate_high),
+                             concurrency=2, noise_fraction=NOISE_404, timeout_s=1.0)
+    extra = 1 if rng.random() < NOISE_503 * result.sent else 0
+    if error_fraction:
+        extra += round(result.sent * error_fraction)
+    if extra:
+        more = lm.send_traffic(proxy.url, requests=extra, rate_per_s=None, concurrency=1,
+                               path="/status/503", timeout_s=1.0)
+        result.statuses[503] = result.statuses.get(503, 0) + more.count(503)
+    return {"requests": result.sent, "404": result.count(404), "5xx": result.server_errors,
+            "errors": sum(result.errors.values())}
+
+
 @dataclass
 class Pump:
     baseline: lm.Proxy
@@ -65,25 +82,52 @@ class Pump:
             if proxy is None or not proxy.running:
                 self._stop.wait(0.05)
                 continue
-            result = lm.send_traffic(proxy.url, requests=None, duration_s=BURST_S,
-                                     rate_per_s=rng.uniform(self.rate_low, self.rate_high),
-                                     concurrency=2, noise_fraction=NOISE_404, timeout_s=1.0)
-            extra = 1 if rng.random() < NOISE_503 * result.sent else 0
-            if role == "canary" and self.canary_error_fraction:
-                extra += round(result.sent * self.canary_error_fraction)
-            if extra:
-                more = lm.send_traffic(proxy.url, requests=extra, rate_per_s=None, concurrency=1,
-                                       path="/status/503", timeout_s=1.0)
-                result.statuses[503] = result.statuses.get(503, 0) + more.count(503)
+            counts = send_burst(proxy, rng, rate_low=self.rate_low, rate_high=self.rate_high,
+                                error_fraction=self.canary_error_fraction if role == "canary" else 0.0)
             with self._lock:
-                counts = self.sent[role]
-                counts["requests"] += result.sent
-                counts["404"] += result.count(404)
-                counts["5xx"] += result.server_errors
-                counts["errors"] += sum(result.errors.values())
+                for key, value in counts.items():
+                    self.sent[role][key] += value
 
     def __enter__(self) -> Pump:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@dataclass
+class FleetPump:
+    """The same noisy healthy traffic through each of several proxies, one thread each."""
+
+    proxies: list[lm.Proxy]
+    rate_low: float = 30.0
+    rate_high: float = 80.0
+    seed: int = 7
+    sent: dict[str, dict[str, int]] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __enter__(self) -> FleetPump:
+        for proxy in self.proxies:
+            self.sent[proxy.spec.name] = {"requests": 0, "404": 0, "5xx": 0, "errors": 0}
+            thread = threading.Thread(target=self._loop, args=(proxy,), name=f"pump-{proxy.spec.name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+    def _loop(self, proxy: lm.Proxy) -> None:
+        rng = random.Random(f"{self.seed}-{proxy.spec.name}")
+        while not self._stop.is_set():
+            if not proxy.running:
+                self._stop.wait(0.05)
+                continue
+            counts = send_burst(proxy, rng, rate_low=self.rate_low, rate_high=self.rate_high)
+            with self._lock:
+                for key, value in counts.items():
+                    self.sent[proxy.spec.name][key] += value

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ._result import Section
 
-ORDER = ("decision", "fleet", "parsing", "program")
+ORDER = ("prometheus", "decision", "fleet", "parsing", "program")
 
 
 def load(path: Path) -> dict:
@@ -46,7 +46,7 @@ def render(store: dict, *, command: str) -> str:
     for s in sections:
         for t in s.targets:
             rows.append([t.target, t.figure, "**met**" if t.met else "**missed**", t.bound or "—"])
-    lines += [_table(["target (issue 5)", "measured", "", "what bounds it"], rows), ""]
+    lines += [_table(["target", "measured", "", "what bounds it"], rows), ""]
     for s in sections:
         stamp = f"measured {s.measured_at}, {s.duration_s:.0f} s" + (" — QUICK smoke sizes" if s.quick else "")
         lines += [f"## {s.title}", "", f"*{stamp}*", ""]

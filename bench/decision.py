@@ -38,8 +38,6 @@ from ._pump import NOISE_404, NOISE_503, Pump
 from ._result import Section, Table, TargetCheck
 
 FAULTS = ("5xx", "reject-config", "overload")
-FLAGGER_INTERVAL_S = 60
-FLAGGER_THRESHOLD = 5
 
 
 @dataclass
@@ -222,8 +220,6 @@ def _section(windows: list[Window], soak_s: float, pump: Pump, *, quick: bool) -
     decided_all = all(w.outcome == "failed" and w.onset_to_decision is not None
                       for w in windows if w.kind.startswith("decision"))
     met = decided_all and worst <= 5.0
-    flagger_low = (FLAGGER_THRESHOLD - 1) * FLAGGER_INTERVAL_S
-    flagger_high = FLAGGER_THRESHOLD * FLAGGER_INTERVAL_S
     base, can = pump.sent["baseline"], pump.sent["canary"]
     total = base["requests"] or 1
     low, high = _offsets(quick)
@@ -264,11 +260,6 @@ def _section(windows: list[Window], soak_s: float, pump: Pump, *, quick: bool) -
             Table("Fault onset → failed decision (default interval 1 s, failure limit 1)",
                   ["fault", "onset → decision (median, range)", "decided", "failing checks"], rows),
             Table("Soak and false decisions", ["windows", "count", "outcomes", "false decisions"], soak_rows),
-            Table("Reference, not measured: Flagger's default analysis",
-                  ["", "detection after onset"],
-                  [["Flagger default (`interval: 1m`, `threshold: 5`: five failed checks, one per interval)",
-                    f"≈ {flagger_low / 60:.0f}–{flagger_high / 60:.0f} min (+ Prometheus scrape/query range)"],
-                   ["meshlift, measured above (median over all faults)", f"{median_all:.2f} s"]]),
         ],
         targets=[
             TargetCheck("Decision within 5 s of fault onset (default gate settings)",
