@@ -9,10 +9,11 @@ Everything a cluster dials stays on loopback:
 - nodes report 127.0.0.1 and kwok's own port as their kubelet endpoint, so
   `pods/portforward` goes apiserver -> kwok, which forwards to the address a kwok
   `PortForward` object names (e.g. a local Envoy's admin port);
-- pod IPs come from a per-cluster 127.x/16 range, and the apiserver routes
-  webhook calls to endpoint (pod) IPs, so a process listening on a pod's IP — a
-  local istiod standing in for its pod — answers that pod's webhooks;
-- Service cluster IPs come from a per-cluster 127.x/16 range too.
+- pod IPs come from a per-cluster 127.x/16 range (the API server refuses them
+  in endpoints, so Services have none);
+- Service cluster IPs come from a per-cluster 127.x/16 range too, and the API
+  server calls webhooks there: a local process bound to a Service's address (the
+  istiod runner) answers that Service's webhooks.
 
 Each cluster lives in its own kwok workdir under the caller's directory, with its
 own kubeconfig (context `kwok-<name>`) — never the user's current context.
@@ -103,11 +104,9 @@ class LocalCluster:
             "componentsPatches": [
                 {
                     "name": "kube-apiserver",
-                    "extraArgs": [
-                        {"key": "service-cluster-ip-range", "value": self.service_cidr},
-                        # Webhooks go to the endpoint (pod) IP, which is on loopback.
-                        {"key": "enable-aggregator-routing", "value": "true"},
-                    ],
+                    # Webhooks are called at the Service's cluster IP, on loopback here
+                    # (endpoints may not hold loopback addresses, so no routing to pod IPs).
+                    "extraArgs": [{"key": "service-cluster-ip-range", "value": self.service_cidr}],
                 },
                 {
                     "name": "kube-controller-manager",

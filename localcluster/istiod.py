@@ -7,8 +7,12 @@ watches the istiod pods of a cluster and, for each Running one, starts the real
 `pilot-discovery` of that pod's release (from the pinned toolchain: the image tag
 `.../pilot:<release>` picks `pilot-discovery-<release>`) with the container's own
 args and environment, listening on the pod's IP (a loopback address kwok
-assigned, which the API server reaches through the Service's endpoints). So the
-injector and the validator that answer are Istio's own, at the chart's version.
+assigned). The API server calls webhooks at the Service's cluster IP (also on
+loopback); there is no kube-proxy here, and Kubernetes refuses loopback
+addresses in endpoints, so the runner does what kube-proxy would: the first
+running pod of each revision also serves its webhooks on the Service's
+`<cluster IP>:443`. So the injector and the validator that answer are Istio's
+own, at the chart's version.
 
 What differs from a real pod: the process talks to the API server with the
 cluster's admin kubeconfig rather than the pod's service account token, and no
@@ -46,6 +50,16 @@ class _Running:
     log: Path
     release: str
     ip: str
+    revision: str
+    serves_service: bool
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGKILL the child when the process that started it dies (no istiod outlives a killed test run)."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def release_of(pod: Any) -> str | None:
@@ -101,6 +115,16 @@ class IstiodRunner:
         with self._lock:
             return {uid: (r.release, r.ip) for uid, r in self._running.items() if r.process.poll() is None}
 
+    def _service_address(self, revision: str) -> str | None:
+        """`<cluster IP>:<port>` of the revision's webhook port, unless another live process serves it."""
+        if any(r.revision == revision and r.serves_service and r.process.poll() is None for r in self._running.values()):
+            return None
+        service = self.core_v1.read_namespaced_service(f"istiod-{revision}", self.namespace, _request_timeout=5)
+        for port in service.spec.ports or []:
+            if port.target_port in (15017, "15017") or port.port == 443:
+                return f"{service.spec.cluster_ip}:{port.port}"
+        return None
+
     def logs(self) -> dict[str, str]:
         with self._lock:
             return {uid: r.log.read_text(errors="replace") if r.log.exists() else "" for uid, r in self._running.items()}
@@ -139,8 +163,13 @@ class IstiodRunner:
         container = next(c for c in pod.spec.containers if c.name == "discovery")
         binary = self.toolchain.path(f"pilot-discovery-{release}")
         ip = pod.status.pod_ip
+        revision = (pod.metadata.labels or {}).get("istio.io/rev", "default")
+        service = self._service_address(revision)
+        listeners = {flag: f"{ip}:{port}" for flag, port in LISTENERS.items()}
+        if service:
+            listeners["httpsAddr"] = service  # webhooks: where the API server calls them
         args = [*(container.args or [])]
-        args += [f"--{flag}={ip}:{port}" for flag, port in LISTENERS.items()]
+        args += [f"--{flag}={address}" for flag, address in listeners.items()]
         args += ["--kubeconfig", str(self.kubeconfig)]
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "TMPDIR")}
         env.update(container_environment(pod, container))
@@ -151,8 +180,10 @@ class IstiodRunner:
         log = self.workdir / f"{pod.metadata.name}.log"
         with open(log, "ab") as out:
             process = subprocess.Popen([str(binary), *args], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, start_new_session=True)
-        self._running[pod.metadata.uid] = _Running(process=process, log=log, release=release or "?", ip=ip)
+                                       stdin=subprocess.DEVNULL, start_new_session=True,
+                                       preexec_fn=_die_with_parent)
+        self._running[pod.metadata.uid] = _Running(process=process, log=log, release=release or "?", ip=ip,
+                                                   revision=revision, serves_service=service is not None)
 
     def _terminate(self, uid: str) -> None:
         running = self._running.pop(uid)

@@ -1,0 +1,107 @@
+"""`meshlift upgrade` on the real engine, from install to cleanup, gated by real Envoys.
+
+The teams' workloads exist before meshlift (created through the API under their
+own field manager, as kubectl would). Every pod Istio's real injector injected
+gets a real Envoy of its revision (1.30.3 pods: Envoy 1.39.3, 1.31.0 pods: Envoy
+1.40.0, each reporting its Istio version as istio-agent does) behind a kwok
+PortForward of port 15000, with traffic through it. meshlift's gates find those
+pods and reach those Envoys with the same discovery and port-forward code users
+run. A bad canary is rolled back through the real stack history.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import localmesh as lm
+from localcluster.pod_proxies import PodProxies
+from tests.e2e.conftest import run_istiods
+from tests.e2e.kube import Kube, eventually
+from tests.e2e.stacks import FROM, FROM_REV, TO, TO_REV, mesh_stack
+
+TEAM_MANAGER = "team-kubectl"
+
+
+def team_deployment(namespace: str, name: str, replicas: int = 2) -> dict:
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"app": name, "team": namespace}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name, "version": "v1"}},
+                         "spec": {"containers": [{"name": name, "image": f"registry.example.com/{namespace}/{name}:1.0",
+                                                  "ports": [{"containerPort": 8080}]}]}},
+        },
+    }
+
+
+def namespaces_config() -> list[dict]:
+    return [
+        {"name": "shop", "revision": "stable", "wave": 1, "create": False,
+         "workloads": [{"name": "web", "canary": True}]},
+        {"name": "payments", "revision": "stable", "wave": 2, "create": False,
+         "workloads": [{"name": "api"}]},
+    ]
+
+
+def injected_revisions(kube: Kube, namespace: str, app: str) -> set[str | None]:
+    pods = kube.core.list_namespaced_pod(namespace, label_selector=f"app={app}").items
+    return {json.loads((p.metadata.annotations or {}).get("sidecar.istio.io/status", "{}")).get("revision")
+            for p in pods if p.status.phase == "Running" and not p.metadata.deletion_timestamp}
+
+
+@pytest.fixture(scope="module")
+def mesh(clusters, built_toolchain, istiod_runners, tmp_path_factory):
+    """A cluster whose teams run web (shop) and api (payments), with stand-in Envoys for injected pods."""
+    cluster = clusters.start("upgrade")
+    run_istiods(cluster, built_toolchain, istiod_runners, tmp_path_factory.mktemp("istiod"))
+    kube = Kube.of(cluster)
+    for namespace, app in (("shop", "web"), ("payments", "api")):
+        kube.core.create_namespace({"metadata": {"name": namespace}}, field_manager=TEAM_MANAGER)
+        kube.apps.create_namespaced_deployment(namespace, team_deployment(namespace, app), field_manager=TEAM_MANAGER)
+    with lm.Upstream(name="apps") as upstream, PodProxies(
+        core_v1=kube.core, custom=kube.custom, upstream=upstream, workdir=tmp_path_factory.mktemp("envoys"),
+        envoy_for_revision={FROM_REV: lm.stable_envoy(), TO_REV: lm.target_envoy()},
+        istio_version_for_revision={FROM_REV: FROM, TO_REV: TO},
+        namespaces=("shop", "payments", "istio-ingress"),
+    ) as proxies:
+        yield cluster, kube, proxies
+
+
+def test_an_upgrade_runs_from_install_to_cleanup_on_the_real_engine(project, mesh, chart_repository) -> None:
+    cluster, kube, proxies = mesh
+    config = mesh_stack(cluster, chart_repository, namespaces=namespaces_config())
+    config["meshlift:revisions"] = [{"version": FROM}]
+    config.pop("meshlift:rollout")
+    project.write_stack("e2e", config)
+    project.init_stack("e2e")
+    first = project.up("e2e", label="pulumi up: the mesh before the upgrade")
+    assert first.returncode == 0, first.output
+
+    # The teams restart onto the mesh (kubectl rollout restart): their pods get the stable revision.
+    for namespace, app in (("shop", "web"), ("payments", "api")):
+        kube.apps.patch_namespaced_deployment(app, namespace, {"spec": {"template": {"metadata": {"annotations": {
+            "kubectl.kubernetes.io/restartedAt": "2026-12-01T00:00:00Z"}}}}}, field_manager=TEAM_MANAGER)
+        eventually(lambda: injected_revisions(kube, namespace, app) == {FROM_REV}, timeout=120,
+                   what=f"{namespace}/{app} injected by {FROM_REV}")
+    eventually(lambda: len(proxies.by_pod()) >= 6, timeout=120, what="stand-in Envoys for every injected pod")
+
+    upgrade = project.meshlift("upgrade", "-s", "e2e", "--to", TO, "--json", label="meshlift upgrade (install to cleanup)")
+    assert upgrade.returncode == 0, upgrade.output[-6000:]
+
+    assert set(kube.helm_releases("istio-system")) == {"istio-base", f"istiod-{TO_REV}"}
+    tag = kube.mutating_webhooks()["istio-revision-tag-stable"]
+    assert {w.client_config.service.name for w in tag.webhooks} == {f"istiod-{TO_REV}"}
+    validator = kube.validating_webhooks()["istiod-default-validator"]
+    assert {w.client_config.service.name for w in validator.webhooks} == {f"istiod-{TO_REV}"}
+    for namespace, app in (("shop", "web"), ("payments", "api")):
+        assert injected_revisions(kube, namespace, app) == {TO_REV}
+        deployment = kube.apps.read_namespaced_deployment(app, namespace)
+        managers = {entry.manager: entry for entry in deployment.metadata.managed_fields}
+        assert TEAM_MANAGER in managers, "the team still owns its workload"
+        owned = json.dumps(managers["meshlift"].fields_v1) if "meshlift" in managers else ""
+        assert "meshlift.io/proxy-revision" in owned and "f:containers" not in owned
+    assert not [d for d in kube.apps.list_namespaced_deployment("shop").items if d.metadata.name.endswith("-canary")]
