@@ -27,6 +27,30 @@ ADMIN_PORT = 15000
 POLL_SECONDS = 0.5
 
 
+def _duration_s(text: Any) -> int:
+    return int(float(str(text).rstrip("s"))) if text else 0
+
+
+def profile_of(pod: Any, mesh_config: dict[str, Any], workdir: Path) -> lm.ProxyProfile:
+    """What this pod's sidecar would run with: its log levels from the args the real injector
+    rendered into its istio-proxy container, its access log and upstream keepalive from the
+    revision's mesh config (the chart's `istio-<rev>` ConfigMap, which istiod pushes)."""
+    proxy = next(c for c in pod.spec.containers if c.name == "istio-proxy")
+    flags = dict(arg.split("=", 1) for arg in (proxy.args or []) if arg.startswith("--") and "=" in arg)
+    keepalive = mesh_config.get("tcpKeepalive")
+    log_file = mesh_config.get("accessLogFile") or ""
+    return lm.ProxyProfile(
+        access_log_path=str(workdir / "access.log") if log_file else None,
+        access_log_format=mesh_config.get("accessLogFormat") or "",
+        access_log_json=mesh_config.get("accessLogEncoding") == "JSON",
+        upstream_keepalive=lm.TcpKeepalive(time_s=_duration_s(keepalive.get("time")),
+                                           interval_s=_duration_s(keepalive.get("interval")),
+                                           probes=int(keepalive.get("probes") or 0)) if keepalive else None,
+        log_level=flags.get("--proxyLogLevel", "warning"),
+        component_log_level=flags.get("--proxyComponentLogLevel") or "",
+    )
+
+
 def injected_revision(pod: Any) -> str | None:
     status = (pod.metadata.annotations or {}).get("sidecar.istio.io/status")
     if not status:
@@ -56,6 +80,7 @@ class PodProxies:
     upstream: lm.Upstream
     workdir: Path
     namespaces: tuple[str, ...] = ()  # () = every namespace
+    istio_namespace: str = "istio-system"
     on_start: Callable[[StandIn], None] | None = None  # e.g. inject a fault into a canary's stand-in
     errors: list[str] = field(default_factory=list)
 
@@ -125,12 +150,20 @@ class PodProxies:
             with self._lock:
                 self._proxies[uid] = stand_in
 
+    def _mesh_config(self, revision: str) -> dict[str, Any]:
+        import yaml
+
+        config_map = self.core_v1.read_namespaced_config_map(f"istio-{revision}", self.istio_namespace,
+                                                             _request_timeout=5)
+        return yaml.safe_load((config_map.data or {}).get("mesh") or "") or {}
+
     def _start(self, pod: Any, revision: str) -> StandIn:
         namespace, name = pod.metadata.namespace, pod.metadata.name
+        workdir = self.workdir / f"{namespace}-{name}"
         proxy = lm.start_proxy(
             self.envoy_for_revision[revision], self.upstream, name=f"{namespace}-{name}", revision=revision,
             xds="static", node_metadata={"ISTIO_VERSION": self.istio_version_for_revision[revision]},
-            workdir=self.workdir / f"{namespace}-{name}",
+            workdir=workdir, profile=profile_of(pod, self._mesh_config(revision), workdir),
         )
         stand_in = StandIn(namespace=namespace, pod=name, revision=revision, proxy=proxy)
         if self.on_start is not None:

@@ -114,13 +114,19 @@ def proxy_image_tag(pod: Mapping[str, Any]) -> str | None:
 
 
 def old_revision_pods(pods: Iterable[Mapping[str, Any]], *, old_revision: str, old_version: str,
-                      enrolled_namespaces: Iterable[str]) -> list[Leftover]:
-    """Every pod still tied to the old revision, by what it carries, sorted by namespace/name."""
+                      enrolled_namespaces: Iterable[str], istio_namespace: str = "istio-system") -> list[Leftover]:
+    """Every pod still tied to the old revision, by what it carries, sorted by namespace/name.
+
+    The old revision's own istiod pods carry its `istio.io/rev` label too: cleanup
+    removes them with their release, so they are never in its way.
+    """
     enrolled = set(enrolled_namespaces)
     found = []
     for pod in pods:
         metadata = pod.get("metadata") or {}
         namespace, name = metadata.get("namespace", ""), metadata.get("name", "")
+        if namespace == istio_namespace and (metadata.get("labels") or {}).get("app") == "istiod":
+            continue
         phase = (pod.get("status") or {}).get("phase") or "Unknown"
         finished = phase in FINISHED_PHASES
         owner = _owner(metadata)
@@ -158,7 +164,8 @@ def cleanup_refusal(plan: MeshPlan, pods: Iterable[Mapping[str, Any]]) -> Cleanu
         problems.append(f"the default revision (the validating webhook) would be {plan.default_revision}, which "
                         "is not installed after cleanup: set meshlift:defaultRevision to an installed revision")
     leftovers = old_revision_pods(pods, old_revision=plan.from_revision, old_version=plan.from_version,
-                                  enrolled_namespaces=[namespace.name for namespace in plan.namespaces])
+                                  enrolled_namespaces=[namespace.name for namespace in plan.namespaces],
+                                  istio_namespace=plan.istio_namespace)
     refusal = CleanupRefusal(plan.from_revision, leftovers, problems)
     return refusal if refusal.refused or leftovers else None
 

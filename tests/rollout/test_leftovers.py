@@ -150,3 +150,15 @@ def test_outside_cleanup_nothing_is_refused():
         "meshlift:revisions": [{"version": "1.39.3"}, {"version": "1.40.0"}],
         "meshlift:rollout": {"from": "1.39.3", "to": "1.40.0", "stage": "promote", "promotedWaves": 2}})))
     assert cleanup_refusal(plan, [on_revision(by_name("reviews-v1-7d8f9c6b5-abcde"), OLD, OLD_VERSION)]) is None
+
+
+def test_the_old_revisions_own_istiod_pods_are_not_in_the_way_of_its_cleanup():
+    istiod = {"metadata": {"namespace": "istio-system", "name": "istiod-1-39-3-68d74b6d4c-5wrmk",
+                           "labels": {"app": "istiod", "istio.io/rev": OLD},
+                           "ownerReferences": [{"kind": "ReplicaSet", "name": "istiod-1-39-3-68d74b6d4c"}]},
+              "spec": {"containers": [{"name": "discovery", "image": f"docker.io/istio/pilot:{OLD_VERSION}"}]},
+              "status": {"phase": "Running"}}
+    assert leftovers([istiod]) == []
+    elsewhere = copy.deepcopy(istiod)
+    elsewhere["metadata"]["namespace"] = "tools"  # an app that happens to call itself istiod is still judged
+    assert [found.name for found in leftovers([elsewhere])] == ["istiod-1-39-3-68d74b6d4c-5wrmk"]
