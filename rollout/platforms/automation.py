@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,21 @@ def entry_from_summary(summary: Any) -> HistoryEntry:
     )
 
 
+def numbered(entries: list[HistoryEntry], *, complete: bool) -> list[HistoryEntry]:
+    """Newest-first entries with update numbers.
+
+    Pulumi Cloud numbers updates; the file (DIY) backend reports every update as
+    version 0. There the number is the update's position in the whole history
+    (oldest = 1), which is what `pulumi stack history` lists and `--to N` names.
+    """
+    if not entries or any(entry.version for entry in entries):
+        return entries
+    if not complete:
+        raise PlatformError("this backend does not number updates: read the whole history, not a page")
+    total = len(entries)
+    return [replace(entry, version=total - index) for index, entry in enumerate(entries)]
+
+
 def changes_from_summary(summary: Any) -> dict[str, int]:
     return {str(op): int(count) for op, count in (summary.resource_changes or {}).items()}
 
@@ -137,12 +153,13 @@ class AutomationEngine:
             for key in added:
                 workspace_vars.pop(key, None)
         summary = result.summary
-        return UpResult(version=summary.version, result=summary.result, changes=changes_from_summary(summary))
+        version = summary.version or (self.history()[0].version if summary.result == "succeeded" else 0)
+        return UpResult(version=version, result=summary.result, changes=changes_from_summary(summary))
 
     def history(self, *, page_size: int | None = None) -> list[HistoryEntry]:
         with _translated("read stack history"):
             summaries = self._select().history(page_size=page_size, show_secrets=False)
-        return [entry_from_summary(summary) for summary in summaries]
+        return numbered([entry_from_summary(summary) for summary in summaries], complete=page_size is None)
 
     def refresh(self) -> None:
         with _translated("pulumi refresh"):

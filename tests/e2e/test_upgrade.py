@@ -53,10 +53,15 @@ def injected_revisions(kube: Kube, namespace: str, app: str) -> set[str | None]:
             for p in pods if p.status.phase == "Running" and not p.metadata.deletion_timestamp}
 
 
-@pytest.fixture(scope="module")
-def mesh(clusters, built_toolchain, istiod_runners, tmp_path_factory):
+def faulty_canaries(stand_in) -> None:
+    """A bad canary for real: its Envoy's upstream answers 503 (localmesh's 5xx fault)."""
+    if "-canary-" in stand_in.pod:
+        lm.inject_fault(stand_in.proxy, "5xx")
+
+
+def _mesh(name, clusters, built_toolchain, istiod_runners, tmp_path_factory, on_start=None):
     """A cluster whose teams run web (shop) and api (payments), with stand-in Envoys for injected pods."""
-    cluster = clusters.start("upgrade")
+    cluster = clusters.start(name)
     run_istiods(cluster, built_toolchain, istiod_runners, tmp_path_factory.mktemp("istiod"))
     kube = Kube.of(cluster)
     for namespace, app in (("shop", "web"), ("payments", "api")):
@@ -67,12 +72,22 @@ def mesh(clusters, built_toolchain, istiod_runners, tmp_path_factory):
         envoy_for_revision={FROM_REV: lm.stable_envoy(), TO_REV: lm.target_envoy()},
         istio_version_for_revision={FROM_REV: FROM, TO_REV: TO},
         namespaces=("shop", "payments", "istio-ingress"),
+        on_start=on_start,
     ) as proxies:
         yield cluster, kube, proxies
 
 
-def test_an_upgrade_runs_from_install_to_cleanup_on_the_real_engine(project, mesh, chart_repository) -> None:
-    cluster, kube, proxies = mesh
+@pytest.fixture(scope="module")
+def healthy_mesh(clusters, built_toolchain, istiod_runners, tmp_path_factory):
+    yield from _mesh("upgrade", clusters, built_toolchain, istiod_runners, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def faulty_mesh(clusters, built_toolchain, istiod_runners, tmp_path_factory):
+    yield from _mesh("rollback", clusters, built_toolchain, istiod_runners, tmp_path_factory, on_start=faulty_canaries)
+
+
+def the_mesh_before_the_upgrade(project, cluster, chart_repository, kube, proxies) -> None:
     config = mesh_stack(cluster, chart_repository, namespaces=namespaces_config())
     config["meshlift:revisions"] = [{"version": FROM}]
     config.pop("meshlift:rollout")
@@ -88,6 +103,11 @@ def test_an_upgrade_runs_from_install_to_cleanup_on_the_real_engine(project, mes
         eventually(lambda: injected_revisions(kube, namespace, app) == {FROM_REV}, timeout=120,
                    what=f"{namespace}/{app} injected by {FROM_REV}")
     eventually(lambda: len(proxies.by_pod()) >= 6, timeout=120, what="stand-in Envoys for every injected pod")
+
+
+def test_an_upgrade_runs_from_install_to_cleanup_on_the_real_engine(project, healthy_mesh, chart_repository) -> None:
+    cluster, kube, proxies = healthy_mesh
+    the_mesh_before_the_upgrade(project, cluster, chart_repository, kube, proxies)
 
     upgrade = project.meshlift("upgrade", "-s", "e2e", "--to", TO, "--json", label="meshlift upgrade (install to cleanup)")
     assert upgrade.returncode == 0, upgrade.output[-6000:]
@@ -105,3 +125,29 @@ def test_an_upgrade_runs_from_install_to_cleanup_on_the_real_engine(project, mes
         owned = json.dumps(managers["meshlift"].fields_v1) if "meshlift" in managers else ""
         assert "meshlift.io/proxy-revision" in owned and "f:containers" not in owned
     assert not [d for d in kube.apps.list_namespaced_deployment("shop").items if d.metadata.name.endswith("-canary")]
+
+
+def test_a_bad_canary_is_rolled_back_through_the_stack_history(project, faulty_mesh, chart_repository) -> None:
+    cluster, kube, proxies = faulty_mesh
+    the_mesh_before_the_upgrade(project, cluster, chart_repository, kube, proxies)
+    originals = {(ns, app): {p.metadata.uid for p in kube.core.list_namespaced_pod(ns, label_selector=f"app={app}").items}
+                 for ns, app in (("shop", "web"), ("payments", "api"))}
+
+    upgrade = project.meshlift("upgrade", "-s", "e2e", "--to", TO, "--json", label="meshlift upgrade (bad canary, rolled back)")
+    assert upgrade.returncode == 1, upgrade.output[-4000:]
+    document = json.loads(upgrade.stdout)
+    assert document["phase"] == "RolledBack" and "upstream-success-rate" in json.dumps(document["failure"])
+
+    # The last good update with one data-plane version was the install stage: the
+    # rollback re-applied it (the new revision installed, nothing using it).
+    history = json.loads(project.pulumi("stack", "history", "--json", stack="e2e").stdout)
+    assert "rollback to update" in history[0]["message"] and history[0]["result"] == "succeeded"
+    assert json.loads(history[0]["config"]["meshlift:rollout"]["value"])["stage"] == "install"
+    assert set(kube.helm_releases("istio-system")) == {"istio-base", f"istiod-{FROM_REV}", f"istiod-{TO_REV}"}
+    assert not [d for d in kube.apps.list_namespaced_deployment("shop").items if d.metadata.name.endswith("-canary")]
+    tag = kube.mutating_webhooks()["istio-revision-tag-stable"]
+    assert {w.client_config.service.name for w in tag.webhooks} == {f"istiod-{FROM_REV}"}
+    for (namespace, app), uids in originals.items():
+        now = {p.metadata.uid for p in kube.core.list_namespaced_pod(namespace, label_selector=f"app={app}").items
+               if "-canary-" not in p.metadata.name}
+        assert now == uids, f"{namespace}/{app} never restarted"

@@ -111,3 +111,16 @@ def test_set_config_goes_through_set_all_json():
     _engine(stack).set_config({"meshlift:rollout": {"stage": "install"}})
     assert stack.calls == [("set_all_config_json", {"meshlift:rollout": {
         "value": '{"stage": "install"}', "objectValue": {"stage": "install"}, "secret": False}})]
+
+
+def test_updates_of_a_backend_that_does_not_number_them_are_numbered_by_position():
+    from rollout.history import HistoryEntry
+    from rollout.platforms.automation import numbered
+
+    # What the file backend's `pulumi stack history --json` gives: newest first, every version 0.
+    raw = [HistoryEntry(version=0, kind="update", result=r, config={}, message=m)
+           for r, m in (("succeeded", "canary"), ("succeeded", "install"), ("succeeded", "initial"))]
+    assert [(e.version, e.message) for e in numbered(raw, complete=True)] == [
+        (3, "canary"), (2, "install"), (1, "initial")]
+    cloud = [HistoryEntry(version=v, kind="update", result="succeeded", config={}, message="") for v in (14, 13)]
+    assert numbered(cloud, complete=False) == cloud, "numbers a backend gives are kept"
