@@ -41,6 +41,9 @@ test: toolchain
 rehearse: $(READY)
 	$(BIN)/meshlift rehearse
 
+rehearse-cluster: $(READY)
+	$(BIN)/meshlift rehearse --cluster
+
 bench: $(READY)
 	$(BIN)/python -m bench
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -360,6 +361,9 @@ def rehearse(
     approve_from: ApproveFromOpt = "stdin",
     approval_timeout: ApprovalTimeoutOpt = None,
     as_json: JsonOpt = False,
+    cluster: Annotated[bool, typer.Option(
+        "--cluster", help="Rehearse on a local Kubernetes with the real Pulumi engine, Istio's charts and istiod "
+                          "(1.30.3 -> 1.31.0; builds the pinned toolchain on first use, tens of minutes).")] = False,
 ) -> None:
     """Rehearse the whole staged upgrade on real local Envoys (1.39.3 -> 1.40.0), no cluster needed."""
     from rollout.rehearsal import FAULTS, STACK, rehearsal_config, rehearse as run_rehearsal
@@ -367,6 +371,13 @@ def rehearse(
 
     if fault not in FAULTS:
         raise UsageError(f"--fault {fault}: not a fault the rehearsal knows; choose one of: {', '.join(FAULTS)}")
+    if cluster:
+        from rollout.cluster_rehearsal import rehearse_on_cluster
+
+        code = rehearse_on_cluster(fault=fault, program_root=Path(__file__).resolve().parents[1],
+                                   say=lambda message: print(message, file=sys.stderr, flush=True),
+                                   extra_args=["--json"] if as_json else None)
+        raise typer.Exit(code)
     approval = ApprovalOptions.parse(approve_from, approval_timeout, required=require_approval)
     target = upgrade_target(rehearsal_config(), "1.40.0")
     started = time.monotonic()

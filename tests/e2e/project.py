@@ -28,6 +28,20 @@ PROGRAM_PARTS = ("__main__.py", "components", "rollout", "checks", "localmesh")
 PULUMI_TIMEOUT_SECONDS = 900
 
 
+def _record(label: str, command: tuple[str, ...], result: subprocess.CompletedProcess[str], seconds: float) -> None:
+    """With MESHLIFT_E2E_RECORD=<dir>: keep each labelled command's output and time (docs transcripts, timings)."""
+    directory = os.environ.get("MESHLIFT_E2E_RECORD")
+    if not directory:
+        return
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    with open(path / "timings.jsonl", "a") as timings:
+        timings.write(json.dumps({"label": label, "seconds": round(seconds, 1), "exit": result.returncode}) + "\n")
+    name = "".join(c if c.isalnum() else "-" for c in label).strip("-")
+    (path / f"{name}.txt").write_text(f"$ {' '.join(Path(command[0]).name if i == 0 else c for i, c in enumerate(command))}\n"
+                                       f"{result.stdout}{result.stderr}")
+
+
 @dataclass
 class Completed:
     command: list[str]
@@ -97,6 +111,7 @@ class Project:
         seconds = time.monotonic() - started
         if label:
             self.timings.append((label, seconds))
+            _record(label, command, result, seconds)
         return Completed(list(command), result.returncode, result.stdout, result.stderr, seconds)
 
     def pulumi(self, *args: str, stack: str | None = None, env: dict[str, str] | None = None,

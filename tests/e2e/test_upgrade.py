@@ -108,8 +108,20 @@ def the_mesh_before_the_upgrade(project, cluster, chart_repository, kube, proxie
 def test_an_upgrade_runs_from_install_to_cleanup_on_the_real_engine(project, healthy_mesh, chart_repository) -> None:
     cluster, kube, proxies = healthy_mesh
     the_mesh_before_the_upgrade(project, cluster, chart_repository, kube, proxies)
+    # A bare pod no wave restarts, injected by the old revision: cleanup must wait for it.
+    kube.core.create_namespaced_pod("shop", {"metadata": {"name": "batch-once", "labels": {"app": "batch"}},
+                                             "spec": {"containers": [{"name": "batch", "image": "example/batch:1"}]}},
+                                    field_manager=TEAM_MANAGER)
+    eventually(lambda: injected_revisions(kube, "shop", "batch") == {FROM_REV}, what="the batch pod injected")
 
-    upgrade = project.meshlift("upgrade", "-s", "e2e", "--to", TO, "--json", label="meshlift upgrade (install to cleanup)")
+    refused = project.meshlift("upgrade", "-s", "e2e", "--to", TO, label="meshlift upgrade (cleanup refused)")
+    assert refused.returncode == 2, refused.output[-4000:]
+    assert "Cleanup refused" in refused.output and "shop/batch-once" in refused.output
+
+    kube.core.delete_namespaced_pod("batch-once", "shop", grace_period_seconds=0)
+    eventually(lambda: not kube.core.list_namespaced_pod("shop", label_selector="app=batch").items,
+               what="the batch pod gone")
+    upgrade = project.meshlift("upgrade", "-s", "e2e", "--to", TO, "--json", label="meshlift upgrade (resumed at cleanup)")
     assert upgrade.returncode == 0, upgrade.output[-6000:]
 
     assert set(kube.helm_releases("istio-system")) == {"istio-base", f"istiod-{TO_REV}"}

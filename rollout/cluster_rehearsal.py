@@ -1,0 +1,173 @@
+"""`meshlift rehearse --cluster`: the same upgrade on a local Kubernetes, through the real engine.
+
+Everything runs on 127.0.0.1 and is gone afterwards:
+- the pinned toolchain (built on first use, cached): kube-apiserver, etcd,
+  controller-manager, scheduler, kwok nodes, the Pulumi CLI with its Python
+  language host and Kubernetes provider, istiod of each release;
+- Istio's own charts (istio/base, istio/istiod, istio/gateway) on a loopback Helm
+  repository; istiod pods served by the real pilot-discovery of their release, so
+  injection is Istio's own;
+- two teams' Deployments created before meshlift (`shop/web`, `payments/api`);
+  every injected pod gets a real Envoy of its revision behind a port-forward, with
+  traffic through it (no container image runs: kwok plays the kubelets);
+- then `meshlift upgrade -s rehearsal --to 1.31.0` in a project directory of its
+  own: the real Automation API, stack history and gates, exactly as on a cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+FROM, TO = "1.30.3", "1.31.0"
+FROM_REV, TO_REV = "1-30-3", "1-31-0"
+STACK = "rehearsal"
+TEAM_MANAGER = "team-kubectl"
+TEAMS = (("shop", "web"), ("payments", "api"))
+PROGRAM_PARTS = ("__main__.py", "components", "rollout", "checks", "localmesh")
+
+Say = Callable[[str], None]
+
+
+def make_project(directory: Path, program_root: Path, python_prefix: Path) -> Path:
+    """A Pulumi project running meshlift's program (linked), with its own stacks, state and PULUMI_HOME."""
+    (directory / "stacks").mkdir(parents=True)
+    for part in PROGRAM_PARTS:
+        (directory / part).symlink_to(program_root / part)
+    (directory / "Pulumi.yaml").write_text(yaml.safe_dump({
+        "name": "meshlift",
+        "runtime": {"name": "python", "options": {"toolchain": "pip", "virtualenv": str(python_prefix)}},
+        "stackConfigDir": "stacks",
+    }, sort_keys=False))
+    (directory / ".pulumi-home").mkdir()
+    (directory / ".pulumi-state").mkdir()
+    return directory
+
+
+def project_environment(directory: Path, bin_dirs: list[str], python_prefix: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(python_prefix / "bin"), *bin_dirs, env.get("PATH", "")])
+    env.update({
+        "PULUMI_HOME": str(directory / ".pulumi-home"),
+        "PULUMI_BACKEND_URL": f"file://{directory / '.pulumi-state'}",
+        "PULUMI_CONFIG_PASSPHRASE": "",
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+        "MESHLIFT_PROJECT_DIR": str(directory),
+    })
+    env.pop("KUBECONFIG", None)  # the stack names its cluster
+    return env
+
+
+def stack_config(kubeconfig: Path, context: str, chart_repository: str) -> dict[str, Any]:
+    """The mesh before the upgrade: 1.30.3, tag `stable`, a gateway, two teams' namespaces in two waves."""
+    return {
+        "kubernetes:kubeconfig": str(kubeconfig),
+        "kubernetes:context": context,
+        "meshlift:chartRepository": chart_repository,
+        "meshlift:revisions": [{"version": FROM}],
+        "meshlift:defaultRevision": FROM_REV,
+        "meshlift:tags": {"stable": FROM_REV},
+        "meshlift:gateways": [{"name": "istio-ingressgateway", "namespace": "istio-ingress", "revision": "stable",
+                               "replicas": 2, "service": {"type": "ClusterIP"}}],
+        "meshlift:namespaces": [
+            {"name": "shop", "revision": "stable", "wave": 1, "create": False,
+             "workloads": [{"name": "web", "canary": True}]},
+            {"name": "payments", "revision": "stable", "wave": 2, "create": False, "workloads": [{"name": "api"}]},
+        ],
+        "meshlift:gates": {"window": "10s", "interval": "1s", "consecutivePasses": 2, "minRequests": 1},
+    }
+
+
+def team_deployment(namespace: str, name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"app": name, "team": namespace}},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}},
+                              "spec": {"containers": [{"name": name, "image": f"registry.example.com/{namespace}/{name}:1.0"}]}}},
+    }
+
+
+def _wait(probe: Callable[[], bool], what: str, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if probe():
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"{what} not reached in {timeout:.0f} s")
+
+
+def rehearse_on_cluster(*, fault: str, program_root: Path, say: Say, extra_args: list[str] | None = None) -> int:
+    """Run the rehearsal; returns `meshlift upgrade`'s exit code (0 promoted, 1 rolled back, ...)."""
+    import localmesh as lm
+    from localcluster import charts, toolchain
+    from localcluster.cluster import LocalCluster
+    from localcluster.istiod import IstiodRunner
+    from localcluster.pod_proxies import PodProxies, injected_revision
+
+    built = toolchain.ensure(progress=say)
+    python_prefix = Path(sys.prefix)
+    with tempfile.TemporaryDirectory(prefix="meshlift-rehearse-cluster-") as tmp:
+        root = Path(tmp)
+        cluster = LocalCluster(name="rehearsal", index=7, workdir=root / "kwok", toolchain=built)
+        with charts.serve(root / "charts") as repository:
+            say(f"charts: {', '.join(repository.describe())}")
+            say("cluster: starting kube-apiserver, etcd, controller-manager, scheduler and kwok on 127.0.0.1")
+            try:
+                cluster.start()
+                from kubernetes import client
+
+                api = cluster.api_client()
+                core, apps, custom = client.CoreV1Api(api), client.AppsV1Api(api), client.CustomObjectsApi(api)
+                with IstiodRunner(core_v1=core, kubeconfig=cluster.kubeconfig, context=cluster.context, toolchain=built,
+                                  workdir=root / "istiod"), lm.Upstream(name="apps") as upstream:
+                    for namespace, app in TEAMS:
+                        core.create_namespace({"metadata": {"name": namespace}}, field_manager=TEAM_MANAGER)
+                        apps.create_namespaced_deployment(namespace, team_deployment(namespace, app),
+                                                          field_manager=TEAM_MANAGER)
+                    say("teams: shop/web and payments/api running (2 pods each), created before meshlift")
+
+                    def on_start(stand_in: Any) -> None:
+                        if fault != "none" and "-canary-" in stand_in.pod:
+                            lm.inject_fault(stand_in.proxy, fault)
+
+                    with PodProxies(core_v1=core, custom=custom, upstream=upstream, workdir=root / "envoys",
+                                    envoy_for_revision={FROM_REV: lm.stable_envoy(), TO_REV: lm.target_envoy()},
+                                    istio_version_for_revision={FROM_REV: FROM, TO_REV: TO},
+                                    namespaces=("shop", "payments", "istio-ingress"), on_start=on_start):
+                        project = make_project(root / "project", program_root, python_prefix)
+                        env = project_environment(project, [str(d) for d in built.bin_dirs], python_prefix)
+                        (project / "stacks" / f"Pulumi.{STACK}.yaml").write_text(yaml.safe_dump(
+                            {"config": stack_config(cluster.kubeconfig, cluster.context, repository.url)}))
+                        run = lambda *cmd: subprocess.run(list(cmd), cwd=project, env=env,  # noqa: E731
+                                                          capture_output=True, text=True, stdin=subprocess.DEVNULL)
+                        run("pulumi", "stack", "init", STACK, "--non-interactive")
+                        say(f"pulumi up: the mesh before the upgrade (Istio {FROM}, real provider and charts)")
+                        first = run("pulumi", "up", "--yes", "--skip-preview", "--non-interactive", "--stack", STACK)
+                        if first.returncode != 0:
+                            say((first.stdout + first.stderr)[-3000:])
+                            return 3
+                        for namespace, app in TEAMS:  # the teams restart onto the mesh: injected by 1.30.3
+                            apps.patch_namespaced_deployment(app, namespace, {"spec": {"template": {"metadata": {
+                                "annotations": {"kubectl.kubernetes.io/restartedAt": "rehearsal"}}}}},
+                                field_manager=TEAM_MANAGER)
+                        _wait(lambda: sum(injected_revision(p) == FROM_REV
+                                          for ns, _ in TEAMS for p in core.list_namespaced_pod(ns).items
+                                          if p.status.phase == "Running") >= 4, "the teams' pods injected by 1.30.3")
+                        say(f"meshlift upgrade -s {STACK} --to {TO}")
+                        upgrade = subprocess.run([str(python_prefix / "bin" / "meshlift"), "upgrade", "-s", STACK,
+                                                  "--to", TO, *(extra_args or [])], cwd=project, env=env,
+                                                 stdin=subprocess.DEVNULL)
+                        return upgrade.returncode
+            finally:
+                say("cluster: stopping")
+                cluster.stop()
