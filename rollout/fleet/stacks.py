@@ -108,8 +108,7 @@ def rehearsal_stack_config(*, gates: dict[str, Any] | None = None) -> dict[str, 
         "meshlift:revisions": [{"version": REHEARSAL_FROM}],
         "meshlift:tags": {"stable": REHEARSAL_FROM.replace(".", "-")},
         "meshlift:namespaces": [
-            {"name": "shop", "revision": "stable", "wave": 1,
-             "workloads": [{"name": "web", "image": "local/web", "replicas": 1, "canary": True}]},
+            {"name": "shop", "revision": "stable", "wave": 1, "workloads": [{"name": "web", "canary": True}]},
         ],
         "meshlift:gates": {**REHEARSAL_GATES, **(gates or {})},
     }
@@ -139,8 +138,12 @@ class RehearsalStacks:
     def platform(self, stack: str, config: dict[str, Any]) -> Platform:
         from rollout.platforms.local import LocalPlatform
 
+        from rollout.platforms.local_fleet import FleetWorkload
+
         fault = self.fault if stack == self.fault_stack else "none"
-        return LocalPlatform(state_dir=self.journal(stack).root, base_config=config, fault=fault,
+        # What already runs in each rehearsal mesh: one team's Deployment of one pod.
+        fleet = [FleetWorkload(namespace="shop", name="web", replicas=1, image="local/web:1", labels={"team": "shop"})]
+        return LocalPlatform(state_dir=self.journal(stack).root, base_config=config, fleet=fleet, fault=fault,
                              traffic_rate_per_s=REHEARSAL_TRAFFIC_PER_S)
 
     def reset(self) -> None:

@@ -14,6 +14,7 @@ import pytest
 from components.plan import CANARY_OF_LABEL, INJECT_REVISION_LABEL, PROXY_REVISION_ANNOTATION, REVISION_LABEL, TRACK_LABEL
 from tests.components.cluster import Cluster, live_workload
 from tests.components.program import ProgramRun, run_program, stack_config, with_rollout
+from tests.label_selectors import selects
 
 OLD, NEW = "1-30-3", "1-31-0"
 GATEWAY = "istio-ingressgateway"
@@ -178,19 +179,7 @@ def test_canary_pods_are_injected_by_their_own_revision_in_a_tag_enrolled_namesp
 
 
 def _selects(selector: dict, labels: dict) -> bool:
-    """Kubernetes label-selector semantics for matchExpressions (In, NotIn, Exists, DoesNotExist)."""
-    for requirement in selector.get("matchExpressions", []):
-        key, operator, values = requirement["key"], requirement["operator"], requirement.get("values", [])
-        present = key in labels
-        if operator == "In" and not (present and labels[key] in values):
-            return False
-        if operator == "NotIn" and present and labels[key] in values:
-            return False
-        if operator == "Exists" and not present:
-            return False
-        if operator == "DoesNotExist" and present:
-            return False
-    return True
+    return selects(selector, labels)
 
 
 def test_promote_moves_the_tag_and_default_and_cuts_gateways_over_but_restarts_no_wave_yet(stages):

@@ -93,6 +93,14 @@ def istiod_runners(built_toolchain: toolchain.Toolchain, tmp_path_factory: pytes
             runner.close()
 
 
+def cluster_with_istiod(name: str, clusters: ClusterFactory, built: toolchain.Toolchain, runners: list,
+                        tmp_path_factory: pytest.TempPathFactory) -> LocalCluster:
+    """A fresh cluster whose istiod pods are served by the real pilot-discovery of their release."""
+    cluster = clusters.start(name)
+    run_istiods(cluster, built, runners, tmp_path_factory.mktemp(f"istiod-{name}"))
+    return cluster
+
+
 def run_istiods(cluster: LocalCluster, built: toolchain.Toolchain, runners: list, workdir: Path):
     """Serve the cluster's istiod pods with the real pilot-discovery of their release."""
     from localcluster.istiod import IstiodRunner

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from kubernetes import client
 
 from localcluster.cluster import LocalCluster
+from tests.label_selectors import selects
 
 T = TypeVar("T")
 
@@ -67,25 +68,8 @@ def eventually(probe: Callable[[], T], *, timeout: float = 60, every: float = 0.
 
 
 def label_selector_matches(selector: Any, labels: dict[str, str]) -> bool:
-    """Evaluate a V1LabelSelector against labels as the API server does (matchLabels and matchExpressions)."""
-    if selector is None:
-        return True
-    for key, value in (selector.match_labels or {}).items():
-        if labels.get(key) != value:
-            return False
-    for expression in selector.match_expressions or []:
-        present = expression.key in labels
-        value = labels.get(expression.key)
-        operator = expression.operator
-        if operator == "In" and (not present or value not in expression.values):
-            return False
-        if operator == "NotIn" and present and value in expression.values:
-            return False
-        if operator == "Exists" and not present:
-            return False
-        if operator == "DoesNotExist" and present:
-            return False
-    return True
+    """A V1LabelSelector judged against labels as the API server does."""
+    return selects(client.ApiClient().sanitize_for_serialization(selector) if selector is not None else None, labels)
 
 
 def injecting_webhooks(kube: Kube, namespace_labels: dict[str, str], pod_labels: dict[str, str]) -> list[str]:

@@ -22,9 +22,9 @@ from typing import Any
 import yaml
 
 from localcluster.toolchain import Toolchain
+from rollout.cluster_rehearsal import make_project, project_environment
 
 ROOT = Path(__file__).resolve().parents[2]
-PROGRAM_PARTS = ("__main__.py", "components", "rollout", "checks", "localmesh")
 PULUMI_TIMEOUT_SECONDS = 900
 
 
@@ -64,35 +64,12 @@ class Project:
 
     @classmethod
     def create(cls, directory: Path, toolchain: Toolchain) -> Project:
-        (directory / "stacks").mkdir(parents=True)
-        for part in PROGRAM_PARTS:
-            (directory / part).symlink_to(ROOT / part)
-        venv = Path(sys.prefix)
-        (directory / "Pulumi.yaml").write_text(yaml.safe_dump({
-            "name": "meshlift",
-            "description": "meshlift end-to-end project",
-            "runtime": {"name": "python", "options": {"toolchain": "pip", "virtualenv": str(venv)}},
-            "stackConfigDir": "stacks",
-        }, sort_keys=False))
-        (directory / ".pulumi-home").mkdir()
-        (directory / ".pulumi-state").mkdir()
+        make_project(directory, ROOT, Path(sys.prefix))
         return cls(directory=directory, toolchain=toolchain)
 
     def environment(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        env = self.toolchain.environment()
-        venv_bin = str(Path(sys.prefix) / "bin")
-        env["PATH"] = os.pathsep.join([venv_bin, env["PATH"]])
-        env.update({
-            "PULUMI_HOME": str(self.directory / ".pulumi-home"),
-            "PULUMI_BACKEND_URL": f"file://{self.directory / '.pulumi-state'}",
-            "PULUMI_CONFIG_PASSPHRASE": self.passphrase,
-            "PULUMI_SKIP_UPDATE_CHECK": "true",
-            "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
-            "MESHLIFT_PROJECT_DIR": str(self.directory),
-            "NO_COLOR": "1",
-        })
-        env.pop("KUBECONFIG", None)  # the stack names its cluster; nothing may fall back to another
-        env.update(extra or {})
+        env = project_environment(self.directory, [str(d) for d in self.toolchain.bin_dirs], Path(sys.prefix))
+        env.update({"PULUMI_CONFIG_PASSPHRASE": self.passphrase, "NO_COLOR": "1", **(extra or {})})
         return env
 
     def write_stack(self, stack: str, config: dict[str, Any]) -> Path:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import run_istiods
+from tests.e2e.conftest import cluster_with_istiod
 from tests.e2e.kube import Kube
 from tests.e2e.stacks import FROM_REV, mesh_stack
 
@@ -19,9 +19,7 @@ STACK = "gated"
 
 @pytest.fixture(scope="module")
 def cluster(clusters, built_toolchain, istiod_runners, tmp_path_factory):
-    cluster = clusters.start("gated")
-    run_istiods(cluster, built_toolchain, istiod_runners, tmp_path_factory.mktemp("istiod"))
-    return cluster
+    return cluster_with_istiod("gated", clusters, built_toolchain, istiod_runners, tmp_path_factory)
 
 
 def test_a_failing_gate_stops_a_plain_pulumi_up_at_promote(project, cluster, chart_repository) -> None:

@@ -13,7 +13,9 @@ import json
 
 import pytest
 
-from tests.e2e.conftest import run_istiods
+from components.proxy_profile import ProxyProfile, istiod_values
+
+from tests.e2e.conftest import cluster_with_istiod
 from tests.e2e.kube import Kube, eventually, injecting_webhooks
 from tests.e2e.stacks import FROM, FROM_REV, TO, TO_REV, mesh_stack
 
@@ -22,9 +24,7 @@ STACK = "e2e"
 
 @pytest.fixture(scope="module")
 def cluster(clusters, built_toolchain, istiod_runners, tmp_path_factory):
-    cluster = clusters.start("stages")
-    run_istiods(cluster, built_toolchain, istiod_runners, tmp_path_factory.mktemp("istiod"))
-    return cluster
+    return cluster_with_istiod("stages", clusters, built_toolchain, istiod_runners, tmp_path_factory)
 
 
 def _injected_revision(pod) -> str | None:
@@ -46,6 +46,12 @@ def test_each_stage_applies_on_the_real_engine(project, cluster, chart_repositor
         "istio-base": TO, f"istiod-{FROM_REV}": FROM, f"istiod-{TO_REV}": TO,
     }
     assert releases[f"istiod-{TO_REV}"]["config"]["revision"] == TO_REV
+    # The production proxy profile reached each revision's release values, as Helm recorded them.
+    profile = istiod_values(ProxyProfile())
+    for revision in (FROM_REV, TO_REV):
+        values = releases[f"istiod-{revision}"]["config"]
+        assert values["meshConfig"]["accessLogFormat"] == profile["meshConfig"]["accessLogFormat"]
+        assert values["global"]["proxy"]["logLevel"] == profile["global"]["proxy"]["logLevel"]
     for revision in (FROM_REV, TO_REV):
         assert kube.available("istio-system", f"istiod-{revision}")
     validator = kube.validating_webhooks()["istiod-default-validator"]

@@ -17,26 +17,10 @@ import pytest
 
 import localmesh as lm
 from localcluster.pod_proxies import PodProxies
-from tests.e2e.conftest import run_istiods
+from rollout.cluster_rehearsal import TEAM_MANAGER, team_deployment
+from tests.e2e.conftest import cluster_with_istiod
 from tests.e2e.kube import Kube, eventually
 from tests.e2e.stacks import FROM, FROM_REV, TO, TO_REV, mesh_stack
-
-TEAM_MANAGER = "team-kubectl"
-
-
-def team_deployment(namespace: str, name: str, replicas: int = 2) -> dict:
-    return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": namespace, "labels": {"app": name, "team": namespace}},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name, "version": "v1"}},
-                         "spec": {"containers": [{"name": name, "image": f"registry.example.com/{namespace}/{name}:1.0",
-                                                  "ports": [{"containerPort": 8080}]}]}},
-        },
-    }
-
 
 def namespaces_config() -> list[dict]:
     return [
@@ -61,8 +45,7 @@ def faulty_canaries(stand_in) -> None:
 
 def _mesh(name, clusters, built_toolchain, istiod_runners, tmp_path_factory, on_start=None):
     """A cluster whose teams run web (shop) and api (payments), with stand-in Envoys for injected pods."""
-    cluster = clusters.start(name)
-    run_istiods(cluster, built_toolchain, istiod_runners, tmp_path_factory.mktemp("istiod"))
+    cluster = cluster_with_istiod(name, clusters, built_toolchain, istiod_runners, tmp_path_factory)
     kube = Kube.of(cluster)
     for namespace, app in (("shop", "web"), ("payments", "api")):
         kube.core.create_namespace({"metadata": {"name": namespace}}, field_manager=TEAM_MANAGER)

@@ -53,9 +53,13 @@ def _envoys_under(root: Path) -> list[psutil.Process]:
 
 def _running_versions(platforms) -> dict[str, set[str]]:
     """Each stack's Envoy versions, as every running Envoy of its mesh reports them itself."""
-    spec = load_spec(rehearsal_stack_config(gates=FAST_GATES))
+    from rollout.inventory import INVENTORY_KEY, inventory_of
+
     versions = {}
     for stack, platform in platforms.items():
+        # Every workload that runs in the mesh, as the orchestrator records them.
+        inventory = inventory_of(["shop"], platform.live_workloads(["shop"]))
+        spec = load_spec({**rehearsal_stack_config(gates=FAST_GATES), INVENTORY_KEY: inventory})
         targets = platform.targets(plan_for(spec), GateScope("verify"))
         versions[stack] = set()
         for target in targets.canary + targets.baseline:
