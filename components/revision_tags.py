@@ -71,6 +71,11 @@ def tag_webhook_name(tag: str, istio_namespace: str) -> str:
     return f"istio-revision-tag-{tag}{_suffix(istio_namespace)}"
 
 
+def pod_revision_tag(revision: str) -> str:
+    """The `istio.io/tag` value of a pod-revision webhook (never a tag any namespace uses)."""
+    return f"meshlift-pod-revision-{revision}"
+
+
 def pod_revision_webhook_name(revision: str, istio_namespace: str) -> str:
     return f"meshlift-pod-revision-{revision}{_suffix(istio_namespace)}"
 
@@ -118,7 +123,11 @@ class RevisionTags(pulumi.ComponentResource):
                 f"{name}-pod-revision-{revision}",
                 metadata=ObjectMetaArgs(
                     name=pod_revision_webhook_name(revision, args.istio_namespace),
-                    labels={REVISION_LABEL: revision, "app": "sidecar-injector", **MANAGED_BY},
+                    # istio.io/rev: istiod of the revision patches the caBundle of webhooks so labelled.
+                    # istio.io/tag: `istioctl tag` finds a revision's canonical injector with
+                    # `istio.io/rev=<rev>,!istio.io/tag`; without it this webhook made two matches.
+                    labels={REVISION_LABEL: revision, TAG_LABEL: pod_revision_tag(revision), "app": "sidecar-injector",
+                            **MANAGED_BY},
                 ),
                 webhooks=[_webhook(
                     "pod-revision.", revision, args.istio_namespace,

@@ -56,6 +56,11 @@ def test_each_stage_applies_on_the_real_engine(project, cluster, chart_repositor
         assert kube.available("istio-system", f"istiod-{revision}")
     validator = kube.validating_webhooks()["istiod-default-validator"]
     assert {w.client_config.service.name for w in validator.webhooks} == {f"istiod-{FROM_REV}"}
+    # What `istioctl tag` looks up: exactly one canonical injector per revision.
+    for revision in (FROM_REV, TO_REV):
+        canonical = kube.admission.list_mutating_webhook_configuration(
+            label_selector=f"istio.io/rev={revision},!istio.io/tag").items
+        assert [w.metadata.name for w in canonical] == [f"istio-sidecar-injector-{revision}"]
     tag = kube.mutating_webhooks()["istio-revision-tag-stable"]
     assert tag.metadata.labels["istio.io/tag"] == "stable" and tag.metadata.labels["istio.io/rev"] == FROM_REV
     assert {w.client_config.service.name for w in tag.webhooks} == {f"istiod-{FROM_REV}"}
