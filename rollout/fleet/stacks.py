@@ -21,7 +21,6 @@ from rollout.errors import UsageError
 from rollout.journal import STATE_DIR, Journal
 from rollout.platforms.base import Platform
 
-KUBE_CONTEXT_KEY = "kubernetes:context"
 
 
 class StackSource(Protocol):
@@ -71,28 +70,14 @@ class KubernetesStacks:
 
     def platform(self, stack: str, config: dict[str, Any]) -> Platform:
         from rollout.platforms import make_platform
-        from rollout.platforms.kubernetes import KubeDiscovery
+        from rollout.platforms.kubernetes import KubeDiscovery, stack_cluster
 
+        # The stack's own cluster (kubernetes:kubeconfig / kubernetes:context), as `meshlift upgrade -s` uses.
         return make_platform("kubernetes", project_dir=self.project_dir, stack=stack,
-                             discover=KubeDiscovery(core_v1=_LazyContextClient(config.get(KUBE_CONTEXT_KEY))))
+                             discover=KubeDiscovery(**stack_cluster(config)))
 
     def reset(self) -> None:
         return None  # each stack's own journal and history decide what is already done
-
-
-class _LazyContextClient:
-    """A CoreV1Api for one kubeconfig context, created on first use (no cluster needed to plan)."""
-
-    def __init__(self, context: str | None) -> None:
-        self.context = context
-        self._api: Any = None
-
-    def __getattr__(self, name: str) -> Any:
-        if self._api is None:
-            from kubernetes import client, config
-
-            self._api = client.CoreV1Api(api_client=config.new_client_from_config(context=self.context))
-        return getattr(self._api, name)
 
 
 # One namespace, one workload of one replica with a canary: each stack runs one or two

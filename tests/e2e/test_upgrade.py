@@ -70,13 +70,13 @@ def faulty_mesh(clusters, built_toolchain, istiod_runners, tmp_path_factory):
     yield from _mesh("rollback", clusters, built_toolchain, istiod_runners, tmp_path_factory, on_start=faulty_canaries)
 
 
-def the_mesh_before_the_upgrade(project, cluster, chart_repository, kube, proxies) -> None:
+def the_mesh_before_the_upgrade(project, cluster, chart_repository, kube, proxies, stack: str = "e2e") -> None:
     config = mesh_stack(cluster, chart_repository, namespaces=namespaces_config())
     config["meshlift:revisions"] = [{"version": FROM}]
     config.pop("meshlift:rollout")
-    project.write_stack("e2e", config)
-    project.init_stack("e2e")
-    first = project.up("e2e", label="pulumi up: the mesh before the upgrade")
+    project.write_stack(stack, config)
+    project.init_stack(stack)
+    first = project.up(stack, label=f"pulumi up: the mesh before the upgrade ({stack})")
     assert first.returncode == 0, first.output
 
     # The teams restart onto the mesh (kubectl rollout restart): their pods get the stable revision.
