@@ -50,7 +50,7 @@ from typing import Any
 from .target import ContainerFacts, PodFacts, Target
 
 __all__ = [
-    "discover_pods", "pod_facts", "pod_revision", "PortForward", "kube_targets", "api_for",
+    "discover_pods", "pod_facts", "pod_revision", "injected_revision", "PortForward", "kube_targets", "api_for",
     "ADMIN_PORT", "PROXY_CONTAINER", "STATUS_ANNOTATION",
 ]
 
@@ -90,20 +90,24 @@ def fresh_stream_api(core_v1: Any) -> StreamApi:
     return make
 
 
-def pod_revision(pod: Any) -> str | None:
-    """The Istio revision that injected the pod (its status annotation), else its own `istio.io/rev` label."""
+def injected_revision(pod: Any) -> str | None:
+    """The Istio revision that injected the pod: the revision in its `sidecar.istio.io/status` annotation."""
     meta = pod.metadata
     annotations: Mapping[str, str] = (meta.annotations or {}) if meta else {}
     status = annotations.get(STATUS_ANNOTATION)
-    if status:
-        try:
-            revision = json.loads(status).get("revision")
-        except (ValueError, AttributeError):
-            revision = None
-        if revision:
-            return str(revision)
-    labels = (meta.labels or {}) if meta else {}
-    return labels.get(REVISION_LABEL)
+    if not status:
+        return None
+    try:
+        revision = json.loads(status).get("revision")
+    except (ValueError, AttributeError):
+        return None
+    return str(revision) if revision else None
+
+
+def pod_revision(pod: Any) -> str | None:
+    """The Istio revision that injected the pod, else its own `istio.io/rev` label (a pod pinned, not yet injected)."""
+    meta = pod.metadata
+    return injected_revision(pod) or ((meta.labels or {}) if meta else {}).get(REVISION_LABEL)
 
 
 def discover_pods(

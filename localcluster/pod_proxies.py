@@ -13,7 +13,6 @@ stand-in Envoy to a real upstream, so the gates see requests.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import localmesh as lm
+from checks.kube import injected_revision
 from localcluster.portforward import forward_pod, unforward_pod
 
 ADMIN_PORT = 15000
@@ -50,15 +50,6 @@ def profile_of(pod: Any, mesh_config: dict[str, Any], workdir: Path) -> lm.Proxy
         component_log_level=flags.get("--proxyComponentLogLevel") or "",
     )
 
-
-def injected_revision(pod: Any) -> str | None:
-    status = (pod.metadata.annotations or {}).get("sidecar.istio.io/status")
-    if not status:
-        return None
-    try:
-        return json.loads(status).get("revision")
-    except ValueError:
-        return None
 
 
 @dataclass

@@ -97,6 +97,32 @@ def team_deployment(namespace: str, name: str) -> dict[str, Any]:
     }
 
 
+def create_teams(core: Any, apps: Any) -> None:
+    """What runs before meshlift: each team's namespace and Deployment, under the team's own field manager."""
+    for namespace, app in TEAMS:
+        core.create_namespace({"metadata": {"name": namespace}}, field_manager=TEAM_MANAGER)
+        apps.create_namespaced_deployment(namespace, team_deployment(namespace, app), field_manager=TEAM_MANAGER)
+
+
+def restart_teams(apps: Any) -> None:
+    """The teams restart onto the mesh, as `kubectl rollout restart` does: their new pods get injected."""
+    for namespace, app in TEAMS:
+        apps.patch_namespaced_deployment(app, namespace, {"spec": {"template": {"metadata": {"annotations": {
+            "kubectl.kubernetes.io/restartedAt": "before-the-upgrade"}}}}}, field_manager=TEAM_MANAGER)
+
+
+def stand_ins(core: Any, custom: Any, upstream: Any, workdir: Path, *,
+              on_start: Callable[[Any], None] | None = None) -> Any:
+    """Real Envoys for the injected pods of the teams' and the gateway's namespaces (1.30.3 on 1.39.3, 1.31.0 on 1.40.0)."""
+    import localmesh as lm
+    from localcluster.pod_proxies import PodProxies
+
+    return PodProxies(core_v1=core, custom=custom, upstream=upstream, workdir=workdir,
+                      envoy_for_revision={FROM_REV: lm.stable_envoy(), TO_REV: lm.target_envoy()},
+                      istio_version_for_revision={FROM_REV: FROM, TO_REV: TO},
+                      namespaces=(*(namespace for namespace, _ in TEAMS), "istio-ingress"), on_start=on_start)
+
+
 def _wait(probe: Callable[[], bool], what: str, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -111,8 +137,8 @@ def rehearse_on_cluster(*, fault: str, program_root: Path, say: Say, extra_args:
     import localmesh as lm
     from localcluster import charts, toolchain
     from localcluster.cluster import LocalCluster
+    from checks.kube import injected_revision
     from localcluster.istiod import IstiodRunner
-    from localcluster.pod_proxies import PodProxies, injected_revision
 
     built = toolchain.ensure(progress=say)
     python_prefix = Path(sys.prefix)
@@ -130,20 +156,14 @@ def rehearse_on_cluster(*, fault: str, program_root: Path, say: Say, extra_args:
                 core, apps, custom = client.CoreV1Api(api), client.AppsV1Api(api), client.CustomObjectsApi(api)
                 with IstiodRunner(core_v1=core, kubeconfig=cluster.kubeconfig, context=cluster.context, toolchain=built,
                                   workdir=root / "istiod"), lm.Upstream(name="apps") as upstream:
-                    for namespace, app in TEAMS:
-                        core.create_namespace({"metadata": {"name": namespace}}, field_manager=TEAM_MANAGER)
-                        apps.create_namespaced_deployment(namespace, team_deployment(namespace, app),
-                                                          field_manager=TEAM_MANAGER)
+                    create_teams(core, apps)
                     say("teams: shop/web and payments/api running (2 pods each), created before meshlift")
 
                     def on_start(stand_in: Any) -> None:
                         if fault != "none" and "-canary-" in stand_in.pod:
                             lm.inject_fault(stand_in.proxy, fault)
 
-                    with PodProxies(core_v1=core, custom=custom, upstream=upstream, workdir=root / "envoys",
-                                    envoy_for_revision={FROM_REV: lm.stable_envoy(), TO_REV: lm.target_envoy()},
-                                    istio_version_for_revision={FROM_REV: FROM, TO_REV: TO},
-                                    namespaces=("shop", "payments", "istio-ingress"), on_start=on_start):
+                    with stand_ins(core, custom, upstream, root / "envoys", on_start=on_start):
                         project = make_project(root / "project", program_root, python_prefix)
                         env = project_environment(project, [str(d) for d in built.bin_dirs], python_prefix)
                         (project / "stacks" / f"Pulumi.{STACK}.yaml").write_text(yaml.safe_dump(
@@ -156,10 +176,7 @@ def rehearse_on_cluster(*, fault: str, program_root: Path, say: Say, extra_args:
                         if first.returncode != 0:
                             say((first.stdout + first.stderr)[-3000:])
                             return 3
-                        for namespace, app in TEAMS:  # the teams restart onto the mesh: injected by 1.30.3
-                            apps.patch_namespaced_deployment(app, namespace, {"spec": {"template": {"metadata": {
-                                "annotations": {"kubectl.kubernetes.io/restartedAt": "rehearsal"}}}}},
-                                field_manager=TEAM_MANAGER)
+                        restart_teams(apps)  # their pods injected by 1.30.3
                         _wait(lambda: sum(injected_revision(p) == FROM_REV
                                           for ns, _ in TEAMS for p in core.list_namespaced_pod(ns).items
                                           if p.status.phase == "Running") >= 4, "the teams' pods injected by 1.30.3")

@@ -9,12 +9,10 @@ the gateway pods are injected by Istio's own injector.
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
+from checks.kube import injected_revision
 from components.proxy_profile import ProxyProfile, istiod_values
-
 from tests.e2e.conftest import cluster_with_istiod
 from tests.e2e.kube import Kube, eventually, injecting_webhooks
 from tests.e2e.stacks import FROM, FROM_REV, TO, TO_REV, mesh_stack
@@ -25,11 +23,6 @@ STACK = "e2e"
 @pytest.fixture(scope="module")
 def cluster(clusters, built_toolchain, istiod_runners, tmp_path_factory):
     return cluster_with_istiod("stages", clusters, built_toolchain, istiod_runners, tmp_path_factory)
-
-
-def _injected_revision(pod) -> str | None:
-    status = (pod.metadata.annotations or {}).get("sidecar.istio.io/status")
-    return json.loads(status)["revision"] if status else None
 
 
 def test_each_stage_applies_on_the_real_engine(project, cluster, chart_repository) -> None:
@@ -71,7 +64,7 @@ def test_each_stage_applies_on_the_real_engine(project, cluster, chart_repositor
     gateway_pods = eventually(lambda: [
         p for p in kube.core.list_namespaced_pod("istio-ingress", label_selector="app=istio-ingressgateway").items
         if p.status.phase == "Running"], what="gateway pods running")
-    assert {_injected_revision(p) for p in gateway_pods} == {FROM_REV}
+    assert {injected_revision(p) for p in gateway_pods} == {FROM_REV}
     assert kube.helm_releases("istio-ingress")["istio-ingressgateway"]["chart"]["metadata"]["version"] == FROM
 
     for namespace in ("shop", "payments"):
@@ -87,5 +80,5 @@ def test_each_stage_applies_on_the_real_engine(project, cluster, chart_repositor
     assert canary["chart"]["metadata"]["version"] == TO and canary["config"]["revision"] == TO_REV
     canary_pods = eventually(lambda: [
         p for p in kube.core.list_namespaced_pod("istio-ingress", label_selector="app=istio-ingressgateway").items
-        if p.status.phase == "Running" and _injected_revision(p) == TO_REV], what="canary gateway pod injected")
+        if p.status.phase == "Running" and injected_revision(p) == TO_REV], what="canary gateway pod injected")
     assert len(canary_pods) == 1

@@ -16,25 +16,15 @@ import json
 import pytest
 
 import localmesh as lm
-from localcluster.pod_proxies import PodProxies
-from rollout.cluster_rehearsal import TEAM_MANAGER, team_deployment
+from checks.kube import injected_revision
+from rollout.cluster_rehearsal import TEAM_MANAGER, TEAMS, create_teams, restart_teams, stack_config, stand_ins
 from tests.e2e.conftest import cluster_with_istiod
 from tests.e2e.kube import Kube, eventually
-from tests.e2e.stacks import FROM, FROM_REV, TO, TO_REV, mesh_stack
-
-def namespaces_config() -> list[dict]:
-    return [
-        {"name": "shop", "revision": "stable", "wave": 1, "create": False,
-         "workloads": [{"name": "web", "canary": True}]},
-        {"name": "payments", "revision": "stable", "wave": 2, "create": False,
-         "workloads": [{"name": "api"}]},
-    ]
-
+from tests.e2e.stacks import FROM_REV, TO, TO_REV
 
 def injected_revisions(kube: Kube, namespace: str, app: str) -> set[str | None]:
     pods = kube.core.list_namespaced_pod(namespace, label_selector=f"app={app}").items
-    return {json.loads((p.metadata.annotations or {}).get("sidecar.istio.io/status", "{}")).get("revision")
-            for p in pods if p.status.phase == "Running" and not p.metadata.deletion_timestamp}
+    return {injected_revision(p) for p in pods if p.status.phase == "Running" and not p.metadata.deletion_timestamp}
 
 
 def faulty_canaries(stand_in) -> None:
@@ -47,15 +37,9 @@ def _mesh(name, clusters, built_toolchain, istiod_runners, tmp_path_factory, on_
     """A cluster whose teams run web (shop) and api (payments), with stand-in Envoys for injected pods."""
     cluster = cluster_with_istiod(name, clusters, built_toolchain, istiod_runners, tmp_path_factory)
     kube = Kube.of(cluster)
-    for namespace, app in (("shop", "web"), ("payments", "api")):
-        kube.core.create_namespace({"metadata": {"name": namespace}}, field_manager=TEAM_MANAGER)
-        kube.apps.create_namespaced_deployment(namespace, team_deployment(namespace, app), field_manager=TEAM_MANAGER)
-    with lm.Upstream(name="apps") as upstream, PodProxies(
-        core_v1=kube.core, custom=kube.custom, upstream=upstream, workdir=tmp_path_factory.mktemp("envoys"),
-        envoy_for_revision={FROM_REV: lm.stable_envoy(), TO_REV: lm.target_envoy()},
-        istio_version_for_revision={FROM_REV: FROM, TO_REV: TO},
-        namespaces=("shop", "payments", "istio-ingress"),
-        on_start=on_start,
+    create_teams(kube.core, kube.apps)
+    with lm.Upstream(name="apps") as upstream, stand_ins(
+        kube.core, kube.custom, upstream, tmp_path_factory.mktemp("envoys"), on_start=on_start,
     ) as proxies:
         yield cluster, kube, proxies
 
@@ -71,18 +55,13 @@ def faulty_mesh(clusters, built_toolchain, istiod_runners, tmp_path_factory):
 
 
 def the_mesh_before_the_upgrade(project, cluster, chart_repository, kube, proxies, stack: str = "e2e") -> None:
-    config = mesh_stack(cluster, chart_repository, namespaces=namespaces_config())
-    config["meshlift:revisions"] = [{"version": FROM}]
-    config.pop("meshlift:rollout")
-    project.write_stack(stack, config)
+    project.write_stack(stack, stack_config(cluster.kubeconfig, cluster.context, chart_repository.url))
     project.init_stack(stack)
     first = project.up(stack, label=f"pulumi up: the mesh before the upgrade ({stack})")
     assert first.returncode == 0, first.output
 
-    # The teams restart onto the mesh (kubectl rollout restart): their pods get the stable revision.
-    for namespace, app in (("shop", "web"), ("payments", "api")):
-        kube.apps.patch_namespaced_deployment(app, namespace, {"spec": {"template": {"metadata": {"annotations": {
-            "kubectl.kubernetes.io/restartedAt": "2026-12-01T00:00:00Z"}}}}}, field_manager=TEAM_MANAGER)
+    restart_teams(kube.apps)  # their pods get the stable revision
+    for namespace, app in TEAMS:
         eventually(lambda: injected_revisions(kube, namespace, app) == {FROM_REV}, timeout=120,
                    what=f"{namespace}/{app} injected by {FROM_REV}")
     eventually(lambda: len(proxies.by_pod()) >= 6, timeout=120, what="stand-in Envoys for every injected pod")
@@ -112,7 +91,7 @@ def test_an_upgrade_runs_from_install_to_cleanup_on_the_real_engine(project, hea
     assert {w.client_config.service.name for w in tag.webhooks} == {f"istiod-{TO_REV}"}
     validator = kube.validating_webhooks()["istiod-default-validator"]
     assert {w.client_config.service.name for w in validator.webhooks} == {f"istiod-{TO_REV}"}
-    for namespace, app in (("shop", "web"), ("payments", "api")):
+    for namespace, app in TEAMS:
         assert injected_revisions(kube, namespace, app) == {TO_REV}
         deployment = kube.apps.read_namespaced_deployment(app, namespace)
         managers = {entry.manager: entry for entry in deployment.metadata.managed_fields}
@@ -126,7 +105,7 @@ def test_a_bad_canary_is_rolled_back_through_the_stack_history(project, faulty_m
     cluster, kube, proxies = faulty_mesh
     the_mesh_before_the_upgrade(project, cluster, chart_repository, kube, proxies)
     originals = {(ns, app): {p.metadata.uid for p in kube.core.list_namespaced_pod(ns, label_selector=f"app={app}").items}
-                 for ns, app in (("shop", "web"), ("payments", "api"))}
+                 for ns, app in TEAMS}
 
     upgrade = project.meshlift("upgrade", "-s", "e2e", "--to", TO, "--json", label="meshlift upgrade (bad canary, rolled back)")
     assert upgrade.returncode == 1, upgrade.output[-4000:]
