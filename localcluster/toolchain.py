@@ -201,7 +201,7 @@ def _build(tool: Tool, target: Path, say: Progress) -> None:
             GENERATORS[tool.generate](tool, source)
         _go_build(tool, source, staging / "bin", say, started)
         for extra in tool.files:
-            source = _module_dir(extra.module, extra.version) / extra.path
+            source = module_dir(extra.module, extra.version) / extra.path
             destination = staging / "bin" / extra.name
             shutil.copyfile(source, destination)
             destination.chmod(0o755)
@@ -217,12 +217,9 @@ def _build(tool: Tool, target: Path, say: Progress) -> None:
 
 def _go_build(tool: Tool, source: Path, out: Path, say: Progress, started: float) -> None:
     ldflags = " ".join(["-s", "-w", *tool.ldflags])
-    if len(tool.packages) == 1 and tool.binary_names:
-        output = out / tool.binaries[0]
-    else:
-        output = out
-    command = ["go", "build", "-v", "-trimpath", "-ldflags", ldflags, "-o", f"{output}{os.sep if output == out else ''}",
-               *tool.packages]
+    # A renamed binary is one package built to a file; otherwise go names each after its package, in `out/`.
+    output = str(out / tool.binaries[0]) if tool.binary_names else f"{out}{os.sep}"
+    command = ["go", "build", "-v", "-trimpath", "-ldflags", ldflags, "-o", output, *tool.packages]
     compiled = 0
     tail: list[str] = []
     process = subprocess.Popen(
@@ -253,7 +250,7 @@ def _go_build(tool: Tool, source: Path, out: Path, say: Progress, started: float
 
 def _pulumi_provider_embeds(tool: Tool, source: Path) -> None:
     """What the provider's `go generate` writes: its schema with the release version, its Terraform mapping."""
-    source_dir = _module_dir(tool.module, tool.version) / "cmd" / "pulumi-resource-kubernetes"
+    source_dir = module_dir(tool.module, tool.version) / "cmd" / "pulumi-resource-kubernetes"
     schema = json.loads((source_dir / "schema.json").read_text())
     schema["version"] = tool.release or tool.version.lstrip("v")
     (source / "schema-embed.json").write_text(json.dumps(schema, separators=(",", ":")))
@@ -264,8 +261,9 @@ def _pulumi_provider_embeds(tool: Tool, source: Path) -> None:
 GENERATORS: dict[str, Callable[[Tool, Path], None]] = {"pulumi-provider-embeds": _pulumi_provider_embeds}
 
 
-def _module_dir(module: str, version: str) -> Path:
+def module_dir(module: str, version: str) -> Path:
     """The extracted module from the module cache (downloaded from the proxy if needed, checksum-verified)."""
+    cache_root().mkdir(parents=True, exist_ok=True)  # run outside any module: the wrapper's go.mod must not apply
     result = subprocess.run(
         ["go", "mod", "download", "-json", f"{module}@{version}"],
         capture_output=True, text=True, env=go_environment(), cwd=cache_root(),
@@ -277,11 +275,6 @@ def _module_dir(module: str, version: str) -> Path:
     if "Error" in info or "Dir" not in info:
         raise ToolchainError(f"go mod download {module}@{version} failed: {info.get('Error', result.stderr.strip())}")
     return Path(info["Dir"])
-
-
-def module_dir(module: str, version: str) -> Path:
-    cache_root().mkdir(parents=True, exist_ok=True)
-    return _module_dir(module, version)
 
 
 @contextmanager

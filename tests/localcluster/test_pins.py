@@ -53,3 +53,9 @@ def test_the_cache_key_changes_with_the_pin_and_the_go_version() -> None:
     assert key == cache_key(tool, "go1.26.8")
     assert key != cache_key(tool, "go1.26.9")
     assert key != cache_key(replace(tool, ldflags=("-X a.b=c",)), "go1.26.8")
+
+
+@pytest.mark.parametrize("name", sorted(TOOLS))
+def test_a_renamed_binary_is_the_only_package_of_its_tool(name: str) -> None:
+    tool = TOOLS[name]
+    assert not tool.binary_names or len(tool.packages) == 1, "go build -o FILE builds exactly one package"
