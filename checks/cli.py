@@ -49,7 +49,7 @@ def load_settings(stack_config: Path | None = None, overrides: dict[str, Any] | 
     """
     from components.proxy_profile import ProxyProfile
     from components.spec import GateSettings  # the one definition of the thresholds
-    from components.stackfile import StackFileError, read_stack_file, shorten
+    from components.stackfile import StackFileError, read_stack_file
 
     values: dict[str, Any] = {}
     lines: Any = None

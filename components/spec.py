@@ -26,7 +26,6 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
-    ValidationError,
     field_validator,
     model_validator,
 )
@@ -410,15 +409,6 @@ def _model_args(annotation: Any) -> list[type[BaseModel]]:
 def _suggest(word: str, candidates: set[str]) -> str:
     close = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.7)
     return f" (did you mean '{close[0]}'?)" if close else ""
-
-
-def _translate(error: ValidationError) -> list[Problem]:
-    known = _known_keys(MeshSpec)
-    problems = []
-    for item in error.errors(include_url=False):
-        loc = list(item["loc"])
-        problems.append(Problem(key_path(*loc) if loc else CONFIG_NAMESPACE, error_reason(item, known)))
-    return problems
 
 
 def error_reason(item: Mapping[str, Any], known: set[str]) -> str:

@@ -28,8 +28,6 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -262,19 +260,3 @@ def merged_kubeconfig(clusters: list[LocalCluster], path: Path, *, current: str 
     merged["current-context"] = current or clusters[0].context
     path.write_text(yaml.safe_dump(merged, sort_keys=False))
     return path
-
-
-@contextmanager
-def running_clusters(names: list[str], *, workdir: Path, toolchain: Toolchain, nodes: int = 2) -> Iterator[list[LocalCluster]]:
-    """Start the named clusters (in order), yield them, and always delete them afterwards."""
-    with ExitStack() as stack:
-        clusters = []
-        for index, name in enumerate(names):
-            cluster = LocalCluster(name=name, index=index, workdir=workdir, toolchain=toolchain, nodes=nodes)
-            stack.callback(cluster.stop)
-            clusters.append(cluster.start())
-        yield clusters
-
-
-def remove_workdir(workdir: Path) -> None:
-    shutil.rmtree(workdir, ignore_errors=True)

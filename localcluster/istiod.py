@@ -48,8 +48,6 @@ _FIELD_REFS = {
 class _Running:
     process: subprocess.Popen[bytes]
     log: Path
-    release: str
-    ip: str
     revision: str
     serves_service: bool
 
@@ -109,11 +107,6 @@ class IstiodRunner:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def running(self) -> dict[str, tuple[str, str]]:
-        """pod uid -> (release, pod IP) of every live process."""
-        with self._lock:
-            return {uid: (r.release, r.ip) for uid, r in self._running.items() if r.process.poll() is None}
 
     def _service_address(self, revision: str) -> str | None:
         """`<cluster IP>:<port>` of the revision's webhook port, unless another live process serves it."""
@@ -182,8 +175,8 @@ class IstiodRunner:
             process = subprocess.Popen([str(binary), *args], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL, start_new_session=True,
                                        preexec_fn=_die_with_parent)
-        self._running[pod.metadata.uid] = _Running(process=process, log=log, release=release or "?", ip=ip,
-                                                   revision=revision, serves_service=service is not None)
+        self._running[pod.metadata.uid] = _Running(process=process, log=log, revision=revision,
+                                                   serves_service=service is not None)
 
     def _terminate(self, uid: str) -> None:
         running = self._running.pop(uid)
