@@ -18,7 +18,7 @@ from components.gateway import Gateway, GatewayArgs
 from components.mesh_base import MeshBase, MeshBaseArgs
 from components.namespace_enrollment import NamespaceEnrollment, NamespaceEnrollmentArgs
 from components.outputs import stack_outputs
-from components.plan import by_namespace, plan_for
+from components.plan import BASE_RELEASE_NAME, by_namespace, istiod_release_name, plan_for
 from components.promotion import registered_once
 from components.proxy_profile import istiod_values
 from components.revision_tags import RevisionTags, RevisionTagsArgs
@@ -64,6 +64,8 @@ def main() -> None:
         default_revision=plan.default_revision,
         values=plan.base_values,
         promotion_hooks=hooks,
+        namespace_exists=plan.namespace_exists(plan.istio_namespace),
+        adopt_release=plan.adopts(plan.istio_namespace, BASE_RELEASE_NAME),
     ))
     planes = {
         cp.revision: ControlPlaneRevision(f"istiod-{cp.revision}", ControlPlaneArgs(
@@ -72,6 +74,7 @@ def main() -> None:
             chart_repository=plan.chart_repository,
             depends_on=[base.crds],
             proxy_values=istiod_values(spec.proxy_profile),
+            adopt=plan.adopts(plan.istio_namespace, istiod_release_name(cp.revision)),
         ))
         for cp in plan.control_planes
     }
@@ -94,6 +97,8 @@ def main() -> None:
             plan=gw,
             chart_repository=plan.chart_repository,
             create_namespace=owner is None,
+            namespace_exists=plan.namespace_exists(gw.namespace),
+            adopt=plan.adopts(gw.namespace, gw.name),
             depends_on=[*injector(gw.revision_label, gw.revision), *([owner.namespace] if owner else [])],
             canary_depends_on=[planes[gw.canary_revision]] if gw.canary_revision else [],
             promotion_hooks=hooks,

@@ -51,8 +51,15 @@ def release(
     values: Mapping[str, Any],
     opts: pulumi.ResourceOptions,
     skip_crds: bool = False,
+    adopt: bool = False,
 ) -> Release:
-    """A Helm release of an Istio chart from an https:// or oci:// repository."""
+    """A Helm release of an Istio chart from an https:// or oci:// repository.
+
+    `adopt`: the release exists (installed before meshlift); it is imported by its
+    Helm ID on the first `pulumi up` and upgraded to these inputs in the same run.
+    Installing it instead would fail Helm's "cannot re-use a name that is still in
+    use". Once the release is in the stack's state, the import option is inert.
+    """
     if repository.startswith("oci://"):
         chart_ref, repository_opts = f"{repository.rstrip('/')}/{chart}", None
     else:
@@ -71,5 +78,10 @@ def release(
             max_history=10,
             timeout=RELEASE_TIMEOUT_SECONDS,
         ),
-        opts=opts,
+        opts=pulumi.ResourceOptions.merge(opts, adopted(f"{namespace}/{release_name}" if adopt else None)),
     )
+
+
+def adopted(import_id: str | None) -> pulumi.ResourceOptions:
+    """The import option for an object that exists before meshlift (none when it does not)."""
+    return pulumi.ResourceOptions(import_=import_id) if import_id else pulumi.ResourceOptions()

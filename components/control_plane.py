@@ -27,7 +27,7 @@ from typing import Any
 import pulumi
 
 from components._helm import deep_merge, layered_values, release
-from components.plan import ControlPlanePlan
+from components.plan import ControlPlanePlan, istiod_release_name
 
 DEFAULT_ISTIOD_VALUES: dict[str, Any] = {
     "pilot": {
@@ -61,6 +61,7 @@ class ControlPlaneArgs:
     chart_repository: str
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)  # the CRDs (MeshBase)
     proxy_values: Mapping[str, Any] = field(default_factory=dict)  # the proxy profile's values (istiod_values)
+    adopt: bool = False  # `istiod-<rev>` was installed before meshlift: imported, then upgraded
 
 
 class ControlPlaneRevision(pulumi.ComponentResource):
@@ -70,7 +71,7 @@ class ControlPlaneRevision(pulumi.ComponentResource):
         super().__init__("meshlift:index:ControlPlaneRevision", name, None, opts)
         plan = args.plan
         self.revision = plan.revision
-        self.release_name = f"istiod-{plan.revision}"
+        self.release_name = istiod_release_name(plan.revision)
         self.values = layered_values(
             deep_merge(DEFAULT_ISTIOD_VALUES, args.proxy_values),
             plan.values,
@@ -84,6 +85,7 @@ class ControlPlaneRevision(pulumi.ComponentResource):
             namespace=args.istio_namespace,
             repository=args.chart_repository,
             values=self.values,
+            adopt=args.adopt,
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
         )
         self.register_outputs({

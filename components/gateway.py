@@ -29,7 +29,7 @@ import pulumi
 from pulumi_kubernetes.core.v1 import Namespace
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
-from components._helm import MANAGED_BY, layered_values, release
+from components._helm import MANAGED_BY, adopted, layered_values, release
 from components.chart_support import gateway_accepts_pod_disruption_budget
 from components.plan import PROXY_REVISION_ANNOTATION, GatewayPlan
 from components.spec import IstioVersion
@@ -45,6 +45,8 @@ class GatewayArgs:
     plan: GatewayPlan
     chart_repository: str
     create_namespace: bool = True  # False when another gateway already creates it
+    namespace_exists: bool = False  # it holds a release installed before meshlift: imported, not created
+    adopt: bool = False  # the primary release was installed before meshlift: imported, then upgraded
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)  # its injector (istiod, tag)
     canary_depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)  # the canary's istiod
     promotion_hooks: pulumi.ResourceHookBinding | None = None
@@ -96,7 +98,8 @@ class Gateway(pulumi.ComponentResource):
             self.namespace = Namespace(
                 f"{name}-namespace",
                 metadata=ObjectMetaArgs(name=plan.namespace, labels=dict(MANAGED_BY)),
-                opts=pulumi.ResourceOptions(parent=self),
+                opts=pulumi.ResourceOptions(parent=self).merge(
+                    adopted(plan.namespace if args.namespace_exists else None)),
             )
             placed = [self.namespace]
         self.release = release(
@@ -108,6 +111,7 @@ class Gateway(pulumi.ComponentResource):
             repository=args.chart_repository,
             values=gateway_values(plan, revision_label=plan.revision_label, revision=plan.revision,
                                   replicas=plan.replicas, canary=False, chart_version=plan.version),
+            adopt=args.adopt,
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=[*placed, *args.depends_on],

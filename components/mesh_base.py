@@ -27,9 +27,9 @@ import pulumi
 from pulumi_kubernetes.core.v1 import Namespace
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
-from components._helm import MANAGED_BY, layered_values, release
+from components._helm import MANAGED_BY, adopted, layered_values, release
+from components.plan import BASE_RELEASE_NAME
 
-BASE_RELEASE_NAME = "istio-base"
 DEFAULT_BASE_VALUES: dict[str, Any] = {"base": {"enableCRDTemplates": True}}
 
 
@@ -42,6 +42,10 @@ class MeshBaseArgs:
     values: dict[str, Any] = field(default_factory=dict)
     # Moving the default validator to the new revision is part of promotion.
     promotion_hooks: pulumi.ResourceHookBinding | None = None
+    # Taking over an installation made with Helm: the namespace and the `istio-base`
+    # release exist, and are imported instead of created.
+    namespace_exists: bool = False
+    adopt_release: bool = False
 
 
 class MeshBase(pulumi.ComponentResource):
@@ -52,7 +56,8 @@ class MeshBase(pulumi.ComponentResource):
         self.namespace = Namespace(
             f"{name}-namespace",
             metadata=ObjectMetaArgs(name=args.istio_namespace, labels=dict(MANAGED_BY)),
-            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True).merge(
+                adopted(args.istio_namespace if args.namespace_exists else None)),
         )
         values = layered_values(
             DEFAULT_BASE_VALUES,
@@ -68,6 +73,7 @@ class MeshBase(pulumi.ComponentResource):
             repository=args.chart_repository,
             values=values,
             skip_crds=bool(values.get("base", {}).get("enableCRDTemplates")),
+            adopt=args.adopt_release,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.namespace], hooks=args.promotion_hooks),
         )
         # Istio custom resources (and istiod, which needs the CRDs) depend on this.

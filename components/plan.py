@@ -41,6 +41,27 @@ INJECT_REVISION_LABEL = "meshlift.io/inject-revision"
 # workload's pods never carry it, so the two selectors never claim each other's pods.
 CANARY_OF_LABEL = "meshlift.io/canary-of"
 CANARY_SUFFIX = "-canary"
+BASE_RELEASE_NAME = "istio-base"  # the name Istio's install docs give istio/base, too
+
+
+def istiod_release_name(revision: str) -> str:
+    return f"istiod-{revision}"
+
+
+def release_ref(namespace: str, name: str) -> str:
+    """How `meshlift:adopt` names a Helm release."""
+    return f"{namespace}/{name}"
+
+
+def declared_releases(spec: MeshSpec) -> dict[str, str]:
+    """Every primary Helm release the spec declares, by `<namespace>/<release>`, with what it is."""
+    releases = {release_ref(spec.istio_namespace, BASE_RELEASE_NAME): "istio/base"}
+    for revision in spec.revisions:
+        releases[release_ref(spec.istio_namespace, istiod_release_name(revision.revision))] = (
+            f"istio/istiod of revision {revision.revision}")
+    for gateway in spec.gateways:
+        releases[release_ref(gateway.namespace, gateway.name)] = f"istio/gateway '{gateway.name}'"
+    return releases
 
 
 @dataclass(frozen=True)
@@ -118,6 +139,7 @@ class MeshPlan:
     canaries: list[CanaryPlan]
     removed_revisions: list[str] = field(default_factory=list)
     base_values: dict[str, Any] = field(default_factory=dict)
+    adopted: frozenset[str] = frozenset()  # `<namespace>/<release>` of releases installed before meshlift
     from_revision: str | None = None  # the rollout's A and B (None without a rollout)
     to_revision: str | None = None
     from_version: str | None = None
@@ -132,6 +154,14 @@ class MeshPlan:
         """
         newest = max(self.control_planes, key=lambda plane: IstioVersion.parse(plane.version))
         return newest.version
+
+    def adopts(self, namespace: str, release_name: str) -> bool:
+        """Whether this release exists before meshlift and is imported instead of installed."""
+        return release_ref(namespace, release_name) in self.adopted
+
+    def namespace_exists(self, namespace: str) -> bool:
+        """Whether the namespace holds an adopted release (so it exists and is imported too)."""
+        return any(ref.split("/", 1)[0] == namespace for ref in self.adopted)
 
     def version_of(self, revision: str) -> str:
         for plane in self.control_planes:
@@ -298,6 +328,7 @@ def plan_for(spec: MeshSpec) -> MeshPlan:
         canaries=canaries,
         removed_revisions=removed,
         base_values=dict(spec.base_values),
+        adopted=frozenset(spec.adopt),
         from_revision=old,
         to_revision=new,
         from_version=rollout.from_version if rollout else None,

@@ -319,6 +319,10 @@ class MeshSpec(_Model):
     # namespace -> the workloads that ran there when the rollout started (written by meshlift)
     inventory: dict[str, list[LiveWorkload]] | None = None
     proxy_profile: ProxyProfile = Field(default_factory=lambda: ProxyProfile())
+    # Helm releases ("<namespace>/<release>") installed before meshlift that it takes
+    # over: each is imported into the stack on the first `pulumi up`, with its
+    # namespace, and then upgraded to what the config says (docs/takeover.md).
+    adopt: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _gates_expect_the_profile(self) -> MeshSpec:

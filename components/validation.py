@@ -20,7 +20,7 @@ from components.spec import (
 )
 
 from components.chart_support import installable
-from components.plan import CANARY_SUFFIX, INJECT_REVISION_LABEL, TRACK_LABEL
+from components.plan import CANARY_SUFFIX, INJECT_REVISION_LABEL, TRACK_LABEL, declared_releases, release_ref
 
 # Istio supports canary upgrades across at most two minor versions.
 MAX_MINOR_SKIP = 2
@@ -42,8 +42,32 @@ _OWNED_VALUES = {
 def check_references(spec: MeshSpec) -> list[Problem]:
     problems: list[Problem] = []
     for rule in (_chart_source, _owned_values, _revisions, _tags, _gateways, _namespaces,
-                 _workloads, _inventory, _rollout, _gates):
+                 _workloads, _inventory, _rollout, _gates, _adopt):
         problems += rule(spec)
+    return problems
+
+
+def _adopt(spec: MeshSpec) -> list[Problem]:
+    """Only releases meshlift declares can be taken over, each once."""
+    declared = declared_releases(spec)
+    unrevisioned = release_ref(spec.istio_namespace, "istiod")
+    problems, seen = [], set()
+    for index, ref in enumerate(spec.adopt):
+        key = key_path("adopt", index)
+        namespace, _, name = ref.partition("/")
+        if not namespace or not name or "/" in name:
+            problems.append(Problem(key, f"{ref!r}: write '<namespace>/<release>', e.g. "
+                                         f"{release_ref(spec.istio_namespace, 'istio-base')}"))
+        elif ref in seen:
+            problems.append(Problem(key, f"'{ref}' is listed twice"))
+        elif ref == unrevisioned:
+            problems.append(Problem(key, "an istiod installed without a revision is not taken over: meshlift "
+                                         "installs its revisions beside it and the namespaces move to them; "
+                                         "uninstall it once no pod runs on revision 'default' (docs/takeover.md)"))
+        elif ref not in declared:
+            problems.append(Problem(key, f"meshlift declares no Helm release '{ref}'; it can take over "
+                                         + ", ".join(sorted(declared))))
+        seen.add(ref)
     return problems
 
 

@@ -112,7 +112,9 @@ class IstiodRunner:
         """`<cluster IP>:<port>` of the revision's webhook port, unless another live process serves it."""
         if any(r.revision == revision and r.serves_service and r.process.poll() is None for r in self._running.values()):
             return None
-        service = self.core_v1.read_namespaced_service(f"istiod-{revision}", self.namespace, _request_timeout=5)
+        # An istiod installed without a revision is revision "default" behind the Service `istiod`.
+        name = "istiod" if revision == "default" else f"istiod-{revision}"
+        service = self.core_v1.read_namespaced_service(name, self.namespace, _request_timeout=5)
         for port in service.spec.ports or []:
             if port.target_port in (15017, "15017") or port.port == 443:
                 return f"{service.spec.cluster_ip}:{port.port}"

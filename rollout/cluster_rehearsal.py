@@ -104,11 +104,11 @@ def create_teams(core: Any, apps: Any) -> None:
         apps.create_namespaced_deployment(namespace, team_deployment(namespace, app), field_manager=TEAM_MANAGER)
 
 
-def restart_teams(apps: Any) -> None:
+def restart_teams(apps: Any, restarted_at: str = "before-the-upgrade") -> None:
     """The teams restart onto the mesh, as `kubectl rollout restart` does: their new pods get injected."""
     for namespace, app in TEAMS:
         apps.patch_namespaced_deployment(app, namespace, {"spec": {"template": {"metadata": {"annotations": {
-            "kubectl.kubernetes.io/restartedAt": "before-the-upgrade"}}}}}, field_manager=TEAM_MANAGER)
+            "kubectl.kubernetes.io/restartedAt": restarted_at}}}}}, field_manager=TEAM_MANAGER)
 
 
 def stand_ins(core: Any, custom: Any, upstream: Any, workdir: Path, *,

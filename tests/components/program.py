@@ -53,6 +53,7 @@ class Registration:
     retain_on_delete: bool
     ignore_changes: tuple[str, ...]
     hooks: dict[str, tuple[str, ...]]
+    import_id: str  # the `import_` option: an existing object taken into the stack ("" when created)
 
 
 @dataclass
@@ -102,15 +103,16 @@ class ProgramRun:
 
 
 class _Mocks(mocks.Mocks):
-    """Created resources echo their inputs; reads (`Deployment.get`) get the cluster's live object."""
+    """Created and imported resources echo their inputs; reads (`Deployment.get`) get the cluster's live object."""
 
     def __init__(self, cluster: Cluster):
         self.cluster = cluster
+        self.reading = False  # set around a ReadResource: the only calls that must find a live object
 
     def new_resource(self, args: mocks.MockResourceArgs):
-        if args.resource_id:
+        if self.reading:
             return args.resource_id, self.cluster.read(args.typ, args.resource_id)
-        return f"{args.name}-id", dict(args.inputs)
+        return args.resource_id or f"{args.name}-id", dict(args.inputs)
 
     def call(self, args: mocks.MockCallArgs):
         return {}, None
@@ -133,7 +135,11 @@ class RecordingMonitor(mocks.MockMonitor):
         self.run = run
 
     def ReadResource(self, request):  # noqa: N802 (gRPC method name)
-        response = super().ReadResource(request)
+        self.mocks.reading = True
+        try:
+            response = super().ReadResource(request)
+        finally:
+            self.mocks.reading = False
         self.run.reads.append(Read(urn=response.urn, type=request.type, name=request.name, id=request.id,
                                    parent=request.parent))
         return response
@@ -158,6 +164,7 @@ class RecordingMonitor(mocks.MockMonitor):
                 kind: tuple(getattr(request.hooks, kind))
                 for kind in ("before_create", "before_update") if getattr(request.hooks, kind)
             },
+            import_id=request.importId,
         ))
         return response
 

@@ -181,6 +181,16 @@ CASES = {
         minimal(revisions=[]), "meshlift:revisions", "at least 1 item"),
     "invalid Kubernetes name": (
         minimal(gateways=gw(name="Ingress_GW")), "meshlift:gateways[0].name", "not a valid Kubernetes name"),
+    # --- taking over an installation --------------------------------------------------
+    "adopted release without its namespace": (
+        minimal(adopt=["istio-base"]), "meshlift:adopt[0]", "write '<namespace>/<release>'"),
+    "adopted release meshlift does not declare": (
+        minimal(adopt=["istio-system/istio-base", "istio-ingress/istio-ingressgateway"]), "meshlift:adopt[1]",
+        "declares no Helm release 'istio-ingress/istio-ingressgateway'; it can take over istio-ingress/ingress"),
+    "adopted release listed twice": (
+        minimal(adopt=["istio-system/istio-base", "istio-system/istio-base"]), "meshlift:adopt[1]", "listed twice"),
+    "adopting the istiod installed without a revision": (
+        minimal(adopt=["istio-system/istiod"]), "meshlift:adopt[0]", "installs its revisions beside it"),
 }
 
 

@@ -233,3 +233,24 @@ def test_a_namespace_enrolled_by_revision_name_is_relabelled_only_behind_the_gat
     legacy = [r for r in run if r.name.startswith("legacy")]
     assert legacy and all(set(r.hooks) == {"before_create", "before_update"} for r in legacy if r.custom)
     assert not [r for r in run if r.name.startswith("shop") and r.type.endswith("Namespace") and r.hooks]
+
+
+def test_adopted_releases_and_their_namespaces_are_imported_and_nothing_else():
+    revisions = [{"version": "1.30.3"}, {"version": "1.31.0"}]
+    run = run_program(minimal(revisions=revisions,
+                              adopt=["istio-system/istio-base", "istio-system/istiod-1-30-3", "istio-ingress/ingress"]))
+    imported = {r.name: r.import_id for r in run if r.import_id}
+    assert imported == {
+        "istio-base-namespace": "istio-system",
+        "istio-base-release": "istio-system/istio-base",
+        "istiod-1-30-3-release": "istio-system/istiod-1-30-3",
+        "ingress-namespace": "istio-ingress",
+        "ingress-release": "istio-ingress/ingress",
+    }
+    # Imported, the base release and its namespace keep what meshlift always declares for them.
+    assert run.named("istio-base-namespace").retain_on_delete
+    assert run.named("istio-base-release").inputs["values"]["defaultRevision"] == "1-30-3"
+
+
+def test_without_adopt_nothing_is_imported():
+    assert not [r.urn for r in run_program(minimal()) if r.import_id]

@@ -8,7 +8,7 @@ from localcluster.charts import ChartRepository
 from localcluster.cluster import LocalCluster
 from rollout.cluster_rehearsal import FROM, FROM_REV, TO, TO_REV, stack_config
 
-__all__ = ["FROM", "FROM_REV", "TO", "TO_REV", "mesh_stack"]
+__all__ = ["FROM", "FROM_REV", "TO", "TO_REV", "mesh_stack", "takeover_stack"]
 
 
 def mesh_stack(cluster: LocalCluster, repository: ChartRepository, *, stage: str = "install",
@@ -23,4 +23,13 @@ def mesh_stack(cluster: LocalCluster, repository: ChartRepository, *, stage: str
     config["meshlift:rollout"] = {"from": FROM, "to": TO, "stage": stage}
     for key, value in extra.items():
         config[f"meshlift:{key}"] = value
+    return config
+
+
+def takeover_stack(cluster: LocalCluster, repository: ChartRepository) -> dict[str, Any]:
+    """The mesh as meshlift declares it over an Istio installed with Helm per Istio's docs."""
+    config = stack_config(cluster.kubeconfig, cluster.context, repository.url)
+    config["meshlift:gateways"] = [{"name": "istio-ingress", "namespace": "istio-ingress", "revision": "stable",
+                                    "replicas": 1, "service": {"type": "ClusterIP"}}]
+    config["meshlift:adopt"] = ["istio-system/istio-base", "istio-ingress/istio-ingress"]
     return config
