@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ._result import Section
 
-ORDER = ("prometheus", "decision", "fleet", "parsing", "program")
+ORDER = ("prometheus", "decision", "fleet", "parsing", "program", "engine")
 
 
 def load(path: Path) -> dict:
@@ -27,7 +27,8 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def render(store: dict, *, command: str) -> str:
-    sections = [Section.from_dict(store["sections"][n]) for n in ORDER if n in store["sections"]]
+    names = [n for n in ORDER if n in store["sections"]] + sorted(set(store["sections"]) - set(ORDER))
+    sections = [Section.from_dict(store["sections"][n]) for n in names]
     lines = [
         "# meshlift benchmarks — results",
         "",

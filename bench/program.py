@@ -21,7 +21,8 @@ from ._result import Section, Table, TargetCheck
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _measure(workloads: int, reps: int, gc_mode: str = "default") -> dict:
+def measure_program(workloads: int, reps: int, gc_mode: str = "default") -> dict:
+    """One size of the program under mocks, in its own interpreter (bench/_program_worker.py)."""
     out = subprocess.run(
         [sys.executable, "-m", "bench._program_worker", str(workloads), str(reps), gc_mode],
         cwd=ROOT, capture_output=True, text=True, timeout=900, check=False,
@@ -33,9 +34,9 @@ def _measure(workloads: int, reps: int, gc_mode: str = "default") -> dict:
 
 def run(*, quick: bool) -> Section:
     sizes = {2: 2, 20: 2} if quick else {10: 5, 100: 3, 1000: 2}
-    results = {n: _measure(n, reps) for n, reps in sizes.items()}
+    results = {n: measure_program(n, reps) for n, reps in sizes.items()}
     tuned_sizes = {2: 1, 20: 1} if quick else {100: 2, 1000: 1}
-    tuned = {n: _measure(n, reps, "tuned-gc") for n, reps in tuned_sizes.items()}
+    tuned = {n: measure_program(n, reps, "tuned-gc") for n, reps in tuned_sizes.items()}
     rows = []
     for label, n, r in [("as is", n, r) for n, r in results.items()] + [("tuned GC (what-if)", n, r) for n, r in tuned.items()]:
         total = Summary.of(r["times"])

@@ -1,0 +1,256 @@
+"""Benchmark 5: the real engine — `pulumi preview` and `pulumi up` for 100 and 1,000 workloads, and a whole upgrade.
+
+Everything is the real path, on a local cluster (localcluster/): the pinned Pulumi
+CLI, its Python language host and the Kubernetes provider against kube-apiserver,
+etcd, controller-manager, scheduler and kwok nodes, Istio's own charts, and istiod
+run as the real pilot-discovery per istiod pod (so every canary pod is injected by
+Istio's injector). No container image runs: kwok plays the kubelets.
+
+Per size, on a fresh cluster: the teams' Deployments exist before meshlift (one
+replica each, namespaces of `bench/_specs.py`'s shape); `pulumi up` installs the
+mesh with the inventory recorded; at the canary stage every workload is read and
+cloned (one canary replica each), so `pulumi preview` and `pulumi up` there are
+where the workload count weighs. A preview right after shows the steady-state cost.
+The program alone under mocks (benchmark 4's worker, the same workloads) tells the
+program's share; the rest is the engine, the provider and the cluster (an up waits
+for every Deployment to be available, each canary pod injected by istiod).
+
+Last, `meshlift rehearse --cluster` runs a whole upgrade (two teams, gates on real
+Envoys): each stage's `pulumi up` as Pulumi reports it, and the upgrade's total.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ._result import Section, Table, TargetCheck
+from ._specs import mesh_config
+
+ROOT = Path(__file__).resolve().parents[1]
+STACK = "bench"
+PULUMI_TIMEOUT_S = 3600
+# Past the e2e suite's clusters (0-3) and the cluster rehearsal's (7): addresses never overlap.
+CLUSTER_INDEX = 10
+
+
+def _say(message: str) -> None:
+    print(f"   {message}", flush=True)
+
+
+def engine_config(workloads: int, cluster: Any, chart_repository: str) -> dict[str, Any]:
+    """benchmark 4's mesh for `workloads`, on this cluster: namespaces that exist, one ClusterIP gateway.
+
+    A LoadBalancer Service would wait for an address nothing here hands out.
+    """
+    config = mesh_config(workloads)
+    config.update({
+        "kubernetes:kubeconfig": str(cluster.kubeconfig),
+        "kubernetes:context": cluster.context,
+        "meshlift:chartRepository": chart_repository,
+        "meshlift:gateways": [{"name": "istio-ingressgateway", "namespace": "istio-ingress", "revision": "stable",
+                               "replicas": 1, "service": {"type": "ClusterIP"}}],
+    })
+    for namespace in config["meshlift:namespaces"]:
+        namespace["create"] = False
+    config["meshlift:rollout"] = {**config["meshlift:rollout"], "stage": "install"}
+    return config
+
+
+def create_workloads(core: Any, apps: Any, config: dict[str, Any]) -> int:
+    """The teams' namespaces and Deployments (one replica each), before meshlift; returns how many."""
+    from rollout.cluster_rehearsal import TEAM_MANAGER, team_deployment
+
+    count = 0
+    for namespace in config["meshlift:namespaces"]:
+        core.create_namespace({"metadata": {"name": namespace["name"]}}, field_manager=TEAM_MANAGER)
+        for workload in namespace["workloads"]:
+            deployment = team_deployment(namespace["name"], workload["name"])
+            deployment["spec"]["replicas"] = 1
+            apps.create_namespaced_deployment(namespace["name"], deployment, field_manager=TEAM_MANAGER)
+            count += 1
+    return count
+
+
+class _Pulumi:
+    def __init__(self, project: Path, env: dict[str, str]) -> None:
+        self.project, self.env = project, env
+
+    def __call__(self, *args: str) -> float:
+        started = time.monotonic()
+        result = subprocess.run(["pulumi", *args, "--non-interactive", "--stack", STACK], cwd=self.project,
+                                env=self.env, capture_output=True, text=True, timeout=PULUMI_TIMEOUT_S,
+                                stdin=subprocess.DEVNULL)
+        seconds = time.monotonic() - started
+        if result.returncode != 0:
+            raise RuntimeError(f"pulumi {' '.join(args)} failed:\n{(result.stdout + result.stderr)[-4000:]}")
+        return seconds
+
+    def write_stack(self, config: dict[str, Any]) -> None:
+        (self.project / "stacks" / f"Pulumi.{STACK}.yaml").write_text(yaml.safe_dump({"config": config}))
+
+    def resources(self) -> int:
+        out = subprocess.run(["pulumi", "stack", "export", "--stack", STACK], cwd=self.project, env=self.env,
+                             capture_output=True, text=True, check=True, stdin=subprocess.DEVNULL)
+        return len(json.loads(out.stdout)["deployment"].get("resources") or [])
+
+
+def measure_size(workloads: int, built: Any, chart_repository: str, root: Path) -> dict[str, Any]:
+    """One size on a fresh cluster: seconds of each step, resources in the stack, pods created."""
+    from kubernetes import client
+
+    from localcluster.cluster import LocalCluster
+    from localcluster.istiod import IstiodRunner
+    from rollout.cluster_rehearsal import make_project, project_environment
+
+    figures: dict[str, Any] = {"workloads": workloads}
+    cluster = LocalCluster(name=f"bench{workloads}", index=CLUSTER_INDEX, workdir=root / "kwok", toolchain=built)
+    started = time.monotonic()
+    cluster.start()
+    figures["cluster start"] = time.monotonic() - started
+    try:
+        api = cluster.api_client()
+        core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+        with IstiodRunner(core_v1=core, kubeconfig=cluster.kubeconfig, context=cluster.context, toolchain=built,
+                          workdir=root / "istiod"):
+            config = engine_config(workloads, cluster, chart_repository)
+            started = time.monotonic()
+            create_workloads(core, apps, config)
+            figures["deployments created"] = time.monotonic() - started
+            python_prefix = Path(sys.prefix)
+            project = make_project(root / "project", ROOT, python_prefix)
+            pulumi = _Pulumi(project, project_environment(project, [str(d) for d in built.bin_dirs], python_prefix))
+            pulumi.write_stack(config)
+            pulumi("stack", "init")
+            _say(f"{workloads} workloads: pulumi up (install)")
+            figures["install: up"] = pulumi("up", "--yes", "--skip-preview", "--suppress-progress")
+            config["meshlift:rollout"]["stage"] = "canary"
+            pulumi.write_stack(config)
+            _say(f"{workloads} workloads: pulumi preview, pulumi up (canary)")
+            figures["canary: preview"] = pulumi("preview", "--suppress-progress")
+            figures["canary: up"] = pulumi("up", "--yes", "--skip-preview", "--suppress-progress")
+            figures["canary: preview, no changes"] = pulumi("preview", "--expect-no-changes", "--suppress-progress")
+            figures["resources"] = pulumi.resources()
+            figures["pods"] = len(core.list_pod_for_all_namespaces(_request_timeout=60).items)
+    finally:
+        cluster.stop()
+    return figures
+
+
+STAGE_LINE = re.compile(r"^phase \S+ -> (\S+)")
+DURATION = re.compile(r"Duration: (?:(\d+)m)?(\d+)s")
+TOTAL = re.compile(r"promoted: .*\((\d+(?:\.\d+)?)s\)\s*$")
+
+
+def parse_upgrade(transcript: str) -> dict[str, Any]:
+    """Each phase's `pulumi up` duration as Pulumi reports it, and the whole upgrade's, from meshlift's output."""
+    stages: dict[str, float] = {}
+    phase, waves, total = None, 0, None
+    for line in transcript.splitlines():
+        if match := STAGE_LINE.match(line.strip()):
+            phase = match.group(1)
+            if phase == "Promoting":
+                waves += 1
+                phase = f"Promoting wave {waves}"
+        elif (match := DURATION.search(line)) and phase:
+            stages[phase] = stages.get(phase, 0) + int(match.group(1) or 0) * 60 + int(match.group(2))
+        elif match := TOTAL.search(line):
+            total = float(match.group(1))
+    return {"stages": stages, "total": total}
+
+
+def whole_upgrade() -> dict[str, Any]:
+    """`meshlift rehearse --cluster`: the wall time, and what meshlift reports of the upgrade inside it."""
+    started = time.monotonic()
+    result = subprocess.run([str(Path(sys.prefix) / "bin" / "meshlift"), "rehearse", "--cluster"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=PULUMI_TIMEOUT_S, stdin=subprocess.DEVNULL)
+    wall = time.monotonic() - started
+    if result.returncode != 0:
+        raise RuntimeError(f"meshlift rehearse --cluster exited {result.returncode}:\n{result.stdout[-4000:]}"
+                           f"{result.stderr[-2000:]}")
+    parsed = parse_upgrade(result.stdout)
+    if parsed["total"] is None or not parsed["stages"]:
+        raise RuntimeError(f"no upgrade timings in meshlift's output:\n{result.stdout[-4000:]}")
+    return {**parsed, "wall": wall}
+
+
+def run(*, quick: bool) -> Section:
+    from localcluster import charts, toolchain
+
+    from .program import measure_program
+
+    sizes = [3] if quick else [100, 1000]
+    built = toolchain.ensure(progress=_say)
+    results: dict[int, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="meshlift-bench-engine-") as tmp:
+        with charts.serve(Path(tmp) / "charts") as repository:
+            for workloads in sizes:
+                results[workloads] = measure_size(workloads, built, repository.url, Path(tmp) / f"n{workloads}")
+    for workloads, figures in results.items():
+        figures["program under mocks"] = measure_program(workloads, 1)["times"][0]
+    upgrade = None if quick else whole_upgrade()
+
+    steps = ["install: up", "canary: preview", "canary: up", "canary: preview, no changes"]
+    rows = [[f"{n:,}", f"{f['resources']:,}", f"{f['pods']:,}", *(f"{f[s]:.1f} s" for s in steps),
+             f"{f['program under mocks']:.1f} s"] for n, f in results.items()]
+    tables = [Table("pulumi preview and up on the real engine",
+                    ["workloads", "resources in the stack", "pods in the cluster", *steps,
+                     "the program alone (mocks)"], rows)]
+    data: dict[str, Any] = {str(n): f for n, f in results.items()}
+    targets = []
+    if len(results) > 1:
+        small, big = (results[n] for n in sorted(results))
+        growth = {s: big[s] / small[s] for s in ("canary: preview", "canary: up")}
+        workload_ratio = big["workloads"] / small["workloads"]
+        resource_ratio = big["resources"] / small["resources"]
+        data["growth"] = growth
+        tables.append(Table(f"Growth from {small['workloads']:,} to {big['workloads']:,} workloads "
+                            f"(resources ×{resource_ratio:.1f})",
+                            ["step", "ratio", "program alone under mocks"],
+                            [[s, f"×{r:.1f}", f"×{big['program under mocks'] / small['program under mocks']:.1f}"]
+                             for s, r in growth.items()]))
+        targets.append(TargetCheck(
+            f"canary-stage pulumi up grows at most linearly ({workload_ratio:.0f}× workloads)",
+            f"×{growth['canary: up']:.1f}", growth["canary: up"] <= workload_ratio * 1.2,
+            "" if growth["canary: up"] <= workload_ratio * 1.2 else
+            "the up waits for every canary Deployment to become available; see where the time goes"))
+    if upgrade:
+        data["upgrade"] = upgrade
+        tables.append(Table(
+            "A whole `meshlift upgrade` on the real engine (`meshlift rehearse --cluster`: two teams, gates on real "
+            "Envoys)", ["stage", "pulumi up (as Pulumi reports it)"],
+            [[stage, f"{seconds:.0f} s"] for stage, seconds in upgrade["stages"].items()]
+            + [["whole upgrade (meshlift's figure, gates and waits included)", f"{upgrade['total']:.1f} s"],
+               ["whole rehearsal (toolchain cached, cluster start and the mesh's first install included)",
+                f"{upgrade['wall']:.1f} s"]]))
+    notes = []
+    for n, f in results.items():
+        engine_share = f["canary: preview"] - f["program under mocks"]
+        notes.append(
+            f"{n:,} workloads: the cluster started in {f['cluster start']:.1f} s and the teams' Deployments were "
+            f"created in {f['deployments created']:.1f} s (not in the table). Of the canary preview, "
+            f"{f['program under mocks']:.1f} s is the program itself and {max(0.0, engine_share):.1f} s the CLI, "
+            f"engine and provider (diffs, reads of the live Deployments); the up adds "
+            f"{f['canary: up'] - f['canary: preview']:.1f} s of creating and waiting for the canaries.")
+    pins, _ = toolchain.load_pins()
+    notes.append("Pinned parts (localcluster/toolchain.toml): " + ", ".join(
+        f"{name} {tool.version}" for name, tool in pins.items()) + "; Pulumi's default parallelism.")
+    return Section(
+        name="engine",
+        title="5. The real engine: pulumi preview and up, and a whole upgrade",
+        method=[" ".join(paragraph.split()) for paragraph in (__doc__ or "").split("\n\n")[1:]],
+        tables=tables,
+        targets=targets,
+        notes=notes,
+        data=data,
+        quick=quick,
+    )
+
