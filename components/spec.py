@@ -324,6 +324,13 @@ class MeshSpec(_Model):
     # namespace, and then upgraded to what the config says (docs/takeover.md).
     adopt: list[str] = Field(default_factory=list)
 
+    @field_validator("inventory", mode="before")
+    @classmethod
+    def _unpack_inventory(cls, value: Any) -> Any:
+        from components.packed import unpack
+
+        return unpack(value)  # meshlift writes it packed (components/packed.py)
+
     @model_validator(mode="after")
     def _gates_expect_the_profile(self) -> MeshSpec:
         self.gates._proxy_profile = self.proxy_profile

@@ -83,6 +83,10 @@ class PrerequisiteMissing(UsageError):
     """What a command needs is not there (a CLI on PATH, a backend, a kube context); nothing was recorded."""
 
 
+class ConfigTooLarge(UsageError):
+    """The stack config would not fit the channel Pulumi hands it to the program through; nothing was changed."""
+
+
 class StateUnreadable(UsageError):
     """A file under `.meshlift/<stack>/` cannot be read back."""
 

@@ -18,6 +18,7 @@ from dataclasses import replace
 from typing import Any
 
 from components.clone import inventory_entry
+from components.packed import pack
 from components.spec import CONFIG_NAMESPACE, MeshSpec, load_spec
 from rollout.stages import ROLLOUT_KEY, UpgradeTarget
 
@@ -30,10 +31,11 @@ def inventory_of(namespaces: Iterable[str], live: Mapping[str, Iterable[Mapping[
     return {namespace: [inventory_entry(obj) for obj in live.get(namespace, ())] for namespace in namespaces}
 
 
-def with_inventory(target: UpgradeTarget, base_config: Mapping[str, Any], inventory: Inventory) -> UpgradeTarget:
-    """The same upgrade with `inventory` recorded; SpecError if the config names workloads that do not run."""
+def with_inventory(target: UpgradeTarget, base_config: Mapping[str, Any], inventory: Inventory | str) -> UpgradeTarget:
+    """The same upgrade with `inventory` recorded (packed, as every stage's config carries it; a recorded
+    one may already be); SpecError if the config names workloads that do not run."""
     assert target.spec.rollout is not None
-    extra = {**target.extra, INVENTORY_KEY: inventory}
+    extra = {**target.extra, INVENTORY_KEY: pack(inventory)}
     rollout = target.spec.rollout.model_dump(by_alias=True, mode="json", exclude_none=True)
     spec = load_spec({**base_config, **extra, ROLLOUT_KEY: rollout})
     return replace(target, spec=spec, extra=extra)

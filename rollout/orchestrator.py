@@ -22,6 +22,7 @@ from components.plan import plan_for
 from components.spec import MeshSpec, Stage, load_spec
 from rollout.errors import (
     CleanupRefused,
+    ConfigTooLarge,
     MeshliftError,
     PlatformError,
     PlatformUnavailable,
@@ -29,6 +30,7 @@ from rollout.errors import (
     UsageError,
 )
 from rollout.inventory import INVENTORY_KEY, inventory_of, with_inventory
+from rollout.prerequisites import config_size_problem
 from rollout.leftovers import cleanup_refusal
 from rollout.rollouts import moved_workloads, wait_for_rollouts
 from rollout.gates import GateRunner, GateVerdict
@@ -198,6 +200,9 @@ class Orchestrator:
             self._emit(state, "inventory", workloads={ns: [f"{w['kind']}/{w['name']}" for w in items]
                                                       for ns, items in recorded.items()})
         request.target = with_inventory(request.target, request.base_config, recorded)
+        problem = config_size_problem({**request.base_config, **request.target.extra})
+        if problem:
+            raise ConfigTooLarge(f"cannot start: {problem}. Nothing was changed.")
 
     def _current_spec(self, state: RunState, request: RunRequest) -> MeshSpec:
         if state.applied is None:

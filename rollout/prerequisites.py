@@ -11,6 +11,7 @@ toolchain) satisfies them.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -23,6 +24,11 @@ from rollout.errors import PrerequisiteMissing
 
 PULUMI_INSTALL = "https://www.pulumi.com/docs/iac/download-install/"
 CONTEXT_KEY = "kubernetes:context"
+# Pulumi's language hosts hand the whole stack config to the program in one environment
+# variable, PULUMI_CONFIG (JSON of key -> string). Linux refuses a single environment
+# string longer than MAX_ARG_STRLEN (32 pages): the program then never starts.
+CONFIG_VARIABLE = "PULUMI_CONFIG"
+CONFIG_CHANNEL_LIMIT = 32 * 4096
 
 
 def check_cluster_prerequisites(project_dir: Path, config: Mapping[str, Any], *,
@@ -82,3 +88,35 @@ def kube_context_problem(config: Mapping[str, Any], environ: Mapping[str, str] =
     if not wanted and not current:
         return f"the kubeconfig has no current context and the stack sets no {CONTEXT_KEY}"
     return None
+
+
+def config_channel_bytes(config: Mapping[str, Any]) -> int:
+    """Bytes of `PULUMI_CONFIG=<json>` as a language host builds it from this stack config."""
+    return len(f"{CONFIG_VARIABLE}=".encode()) + len(_compact({k: _wire(v) for k, v in config.items()}).encode()) + 1
+
+
+def config_size_problem(config: Mapping[str, Any]) -> str | None:
+    """Why the program could not start with this config, or None when it fits."""
+    size = config_channel_bytes(config)
+    if size <= CONFIG_CHANNEL_LIMIT:
+        return None
+    largest = sorted(config, key=lambda key: len(_wire(config[key])), reverse=True)[:3]
+    return (f"the stack config is {size:,} bytes as Pulumi hands it to the program, more than the "
+            f"{CONFIG_CHANNEL_LIMIT:,} bytes Linux allows in one environment variable ({CONFIG_VARIABLE}): "
+            "the program would not start (\"argument list too long\"). Largest keys: "
+            + ", ".join(f"{key} ({len(_wire(config[key])):,} bytes)" for key in largest)
+            + ". Name fewer workloads in meshlift:namespaces[].workloads (every running workload is selected "
+              "without being listed), or split the mesh over several stacks")
+
+
+def _wire(value: Any) -> str:
+    """A config value as the engine passes it: strings as they are, structured values as JSON."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return _compact(value)
+    return str(value)
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)

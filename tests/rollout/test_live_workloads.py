@@ -10,9 +10,10 @@ import copy
 
 import pytest
 
+from components.packed import is_packed, unpack
 from components.plan import plan_for
 from components.spec import load_spec
-from rollout.errors import CleanupRefused, PlatformError, PlatformUnavailable, exit_code_for
+from rollout.errors import CleanupRefused, ConfigTooLarge, PlatformError, PlatformUnavailable, exit_code_for
 from rollout.inventory import INVENTORY_KEY
 from rollout.phases import Phase
 from tests.components.cluster import live_workload
@@ -21,7 +22,10 @@ from tests.rollout.test_leftovers import by_name, on_revision, owned_by
 
 
 def _inventories(engine) -> list[dict]:
-    return [c[INVENTORY_KEY] for c in engine.named("set_config") if "meshlift:rollout" in c]
+    """The inventory each stage's config carried, unpacked (meshlift writes it packed)."""
+    configs = [c[INVENTORY_KEY] for c in engine.named("set_config") if "meshlift:rollout" in c]
+    assert all(is_packed(c) for c in configs), "the inventory is written packed, so large meshes fit"
+    return [unpack(c) for c in configs]
 
 
 def test_what_runs_is_listed_once_and_every_stage_restarts_exactly_that(rig):
@@ -120,3 +124,17 @@ def test_a_canaried_workload_changed_during_the_canary_stage_is_reported_at_prom
     assert len(warnings) == 1 and "Deployment shop/web changed during the canary stage" in warnings[0]
     journaled = [e for e in rig.journal.events(state.run_id) if e["event"] == "warning"]
     assert [e["message"] for e in journaled] == warnings, "the warning is in the run's journal"
+
+
+def test_a_config_too_large_for_pulumis_config_channel_is_refused_before_anything_changes(make_rig):
+    from tests.rollout.doubles import mesh_config
+
+    config = {**mesh_config(), "app:certificateBundle": "x" * 140_000}  # a user's own key, far too big
+    rig = make_rig(config=config)
+    with pytest.raises(ConfigTooLarge) as raised:
+        rig.run()
+    message = str(raised.value)
+    assert "more than the 131,072 bytes Linux allows in one environment variable (PULUMI_CONFIG)" in message
+    assert "Largest keys: app:certificateBundle (140,000 bytes)" in message and "Nothing was changed" in message
+    assert exit_code_for(raised.value) == 2
+    assert rig.engine.named("up") == [] and rig.engine.named("set_config") == []
