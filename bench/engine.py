@@ -32,6 +32,8 @@ from typing import Any
 
 import yaml
 
+from components.packed import pack
+
 from ._result import Section, Table, TargetCheck
 from ._specs import mesh_config
 
@@ -42,12 +44,21 @@ PULUMI_TIMEOUT_S = 3600
 CLUSTER_INDEX = 10
 
 
+def nodes_for(workloads: int) -> int:
+    """kwok nodes enough for every pod: a team pod and a canary pod per workload, istiod and gateways."""
+    from localcluster.cluster import NODE_POD_CAPACITY
+
+    pods = 2 * workloads + 20
+    return max(2, -(-pods // NODE_POD_CAPACITY) + 1)
+
+
 def _say(message: str) -> None:
     print(f"   {message}", flush=True)
 
 
 def engine_config(workloads: int, cluster: Any, chart_repository: str) -> dict[str, Any]:
-    """benchmark 4's mesh for `workloads`, on this cluster: namespaces that exist, one ClusterIP gateway.
+    """benchmark 4's mesh for `workloads`, on this cluster: namespaces that exist, one ClusterIP gateway,
+    the inventory packed as meshlift writes it.
 
     A LoadBalancer Service would wait for an address nothing here hands out.
     """
@@ -61,6 +72,7 @@ def engine_config(workloads: int, cluster: Any, chart_repository: str) -> dict[s
     })
     for namespace in config["meshlift:namespaces"]:
         namespace["create"] = False
+    config["meshlift:inventory"] = pack(config["meshlift:inventory"])  # as `meshlift upgrade` records it
     config["meshlift:rollout"] = {**config["meshlift:rollout"], "stage": "install"}
     return config
 
@@ -112,7 +124,8 @@ def measure_size(workloads: int, built: Any, chart_repository: str, root: Path) 
     from rollout.cluster_rehearsal import make_project, project_environment
 
     figures: dict[str, Any] = {"workloads": workloads}
-    cluster = LocalCluster(name=f"bench{workloads}", index=CLUSTER_INDEX, workdir=root / "kwok", toolchain=built)
+    cluster = LocalCluster(name=f"bench{workloads}", index=CLUSTER_INDEX, workdir=root / "kwok", toolchain=built,
+                           nodes=nodes_for(workloads))
     started = time.monotonic()
     cluster.start()
     figures["cluster start"] = time.monotonic() - started
@@ -221,7 +234,9 @@ def run(*, quick: bool) -> Section:
             f"canary-stage pulumi up grows at most linearly ({workload_ratio:.0f}× workloads)",
             f"×{growth['canary: up']:.1f}", growth["canary: up"] <= workload_ratio * 1.2,
             "" if growth["canary: up"] <= workload_ratio * 1.2 else
-            "the up waits for every canary Deployment to become available; see where the time goes"))
+            "the Pulumi CLI saves the whole stack state after every step on a file (DIY) backend, so each "
+            "step costs more as the stack grows: most of its CPU in a profile (docs/performance.md); "
+            "meshlift's own program is the 'program alone' column"))
     if upgrade:
         data["upgrade"] = upgrade
         tables.append(Table(

@@ -36,6 +36,7 @@ import yaml
 from localcluster.toolchain import Toolchain
 
 NODE_ANNOTATION = {"kwok.x-k8s.io/node": "fake"}
+NODE_POD_CAPACITY = 250  # pods each kwok node takes; a mesh larger than nodes x this needs more nodes
 START_TIMEOUT_SECONDS = 180
 KWOK_CRDS = ["PortForward", "ClusterPortForward", "Attach", "ClusterAttach", "Exec", "ClusterExec",
              "Logs", "ClusterLogs", "ResourceUsage", "ClusterResourceUsage", "Metric"]
@@ -174,8 +175,8 @@ class LocalCluster:
                     },
                     "spec": {"podCIDR": self.pod_cidr},
                     "status": {
-                        "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "250"},
-                        "capacity": {"cpu": "32", "memory": "256Gi", "pods": "250"},
+                        "allocatable": {"cpu": "32", "memory": "256Gi", "pods": str(NODE_POD_CAPACITY)},
+                        "capacity": {"cpu": "32", "memory": "256Gi", "pods": str(NODE_POD_CAPACITY)},
                     },
                 }
             )

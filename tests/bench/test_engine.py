@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.engine import engine_config, parse_upgrade
+from components.packed import is_packed
 from components.spec import load_spec
 
 TRANSCRIPT = """\
@@ -45,6 +46,7 @@ def test_the_applied_config_selects_existing_workloads_and_starts_at_install():
     config = engine_config(100, _Cluster(), "http://127.0.0.1:1")
     spec = load_spec(config)
     assert sum(len(items) for items in (spec.inventory or {}).values()) == 100
+    assert is_packed(config["meshlift:inventory"])
     assert all(not ns.create for ns in spec.namespaces)
     assert [g.service.type for g in spec.gateways] == ["ClusterIP"]
     assert spec.rollout is not None and spec.rollout.stage.value == "install"
