@@ -34,6 +34,7 @@ from pathlib import Path
 import yaml
 
 from localcluster.toolchain import Toolchain
+from localmesh import forget_stopper, on_stop
 
 NODE_ANNOTATION = {"kwok.x-k8s.io/node": "fake"}
 NODE_POD_CAPACITY = 250  # pods each kwok node takes; a mesh larger than nodes x this needs more nodes
@@ -149,6 +150,9 @@ class LocalCluster:
         config = self.workdir / f"{self.name}.kwokctl.yaml"
         config.write_text(yaml.safe_dump_all(self.config_documents(), sort_keys=False))
         self.started = True  # from here on, stop() has something to clean up
+        # A SIGTERM or SIGHUP ends this process without `finally` blocks: the daemons
+        # kwokctl starts are not our children, so they are killed by their directory.
+        on_stop(self._stopper_key, lambda: _kill_processes_under(self.cluster_dir, grace=2.0))
         result = self._kwokctl("create", "cluster", "--config", str(config), "--wait", f"{START_TIMEOUT_SECONDS}s")
         if result.returncode != 0:
             raise ClusterError(
@@ -213,7 +217,12 @@ class LocalCluster:
             # kwokctl can return while a component is still shutting down (or leave one
             # running): nothing started from this cluster's directory may outlive it.
             _kill_processes_under(self.cluster_dir)
+            forget_stopper(self._stopper_key)
             self.started = False
+
+    @property
+    def _stopper_key(self) -> str:
+        return f"localcluster:{self.cluster_dir}"
 
     def log_tail(self, lines: int = 20) -> str:
         parts = []

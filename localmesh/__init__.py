@@ -68,6 +68,7 @@ Polling
     wait_until(predicate, *, timeout_s=5, interval_s=0.02, what="") -> value
 Process cleanup
     stop_all(); live_pids(); install_signal_handlers()
+    on_stop(owner, stopper); forget_stopper(owner)   # what is not our child (a local cluster's daemons)
 Errors
     LocalMeshError > EnvoyBinaryNotFound, ProxyStartError(log_tail, port_clash,
     clashing_port), FaultError
@@ -93,7 +94,7 @@ from ._fleet import Fleet, start_proxies, stop_proxies
 from ._ports import closed_port, free_port, free_ports
 from ._process import wait_until
 from ._proxy import Proxy, ProxySpec
-from ._registry import install_signal_handlers, live_pids, stop_all
+from ._registry import forget_stopper, install_signal_handlers, live_pids, on_stop, stop_all
 from ._traffic import TrafficResult, send_traffic
 from ._upstream import Upstream, UpstreamEndpoint
 from ._xds import XdsFiles
@@ -149,8 +150,10 @@ __all__ = [
     "free_ports",
     "generate_cert",
     "inject_fault",
+    "forget_stopper",
     "install_signal_handlers",
     "live_pids",
+    "on_stop",
     "send_traffic",
     "stable_envoy",
     "start_proxies",

@@ -17,7 +17,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any
@@ -26,6 +26,8 @@ _lock = threading.RLock()  # re-entrant: a signal may arrive while the main thre
 _live: dict[int, subprocess.Popen[bytes]] = {}
 _previous: dict[int, Any] = {}
 _dirs: set[str] = set()  # temporary work directories to remove once their envoy is gone
+# Stoppers of what runs outside our process tree (a local cluster's daemons), keyed by owner.
+_stoppers: dict[str, Callable[[], None]] = {}
 _atexit_done = False
 _spawning = 0  # spawns under way: a cleanup signal waits until they are registered
 _deferred: list[int] = []
@@ -75,6 +77,23 @@ def forget_dir(path: os.PathLike[str] | str) -> None:
         _dirs.discard(str(path))
 
 
+def on_stop(owner: str, stopper: Callable[[], None]) -> None:
+    """Run `stopper` when everything is stopped (a cleanup signal, exit) unless `forget_stopper(owner)` first.
+
+    For processes that are not our children, such as the daemons kwokctl starts
+    for a local cluster: a SIGTERM would otherwise end us and leave them running.
+    """
+    with _lock:
+        _stoppers[owner] = stopper
+    _ensure_atexit()
+    install_signal_handlers()
+
+
+def forget_stopper(owner: str) -> None:
+    with _lock:
+        _stoppers.pop(owner, None)
+
+
 def _ensure_atexit() -> None:
     global _atexit_done
     with _lock:
@@ -112,8 +131,15 @@ def stop_all(grace_s: float = 5.0) -> None:
     """Stop every registered process, then remove temporary work directories (idempotent)."""
     with _lock:
         procs = list(_live.values())
+        stoppers = list(_stoppers.values())
+        _stoppers.clear()
     if procs:
         terminate(procs, grace_s=grace_s)
+    for stopper in stoppers:
+        try:
+            stopper()
+        except Exception:  # noqa: BLE001 - one failing stopper must not keep the others from running
+            pass
     with _lock:
         dirs = list(_dirs)
         _dirs.clear()

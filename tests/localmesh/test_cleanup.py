@@ -122,3 +122,27 @@ def test_a_signal_during_spawn_still_stops_the_new_proxy() -> None:
         child.wait()
     assert pid not in envoy_pids(), "the envoy spawned as the signal landed was left running"
     assert code == -signal.SIGTERM
+
+
+# A program that registers a stopper for something outside its process tree, then is ended by a signal.
+STOPPER_CHILD = textwrap.dedent("""
+    import pathlib, sys, time
+    import localmesh as lm
+    marker = pathlib.Path(sys.argv[1])
+    lm.on_stop("kept", lambda: marker.with_suffix(".kept").write_text("stopped"))
+    lm.on_stop("forgotten", lambda: marker.with_suffix(".forgotten").write_text("stopped"))
+    lm.forget_stopper("forgotten")
+    print("ready", flush=True)
+    time.sleep(60)
+""")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_registered_stopper_runs_when_a_signal_ends_the_program(tmp_path, signum):
+    marker = tmp_path / "marker"
+    child = subprocess.Popen([sys.executable, "-c", STOPPER_CHILD, str(marker)], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+    child.send_signal(signum)
+    assert child.wait(timeout=30) == -signum, "the program still dies of the signal"
+    assert marker.with_suffix(".kept").read_text() == "stopped"
+    assert not marker.with_suffix(".forgotten").exists(), "a forgotten stopper never runs"
