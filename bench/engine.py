@@ -30,8 +30,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from components.packed import pack
 
 from ._result import Section, Table, TargetCheck
@@ -77,42 +75,24 @@ def engine_config(workloads: int, cluster: Any, chart_repository: str) -> dict[s
     return config
 
 
-def create_workloads(core: Any, apps: Any, config: dict[str, Any]) -> int:
-    """The teams' namespaces and Deployments (one replica each), before meshlift; returns how many."""
+def create_workloads(core: Any, apps: Any, config: dict[str, Any]) -> None:
+    """The teams' namespaces and Deployments (one replica each), before meshlift."""
     from rollout.cluster_rehearsal import TEAM_MANAGER, team_deployment
 
-    count = 0
     for namespace in config["meshlift:namespaces"]:
         core.create_namespace({"metadata": {"name": namespace["name"]}}, field_manager=TEAM_MANAGER)
         for workload in namespace["workloads"]:
             deployment = team_deployment(namespace["name"], workload["name"])
             deployment["spec"]["replicas"] = 1
             apps.create_namespaced_deployment(namespace["name"], deployment, field_manager=TEAM_MANAGER)
-            count += 1
-    return count
 
 
-class _Pulumi:
-    def __init__(self, project: Path, env: dict[str, str]) -> None:
-        self.project, self.env = project, env
-
-    def __call__(self, *args: str) -> float:
-        started = time.monotonic()
-        result = subprocess.run(["pulumi", *args, "--non-interactive", "--stack", STACK], cwd=self.project,
-                                env=self.env, capture_output=True, text=True, timeout=PULUMI_TIMEOUT_S,
-                                stdin=subprocess.DEVNULL)
-        seconds = time.monotonic() - started
-        if result.returncode != 0:
-            raise RuntimeError(f"pulumi {' '.join(args)} failed:\n{(result.stdout + result.stderr)[-4000:]}")
-        return seconds
-
-    def write_stack(self, config: dict[str, Any]) -> None:
-        (self.project / "stacks" / f"Pulumi.{STACK}.yaml").write_text(yaml.safe_dump({"config": config}))
-
-    def resources(self) -> int:
-        out = subprocess.run(["pulumi", "stack", "export", "--stack", STACK], cwd=self.project, env=self.env,
-                             capture_output=True, text=True, check=True, stdin=subprocess.DEVNULL)
-        return len(json.loads(out.stdout)["deployment"].get("resources") or [])
+def _pulumi(project: Any, *args: str) -> Any:
+    """One `pulumi` command on the benchmark's stack (the e2e suite's project runner); fails loudly."""
+    done = project.pulumi(*args, stack=STACK, timeout=PULUMI_TIMEOUT_S)
+    if done.returncode != 0:
+        raise RuntimeError(f"pulumi {' '.join(args)} failed:\n{done.output[-4000:]}")
+    return done
 
 
 def measure_size(workloads: int, built: Any, chart_repository: str, root: Path) -> dict[str, Any]:
@@ -121,7 +101,7 @@ def measure_size(workloads: int, built: Any, chart_repository: str, root: Path) 
 
     from localcluster.cluster import LocalCluster
     from localcluster.istiod import IstiodRunner
-    from rollout.cluster_rehearsal import make_project, project_environment
+    from tests.e2e.project import Project
 
     figures: dict[str, Any] = {"workloads": workloads}
     cluster = LocalCluster(name=f"bench{workloads}", index=CLUSTER_INDEX, workdir=root / "kwok", toolchain=built,
@@ -138,20 +118,21 @@ def measure_size(workloads: int, built: Any, chart_repository: str, root: Path) 
             started = time.monotonic()
             create_workloads(core, apps, config)
             figures["deployments created"] = time.monotonic() - started
-            python_prefix = Path(sys.prefix)
-            project = make_project(root / "project", ROOT, python_prefix)
-            pulumi = _Pulumi(project, project_environment(project, [str(d) for d in built.bin_dirs], python_prefix))
-            pulumi.write_stack(config)
-            pulumi("stack", "init")
+            project = Project.create(root / "project", built)
+            project.write_stack(STACK, config)
+            _pulumi(project, "stack", "init")
+            up = ("up", "--yes", "--skip-preview", "--suppress-progress")
             _say(f"{workloads} workloads: pulumi up (install)")
-            figures["install: up"] = pulumi("up", "--yes", "--skip-preview", "--suppress-progress")
+            figures["install: up"] = _pulumi(project, *up).seconds
             config["meshlift:rollout"]["stage"] = "canary"
-            pulumi.write_stack(config)
+            project.write_stack(STACK, config)
             _say(f"{workloads} workloads: pulumi preview, pulumi up (canary)")
-            figures["canary: preview"] = pulumi("preview", "--suppress-progress")
-            figures["canary: up"] = pulumi("up", "--yes", "--skip-preview", "--suppress-progress")
-            figures["canary: preview, no changes"] = pulumi("preview", "--expect-no-changes", "--suppress-progress")
-            figures["resources"] = pulumi.resources()
+            figures["canary: preview"] = _pulumi(project, "preview", "--suppress-progress").seconds
+            figures["canary: up"] = _pulumi(project, *up).seconds
+            figures["canary: preview, no changes"] = _pulumi(
+                project, "preview", "--expect-no-changes", "--suppress-progress").seconds
+            exported = json.loads(_pulumi(project, "stack", "export").stdout)
+            figures["resources"] = len(exported["deployment"].get("resources") or [])
             figures["pods"] = len(core.list_pod_for_all_namespaces(_request_timeout=60).items)
     finally:
         cluster.stop()

@@ -17,6 +17,8 @@ from typing import Any
 import pulumi
 from pulumi_kubernetes.helm.v3 import Release, ReleaseArgs, RepositoryOptsArgs
 
+from components.plan import release_ref
+
 MANAGED_BY = {"app.kubernetes.io/managed-by": "meshlift"}
 
 # Long enough for istiod and gateways to become ready on a busy cluster; a release
@@ -78,7 +80,8 @@ def release(
             max_history=10,
             timeout=RELEASE_TIMEOUT_SECONDS,
         ),
-        opts=pulumi.ResourceOptions.merge(opts, adopted(f"{namespace}/{release_name}" if adopt else None)),
+        # The provider's import ID of a release is `<namespace>/<name>`, as meshlift:adopt names it.
+        opts=pulumi.ResourceOptions.merge(opts, adopted(release_ref(namespace, release_name) if adopt else None)),
     )
 
 

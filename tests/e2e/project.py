@@ -92,11 +92,11 @@ class Project:
         return Completed(list(command), result.returncode, result.stdout, result.stderr, seconds)
 
     def pulumi(self, *args: str, stack: str | None = None, env: dict[str, str] | None = None,
-               label: str | None = None) -> Completed:
+               label: str | None = None, timeout: float = PULUMI_TIMEOUT_SECONDS) -> Completed:
         command = ["pulumi", *args, "--non-interactive"]
         if stack:
             command += ["--stack", stack]
-        return self.run(*command, env=env, label=label)
+        return self.run(*command, env=env, label=label, timeout=timeout)
 
     def init_stack(self, stack: str) -> None:
         result = self.pulumi("stack", "init", stack)
