@@ -217,9 +217,17 @@ def _build(tool: Tool, target: Path, say: Progress) -> None:
 
 def _go_build(tool: Tool, source: Path, out: Path, say: Progress, started: float) -> None:
     ldflags = " ".join(["-s", "-w", *tool.ldflags])
-    # A renamed binary is one package built to a file; otherwise go names each after its package, in `out/`.
-    output = str(out / tool.binaries[0]) if tool.binary_names else f"{out}{os.sep}"
-    command = ["go", "build", "-v", "-trimpath", "-ldflags", ldflags, "-o", output, *tool.packages]
+    if not tool.binary_names:  # go names each binary after its package, in `out/`
+        _run_go_build(tool, source, ["go", "build", "-v", "-trimpath", "-ldflags", ldflags, "-o", f"{out}{os.sep}",
+                                     *tool.packages], say, started)
+        return
+    # `go build -o FILE` takes one package: a renamed binary is one build each (the build cache shares the rest).
+    for package, binary in zip(tool.packages, tool.binaries):
+        _run_go_build(tool, source, ["go", "build", "-v", "-trimpath", "-ldflags", ldflags, "-o", str(out / binary),
+                                     package], say, started)
+
+
+def _run_go_build(tool: Tool, source: Path, command: list[str], say: Progress, started: float) -> None:
     compiled = 0
     tail: list[str] = []
     process = subprocess.Popen(
