@@ -2,7 +2,7 @@
 
 Only reads config and wires components. The stack config is validated first: a
 bad config raises before any resource is registered. What each stage looks like
-is decided by `components.plan.plan_for`; this program translates that plan into
+is decided by `meshmodel.plan.plan_for`; this program translates that plan into
 resources one to one, and exports the same plan as stack outputs.
 """
 
@@ -17,13 +17,13 @@ from components.control_plane import ControlPlaneArgs, ControlPlaneRevision
 from components.gateway import Gateway, GatewayArgs
 from components.mesh_base import MeshBase, MeshBaseArgs
 from components.namespace_enrollment import NamespaceEnrollment, NamespaceEnrollmentArgs
-from components.outputs import stack_outputs
-from components.plan import BASE_RELEASE_NAME, by_namespace, istiod_release_name, plan_for
 from components.promotion import registered_once
-from components.proxy_profile import istiod_values
 from components.revision_tags import RevisionTags, RevisionTagsArgs
-from components.spec import SpecError, config_from_pulumi, load_spec
 from components.workload import Workloads, WorkloadsArgs
+from meshmodel.outputs import stack_outputs
+from meshmodel.plan import BASE_RELEASE_NAME, by_namespace, istiod_release_name, plan_for
+from meshmodel.proxy_profile import istiod_values
+from meshmodel.spec import SpecError, config_from_pulumi, load_spec
 from rollout import hooks as gate
 from rollout.platforms.kubernetes import KubeDiscovery, stack_cluster
 

@@ -37,7 +37,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from components.plan import REVISION_LABEL, MeshPlan
+from meshmodel.plan import REVISION_LABEL, MeshPlan
 
 SIDECAR_STATUS_ANNOTATION = "sidecar.istio.io/status"
 PROXY_CONTAINER = "istio-proxy"

@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Protocol
 
-from components.spec import load_spec, load_stack_file
+from meshmodel.spec import load_spec, load_stack_file
 from rollout.errors import UsageError
 from rollout.journal import STATE_DIR, Journal
 from rollout.platforms.base import Platform

@@ -30,7 +30,7 @@ from pulumi.runtime.config import set_all_config
 from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
 
-from components.spec import load_stack_file
+from meshmodel.spec import load_stack_file
 from tests.components.cluster import Cluster, example_cluster
 
 ROOT = Path(__file__).resolve().parents[2]

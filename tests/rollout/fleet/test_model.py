@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.spec import GateSettings
+from meshmodel.spec import GateSettings
 from rollout.fleet.model import FleetFileError, load_fleet, parse_fleet, ring_gates
 
 

@@ -1,7 +1,7 @@
 """Judging a whole stack config in one pass: every problem, not the first one.
 
 pydantic stops at the field level: one type error means no `MeshSpec`, so the
-cross-field rules (`components.validation`) never run, and whatever sits under a
+cross-field rules (`meshmodel.validation`) never run, and whatever sits under a
 misspelled key is never looked at. This module validates in rounds instead:
 
 - a misspelled key is reported, then its value is moved to the key it was
@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from components.spec import (
+from meshmodel.spec import (
     CONFIG_NAMESPACE,
     MeshSpec,
     Problem,
@@ -33,7 +33,7 @@ from components.spec import (
     declared_workload_problems,
     key_path,
 )
-from components.stackfile import shorten
+from meshmodel.stackfile import shorten
 
 MAX_ROUNDS = 8
 Loc = tuple[str | int, ...]
@@ -75,7 +75,7 @@ def check_config(raw: dict[str, Any]) -> MeshSpec:
 
 
 def _cross_field(spec: MeshSpec) -> list[Problem]:
-    from components.validation import check_references
+    from meshmodel.validation import check_references
 
     return check_references(spec)
 

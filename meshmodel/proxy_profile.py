@@ -21,8 +21,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from components import spec as _spec
-from components.spec import Duration, Fraction, PositiveInt, _Model
+from meshmodel import spec as _spec
+from meshmodel.spec import Duration, Fraction, PositiveInt, _Model
 
 __all__ = ["ProxyProfile", "AccessLogProfile", "OverloadProfile", "KeepaliveProfile", "REQUIRED_LOG_FIELDS",
            "istiod_values", "local_profile"]

@@ -263,7 +263,7 @@ class GateSettings(_Model):
     @field_validator("parity_allow")
     @classmethod
     def _parity_allow_entries(cls, entries: list[str]) -> list[str]:
-        from checks.parity_allow import validate_allow_entry  # the one parser of the entries
+        from meshmodel.parity_allow import validate_allow_entry  # the one parser of the entries
 
         problems = []
         for entry in entries:
@@ -327,9 +327,9 @@ class MeshSpec(_Model):
     @field_validator("inventory", mode="before")
     @classmethod
     def _unpack_inventory(cls, value: Any) -> Any:
-        from components.packed import unpack
+        from meshmodel.packed import unpack
 
-        return unpack(value)  # meshlift writes it packed (components/packed.py)
+        return unpack(value)  # meshlift writes it packed (meshmodel/packed.py)
 
     @model_validator(mode="after")
     def _gates_expect_the_profile(self) -> MeshSpec:
@@ -358,7 +358,7 @@ class MeshSpec(_Model):
 
 
 if TYPE_CHECKING:
-    from components.proxy_profile import ProxyProfile
+    from meshmodel.proxy_profile import ProxyProfile
 
 
 # --------------------------------------------------------------------------- errors
@@ -453,8 +453,8 @@ def config_from_pulumi() -> dict[str, Any]:
 
 def load_stack_file(path: str) -> dict[str, Any]:
     """The `config:` mapping of a `stacks/Pulumi.<env>.yaml` file, read strictly
-    (`components.stackfile`: duplicate keys, unknown tags and hostile input refused)."""
-    from components.stackfile import read_stack_file
+    (`meshmodel.stackfile`: duplicate keys, unknown tags and hostile input refused)."""
+    from meshmodel.stackfile import read_stack_file
 
     return read_stack_file(path).config
 
@@ -503,9 +503,9 @@ def load_spec(config: Mapping[str, Any]) -> MeshSpec:
 
     Every problem is reported at once: unknown keys (and what is wrong under a
     misspelled key), type errors, and the cross-field rules as far as they can be
-    judged around the type errors (`components.spec_check`).
+    judged around the type errors (`meshmodel.spec_check`).
     """
-    from components.spec_check import check_config
+    from meshmodel.spec_check import check_config
 
     raw = {str(key).partition(":")[2]: _decode(value) for key, value in config.items()
            if str(key).partition(":")[0] == CONFIG_NAMESPACE}
@@ -513,4 +513,4 @@ def load_spec(config: Mapping[str, Any]) -> MeshSpec:
 
 
 # The profile's model builds on the field types above; importing it completes MeshSpec.
-import components.proxy_profile  # noqa: E402,F401
+import meshmodel.proxy_profile  # noqa: E402,F401

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from components.plan import MeshPlan
+from meshmodel.plan import MeshPlan
 
 
 def stack_outputs(plan: MeshPlan) -> dict[str, Any]:
