@@ -9,8 +9,10 @@ resources one to one, and exports the same plan as stack outputs.
 from __future__ import annotations
 
 import gc
+from typing import Any
 
 import pulumi
+from pulumi.runtime import config as runtime_config
 
 from components.canary import Canaries, CanariesArgs
 from components.control_plane import ControlPlaneArgs, ControlPlaneRevision
@@ -23,7 +25,8 @@ from components.workload import Workloads, WorkloadsArgs
 from meshmodel.outputs import stack_outputs
 from meshmodel.plan import BASE_RELEASE_NAME, by_namespace, istiod_release_name, plan_for
 from meshmodel.proxy_profile import istiod_values
-from meshmodel.spec import SpecError, config_from_pulumi, load_spec
+from meshmodel.spec import SpecError
+from meshmodel.spec_check import load_spec
 from rollout import hooks as gate
 from rollout.platforms.kubernetes import KubeDiscovery, stack_cluster
 
@@ -35,6 +38,13 @@ from rollout.platforms.kubernetes import KubeDiscovery, stack_cluster
 # in a real `pulumi up` as under mocks. Young collections still run every 700
 # allocations, so short-lived cycles are still freed; peak memory did not change.
 FULL_GC_EVERY_MIDDLE_PASSES = 1000
+
+
+def config_from_pulumi() -> dict[str, Any]:
+    """Every config value of the running Pulumi program, keyed `ns:key`."""
+    merged = dict(runtime_config.get_config_env())
+    merged.update(runtime_config.CONFIG.get())
+    return merged
 
 
 def promotion_hooks(spec, plan) -> pulumi.ResourceHookBinding | None:

@@ -19,7 +19,8 @@ from typing import Any
 
 from meshmodel.clone import inventory_entry
 from meshmodel.packed import pack
-from meshmodel.spec import CONFIG_NAMESPACE, MeshSpec, load_spec
+from meshmodel.spec import CONFIG_NAMESPACE, MeshSpec
+from meshmodel.spec_check import load_spec
 from rollout.stages import ROLLOUT_KEY, UpgradeTarget
 
 INVENTORY_KEY = f"{CONFIG_NAMESPACE}:inventory"

@@ -19,7 +19,8 @@ from typing import Any, Protocol
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_fixed
 
 from meshmodel.plan import plan_for
-from meshmodel.spec import MeshSpec, Stage, load_spec
+from meshmodel.spec import MeshSpec, Stage
+from meshmodel.spec_check import load_spec
 from rollout.errors import (
     CleanupRefused,
     ConfigTooLarge,

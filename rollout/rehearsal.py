@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from meshmodel.spec import load_spec
+from meshmodel.spec_check import load_spec
 from rollout.gates import ChecksGate, GateRunner
 from rollout.journal import Journal
 from rollout.orchestrator import Approval, Orchestrator, Reporter, RunRequest

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from meshmodel.plan import MeshPlan, plan_for
-from meshmodel.spec import CONFIG_NAMESPACE, IstioVersion, MeshSpec, RolloutSpec, Stage, load_spec
+from meshmodel.spec import CONFIG_NAMESPACE, IstioVersion, MeshSpec, RolloutSpec, Stage
+from meshmodel.spec_check import load_spec
 from rollout.errors import UsageError
 from rollout.platforms.base import StageChange
 

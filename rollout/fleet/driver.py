@@ -27,7 +27,8 @@ from contextlib import contextmanager
 from typing import Any, Protocol
 
 from meshmodel.plan import MeshPlan, plan_for
-from meshmodel.spec import IstioVersion, MeshSpec, load_spec
+from meshmodel.spec import IstioVersion, MeshSpec
+from meshmodel.spec_check import load_spec
 from rollout.errors import MeshliftError, PlatformError, UsageError
 from rollout.fleet.journal import (COULD_NOT_START, HALTED, NOT_STARTED, PASSED, PENDING, SOAKING, STOPPED,
                                    SUCCEEDED, UPGRADING, FleetJournal, FleetState, RingRecord)

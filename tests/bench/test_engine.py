@@ -6,7 +6,7 @@ from pathlib import Path
 
 from bench.engine import engine_config, parse_upgrade
 from meshmodel.packed import is_packed
-from meshmodel.spec import load_spec
+from meshmodel.spec_check import load_spec
 
 TRANSCRIPT = """\
 phase Planned -> Installing

@@ -229,7 +229,7 @@ def test_one_run_reports_every_problem_at_once():
 
 
 def test_the_example_configs_themselves_are_valid():
-    from meshmodel.spec import load_spec
+    from meshmodel.spec_check import load_spec
     from tests.components.program import stack_config
 
     for env in ("dev", "staging", "prod"):

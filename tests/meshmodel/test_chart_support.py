@@ -6,7 +6,8 @@ import pytest
 
 from components.gateway import gateway_values
 from meshmodel.chart_support import gateway_accepts_pod_disruption_budget, installable
-from meshmodel.spec import IstioVersion, SpecError, load_spec
+from meshmodel.spec import IstioVersion, SpecError
+from meshmodel.spec_check import load_spec
 from tests.components.configs import minimal
 
 

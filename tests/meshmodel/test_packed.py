@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from meshmodel.packed import PREFIX, is_packed, pack, unpack
-from meshmodel.spec import SpecError, load_spec
+from meshmodel.spec import SpecError
+from meshmodel.spec_check import load_spec
 from tests.components.configs import minimal
 
 INVENTORY = {"shop": [{"kind": "Deployment", "name": "web", "labels": {"app": "web"}, "selector": {"app": "web"},

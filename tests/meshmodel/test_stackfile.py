@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from meshmodel.spec import SpecError, load_spec
+from meshmodel.spec import SpecError
+from meshmodel.spec_check import load_spec
 from meshmodel.stackfile import MAX_NODES, StackFileError, read_stack_file
 from tests.components.configs import minimal
 

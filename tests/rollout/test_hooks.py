@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from meshmodel.spec import Stage, load_spec
+from meshmodel.spec import Stage
+from meshmodel.spec_check import load_spec
 from rollout.hooks import GateBlocked, PromotionGate, gate_hooks, hook_scope
 from rollout.inventory import INVENTORY_KEY, inventory_of
 from rollout.stages import rollout_config, upgrade_target

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from meshmodel.plan import plan_for
-from meshmodel.spec import load_spec
+from meshmodel.spec_check import load_spec
 from rollout.leftovers import cleanup_refusal, injected_revision, old_revision_pods, proxy_image_tag
 from tests.rollout.doubles import mesh_config
 

@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 from meshmodel.plan import plan_for
-from meshmodel.spec import load_spec
+from meshmodel.spec_check import load_spec
 from rollout.fleet.driver import FleetDriver
 from rollout.fleet.journal import FleetJournal
 from rollout.fleet.model import parse_fleet
