@@ -1,10 +1,18 @@
 """NamespaceEnrollment: an application namespace labelled `istio.io/rev=<revision or tag>`.
 
-A namespace meshlift creates (`create: true`) is a plain Namespace with the label.
+A namespace meshlift creates (`create: true`) is a plain Namespace with the label,
+retained on delete: once teams deploy into it, it holds what meshlift never put
+there, so neither un-listing it nor `pulumi destroy` deletes it (or its label).
+`meshlift upgrade` refuses `create: true` for a namespace that already exists and
+was not created by meshlift (`rollout.namespace_checks`), so an existing
+namespace is never silently taken into the stack.
 
 An existing namespace (`create: false`) is never taken over: it is patched by
 server-side apply (`NamespacePatch`), so meshlift owns only the labels it sets and
-deleting the patch never deletes the namespace. `istio-injection` must also go:
+deleting the patch never deletes the namespace. Deleting it (un-listing the
+namespace, `pulumi destroy`) does relinquish those labels, `istio.io/rev` among
+them: the namespace leaves the mesh for pods created afterwards, which `meshlift
+plan` says for each such namespace. `istio-injection` must also go:
 it overrides `istio.io/rev` (the revision injectors require it to be absent,
 Istio analyzer IST0123). Under server-side apply a manager can remove only a
 field it owns, and that label was usually set by someone else (`kubectl label`).
@@ -72,7 +80,8 @@ class NamespaceEnrollment(pulumi.ComponentResource):
             self.labelled = Namespace(
                 f"{name}-namespace",
                 metadata=ObjectMetaArgs(name=plan.name, labels={**plan.labels, **MANAGED_BY}),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=after, hooks=args.promotion_hooks),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=after, hooks=args.promotion_hooks,
+                                            retain_on_delete=True),
             )
         else:
             annotations = {PATCH_FORCE: "true", PATCH_FIELD_MANAGER: field_manager(plan.name)}

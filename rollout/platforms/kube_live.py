@@ -17,7 +17,7 @@ helpers patch an `ApiClient` in place (see ISTIO_K8S_FACTS.md), and nothing
 here must share one with a port-forward.
 
 RBAC: `list` on deployments, statefulsets, daemonsets (apps) in the enrolled
-namespaces, and on pods cluster-wide.
+namespaces, and on pods and namespaces cluster-wide.
 """
 
 from __future__ import annotations
@@ -40,10 +40,11 @@ class KubeLive:
     """Lists workloads and pods of one cluster."""
 
     def __init__(self, configuration: Any = None, *, context: str | None = None,
-                 kubeconfig: str | None = None) -> None:
+                 kubeconfig: str | None = None, timeout_s: float = REQUEST_TIMEOUT_S) -> None:
         self._configuration = configuration  # a loaded kubernetes.client.Configuration, if given
         self.context = context
         self.kubeconfig = kubeconfig
+        self.timeout_s = timeout_s
 
     def workloads(self, namespace: str) -> list[dict[str, Any]]:
         """The Deployments, StatefulSets and DaemonSets of `namespace` (each with its `kind`)."""
@@ -66,10 +67,16 @@ class KubeLive:
         with client.ApiClient(self._config()) as api:
             return self._items(client.CoreV1Api(api).list_pod_for_all_namespaces)
 
-    @staticmethod
-    def _items(call: Any, *args: Any) -> list[dict[str, Any]]:
+    def namespaces(self) -> list[dict[str, Any]]:
+        """Every namespace of the cluster, with its labels, annotations and managedFields."""
+        from kubernetes import client
+
+        with client.ApiClient(self._config()) as api:
+            return self._items(client.CoreV1Api(api).list_namespace)
+
+    def _items(self, call: Any, *args: Any) -> list[dict[str, Any]]:
         try:
-            response = call(*args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT_S)
+            response = call(*args, _preload_content=False, _request_timeout=self.timeout_s)
             return list(json.loads(response.data).get("items") or [])
         except Exception as error:  # unreachable, RBAC, garbled: nothing can be decided
             raise PlatformError(f"cannot list what runs in the cluster: {error}") from error

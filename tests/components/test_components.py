@@ -38,6 +38,23 @@ def test_existing_namespace_is_patched_with_a_shared_field_manager_that_drops_is
     assert run.depends_on(enroll, run.named("revision-tags-stable")), enroll.urn
 
 
+def test_no_namespace_meshlift_creates_or_imports_is_ever_deleted():
+    gateways = [{"name": "ingress", "namespace": "istio-ingress", "revision": "stable"},
+                {"name": "edge", "namespace": "edge", "revision": "stable"}]
+    namespaces = [{"name": "shop", "revision": "stable"}, {"name": "legacy", "revision": "stable", "create": False}]
+    run = run_program(minimal(gateways=gateways, namespaces=namespaces, adopt=["istio-ingress/ingress"]))
+    namespaces_declared = run.of_type(NAMESPACE)
+    assert {r.name for r in namespaces_declared} == {
+        "istio-base-namespace", "ingress-namespace", "edge-namespace", "shop-namespace"}
+    assert run.named("ingress-namespace").import_id == "istio-ingress"
+    for namespace in namespaces_declared:
+        # Teams deploy into them, and a gateway's TLS secrets must live in its namespace.
+        assert namespace.retain_on_delete, f"{namespace.urn} would be deleted with everything in it"
+    # A patched namespace's labels are relinquished (its patch is not retained), the namespace is not touched.
+    for patch in run.of_type(PATCH):
+        assert not patch.retain_on_delete, patch.urn
+
+
 def test_created_namespace_carries_the_revision_label_and_no_injection_label():
     run = run_program(minimal())
     namespace = run.named("shop-namespace")
@@ -99,7 +116,7 @@ def test_a_revision_may_turn_hold_application_off():
     assert values["meshConfig"]["defaultConfig"]["holdApplicationUntilProxyStarts"] is False
 
 
-def test_base_keeps_crds_through_helm_and_retains_only_the_control_plane_namespace():
+def test_base_keeps_crds_through_helm_and_retains_the_control_plane_namespace():
     run = run_program(minimal())
     release, namespace = run.named("istio-base-release"), run.named("istio-base-namespace")
     assert namespace.retain_on_delete, f"{namespace.urn} holds the root CA"

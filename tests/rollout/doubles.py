@@ -130,6 +130,7 @@ class FakeCluster:
         self.objects = list(workloads) or [live_workload("shop", "web", replicas=2),
                                            live_workload("pay", "api", replicas=2)]
         self.pod_list: list[dict[str, Any]] = []
+        self.namespace_list: list[dict[str, Any]] = []
         self.calls: list[str] = []
         self.fail_with: Exception | None = None
 
@@ -144,6 +145,12 @@ class FakeCluster:
         if self.fail_with is not None:
             raise self.fail_with
         return json.loads(json.dumps(self.pod_list))
+
+    def namespaces(self) -> list[dict[str, Any]]:
+        self.calls.append("namespaces")
+        if self.fail_with is not None:
+            raise self.fail_with
+        return json.loads(json.dumps(self.namespace_list))
 
     def find(self, namespace: str, name: str) -> dict[str, Any]:
         return next(o for o in self.objects if (o["metadata"]["namespace"], o["metadata"]["name"]) == (namespace, name))
