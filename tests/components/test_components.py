@@ -271,3 +271,44 @@ def test_adopted_releases_and_their_namespaces_are_imported_and_nothing_else():
 
 def test_without_adopt_nothing_is_imported():
     assert not [r.urn for r in run_program(minimal()) if r.import_id]
+
+
+def _injectors(run: ProgramRun, namespace_labels: dict[str, str], pod_labels: dict[str, str]) -> list[str]:
+    """`<configuration>/<webhook>` of meshlift's injection webhooks that a new pod matches, as the API server decides."""
+    from tests.label_selectors import selects
+
+    configurations = [*run.of_type("kubernetes:admissionregistration.k8s.io/v1:MutatingWebhookConfiguration"),
+                      *run.of_type("kubernetes:admissionregistration.k8s.io/v1:MutatingWebhookConfigurationPatch")]
+    return [f"{c.inputs['metadata']['name']}/{hook['name']}" for c in configurations for hook in c.inputs["webhooks"]
+            if selects(hook["namespaceSelector"], namespace_labels) and selects(hook["objectSelector"], pod_labels)]
+
+
+def test_a_default_tag_serves_istio_injection_enabled_namespaces_and_inject_true_pods_as_istio_does():
+    run = run_program(minimal(tags={"stable": "1-30-3", "default": "1-30-3"}))
+    default = run.named("revision-tags-default")
+    assert default.inputs["metadata"]["name"] == "istio-revision-tag-default"
+    assert default.inputs["metadata"]["labels"]["istio.io/tag"] == "default"
+    hooks = {h["name"]: h for h in default.inputs["webhooks"]}
+    assert list(hooks) == ["rev.namespace.sidecar-injector.istio.io", "rev.object.sidecar-injector.istio.io",
+                           "namespace.sidecar-injector.istio.io", "object.sidecar-injector.istio.io"]
+    # Istio's revision-tags-mwc.yaml, for the tag `default`:
+    assert hooks["namespace.sidecar-injector.istio.io"]["namespaceSelector"] == {"matchExpressions": [
+        {"key": "istio-injection", "operator": "In", "values": ["enabled"]}]}
+    assert hooks["object.sidecar-injector.istio.io"]["objectSelector"] == {"matchExpressions": [
+        {"key": "sidecar.istio.io/inject", "operator": "In", "values": ["true"]},
+        {"key": "istio.io/rev", "operator": "DoesNotExist"}]}
+    assert {h["clientConfig"]["service"]["name"] for h in hooks.values()} == {"istiod-1-30-3"}
+    # Each pod that used to rely on an unrevisioned istiod is injected exactly once.
+    legacy = {"istio-injection": "enabled"}
+    assert _injectors(run, legacy, {"app": "web"}) == ["istio-revision-tag-default/namespace.sidecar-injector.istio.io"]
+    assert _injectors(run, legacy, {"app": "web", "sidecar.istio.io/inject": "false"}) == []
+    gateway = {"sidecar.istio.io/inject": "true", "app": "istio-ingress"}
+    assert _injectors(run, {}, gateway) == ["istio-revision-tag-default/object.sidecar-injector.istio.io"]
+    assert _injectors(run, {"istio.io/rev": "stable"}, {"app": "web"}) == [
+        "istio-revision-tag-stable/rev.namespace.sidecar-injector.istio.io"]
+
+
+def test_without_a_default_tag_nothing_injects_legacy_labels():
+    run = run_program(minimal())
+    assert _injectors(run, {"istio-injection": "enabled"}, {"app": "web"}) == []
+    assert _injectors(run, {}, {"sidecar.istio.io/inject": "true"}) == []
