@@ -3,7 +3,8 @@
 `meshlift upgrade` reads the stack's cluster once, right after the prerequisite
 checks and before a run is recorded, and refuses (exit 2, each problem with its
 key path and stack-file line) a config that would take over or fight over what
-others run there (`rollout.namespace_checks`). `meshlift plan` reads the same
+others run there (`rollout.namespace_checks`), or that would silently drop Istio
+config pinned to the revision it leaves (`rollout.pinned_config`). `meshlift plan` reads the same
 facts and shows them with its stages; a cluster it cannot reach is said, not
 fatal, since the upgrade checks again.
 
@@ -26,6 +27,7 @@ from rollout.namespace_checks import (
     foreign_injection_label_problems,
     unlisted_namespace_notes,
 )
+from rollout.pinned_config import pinned_config_notes, pinned_config_problems, pinned_objects
 from rollout.project import spec_error_at
 
 PLAN_TIMEOUT_S = 5.0  # `meshlift plan` must stay quick when the cluster is away
@@ -52,9 +54,11 @@ def live_reader(config: Mapping[str, Any], *, timeout_s: float | None = None) ->
 def findings(spec: MeshSpec, reader: Any) -> Findings:
     """Every problem and note about the cluster; PlatformError when it cannot be read."""
     namespaces = reader.namespaces()
+    pinned = pinned_objects(reader, spec.rollout.from_revision) if spec.rollout else []
     return Findings(
-        problems=[*existing_namespace_problems(spec, namespaces), *foreign_injection_label_problems(spec, namespaces)],
-        notes=unlisted_namespace_notes(spec, namespaces),
+        problems=[*existing_namespace_problems(spec, namespaces), *foreign_injection_label_problems(spec, namespaces),
+                  *pinned_config_problems(spec, pinned)],
+        notes=[*unlisted_namespace_notes(spec, namespaces), *pinned_config_notes(spec, pinned)],
     )
 
 

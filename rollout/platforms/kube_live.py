@@ -17,7 +17,7 @@ helpers patch an `ApiClient` in place (see ISTIO_K8S_FACTS.md), and nothing
 here must share one with a port-forward.
 
 RBAC: `list` on deployments, statefulsets, daemonsets (apps) in the enrolled
-namespaces, and on pods and namespaces cluster-wide.
+namespaces, and on pods, namespaces and Istio's config kinds cluster-wide.
 """
 
 from __future__ import annotations
@@ -73,6 +73,24 @@ class KubeLive:
 
         with client.ApiClient(self._config()) as api:
             return self._items(client.CoreV1Api(api).list_namespace)
+
+    def custom_objects(self, group: str, version: str, plural: str, *, label_selector: str) -> list[dict[str, Any]]:
+        """Custom objects of one kind in every namespace; none when the cluster does not serve the kind."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        with client.ApiClient(self._config()) as api:
+            try:
+                response = client.CustomObjectsApi(api).list_cluster_custom_object(
+                    group, version, plural, label_selector=label_selector, _preload_content=False,
+                    _request_timeout=self.timeout_s)
+            except ApiException as error:
+                if error.status == 404:  # the CRD (or that version of it) is not installed
+                    return []
+                raise PlatformError(f"cannot list {plural}.{group}: {error.reason}") from error
+            except Exception as error:  # noqa: BLE001 - unreachable, garbled: nothing can be decided
+                raise PlatformError(f"cannot list {plural}.{group}: {error}") from error
+            return list(json.loads(response.data).get("items") or [])
 
     def _items(self, call: Any, *args: Any) -> list[dict[str, Any]]:
         try:

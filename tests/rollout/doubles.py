@@ -131,6 +131,7 @@ class FakeCluster:
                                            live_workload("pay", "api", replicas=2)]
         self.pod_list: list[dict[str, Any]] = []
         self.namespace_list: list[dict[str, Any]] = []
+        self.custom_list: list[dict[str, Any]] = []  # Istio config objects, each with its `plural`
         self.calls: list[str] = []
         self.fail_with: Exception | None = None
 
@@ -151,6 +152,13 @@ class FakeCluster:
         if self.fail_with is not None:
             raise self.fail_with
         return json.loads(json.dumps(self.namespace_list))
+
+    def custom_objects(self, group: str, version: str, plural: str, *, label_selector: str) -> list[dict[str, Any]]:
+        """Objects of `plural.group` in `custom_list` whose labels match `key=value`."""
+        key, _, value = label_selector.partition("=")
+        return [json.loads(json.dumps(o)) for o in self.custom_list
+                if (o["apiVersion"].split("/")[0], o["plural"]) == (group, plural)
+                and (o["metadata"].get("labels") or {}).get(key) == value]
 
     def find(self, namespace: str, name: str) -> dict[str, Any]:
         return next(o for o in self.objects if (o["metadata"]["namespace"], o["metadata"]["name"]) == (namespace, name))

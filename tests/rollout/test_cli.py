@@ -164,3 +164,30 @@ def test_plan_without_a_reachable_cluster_still_plans_and_says_so(project, capsy
     assert cli.main(["plan", "-s", "dev", "--to", "1.40.0"]) == 0
     out = capsys.readouterr().out
     assert "cluster not read (cannot list what runs in the cluster: connection refused)" in " ".join(out.split())
+
+
+def _deny_all(revision: str) -> dict:
+    return {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy", "plural": "authorizationpolicies",
+            "metadata": {"namespace": "shop", "name": "deny-all", "labels": {"istio.io/rev": revision}}}
+
+
+def test_upgrade_refuses_while_istio_config_is_pinned_to_the_old_revision(project, capsys):
+    project.cluster.custom_list = [_deny_all("1-39-3"), {**_deny_all("1-40-0"), "metadata": {
+        "namespace": "pay", "name": "on-new", "labels": {"istio.io/rev": "1-40-0"}}}]
+    assert cli.main(["upgrade", "-s", "dev", "--to", "1.40.0"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert ("meshlift:pinnedConfig: 1 Istio config object(s) carry istio.io/rev=1-39-3: "
+            "AuthorizationPolicy shop/deny-all. istiod 1-40-0 ignores them") in err
+    assert "meshlift:pinnedConfig: leave" in err
+    assert project.engine.calls == []
+
+
+def test_upgrade_goes_on_when_the_stack_leaves_pinned_config_and_plan_lists_it(project, capsys):
+    project.cluster.custom_list = [_deny_all("1-39-3")]
+    _write(project, {**mesh_config(), "meshlift:pinnedConfig": "leave"})
+    assert cli.main(["plan", "-s", "dev", "--to", "1.40.0", "--json"]) == 0
+    cluster = json.loads(capsys.readouterr().out)["cluster"]
+    assert cluster["problems"] == []
+    assert cluster["notes"] == ["AuthorizationPolicy shop/deny-all carries istio.io/rev=1-39-3: it stops applying "
+                                "to workloads once they run 1-40-0 (meshlift:pinnedConfig: leave)"]
+    assert cli.main(["upgrade", "-s", "dev", "--to", "1.40.0", "--json"]) == 0
