@@ -101,6 +101,11 @@ from components.plan import INJECT_REVISION_LABEL, REVISION_LABEL
 
 TAG_LABEL = "istio.io/tag"
 INJECTION_LABEL = "istio-injection"
+# A namespace labelled istio.io/rev=<tag> is served by the tag unless `istio-injection` says
+# otherwise (enabled: the default injector's; disabled: nobody's). Istio's own tag webhooks
+# require the label absent; meshlift's also serve it empty, the value enrolment leaves for a
+# moment (components.namespace_enrollment), so no pod created then goes uninjected.
+LEGACY_VALUES = ("enabled", "disabled")
 POD_OPT_OUT = "sidecar.istio.io/inject"
 
 
@@ -218,7 +223,7 @@ def _pod_revision_webhook(revision: str, istio_namespace: str, tags: list[str]) 
         rules=[RuleWithOperationsPatchArgs(
             operations=["CREATE"], api_groups=[""], api_versions=["v1"], resources=["pods"])],
         namespace_selector=LabelSelectorPatchArgs(match_expressions=[
-            requirement(REVISION_LABEL, "In", *tags), requirement(INJECTION_LABEL, "DoesNotExist")]),
+            requirement(REVISION_LABEL, "In", *tags), requirement(INJECTION_LABEL, "NotIn", *LEGACY_VALUES)]),
         object_selector=LabelSelectorPatchArgs(match_expressions=[
             requirement(POD_OPT_OUT, "NotIn", "false"), requirement(INJECT_REVISION_LABEL, "In", revision)]),
     )
@@ -238,10 +243,10 @@ def _tag_webhooks(tag: str, revision: str, istio_namespace: str) -> list[Mutatin
     ]
     return [
         # Namespaces labelled istio.io/rev=<tag> (and not overridden by istio-injection),
-        # except pods asking for a revision: meshlift-pod-revision-<rev> takes those.
+        # except pods asking for a revision: the pod-revision webhook takes those.
         _webhook(
             "rev.namespace.", revision, istio_namespace,
-            [_requirement(REVISION_LABEL, "In", tag), _requirement(INJECTION_LABEL, "DoesNotExist")],
+            [_requirement(REVISION_LABEL, "In", tag), _requirement(INJECTION_LABEL, "NotIn", *LEGACY_VALUES)],
             [not_opted_out, _requirement(INJECT_REVISION_LABEL, "DoesNotExist")],
         ),
         # Pods labelled istio.io/rev=<tag> in namespaces without any injection label.

@@ -28,7 +28,9 @@ def test_existing_namespace_is_patched_with_a_shared_field_manager_that_drops_is
         annotations = patch.inputs["metadata"]["annotations"]
         assert annotations["pulumi.com/patchForce"] == "true", patch.urn
         assert annotations["pulumi.com/patchFieldManager"] == "meshlift-enroll-legacy", patch.urn
-    assert take.inputs["metadata"]["labels"] == {"istio-injection": ""}, take.urn
+    # With istio.io/rev in the same apply: the tag's webhook serves the namespace from this moment.
+    assert take.inputs["metadata"]["labels"] == {"istio-injection": "", REVISION_LABEL: "stable", "team": "a"}, \
+        take.urn
     # Re-applied later under the shared manager, it would drop istio.io/rev again.
     assert take.ignore_changes == ("metadata.labels",), take.urn
     assert enroll.ignore_changes == (), enroll.urn
@@ -312,3 +314,15 @@ def test_without_a_default_tag_nothing_injects_legacy_labels():
     run = run_program(minimal())
     assert _injectors(run, {"istio-injection": "enabled"}, {"app": "web"}) == []
     assert _injectors(run, {}, {"sidecar.istio.io/inject": "true"}) == []
+
+
+def test_while_a_namespace_is_enrolled_its_new_pods_are_injected_exactly_once():
+    run = run_program(minimal(tags={"stable": "1-30-3", "default": "1-30-3"}))
+    tag = "istio-revision-tag-stable/rev.namespace.sidecar-injector.istio.io"
+    # Between the two enrolment patches: istio.io/rev set, istio-injection taken over as "".
+    assert _injectors(run, {"istio.io/rev": "stable", "istio-injection": ""}, {"app": "web"}) == [tag]
+    assert _injectors(run, {"istio.io/rev": "stable"}, {"app": "web"}) == [tag]
+    # The legacy label still decides where it says enabled or disabled, as in Istio.
+    assert _injectors(run, {"istio.io/rev": "stable", "istio-injection": "enabled"}, {"app": "web"}) == [
+        "istio-revision-tag-default/namespace.sidecar-injector.istio.io"]
+    assert _injectors(run, {"istio.io/rev": "stable", "istio-injection": "disabled"}, {"app": "web"}) == []
