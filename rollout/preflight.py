@@ -4,7 +4,8 @@
 checks and before a run is recorded, and refuses (exit 2, each problem with its
 key path and stack-file line) a config that would take over or fight over what
 others run there (`rollout.namespace_checks`), or that would silently drop Istio
-config pinned to the revision it leaves (`rollout.pinned_config`). `meshlift plan` reads the same
+config pinned to the revision it leaves (`rollout.pinned_config`), or replace the
+values an adopted installation runs with (`rollout.adopted_values`). `meshlift plan` reads the same
 facts and shows them with its stages; a cluster it cannot reach is said, not
 fatal, since the upgrade checks again.
 
@@ -27,6 +28,7 @@ from rollout.namespace_checks import (
     foreign_injection_label_problems,
     unlisted_namespace_notes,
 )
+from rollout.adopted_values import adopted_value_problems
 from rollout.pinned_config import pinned_config_notes, pinned_config_problems, pinned_objects
 from rollout.project import spec_error_at
 
@@ -57,7 +59,7 @@ def findings(spec: MeshSpec, reader: Any) -> Findings:
     pinned = pinned_objects(reader, spec.rollout.from_revision) if spec.rollout else []
     return Findings(
         problems=[*existing_namespace_problems(spec, namespaces), *foreign_injection_label_problems(spec, namespaces),
-                  *pinned_config_problems(spec, pinned)],
+                  *pinned_config_problems(spec, pinned), *adopted_value_problems(spec, reader)],
         notes=[*unlisted_namespace_notes(spec, namespaces), *pinned_config_notes(spec, pinned)],
     )
 

@@ -17,7 +17,8 @@ helpers patch an `ApiClient` in place (see ISTIO_K8S_FACTS.md), and nothing
 here must share one with a port-forward.
 
 RBAC: `list` on deployments, statefulsets, daemonsets (apps) in the enrolled
-namespaces, and on pods, namespaces and Istio's config kinds cluster-wide.
+namespaces, on pods, namespaces and Istio's config kinds cluster-wide, and on the
+Secrets of adopted releases' namespaces (Helm's release records).
 """
 
 from __future__ import annotations
@@ -73,6 +74,14 @@ class KubeLive:
 
         with client.ApiClient(self._config()) as api:
             return self._items(client.CoreV1Api(api).list_namespace)
+
+    def helm_release_secrets(self, namespace: str, release: str) -> list[dict[str, Any]]:
+        """Helm's release records of one release (Secrets labelled owner=helm, name=<release>)."""
+        from kubernetes import client
+
+        with client.ApiClient(self._config()) as api:
+            return self._items(lambda **kw: client.CoreV1Api(api).list_namespaced_secret(
+                namespace, label_selector=f"owner=helm,name={release}", **kw))
 
     def custom_objects(self, group: str, version: str, plural: str, *, label_selector: str) -> list[dict[str, Any]]:
         """Custom objects of one kind in every namespace; none when the cluster does not serve the kind."""

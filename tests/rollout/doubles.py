@@ -132,6 +132,7 @@ class FakeCluster:
         self.pod_list: list[dict[str, Any]] = []
         self.namespace_list: list[dict[str, Any]] = []
         self.custom_list: list[dict[str, Any]] = []  # Istio config objects, each with its `plural`
+        self.helm_secrets: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (namespace, release) -> records
         self.calls: list[str] = []
         self.fail_with: Exception | None = None
 
@@ -159,6 +160,9 @@ class FakeCluster:
         return [json.loads(json.dumps(o)) for o in self.custom_list
                 if (o["apiVersion"].split("/")[0], o["plural"]) == (group, plural)
                 and (o["metadata"].get("labels") or {}).get(key) == value]
+
+    def helm_release_secrets(self, namespace: str, release: str) -> list[dict[str, Any]]:
+        return [json.loads(json.dumps(s)) for s in self.helm_secrets.get((namespace, release), [])]
 
     def find(self, namespace: str, name: str) -> dict[str, Any]:
         return next(o for o in self.objects if (o["metadata"]["namespace"], o["metadata"]["name"]) == (namespace, name))
