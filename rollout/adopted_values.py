@@ -16,7 +16,10 @@ given at install or upgrade) are compared with what meshlift would send:
   image hub and pull secrets, mesh and network ids, proxy settings.
 
 Each difference is a problem at the stack key that states it; `meshlift upgrade`
-refuses until the stack reproduces them (or says the new value on purpose).
+refuses until the stack reproduces them. A gateway release whose recorded values
+carry meshlift's pod annotation was taken over already: its values are the
+stack's own and are not compared. The unrevisioned istiod is compared for as long
+as it runs.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from components.plan import plan_for
+from components.plan import PROXY_REVISION_ANNOTATION, plan_for
 from components.spec import MeshSpec, Problem, key_path
 
 # Values of the unrevisioned istiod whose loss changes identity, policy or image pulls.
@@ -100,6 +103,8 @@ def adopted_value_problems(spec: MeshSpec, reader: Any) -> list[Problem]:
         if f"{gateway.namespace}/{gateway.name}" not in spec.adopt:
             continue
         installed = release_values(reader.helm_release_secrets(gateway.namespace, gateway.name))
+        if PROXY_REVISION_ANNOTATION in ((installed or {}).get("podAnnotations") or {}):
+            continue  # meshlift's own values since the takeover: changing them is the stack's business
         planned = next(g for g in plan.gateways if g.name == gateway.name)
         sent = gateway_values(planned, revision_label=planned.revision_label, revision=planned.revision,
                               replicas=planned.replicas, canary=False, chart_version=planned.version)

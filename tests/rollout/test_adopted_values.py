@@ -72,3 +72,11 @@ def test_the_unrevisioned_istiods_mesh_config_must_be_carried_into_each_revision
     assert "pilot.replicaCount" not in problems[0].reason  # istiod's own sizing moves nobody's pods
     carried = [{"version": v, "values": {"meshConfig": mesh["meshConfig"]}} for v in ("1.30.3", "1.31.0")]
     assert adopted_value_problems(load_spec(minimal(revisions=carried)), cluster) == []
+
+
+def test_a_gateway_taken_over_already_is_the_stacks_to_change():
+    cluster = FakeCluster()
+    ours = {"replicaCount": 2, "podAnnotations": {"meshlift.io/proxy-revision": "1-30-3"}}
+    cluster.helm_secrets[("istio-ingress", "istio-ingress")] = [helm_record("istio-ingress", "istio-ingress", 2, ours)]
+    spec = load_spec(minimal(gateways=[{**GATEWAY, "replicas": 4}], adopt=["istio-ingress/istio-ingress"]))
+    assert adopted_value_problems(spec, cluster) == []
