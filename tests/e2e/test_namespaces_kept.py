@@ -65,7 +65,9 @@ def test_create_true_on_an_existing_namespace_exits_2_and_changes_nothing(projec
     project.write_stack("refused", config)
     project.init_stack("refused")
 
-    result = project.meshlift("upgrade", "-s", "refused", "--to", TO, label="meshlift upgrade: create: true refused")
+    # KUBECONFIG: the prerequisite check looks for the stack's context there (not in kubernetes:kubeconfig).
+    result = project.meshlift("upgrade", "-s", "refused", "--to", TO, env={"KUBECONFIG": str(cluster.kubeconfig)},
+                              label="meshlift upgrade: create: true refused")
 
     assert result.returncode == 2, result.output
     assert "conflicts with what the cluster already holds (1 problem(s)); nothing changed" in result.stderr
