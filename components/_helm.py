@@ -17,6 +17,8 @@ from typing import Any
 import pulumi
 from pulumi_kubernetes.helm.v3 import Release, ReleaseArgs, RepositoryOptsArgs
 
+from meshmodel.chart_support import chart_repository_for
+from meshmodel.fields import IstioVersion
 from meshmodel.plan import release_ref
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "meshlift"}
@@ -57,11 +59,17 @@ def release(
 ) -> Release:
     """A Helm release of an Istio chart from an https:// or oci:// repository.
 
+    An oci:// chart is referenced as `<registry path>/<chart>` with no repository
+    options: the provider's Helm (`locateChart`) pulls OCI references by name, and
+    a repository URL would send it looking for an `index.yaml`. The default
+    repository resolves per chart version (`chart_repository_for`).
+
     `adopt`: the release exists (installed before meshlift); it is imported by its
     Helm ID on the first `pulumi up` and upgraded to these inputs in the same run.
     Installing it instead would fail Helm's "cannot re-use a name that is still in
     use". Once the release is in the stack's state, the import option is inert.
     """
+    repository = chart_repository_for(repository, IstioVersion.parse(version))
     if repository.startswith("oci://"):
         chart_ref, repository_opts = f"{repository.rstrip('/')}/{chart}", None
     else:

@@ -9,7 +9,8 @@ template (see meshmodel.clone): `<namespace>.<workload>-canary-deployment`
 cloned from (`meshlift.io/source-template-hash`).
 
 Its pods ask meshlift's pod-revision webhook for the target revision, so the
-clone depends on that webhook (`meshlift-pod-revision-<rev>`) as well as on the
+clone depends on that webhook (`pod-revision.sidecar-injector.istio.io` in
+`istio-sidecar-injector-<rev>`) as well as on the
 target's istiod and the namespace's enrollment: a pod created before its
 injector exists would start without the new proxy. The clone exists only in the
 canary stage: the plan drops it at promotion (or a rollback does), and Pulumi

@@ -3,7 +3,9 @@
 - The namespace is created without `istio-injection=disabled`: gateway pods are
   injected through their own `sidecar.istio.io/inject` and `istio.io/rev` pod
   labels (the chart sets both), which the object-level injector webhook only
-  honours in a namespace that carries no injection label.
+  honours in a namespace that carries no injection label. It is retained on
+  delete, created or imported: removing the gateway or `pulumi destroy` removes
+  the release, never the namespace and what others keep in it.
 - The gateway carries its own revision or tag (`revision` value) and its chart
   version follows the revision it resolves to, so it upgrades independently of
   the control plane.
@@ -98,7 +100,9 @@ class Gateway(pulumi.ComponentResource):
             self.namespace = Namespace(
                 f"{name}-namespace",
                 metadata=ObjectMetaArgs(name=plan.namespace, labels=dict(MANAGED_BY)),
-                opts=pulumi.ResourceOptions(parent=self).merge(
+                # Never deleted: it holds the gateway's TLS `credentialName` secrets (and cert-manager
+                # Certificates), which Istio requires in the gateway's own namespace.
+                opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True).merge(
                     adopted(plan.namespace if args.namespace_exists else None)),
             )
             placed = [self.namespace]

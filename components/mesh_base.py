@@ -10,12 +10,14 @@ which blocks every write of Istio config (istio/istio #35590, #43227).
 The control plane's namespace *is* retained on delete: it holds the mesh's root
 CA (`istio-ca-secret`); deleting it would invalidate every workload certificate.
 
-`base.enableCRDTemplates` is on by default so that `helm upgrade` of this release
-upgrades the CRDs along with the newest revision (CRDs in `crds/` are installed
-once and never upgraded by Helm); `skip_crds` follows it, because installing the
-same CRDs from both `crds/` and the templates fails (istio/istio #43204). An
-installation whose CRDs came from `crds/` sets `baseValues.base.enableCRDTemplates:
-false`.
+`base.enableCRDTemplates` is on by default; `skip_crds` follows it, because
+installing the same CRDs from both a chart's `crds/` directory and its templates
+fails (istio/istio #43204). Current base charts (1.30, 1.31) have no `crds/`
+directory and render the CRDs from `templates/crds.yaml` in both branches of the
+flag (relabelled with `true`, verbatim with `false`), so the CRDs are part of the
+release and upgraded with it either way: `false` does not keep them out of it.
+CRDs installed some other way must be adopted by the release (Helm's ownership
+label and annotations; docs/config.md, "CRDs").
 """
 
 from __future__ import annotations

@@ -1,10 +1,18 @@
 """NamespaceEnrollment: an application namespace labelled `istio.io/rev=<revision or tag>`.
 
-A namespace meshlift creates (`create: true`) is a plain Namespace with the label.
+A namespace meshlift creates (`create: true`) is a plain Namespace with the label,
+retained on delete: once teams deploy into it, it holds what meshlift never put
+there, so neither un-listing it nor `pulumi destroy` deletes it (or its label).
+`meshlift upgrade` refuses `create: true` for a namespace that already exists and
+was not created by meshlift (`rollout.namespace_checks`), so an existing
+namespace is never silently taken into the stack.
 
 An existing namespace (`create: false`) is never taken over: it is patched by
 server-side apply (`NamespacePatch`), so meshlift owns only the labels it sets and
-deleting the patch never deletes the namespace. `istio-injection` must also go:
+deleting the patch never deletes the namespace. Deleting it (un-listing the
+namespace, `pulumi destroy`) does relinquish those labels, `istio.io/rev` among
+them: the namespace leaves the mesh for pods created afterwards, which `meshlift
+plan` says for each such namespace. `istio-injection` must also go:
 it overrides `istio.io/rev` (the revision injectors require it to be absent,
 Istio analyzer IST0123). Under server-side apply a manager can remove only a
 field it owns, and that label was usually set by someone else (`kubectl label`).
@@ -12,8 +20,10 @@ So, as pulumi-kubernetes documents for deleting an existing field ("Delete an
 existing field using Patch"), two patches share one field manager
 (`meshlift-enroll-<namespace>`), both with `pulumi.com/patchForce`:
 
-1. `<name>-take-injection-label` force-applies `istio-injection: ""`, taking
-   ownership of the label from whoever set it;
+1. `<name>-take-injection-label` force-applies `istio-injection: ""` together
+   with `istio.io/rev`, taking ownership of the label from whoever set it (a
+   value of its own is what makes the force take it: a manager applying the
+   same value would only share it, and a shared label is never removed);
 2. `<name>-enrollment` (after 1) applies `istio.io/rev` and leaves
    `istio-injection` out (it is written as null, which the provider drops): the
    shared manager no longer asks for a label it alone owns, so the API server
@@ -24,10 +34,16 @@ would claim only `istio-injection` and so *remove* `istio.io/rev`. Its labels ar
 in `ignore_changes`, so the diff a refresh would otherwise find (the label it
 set is gone, by design) never turns into an update.
 
-Pods created between the two steps (milliseconds apart) see an empty
-`istio-injection` label and are not injected; they keep running uninjected until
-their next restart, which every promotion wave performs anyway. A label someone
-adds again later by hand is not removed until the namespace is enrolled anew.
+Pods created between the two steps see `istio.io/rev` and an empty
+`istio-injection`. meshlift's tag webhooks serve that state (they accept the label
+absent or empty, components.revision_tags), so in a tag-enrolled namespace they
+are injected by the tag's revision: there is no uninjected moment. The istiod
+chart's own webhook, which serves a namespace enrolled by revision name, requires
+the label absent: there, pods created in those milliseconds start uninjected
+until their next restart (every promotion wave restarts them). A label someone
+adds again later by hand is not removed until the namespace is enrolled anew; a
+label a GitOps tool applies is refused before the upgrade starts
+(`rollout.namespace_checks`).
 """
 
 from __future__ import annotations
@@ -72,14 +88,15 @@ class NamespaceEnrollment(pulumi.ComponentResource):
             self.labelled = Namespace(
                 f"{name}-namespace",
                 metadata=ObjectMetaArgs(name=plan.name, labels={**plan.labels, **MANAGED_BY}),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=after, hooks=args.promotion_hooks),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=after, hooks=args.promotion_hooks,
+                                            retain_on_delete=True),
             )
         else:
             annotations = {PATCH_FORCE: "true", PATCH_FIELD_MANAGER: field_manager(plan.name)}
             take = NamespacePatch(
                 f"{name}-take-injection-label",
                 metadata=ObjectMetaPatchArgs(
-                    name=plan.name, annotations=annotations, labels={LEGACY_INJECTION_LABEL: ""},
+                    name=plan.name, annotations=annotations, labels={**plan.labels, LEGACY_INJECTION_LABEL: ""},
                 ),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=after, ignore_changes=["metadata.labels"]),
             )

@@ -22,21 +22,51 @@ namespace-level and one object-level webhook sending pods to `istiod-<rev>`.
 with its revision, and under server-side apply a field meshlift never sets is
 never reset by it.
 
+A tag named `default` also renders the two webhooks Istio's own
+`revision-tags-mwc.yaml` adds for that tag (`if eq $tagName "default"`), which
+a revisioned istiod's chart never renders: `namespace.` for namespaces labelled
+`istio-injection=enabled`, and `object.` for pods labelled
+`sidecar.istio.io/inject=true` in namespaces with neither label (how Istio
+documents gateway Deployments: `inject.istio.io/templates: gateway`). Without
+it, nothing injects those in a mesh of revisions only.
+
 One deliberate difference, so a canary pod gets its own revision: Istio lets a
 namespace's `istio.io/rev` win over a pod's (istio/istio #37088, #48316), so a
 canary pod labelled `istio.io/rev: <new>` in a namespace labelled `stable`
 would be injected by the old revision. meshlift's canary pods therefore also
 carry `meshlift.io/inject-revision: <rev>`; the namespace-level tag webhook skips
-pods with that label, and one `meshlift-pod-revision-<rev>` webhook per installed
-revision injects exactly those, in tag-enrolled namespaces. The label is one no
-injector ever sets, so the two selectors stay disjoint before and after
-injection (selecting on `istio.io/rev` would not: the injection template adds
-it, and a later webhook would inject the pod a second time). The pod-revision
-webhooks depend only on the set of tags, so moving a tag still changes the
-tag's webhook alone. In a namespace labelled with a revision name the
-istiod chart's own webhook decides and no pod label can override it; the
+pods with that label, and one `pod-revision.sidecar-injector.istio.io` webhook
+per installed revision injects exactly those, in tag-enrolled namespaces. The
+label is one no injector ever sets, so the two selectors stay disjoint before
+and after injection (selecting on `istio.io/rev` would not: the injection
+template adds it, and a later webhook would inject the pod a second time). The
+pod-revision webhooks depend only on the set of tags, so moving a tag still
+changes the tag's webhook alone. In a namespace labelled with a revision name
+the istiod chart's own webhook decides and no pod label can override it; the
 validator therefore requires canary workloads to live in tag-enrolled
 namespaces.
+
+Where a pod-revision webhook lives is forced by two Istio rules that a
+configuration of its own cannot satisfy at once:
+
+- istiod patches `caBundle` only into configurations labelled `istio.io/rev=<its
+  revision>` (exactly), in webhooks whose names end in
+  `sidecar-injector.istio.io` (`pkg/webhooks/webhookpatch.go`); without the
+  label the webhook keeps no CA and every pod it matches fails to be created;
+- `istioctl tag` takes the configurations labelled `istio.io/rev=<rev>` *without*
+  `istio.io/tag` as the revision's one canonical injector and refuses to work
+  when it finds two (`istioctl/pkg/tag`: "found multiple canonical webhooks");
+  and every configuration labelled `istio.io/tag` is listed by `istioctl tag
+  list` and counted by istiod as a tag of its revision (`pkg/revisions`).
+
+So the webhook is not a configuration of its own: it is one more entry in the
+revision's canonical injector, `istio-sidecar-injector-<rev>`, which the istiod
+chart renders with `istio.io/rev=<rev>`. meshlift adds it by server-side apply
+under its own field manager (`MutatingWebhookConfigurationPatch`): `webhooks`
+is a list keyed by name, so meshlift owns that entry alone, Helm's three-way
+merge on upgrades keeps an entry it never rendered, istiod patches its CA like
+the chart's own entries, and `istioctl` still sees one injector per revision.
+Deleting the patch (the revision is removed) drops the entry before the release.
 """
 
 from __future__ import annotations
@@ -48,17 +78,34 @@ import pulumi
 from pulumi_kubernetes.admissionregistration.v1 import (
     MutatingWebhookArgs,
     MutatingWebhookConfiguration,
+    MutatingWebhookConfigurationPatch,
+    MutatingWebhookPatchArgs,
     RuleWithOperationsArgs,
+    RuleWithOperationsPatchArgs,
+    ServiceReferencePatchArgs,
     ServiceReferenceArgs,
     WebhookClientConfigArgs,
+    WebhookClientConfigPatchArgs,
 )
-from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, LabelSelectorRequirementArgs, ObjectMetaArgs
+from pulumi_kubernetes.meta.v1 import (
+    LabelSelectorArgs,
+    LabelSelectorPatchArgs,
+    LabelSelectorRequirementArgs,
+    LabelSelectorRequirementPatchArgs,
+    ObjectMetaArgs,
+    ObjectMetaPatchArgs,
+)
 
 from components._helm import MANAGED_BY
 from meshmodel.plan import INJECT_REVISION_LABEL, REVISION_LABEL
 
 TAG_LABEL = "istio.io/tag"
 INJECTION_LABEL = "istio-injection"
+# A namespace labelled istio.io/rev=<tag> is served by the tag unless `istio-injection` says
+# otherwise (enabled: the default injector's; disabled: nobody's). Istio's own tag webhooks
+# require the label absent; meshlift's also serve it empty, the value enrolment leaves for a
+# moment (components.namespace_enrollment), so no pod created then goes uninjected.
+LEGACY_VALUES = ("enabled", "disabled")
 POD_OPT_OUT = "sidecar.istio.io/inject"
 
 
@@ -71,13 +118,14 @@ def tag_webhook_name(tag: str, istio_namespace: str) -> str:
     return f"istio-revision-tag-{tag}{_suffix(istio_namespace)}"
 
 
-def pod_revision_tag(revision: str) -> str:
-    """The `istio.io/tag` value of a pod-revision webhook (never a tag any namespace uses)."""
-    return f"meshlift-pod-revision-{revision}"
+DEFAULT_TAG = "default"
+POD_REVISION_MANAGER = "meshlift-pod-revision"
+PATCH_FIELD_MANAGER = "pulumi.com/patchFieldManager"
 
 
-def pod_revision_webhook_name(revision: str, istio_namespace: str) -> str:
-    return f"meshlift-pod-revision-{revision}{_suffix(istio_namespace)}"
+def injector_configuration_name(revision: str, istio_namespace: str) -> str:
+    """The istiod chart's own injector configuration of a revision (its canonical injector)."""
+    return f"istio-sidecar-injector-{revision}{_suffix(istio_namespace)}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -115,25 +163,18 @@ class RevisionTags(pulumi.ComponentResource):
                     hooks=args.promotion_hooks,
                 ),
             )
-        # Pods asking for a revision by meshlift's label (canaries), in tag-enrolled namespaces.
-        self.pod_revisions: dict[str, MutatingWebhookConfiguration] = {}
+        # Pods asking for a revision by meshlift's label (canaries), in tag-enrolled namespaces: one
+        # more webhook in the revision's canonical injector (why there: the module docstring).
+        self.pod_revisions: dict[str, MutatingWebhookConfigurationPatch] = {}
         tags = sorted(args.tags)
         for revision in sorted(args.revisions) if tags else []:
-            self.pod_revisions[revision] = MutatingWebhookConfiguration(
+            self.pod_revisions[revision] = MutatingWebhookConfigurationPatch(
                 f"{name}-pod-revision-{revision}",
-                metadata=ObjectMetaArgs(
-                    name=pod_revision_webhook_name(revision, args.istio_namespace),
-                    # istio.io/rev: istiod of the revision patches the caBundle of webhooks so labelled.
-                    # istio.io/tag: `istioctl tag` finds a revision's canonical injector with
-                    # `istio.io/rev=<rev>,!istio.io/tag`; without it this webhook made two matches.
-                    labels={REVISION_LABEL: revision, TAG_LABEL: pod_revision_tag(revision), "app": "sidecar-injector",
-                            **MANAGED_BY},
+                metadata=ObjectMetaPatchArgs(
+                    name=injector_configuration_name(revision, args.istio_namespace),
+                    annotations={PATCH_FIELD_MANAGER: POD_REVISION_MANAGER},
                 ),
-                webhooks=[_webhook(
-                    "pod-revision.", revision, args.istio_namespace,
-                    [_requirement(REVISION_LABEL, "In", *tags), _requirement(INJECTION_LABEL, "DoesNotExist")],
-                    [_requirement(POD_OPT_OUT, "NotIn", "false"), _requirement(INJECT_REVISION_LABEL, "In", revision)],
-                )],
+                webhooks=[_pod_revision_webhook(revision, args.istio_namespace, tags)],
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[args.control_planes[revision]]),
             )
         self.register_outputs({"tags": dict(args.tags)})
@@ -166,14 +207,46 @@ def _webhook(prefix: str, revision: str, istio_namespace: str, namespace_selecto
     )
 
 
+def _pod_revision_webhook(revision: str, istio_namespace: str, tags: list[str]) -> MutatingWebhookPatchArgs:
+    """`_webhook`'s pod-revision entry, in the patch types its configuration's patch takes."""
+    def requirement(key: str, operator: str, *values: str) -> LabelSelectorRequirementPatchArgs:
+        return LabelSelectorRequirementPatchArgs(key=key, operator=operator, values=list(values) or None)
+
+    return MutatingWebhookPatchArgs(
+        name="pod-revision.sidecar-injector.istio.io",
+        admission_review_versions=["v1"],
+        side_effects="None",
+        failure_policy="Fail",
+        reinvocation_policy="Never",
+        client_config=WebhookClientConfigPatchArgs(service=ServiceReferencePatchArgs(
+            name=f"istiod-{revision}", namespace=istio_namespace, path="/inject", port=443)),
+        rules=[RuleWithOperationsPatchArgs(
+            operations=["CREATE"], api_groups=[""], api_versions=["v1"], resources=["pods"])],
+        namespace_selector=LabelSelectorPatchArgs(match_expressions=[
+            requirement(REVISION_LABEL, "In", *tags), requirement(INJECTION_LABEL, "NotIn", *LEGACY_VALUES)]),
+        object_selector=LabelSelectorPatchArgs(match_expressions=[
+            requirement(POD_OPT_OUT, "NotIn", "false"), requirement(INJECT_REVISION_LABEL, "In", revision)]),
+    )
+
+
 def _tag_webhooks(tag: str, revision: str, istio_namespace: str) -> list[MutatingWebhookArgs]:
     not_opted_out = _requirement(POD_OPT_OUT, "NotIn", "false")
+    legacy = [] if tag != DEFAULT_TAG else [
+        # As Istio's chart renders them for the tag `default` (revision-tags-mwc.yaml): what an
+        # unrevisioned istiod served. Namespaces labelled istio-injection=enabled...
+        _webhook("namespace.", revision, istio_namespace,
+                 [_requirement(INJECTION_LABEL, "In", "enabled")], [not_opted_out]),
+        # ...and pods labelled sidecar.istio.io/inject=true where no namespace label decides.
+        _webhook("object.", revision, istio_namespace,
+                 [_requirement(INJECTION_LABEL, "DoesNotExist"), _requirement(REVISION_LABEL, "DoesNotExist")],
+                 [_requirement(POD_OPT_OUT, "In", "true"), _requirement(REVISION_LABEL, "DoesNotExist")]),
+    ]
     return [
         # Namespaces labelled istio.io/rev=<tag> (and not overridden by istio-injection),
-        # except pods asking for a revision: meshlift-pod-revision-<rev> takes those.
+        # except pods asking for a revision: the pod-revision webhook takes those.
         _webhook(
             "rev.namespace.", revision, istio_namespace,
-            [_requirement(REVISION_LABEL, "In", tag), _requirement(INJECTION_LABEL, "DoesNotExist")],
+            [_requirement(REVISION_LABEL, "In", tag), _requirement(INJECTION_LABEL, "NotIn", *LEGACY_VALUES)],
             [not_opted_out, _requirement(INJECT_REVISION_LABEL, "DoesNotExist")],
         ),
         # Pods labelled istio.io/rev=<tag> in namespaces without any injection label.
@@ -182,4 +255,5 @@ def _tag_webhooks(tag: str, revision: str, istio_namespace: str) -> list[Mutatin
             [_requirement(REVISION_LABEL, "DoesNotExist"), _requirement(INJECTION_LABEL, "DoesNotExist")],
             [not_opted_out, _requirement(REVISION_LABEL, "In", tag)],
         ),
+        *legacy,
     ]

@@ -11,11 +11,24 @@ istio/istio):
 - istio/gateway has a values schema with `additionalProperties: false` and no
   `podDisruptionBudget` key until 1.16.6, 1.17.3 and 1.18.1: setting it fails the
   release, so meshlift leaves it out for those releases.
+
+Where they are published (Istio 1.31 upgrade notes): up to 1.30 in the Google
+Cloud Storage repository, which is being switched off; from 1.31 only at
+blob.istio.io (an HTTPS Helm repository) and ghcr.io (OCI). The default
+`meshlift:chartRepository` names Istio's own charts, so each chart version is
+fetched from where Istio publishes it; any other repository is used as given.
 """
 
 from __future__ import annotations
 
 from meshmodel.fields import IstioVersion
+from meshmodel.spec import DEFAULT_CHART_REPOSITORY
+
+ISTIO_GCS_CHARTS = DEFAULT_CHART_REPOSITORY  # https://istio-release.storage.googleapis.com/charts
+ISTIO_HTTPS_CHARTS = "https://blob.istio.io/istio-release/charts"
+ISTIO_OCI_CHARTS = "oci://ghcr.io/istio/release/charts"
+# (first release published there, repository), newest first
+_ISTIO_PUBLISHES = [(IstioVersion(1, 31, 0), ISTIO_HTTPS_CHARTS), (IstioVersion(0, 0, 0), ISTIO_GCS_CHARTS)]
 
 # The oldest release whose three charts install on a current cluster, and why older ones cannot.
 MIN_INSTALLABLE = IstioVersion(1, 14, 0)
@@ -48,3 +61,12 @@ def gateway_accepts_pod_disruption_budget(version: IstioVersion) -> bool:
         return True
     fixed = _GATEWAY_PDB_FIXED_IN.get(version.minor)
     return fixed is not None and version >= fixed
+
+
+def chart_repository_for(configured: str, version: IstioVersion) -> str:
+    """The repository to fetch a chart of `version` from: where Istio publishes it when the
+    stack keeps the default, else the configured one."""
+    if configured.rstrip("/") != DEFAULT_CHART_REPOSITORY:
+        return configured
+    release = IstioVersion(version.major, version.minor, version.patch)  # 1.31.0-rc.1 is on the 1.31 hosts
+    return next(repository for first, repository in _ISTIO_PUBLISHES if release >= first)

@@ -249,6 +249,9 @@ class MeshSpec(ConfigModel):
     # over: each is imported into the stack on the first `pulumi up`, with its
     # namespace, and then upgraded to what the config says (docs/takeover.md).
     adopt: list[str] = Field(default_factory=list)
+    # Istio config labelled istio.io/rev=<the rollout's from revision>: the new istiod ignores it.
+    # `leave`: upgrade anyway (docs/config.md); unset, `meshlift upgrade` refuses while such config exists.
+    pinned_config: Literal["leave"] | None = None
 
     @field_validator("inventory", mode="before")
     @classmethod

@@ -130,8 +130,10 @@ def _tags(spec: MeshSpec) -> list[Problem]:
         key = key_path("tags", tag)
         if tag in installed:
             problems.append(Problem(key, f"tag '{tag}' has the name of a revision; pick another name"))
-        if tag == "default":
-            problems.append(Problem(key, "'default' is reserved: set defaultRevision instead"))
+        if tag == "default" and spec.default_revision not in (None, target):
+            # istiod lets a `default` tag decide over the default revision; two answers confuse both.
+            problems.append(Problem(key, f"the tag 'default' points at '{target}' but defaultRevision is "
+                                         f"'{spec.default_revision}': point both at the same revision"))
         try:
             check_dns_label(tag)
         except ValueError as error:

@@ -128,7 +128,12 @@ def plan(
     to: Annotated[str | None, typer.Option(help="Target version (default: the config's rollout.to).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show each stage of the upgrade: what it changes, which gate follows, how long at least."""
+    """Show each stage of the upgrade: what it changes, which gate follows, how long at least.
+
+    Reads the stack's cluster too, when it can: what the upgrade would refuse there,
+    and what happens to namespaces meshlift enrolled that the config no longer lists.
+    """
+    from rollout.preflight import findings_for_plan
     from rollout.stages import before_rollout, planned_stages, upgrade_target
 
     path, config = stack_config(stack)
@@ -144,11 +149,14 @@ def plan(
     least = sum(s.min_s for s in stages)
     rollout = target.spec.rollout
     assert rollout is not None
+    found, unread = findings_for_plan(target.spec, config)
+    cluster = {"read": unread is None, "unreadable": unread, "notes": found.notes,
+               "problems": [str(problem) for problem in found.problems]}
     if as_json:
         console.print_json(document(
             "plan", stack=stack, **{"from": rollout.from_version, "to": rollout.to_version}, min_gate_s=least,
             stages=[{"stage": s.label, "changes": s.changes, "gate": s.gate, "min_s": s.min_s,
-                     "max_s": None if s.max_s == float("inf") else s.max_s} for s in stages]))
+                     "max_s": None if s.max_s == float("inf") else s.max_s} for s in stages], cluster=cluster))
         return
     rows = [[index, s.label, "\n".join(s.changes), s.gate or "-",
              f"{s.min_s:g}s .. {'∞' if s.max_s == float('inf') else f'{s.max_s:g}s'}"]
@@ -157,6 +165,12 @@ def plan(
                         f"(each stage is one `pulumi up`)", ["#", "stage", "changes", "gate after it", "gate time"],
                         rows)
     console.print_line(f"at least {least:g}s of gating, plus the time each `pulumi up` takes")
+    if unread is not None:
+        console.print_line(f"cluster not read ({unread}); `meshlift upgrade` checks it before changing anything")
+    for note in found.notes:
+        console.print_line(f"[yellow]‼[/] {note}")
+    for problem in found.problems:
+        console.print_line(f"[red]×[/] {problem}  (`meshlift upgrade` refuses this)")
 
 
 # ---------------------------------------------------------------- upgrade / promote / rollback
@@ -176,9 +190,11 @@ def upgrade(
     """Drive the upgrade stage by stage (`pulumi up` each), gate, then promote or roll back.
 
     Before anything is recorded, checks that the Pulumi CLI is on PATH, the state
-    backend is reachable and the stack's kube context exists (exit 2 otherwise).
+    backend is reachable and the stack's kube context exists, and that the config
+    takes over nothing others run in the cluster (exit 2 otherwise).
     Interrupted? Run the same command again: it resumes at the stage it stopped.
     """
+    from rollout.preflight import check_before_upgrade
     from rollout.prerequisites import check_cluster_prerequisites
     from rollout.stages import upgrade_target
 
@@ -190,6 +206,7 @@ def upgrade(
     approval = ApprovalOptions.parse(approve_from, approval_timeout,
                                      required=target.spec.rollout.require_approval)  # type: ignore[union-attr]
     check_cluster_prerequisites(project_dir(), config)
+    check_before_upgrade(target.spec, config, path)
     drive(stack, "upgrade", {"to": target.spec.rollout.to_version}, target, config,  # type: ignore[union-attr]
           platform=_kubernetes(stack), journal=Journal.for_stack(project_dir(), stack), as_json=as_json,
           approval=approval)

@@ -14,7 +14,8 @@
      │                       deadline, unavailable replicas): fails its wave
      └── RollbackFailed      going back failed too: a human must look (exit 3)
 
-A `meshmodel.spec.SpecError` (invalid stack config) and a
+A `meshmodel.spec.SpecError` (invalid stack config), its `ClusterConflict` (a
+config the cluster contradicts, found before anything changes) and a
 `meshmodel.stackfile.StackFileError` (unreadable or malformed stack file) are
 exit 2 as well; so are typer's usage errors (unknown command or flag, a flag
 without its value). A gate that fails and rolls back cleanly is not an error but a
@@ -87,6 +88,10 @@ class ConfigTooLarge(UsageError):
     """The stack config would not fit the channel Pulumi hands it to the program through; nothing was changed."""
 
 
+class ClusterConflict(SpecError):
+    """The config contradicts what the cluster already holds (each problem at its key path); nothing changed."""
+
+
 class StateUnreadable(UsageError):
     """A file under `.meshlift/<stack>/` cannot be read back."""
 
@@ -127,8 +132,9 @@ def describe(error: BaseException, *, prog: str = "meshlift") -> Failure:
     if isinstance(error, SpecError):
         where = getattr(error, "path", None) or "stack config"
         lines = getattr(error, "lines", None)
-        return Failure(code, f"{where}: invalid meshlift stack config ({len(error.problems)} problem(s)); "
-                             "nothing changed",
+        what = ("conflicts with what the cluster already holds" if isinstance(error, ClusterConflict)
+                else "invalid meshlift stack config")
+        return Failure(code, f"{where}: {what} ({len(error.problems)} problem(s)); nothing changed",
                        tuple(_located(problem, where, lines) for problem in error.problems))
     if isinstance(error, typer.TyperException):
         return Failure(code, _usage_message(error, prog))

@@ -17,7 +17,8 @@ helpers patch an `ApiClient` in place (see ISTIO_K8S_FACTS.md), and nothing
 here must share one with a port-forward.
 
 RBAC: `list` on deployments, statefulsets, daemonsets (apps) in the enrolled
-namespaces, and on pods cluster-wide.
+namespaces, on pods, namespaces and Istio's config kinds cluster-wide, and on the
+Secrets of adopted releases' namespaces (Helm's release records).
 """
 
 from __future__ import annotations
@@ -40,10 +41,11 @@ class KubeLive:
     """Lists workloads and pods of one cluster."""
 
     def __init__(self, configuration: Any = None, *, context: str | None = None,
-                 kubeconfig: str | None = None) -> None:
+                 kubeconfig: str | None = None, timeout_s: float = REQUEST_TIMEOUT_S) -> None:
         self._configuration = configuration  # a loaded kubernetes.client.Configuration, if given
         self.context = context
         self.kubeconfig = kubeconfig
+        self.timeout_s = timeout_s
 
     def workloads(self, namespace: str) -> list[dict[str, Any]]:
         """The Deployments, StatefulSets and DaemonSets of `namespace` (each with its `kind`)."""
@@ -66,10 +68,42 @@ class KubeLive:
         with client.ApiClient(self._config()) as api:
             return self._items(client.CoreV1Api(api).list_pod_for_all_namespaces)
 
-    @staticmethod
-    def _items(call: Any, *args: Any) -> list[dict[str, Any]]:
+    def namespaces(self) -> list[dict[str, Any]]:
+        """Every namespace of the cluster, with its labels, annotations and managedFields."""
+        from kubernetes import client
+
+        with client.ApiClient(self._config()) as api:
+            return self._items(client.CoreV1Api(api).list_namespace)
+
+    def helm_release_secrets(self, namespace: str, release: str) -> list[dict[str, Any]]:
+        """Helm's release records of one release (Secrets labelled owner=helm, name=<release>)."""
+        from kubernetes import client
+
+        with client.ApiClient(self._config()) as api:
+            return self._items(lambda **kw: client.CoreV1Api(api).list_namespaced_secret(
+                namespace, label_selector=f"owner=helm,name={release}", **kw))
+
+    def custom_objects(self, group: str, version: str, plural: str, *, label_selector: str) -> list[dict[str, Any]]:
+        """Custom objects of one kind in every namespace; none when the cluster does not serve the kind."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        with client.ApiClient(self._config()) as api:
+            try:
+                response = client.CustomObjectsApi(api).list_cluster_custom_object(
+                    group, version, plural, label_selector=label_selector, _preload_content=False,
+                    _request_timeout=self.timeout_s)
+            except ApiException as error:
+                if error.status == 404:  # the CRD (or that version of it) is not installed
+                    return []
+                raise PlatformError(f"cannot list {plural}.{group}: {error.reason}") from error
+            except Exception as error:  # noqa: BLE001 - unreachable, garbled: nothing can be decided
+                raise PlatformError(f"cannot list {plural}.{group}: {error}") from error
+            return list(json.loads(response.data).get("items") or [])
+
+    def _items(self, call: Any, *args: Any) -> list[dict[str, Any]]:
         try:
-            response = call(*args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT_S)
+            response = call(*args, _preload_content=False, _request_timeout=self.timeout_s)
             return list(json.loads(response.data).get("items") or [])
         except Exception as error:  # unreachable, RBAC, garbled: nothing can be decided
             raise PlatformError(f"cannot list what runs in the cluster: {error}") from error

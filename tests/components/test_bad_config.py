@@ -134,8 +134,9 @@ CASES = {
         minimal(defaultRevision="1-29-0"), "meshlift:defaultRevision", "is not installed"),
     "tag named like a revision": (
         minimal(tags={"1-30-3": "1-30-3", "stable": "1-30-3"}), "meshlift:tags.1-30-3", "has the name of a revision"),
-    "tag named default": (
-        minimal(tags={"stable": "1-30-3", "default": "1-30-3"}), "meshlift:tags.default", "reserved"),
+    "default tag and default revision apart": (
+        minimal(tags={"stable": "1-30-3", "default": "1-30-3"}, defaultRevision="1-31-0"), "meshlift:tags.default",
+        "point both at the same revision"),
     "injection label set by hand on a namespace": (
         minimal(namespaces=ns(labels={"istio-injection": "enabled"})),
         "meshlift:namespaces[0].labels.istio-injection", "meshlift owns this label"),

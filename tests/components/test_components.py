@@ -28,7 +28,9 @@ def test_existing_namespace_is_patched_with_a_shared_field_manager_that_drops_is
         annotations = patch.inputs["metadata"]["annotations"]
         assert annotations["pulumi.com/patchForce"] == "true", patch.urn
         assert annotations["pulumi.com/patchFieldManager"] == "meshlift-enroll-legacy", patch.urn
-    assert take.inputs["metadata"]["labels"] == {"istio-injection": ""}, take.urn
+    # With istio.io/rev in the same apply: the tag's webhook serves the namespace from this moment.
+    assert take.inputs["metadata"]["labels"] == {"istio-injection": "", REVISION_LABEL: "stable", "team": "a"}, \
+        take.urn
     # Re-applied later under the shared manager, it would drop istio.io/rev again.
     assert take.ignore_changes == ("metadata.labels",), take.urn
     assert enroll.ignore_changes == (), enroll.urn
@@ -36,6 +38,23 @@ def test_existing_namespace_is_patched_with_a_shared_field_manager_that_drops_is
     assert enroll.wire["metadata"]["labels"] == {"istio-injection": None, REVISION_LABEL: "stable", "team": "a"}
     assert run.depends_on(enroll, take), f"{enroll.urn} must run after {take.urn}"
     assert run.depends_on(enroll, run.named("revision-tags-stable")), enroll.urn
+
+
+def test_no_namespace_meshlift_creates_or_imports_is_ever_deleted():
+    gateways = [{"name": "ingress", "namespace": "istio-ingress", "revision": "stable"},
+                {"name": "edge", "namespace": "edge", "revision": "stable"}]
+    namespaces = [{"name": "shop", "revision": "stable"}, {"name": "legacy", "revision": "stable", "create": False}]
+    run = run_program(minimal(gateways=gateways, namespaces=namespaces, adopt=["istio-ingress/ingress"]))
+    namespaces_declared = run.of_type(NAMESPACE)
+    assert {r.name for r in namespaces_declared} == {
+        "istio-base-namespace", "ingress-namespace", "edge-namespace", "shop-namespace"}
+    assert run.named("ingress-namespace").import_id == "istio-ingress"
+    for namespace in namespaces_declared:
+        # Teams deploy into them, and a gateway's TLS secrets must live in its namespace.
+        assert namespace.retain_on_delete, f"{namespace.urn} would be deleted with everything in it"
+    # A patched namespace's labels are relinquished (its patch is not retained), the namespace is not touched.
+    for patch in run.of_type(PATCH):
+        assert not patch.retain_on_delete, patch.urn
 
 
 def test_created_namespace_carries_the_revision_label_and_no_injection_label():
@@ -99,7 +118,7 @@ def test_a_revision_may_turn_hold_application_off():
     assert values["meshConfig"]["defaultConfig"]["holdApplicationUntilProxyStarts"] is False
 
 
-def test_base_keeps_crds_through_helm_and_retains_only_the_control_plane_namespace():
+def test_base_keeps_crds_through_helm_and_retains_the_control_plane_namespace():
     run = run_program(minimal())
     release, namespace = run.named("istio-base-release"), run.named("istio-base-namespace")
     assert namespace.retain_on_delete, f"{namespace.urn} holds the root CA"
@@ -254,3 +273,56 @@ def test_adopted_releases_and_their_namespaces_are_imported_and_nothing_else():
 
 def test_without_adopt_nothing_is_imported():
     assert not [r.urn for r in run_program(minimal()) if r.import_id]
+
+
+def _injectors(run: ProgramRun, namespace_labels: dict[str, str], pod_labels: dict[str, str]) -> list[str]:
+    """`<configuration>/<webhook>` of meshlift's injection webhooks that a new pod matches, as the API server decides."""
+    from tests.label_selectors import selects
+
+    configurations = [*run.of_type("kubernetes:admissionregistration.k8s.io/v1:MutatingWebhookConfiguration"),
+                      *run.of_type("kubernetes:admissionregistration.k8s.io/v1:MutatingWebhookConfigurationPatch")]
+    return [f"{c.inputs['metadata']['name']}/{hook['name']}" for c in configurations for hook in c.inputs["webhooks"]
+            if selects(hook["namespaceSelector"], namespace_labels) and selects(hook["objectSelector"], pod_labels)]
+
+
+def test_a_default_tag_serves_istio_injection_enabled_namespaces_and_inject_true_pods_as_istio_does():
+    run = run_program(minimal(tags={"stable": "1-30-3", "default": "1-30-3"}))
+    default = run.named("revision-tags-default")
+    assert default.inputs["metadata"]["name"] == "istio-revision-tag-default"
+    assert default.inputs["metadata"]["labels"]["istio.io/tag"] == "default"
+    hooks = {h["name"]: h for h in default.inputs["webhooks"]}
+    assert list(hooks) == ["rev.namespace.sidecar-injector.istio.io", "rev.object.sidecar-injector.istio.io",
+                           "namespace.sidecar-injector.istio.io", "object.sidecar-injector.istio.io"]
+    # Istio's revision-tags-mwc.yaml, for the tag `default`:
+    assert hooks["namespace.sidecar-injector.istio.io"]["namespaceSelector"] == {"matchExpressions": [
+        {"key": "istio-injection", "operator": "In", "values": ["enabled"]}]}
+    assert hooks["object.sidecar-injector.istio.io"]["objectSelector"] == {"matchExpressions": [
+        {"key": "sidecar.istio.io/inject", "operator": "In", "values": ["true"]},
+        {"key": "istio.io/rev", "operator": "DoesNotExist"}]}
+    assert {h["clientConfig"]["service"]["name"] for h in hooks.values()} == {"istiod-1-30-3"}
+    # Each pod that used to rely on an unrevisioned istiod is injected exactly once.
+    legacy = {"istio-injection": "enabled"}
+    assert _injectors(run, legacy, {"app": "web"}) == ["istio-revision-tag-default/namespace.sidecar-injector.istio.io"]
+    assert _injectors(run, legacy, {"app": "web", "sidecar.istio.io/inject": "false"}) == []
+    gateway = {"sidecar.istio.io/inject": "true", "app": "istio-ingress"}
+    assert _injectors(run, {}, gateway) == ["istio-revision-tag-default/object.sidecar-injector.istio.io"]
+    assert _injectors(run, {"istio.io/rev": "stable"}, {"app": "web"}) == [
+        "istio-revision-tag-stable/rev.namespace.sidecar-injector.istio.io"]
+
+
+def test_without_a_default_tag_nothing_injects_legacy_labels():
+    run = run_program(minimal())
+    assert _injectors(run, {"istio-injection": "enabled"}, {"app": "web"}) == []
+    assert _injectors(run, {}, {"sidecar.istio.io/inject": "true"}) == []
+
+
+def test_while_a_namespace_is_enrolled_its_new_pods_are_injected_exactly_once():
+    run = run_program(minimal(tags={"stable": "1-30-3", "default": "1-30-3"}))
+    tag = "istio-revision-tag-stable/rev.namespace.sidecar-injector.istio.io"
+    # Between the two enrolment patches: istio.io/rev set, istio-injection taken over as "".
+    assert _injectors(run, {"istio.io/rev": "stable", "istio-injection": ""}, {"app": "web"}) == [tag]
+    assert _injectors(run, {"istio.io/rev": "stable"}, {"app": "web"}) == [tag]
+    # The legacy label still decides where it says enabled or disabled, as in Istio.
+    assert _injectors(run, {"istio.io/rev": "stable", "istio-injection": "enabled"}, {"app": "web"}) == [
+        "istio-revision-tag-default/namespace.sidecar-injector.istio.io"]
+    assert _injectors(run, {"istio.io/rev": "stable", "istio-injection": "disabled"}, {"app": "web"}) == []

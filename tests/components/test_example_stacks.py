@@ -84,9 +84,10 @@ def test_base_chart_points_the_default_validator_at_an_installed_revision(built)
 
 def test_tag_webhooks_point_at_the_planned_revision(built):
     plan, run = built
-    webhooks = [w for w in run.of_type("kubernetes:admissionregistration.k8s.io/v1:MutatingWebhookConfiguration")
-                if "istio.io/tag" in w.inputs["metadata"]["labels"]
-                and not w.inputs["metadata"]["name"].startswith("meshlift-pod-revision-")]
+    configurations = run.of_type("kubernetes:admissionregistration.k8s.io/v1:MutatingWebhookConfiguration")
+    webhooks = [w for w in configurations if "istio.io/tag" in w.inputs["metadata"]["labels"]]
+    # `istioctl tag list` lists every configuration labelled istio.io/tag: exactly the stack's tags.
+    assert len(webhooks) == len(configurations)
     assert {w.inputs["metadata"]["labels"]["istio.io/tag"]: w.inputs["metadata"]["labels"][REVISION_LABEL]
             for w in webhooks} == plan.tags
     for webhook in webhooks:
@@ -98,14 +99,21 @@ def test_tag_webhooks_point_at_the_planned_revision(built):
 
 def test_every_installed_revision_injects_pods_that_ask_for_it_by_label(built):
     plan, run = built
-    webhooks = {w.inputs["metadata"]["labels"][REVISION_LABEL]: w
-                for w in run.of_type("kubernetes:admissionregistration.k8s.io/v1:MutatingWebhookConfiguration")
-                if w.name.startswith("revision-tags-pod-revision-")}
-    assert set(webhooks) == {cp.revision for cp in plan.control_planes}
-    for revision, webhook in webhooks.items():
+    # One more entry in each revision's own injector configuration (rendered by its istiod chart,
+    # labelled istio.io/rev=<rev>): istiod patches its CA, istioctl still finds one injector.
+    patches = {w.inputs["metadata"]["name"]: w
+               for w in run.of_type("kubernetes:admissionregistration.k8s.io/v1:MutatingWebhookConfigurationPatch")}
+    assert set(patches) == {f"istio-sidecar-injector-{cp.revision}" for cp in plan.control_planes}
+    for cp in plan.control_planes:
+        webhook = patches[f"istio-sidecar-injector-{cp.revision}"]
+        assert webhook.name == f"revision-tags-pod-revision-{cp.revision}", webhook.urn
+        assert "labels" not in webhook.inputs["metadata"], f"{webhook.urn}: the chart's labels are the chart's"
+        assert webhook.inputs["metadata"]["annotations"]["pulumi.com/patchFieldManager"] == "meshlift-pod-revision"
         [hook] = webhook.inputs["webhooks"]
-        assert hook["clientConfig"]["service"]["name"] == f"istiod-{revision}", webhook.urn
-        assert run.depends_on(webhook, run.named(f"istiod-{revision}")), webhook.urn
+        assert hook["name"] == "pod-revision.sidecar-injector.istio.io", webhook.urn
+        assert hook["clientConfig"]["service"]["name"] == f"istiod-{cp.revision}", webhook.urn
+        assert "caBundle" not in hook["clientConfig"], f"{webhook.urn}: istiod owns the CA"
+        assert run.depends_on(webhook, run.named(f"istiod-{cp.revision}")), webhook.urn
 
 
 def test_gateways_run_their_revision_and_a_canary_only_when_planned(built):

@@ -153,8 +153,9 @@ def test_canary_gateway_shares_the_primary_selector_without_a_service_of_its_own
 def test_canary_pods_are_injected_by_their_own_revision_in_a_tag_enrolled_namespace(stages):
     """The selectors, evaluated as the API server would, send each pod to exactly one istiod."""
     run = stages["canary"]
-    webhooks = [hook for r in run.of_type("kubernetes:admissionregistration.k8s.io/v1:MutatingWebhookConfiguration")
-                for hook in r.inputs["webhooks"]]
+    configurations = [*run.of_type("kubernetes:admissionregistration.k8s.io/v1:MutatingWebhookConfiguration"),
+                      *run.of_type("kubernetes:admissionregistration.k8s.io/v1:MutatingWebhookConfigurationPatch")]
+    webhooks = [hook for r in configurations for hook in r.inputs["webhooks"]]
     shop = run.named("shop-namespace").inputs["metadata"]["labels"]
     stable = live_pod_labels("shop", "frontend")
     canary = run.named("shop.frontend-canary-deployment").inputs["spec"]["template"]["metadata"]["labels"]

@@ -5,10 +5,16 @@ from __future__ import annotations
 import pytest
 
 from components.gateway import gateway_values
-from meshmodel.chart_support import gateway_accepts_pod_disruption_budget, installable
-from meshmodel.spec import IstioVersion, SpecError
+from meshmodel.chart_support import (
+    ISTIO_OCI_CHARTS,
+    chart_repository_for,
+    gateway_accepts_pod_disruption_budget,
+    installable,
+)
+from meshmodel.spec import DEFAULT_CHART_REPOSITORY, IstioVersion, SpecError
 from meshmodel.spec_check import load_spec
 from tests.components.configs import minimal
+from tests.components.program import run_program
 
 
 @pytest.mark.parametrize("version", ["1.9.5", "1.10.0", "1.11.8", "1.12.0", "1.13.9"])
@@ -50,3 +56,45 @@ def test_gateway_values_leave_the_budget_out_for_a_chart_that_rejects_it() -> No
     dropped = gateway_values(plan, revision_label="stable", revision="x", replicas=2, canary=False, chart_version="1.18.0")
     assert kept["podDisruptionBudget"] == {"minAvailable": 1}
     assert "podDisruptionBudget" not in dropped
+
+
+@pytest.mark.parametrize(("version", "repository"), [
+    ("1.14.0", "https://istio-release.storage.googleapis.com/charts"),
+    ("1.30.3", "https://istio-release.storage.googleapis.com/charts"),
+    ("1.31.0", "https://blob.istio.io/istio-release/charts"),
+    ("1.31.0-rc.1", "https://blob.istio.io/istio-release/charts"),
+    ("1.32.2", "https://blob.istio.io/istio-release/charts"),
+    ("2.0.0", "https://blob.istio.io/istio-release/charts"),
+])
+def test_the_default_repository_is_where_istio_publishes_each_version(version: str, repository: str) -> None:
+    assert chart_repository_for(DEFAULT_CHART_REPOSITORY, IstioVersion.parse(version)) == repository
+
+
+@pytest.mark.parametrize("configured", [ISTIO_OCI_CHARTS, "https://charts.example.com/istio", "oci://registry.example.com/istio"])
+@pytest.mark.parametrize("version", ["1.30.3", "1.31.0"])
+def test_a_configured_repository_is_used_as_given_for_every_version(configured: str, version: str) -> None:
+    assert chart_repository_for(configured, IstioVersion.parse(version)) == configured
+
+
+def test_each_release_of_the_default_repository_names_its_own_source() -> None:
+    run = run_program(minimal())  # 1.30.3 and 1.31.0; istio/base at 1.31.0; the gateway on 1.30.3
+    sources = {name: run.named(name).inputs["repositoryOpts"]["repo"]
+               for name in ("istiod-1-30-3-release", "istiod-1-31-0-release", "istio-base-release", "ingress-release")}
+    assert sources == {
+        "istiod-1-30-3-release": "https://istio-release.storage.googleapis.com/charts",
+        "istiod-1-31-0-release": "https://blob.istio.io/istio-release/charts",
+        "istio-base-release": "https://blob.istio.io/istio-release/charts",
+        "ingress-release": "https://istio-release.storage.googleapis.com/charts",
+    }
+    for name in sources:
+        assert run.named(name).inputs["chart"] in ("istiod", "base", "gateway"), name
+
+
+def test_istios_oci_registry_is_a_chart_reference_without_repository_options() -> None:
+    run = run_program(minimal(chartRepository=ISTIO_OCI_CHARTS))
+    for name, chart in (("istiod-1-30-3-release", "istiod"), ("istiod-1-31-0-release", "istiod"),
+                        ("istio-base-release", "base"), ("ingress-release", "gateway")):
+        release = run.named(name)
+        assert release.inputs["chart"] == f"oci://ghcr.io/istio/release/charts/{chart}", release.urn
+        assert "repositoryOpts" not in release.inputs, release.urn
+    assert run.named("istiod-1-31-0-release").inputs["version"] == "1.31.0"

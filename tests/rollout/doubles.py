@@ -130,6 +130,9 @@ class FakeCluster:
         self.objects = list(workloads) or [live_workload("shop", "web", replicas=2),
                                            live_workload("pay", "api", replicas=2)]
         self.pod_list: list[dict[str, Any]] = []
+        self.namespace_list: list[dict[str, Any]] = []
+        self.custom_list: list[dict[str, Any]] = []  # Istio config objects, each with its `plural`
+        self.helm_secrets: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (namespace, release) -> records
         self.calls: list[str] = []
         self.fail_with: Exception | None = None
 
@@ -144,6 +147,22 @@ class FakeCluster:
         if self.fail_with is not None:
             raise self.fail_with
         return json.loads(json.dumps(self.pod_list))
+
+    def namespaces(self) -> list[dict[str, Any]]:
+        self.calls.append("namespaces")
+        if self.fail_with is not None:
+            raise self.fail_with
+        return json.loads(json.dumps(self.namespace_list))
+
+    def custom_objects(self, group: str, version: str, plural: str, *, label_selector: str) -> list[dict[str, Any]]:
+        """Objects of `plural.group` in `custom_list` whose labels match `key=value`."""
+        key, _, value = label_selector.partition("=")
+        return [json.loads(json.dumps(o)) for o in self.custom_list
+                if (o["apiVersion"].split("/")[0], o["plural"]) == (group, plural)
+                and (o["metadata"].get("labels") or {}).get(key) == value]
+
+    def helm_release_secrets(self, namespace: str, release: str) -> list[dict[str, Any]]:
+        return [json.loads(json.dumps(s)) for s in self.helm_secrets.get((namespace, release), [])]
 
     def find(self, namespace: str, name: str) -> dict[str, Any]:
         return next(o for o in self.objects if (o["metadata"]["namespace"], o["metadata"]["name"]) == (namespace, name))

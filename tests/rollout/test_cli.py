@@ -28,7 +28,9 @@ def project(tmp_path, monkeypatch):
     monkeypatch.setattr("rollout.gates.ChecksGate", lambda: gate)
     # The recording engine needs no Pulumi CLI, backend or cluster (tests/rollout/test_prerequisites.py).
     monkeypatch.setattr("rollout.prerequisites.check_cluster_prerequisites", lambda *args, **kwargs: None)
-    return type("Project", (), {"path": tmp_path, "engine": engine, "gate": gate})
+    cluster = FakeCluster()  # what `upgrade` and `plan` read before anything changes (rollout/preflight.py)
+    monkeypatch.setattr("rollout.preflight.live_reader", lambda config, **kwargs: cluster)
+    return type("Project", (), {"path": tmp_path, "engine": engine, "gate": gate, "cluster": cluster})
 
 
 def _write(project, config):
@@ -130,3 +132,62 @@ def test_without_the_pulumi_cli_upgrade_is_an_environment_error_and_changes_noth
     assert json.loads(captured.out)["error"]["code"] == 2
     assert not (tmp_path / ".meshlift").exists(), "no run was recorded"
     assert yaml.safe_load((tmp_path / "stacks" / "Pulumi.dev.yaml").read_text()) == {"config": mesh_config()}
+
+
+def test_upgrade_refuses_create_true_over_an_existing_namespace_before_anything_changes(project, capsys):
+    project.cluster.namespace_list = [{"metadata": {"name": "pay", "labels": {"team": "pay"}}}]
+    assert cli.main(["upgrade", "-s", "dev", "--to", "1.40.0"]) == 2
+    err = capsys.readouterr().err
+    assert "conflicts with what the cluster already holds (1 problem(s)); nothing changed" in err
+    assert "meshlift:namespaces[1].create: namespace 'pay' already exists and was not created by meshlift" in err
+    assert "Pulumi.dev.yaml:" in err  # the line of the key
+    assert project.engine.calls == [] and not (project.path / ".meshlift" / "dev" / "run.json").exists()
+
+
+def test_plan_shows_what_unlisting_a_namespace_does_and_what_upgrade_would_refuse(project, capsys):
+    project.cluster.namespace_list = [
+        {"metadata": {"name": "pay"}},
+        {"metadata": {"name": "legacy", "labels": {"istio.io/rev": "stable"},
+                      "managedFields": [{"manager": "meshlift-enroll-legacy", "operation": "Apply"}]}},
+    ]
+    assert cli.main(["plan", "-s", "dev", "--to", "1.40.0", "--json"]) == 0
+    cluster = json.loads(capsys.readouterr().out)["cluster"]
+    assert cluster["read"] is True
+    assert [n.split(":")[0] for n in cluster["notes"]] == ["namespace legacy is no longer listed"]
+    assert cluster["problems"][0].startswith("meshlift:namespaces[1].create: namespace 'pay' already exists")
+
+
+def test_plan_without_a_reachable_cluster_still_plans_and_says_so(project, capsys):
+    from rollout.errors import PlatformError
+
+    project.cluster.fail_with = PlatformError("cannot list what runs in the cluster: connection refused")
+    assert cli.main(["plan", "-s", "dev", "--to", "1.40.0"]) == 0
+    out = capsys.readouterr().out
+    assert "cluster not read (cannot list what runs in the cluster: connection refused)" in " ".join(out.split())
+
+
+def _deny_all(revision: str) -> dict:
+    return {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy", "plural": "authorizationpolicies",
+            "metadata": {"namespace": "shop", "name": "deny-all", "labels": {"istio.io/rev": revision}}}
+
+
+def test_upgrade_refuses_while_istio_config_is_pinned_to_the_old_revision(project, capsys):
+    project.cluster.custom_list = [_deny_all("1-39-3"), {**_deny_all("1-40-0"), "metadata": {
+        "namespace": "pay", "name": "on-new", "labels": {"istio.io/rev": "1-40-0"}}}]
+    assert cli.main(["upgrade", "-s", "dev", "--to", "1.40.0"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert ("meshlift:pinnedConfig: 1 Istio config object(s) carry istio.io/rev=1-39-3: "
+            "AuthorizationPolicy shop/deny-all. istiod 1-40-0 ignores them") in err
+    assert "meshlift:pinnedConfig: leave" in err
+    assert project.engine.calls == []
+
+
+def test_upgrade_goes_on_when_the_stack_leaves_pinned_config_and_plan_lists_it(project, capsys):
+    project.cluster.custom_list = [_deny_all("1-39-3")]
+    _write(project, {**mesh_config(), "meshlift:pinnedConfig": "leave"})
+    assert cli.main(["plan", "-s", "dev", "--to", "1.40.0", "--json"]) == 0
+    cluster = json.loads(capsys.readouterr().out)["cluster"]
+    assert cluster["problems"] == []
+    assert cluster["notes"] == ["AuthorizationPolicy shop/deny-all carries istio.io/rev=1-39-3: it stops applying "
+                                "to workloads once they run 1-40-0 (meshlift:pinnedConfig: leave)"]
+    assert cli.main(["upgrade", "-s", "dev", "--to", "1.40.0", "--json"]) == 0

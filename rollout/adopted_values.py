@@ -1,0 +1,128 @@
+"""What a takeover would change in the installation it adopts: read from Helm's release records.
+
+Helm keeps a release's earlier values on upgrade only when no new values are
+given (`action/upgrade.go`, `reuseValues`), and meshlift always gives values: the
+first `pulumi up` of a takeover replaces whatever the operator installed with.
+So, before anything changes, the values of each release Helm records
+(`sh.helm.release.v1.<name>.v<N>`, base64 of gzip of JSON, `config` = the values
+given at install or upgrade) are compared with what meshlift would send:
+
+- an adopted gateway: every value the operator set that meshlift's values do not
+  reproduce (an HPA turned off, fewer replicas, Service annotations, a
+  `loadBalancerIP`, extra ports: a cloud load balancer may get a new address);
+- the unrevisioned `istiod` (never adopted: meshlift's revisions run beside it):
+  the values that decide what its pods become when they move to a revision of
+  meshlift's — mesh config (trust domain, outbound policy, extension providers),
+  image hub and pull secrets, mesh and network ids, proxy settings.
+
+Each difference is a problem at the stack key that states it; `meshlift upgrade`
+refuses until the stack reproduces them. A gateway release whose recorded values
+carry meshlift's pod annotation was taken over already: its values are the
+stack's own and are not compared. The unrevisioned istiod is compared for as long
+as it runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from meshmodel.plan import PROXY_REVISION_ANNOTATION, plan_for
+from meshmodel.spec import MeshSpec, Problem, key_path
+
+# Values of the unrevisioned istiod whose loss changes identity, policy or image pulls.
+CARRIED_ISTIOD_VALUES = ("meshConfig", "global.hub", "global.imagePullSecrets", "global.meshID", "global.network",
+                         "global.multiCluster", "global.proxy", "global.proxy_init")
+UNREVISIONED_ISTIOD = "istiod"
+_ABSENT = object()
+
+
+def release_values(secrets: list[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """`config` of the newest deployed release among Helm's release Secrets (API JSON), or None."""
+    newest: tuple[int, dict[str, Any]] | None = None
+    for secret in secrets:
+        labels = (secret.get("metadata") or {}).get("labels") or {}
+        if labels.get("owner") != "helm" or labels.get("status") != "deployed":
+            continue
+        record = json.loads(gzip.decompress(base64.b64decode(base64.b64decode((secret.get("data") or {})["release"]))))
+        if newest is None or record["version"] > newest[0]:
+            newest = (record["version"], record.get("config") or {})
+    return None if newest is None else newest[1]
+
+
+def leaves(values: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """Every leaf value with its key path (keys may contain dots: annotation names)."""
+    for key, value in values.items():
+        path = (*prefix, str(key))
+        if isinstance(value, Mapping) and value:
+            yield from leaves(value, path)
+        else:
+            yield path, value
+
+
+def value_at(values: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    current: Any = values
+    for part in path:
+        if not isinstance(current, Mapping) or part not in current:
+            return _ABSENT
+        current = current[part]
+    return current
+
+
+def _under(path: tuple[str, ...], prefixes: tuple[str, ...]) -> bool:
+    return any(path[:len(p.split("."))] == tuple(p.split(".")) for p in prefixes)
+
+
+def differences(installed: Mapping[str, Any], sent: Mapping[str, Any], *, only: tuple[str, ...] = (),
+                ignore: tuple[str, ...] = ()) -> list[str]:
+    """`path: installed -> sent` for every installed value the sent values do not reproduce."""
+    found = []
+    for path, value in leaves(installed):
+        if (only and not _under(path, only)) or _under(path, ignore):
+            continue
+        now = value_at(sent, path)
+        if now != value:
+            shown = "the chart's default" if now is _ABSENT else json.dumps(now)
+            found.append(f"{'.'.join(path)}: {json.dumps(value)} -> {shown}")
+    return found
+
+
+def adopted_value_problems(spec: MeshSpec, reader: Any) -> list[Problem]:
+    """Problems for each adopted gateway and the unrevisioned istiod whose values meshlift would drop."""
+    from components.control_plane import DEFAULT_ISTIOD_VALUES
+    from components._helm import deep_merge, layered_values
+    from components.gateway import gateway_values
+    from meshmodel.proxy_profile import istiod_values
+
+    problems = []
+    plan = plan_for(spec)
+    for index, gateway in enumerate(spec.gateways):
+        if f"{gateway.namespace}/{gateway.name}" not in spec.adopt:
+            continue
+        installed = release_values(reader.helm_release_secrets(gateway.namespace, gateway.name))
+        if PROXY_REVISION_ANNOTATION in ((installed or {}).get("podAnnotations") or {}):
+            continue  # meshlift's own values since the takeover: changing them is the stack's business
+        planned = next(g for g in plan.gateways if g.name == gateway.name)
+        sent = gateway_values(planned, revision_label=planned.revision_label, revision=planned.revision,
+                              replicas=planned.replicas, canary=False, chart_version=planned.version)
+        changed = differences(installed or {}, sent, ignore=("revision",))
+        if changed:
+            problems.append(Problem(key_path("gateways", index), (
+                f"the adopted release {gateway.namespace}/{gateway.name} was installed with values meshlift would "
+                f"replace ({'; '.join(changed)}): Helm keeps none of them once meshlift sends its own. State each in "
+                "this gateway's replicas, service or values (the same value keeps it)")))
+    installed = release_values(reader.helm_release_secrets(spec.istio_namespace, UNREVISIONED_ISTIOD))
+    if installed:
+        for index, revision in enumerate(spec.revisions):
+            sent = layered_values(deep_merge(DEFAULT_ISTIOD_VALUES, istiod_values(spec.proxy_profile)),
+                                  revision.values, {})
+            changed = differences(installed, sent, only=CARRIED_ISTIOD_VALUES)
+            if changed:
+                problems.append(Problem(key_path("revisions", index, "values"), (
+                    f"the unrevisioned istiod ({spec.istio_namespace}/{UNREVISIONED_ISTIOD}) runs with values this "
+                    f"revision does not carry ({'; '.join(changed)}): pods moving to it would change identity, "
+                    "policy or image source. Reproduce them in this revision's values")))
+    return problems

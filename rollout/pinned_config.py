@@ -1,0 +1,82 @@
+"""Istio config pinned to the revision an upgrade leaves: found before anything changes.
+
+istiod applies a config object labelled `istio.io/rev` only when the label is its
+own revision, exactly; tags do not count (istio `pkg/config/model.go`
+`LabelsInRevision`, used by the CRD client). Objects labelled with the rollout's
+`from` revision therefore stop applying to every workload the new revision
+serves, from the first promoted wave on: a DENY AuthorizationPolicy, a STRICT
+PeerAuthentication, an EnvoyFilter. Losing a policy causes no error that a gate
+sees, so meshlift refuses the upgrade while such objects exist, until the stack
+says `meshlift:pinnedConfig: leave`. The usual fix is to remove the label: an
+unlabelled object applies to every revision, old and new, through the whole
+rollout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from meshmodel.spec import MeshSpec, Problem, key_path
+
+REVISION_LABEL = "istio.io/rev"
+# (group, version, plural, kind): the config kinds istiod reads, at a version every supported release serves.
+ISTIO_CONFIG_KINDS = (
+    ("security.istio.io", "v1beta1", "authorizationpolicies", "AuthorizationPolicy"),
+    ("security.istio.io", "v1beta1", "peerauthentications", "PeerAuthentication"),
+    ("security.istio.io", "v1beta1", "requestauthentications", "RequestAuthentication"),
+    ("networking.istio.io", "v1alpha3", "envoyfilters", "EnvoyFilter"),
+    ("networking.istio.io", "v1beta1", "sidecars", "Sidecar"),
+    ("networking.istio.io", "v1beta1", "virtualservices", "VirtualService"),
+    ("networking.istio.io", "v1beta1", "destinationrules", "DestinationRule"),
+    ("networking.istio.io", "v1beta1", "gateways", "Gateway"),
+    ("networking.istio.io", "v1beta1", "serviceentries", "ServiceEntry"),
+    ("networking.istio.io", "v1beta1", "workloadentries", "WorkloadEntry"),
+    ("networking.istio.io", "v1beta1", "proxyconfigs", "ProxyConfig"),
+    ("telemetry.istio.io", "v1alpha1", "telemetries", "Telemetry"),
+    ("extensions.istio.io", "v1alpha1", "wasmplugins", "WasmPlugin"),
+)
+
+
+@dataclass(frozen=True)
+class PinnedObject:
+    kind: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}"
+
+
+def pinned_objects(reader: Any, revision: str) -> list[PinnedObject]:
+    """Every Istio config object labelled `istio.io/rev=<revision>` (PlatformError if it cannot be listed)."""
+    found = []
+    for group, version, plural, kind in ISTIO_CONFIG_KINDS:
+        for item in reader.custom_objects(group, version, plural, label_selector=f"{REVISION_LABEL}={revision}"):
+            meta: Mapping[str, Any] = item.get("metadata") or {}
+            found.append(PinnedObject(kind, meta.get("namespace", ""), meta.get("name", "")))
+    return sorted(found, key=lambda o: (o.namespace, o.kind, o.name))
+
+
+def pinned_config_problems(spec: MeshSpec, pinned: Iterable[PinnedObject]) -> list[Problem]:
+    objects = list(pinned)
+    rollout = spec.rollout
+    if not objects or rollout is None or spec.pinned_config == "leave":
+        return []
+    shown = ", ".join(map(str, objects[:10])) + (f" and {len(objects) - 10} more" if len(objects) > 10 else "")
+    return [Problem(key_path("pinnedConfig"), (
+        f"{len(objects)} Istio config object(s) carry {REVISION_LABEL}={rollout.from_revision}: {shown}. "
+        f"istiod {rollout.to_revision} ignores them, so they stop applying to every promoted workload (a lost "
+        f"policy causes no error a gate sees). Remove the label (the object then applies to every revision) "
+        f"with `kubectl label <kind> <name> -n <namespace> {REVISION_LABEL}-`, or set "
+        f"meshlift:pinnedConfig: leave to upgrade without them"))]
+
+
+def pinned_config_notes(spec: MeshSpec, pinned: Iterable[PinnedObject]) -> list[str]:
+    objects = list(pinned)
+    rollout = spec.rollout
+    if not objects or rollout is None or spec.pinned_config != "leave":
+        return []
+    return [f"{o} carries {REVISION_LABEL}={rollout.from_revision}: it stops applying to workloads once they "
+            f"run {rollout.to_revision} (meshlift:pinnedConfig: leave)" for o in objects]

@@ -1,0 +1,83 @@
+"""What the cluster already holds, judged before an upgrade changes anything.
+
+`meshlift upgrade` reads the stack's cluster once, right after the prerequisite
+checks and before a run is recorded, and refuses (exit 2, each problem with its
+key path and stack-file line) a config that would take over or fight over what
+others run there (`rollout.namespace_checks`), or that would silently drop Istio
+config pinned to the revision it leaves (`rollout.pinned_config`), or replace the
+values an adopted installation runs with (`rollout.adopted_values`). `meshlift plan` reads the same
+facts and shows them with its stages; a cluster it cannot reach is said, not
+fatal, since the upgrade checks again.
+
+The reader is the one `rollout.platforms.kube_live.KubeLive` of the stack's
+cluster (`kubernetes:context` / `kubernetes:kubeconfig` of the stack file, which
+the Kubernetes provider reads too); tests replace `live_reader`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from meshmodel.spec import MeshSpec, Problem
+from rollout.errors import ClusterConflict, PlatformError, PlatformUnavailable
+from rollout.namespace_checks import (
+    existing_namespace_problems,
+    foreign_injection_label_problems,
+    unlisted_namespace_notes,
+)
+from rollout.adopted_values import adopted_value_problems
+from rollout.pinned_config import pinned_config_notes, pinned_config_problems, pinned_objects
+from rollout.project import spec_error_at
+
+PLAN_TIMEOUT_S = 5.0  # `meshlift plan` must stay quick when the cluster is away
+
+
+@dataclass(frozen=True)
+class Findings:
+    problems: list[Problem] = field(default_factory=list)  # refuse the upgrade
+    notes: list[str] = field(default_factory=list)  # what the plan says besides its stages
+
+
+def live_reader(config: Mapping[str, Any], *, timeout_s: float | None = None) -> Any:
+    """The stack's cluster, read-only (a KubeLive)."""
+    from rollout.platforms.kube_live import REQUEST_TIMEOUT_S, KubeLive
+
+    def text(key: str) -> str | None:
+        value = config.get(key)
+        return str(value) if value not in (None, "") else None
+
+    return KubeLive(context=text("kubernetes:context"), kubeconfig=text("kubernetes:kubeconfig"),
+                    timeout_s=timeout_s or REQUEST_TIMEOUT_S)
+
+
+def findings(spec: MeshSpec, reader: Any) -> Findings:
+    """Every problem and note about the cluster; PlatformError when it cannot be read."""
+    namespaces = reader.namespaces()
+    pinned = pinned_objects(reader, spec.rollout.from_revision) if spec.rollout else []
+    return Findings(
+        problems=[*existing_namespace_problems(spec, namespaces), *foreign_injection_label_problems(spec, namespaces),
+                  *pinned_config_problems(spec, pinned), *adopted_value_problems(spec, reader)],
+        notes=[*unlisted_namespace_notes(spec, namespaces), *pinned_config_notes(spec, pinned)],
+    )
+
+
+def check_before_upgrade(spec: MeshSpec, config: Mapping[str, Any], path: Path) -> Findings:
+    """Refuse (ClusterConflict, exit 2) a config the cluster contradicts; nothing is recorded or changed."""
+    try:
+        found = findings(spec, live_reader(config))
+    except PlatformError as error:
+        raise PlatformUnavailable(f"cannot start: {error}; nothing was recorded or changed") from error
+    if found.problems:
+        raise spec_error_at(ClusterConflict(found.problems), path)
+    return found
+
+
+def findings_for_plan(spec: MeshSpec, config: Mapping[str, Any]) -> tuple[Findings, str | None]:
+    """The findings, or why the cluster could not be read (the plan still shows its stages)."""
+    try:
+        return findings(spec, live_reader(config, timeout_s=PLAN_TIMEOUT_S)), None
+    except PlatformError as error:
+        return Findings(), str(error)

@@ -1,0 +1,107 @@
+"""Injection as Istio's own tools and istiod read it, on the real engine and Istio's real injector.
+
+Both revisions installed, tags `stable` and `default` on the old one. Read back
+through the API, and judged by real pods that Istio's injector (the real
+pilot-discovery of each revision) injects:
+
+- only the two tag configurations carry `istio.io/tag` (what `istioctl tag list`
+  lists), and each revision has exactly one canonical injector
+  (`istio.io/rev=<rev>,!istio.io/tag`, what `istioctl tag` requires);
+- meshlift's pod-revision entry in that injector gets its CA from istiod (a pod
+  it matches is created, and injected by the revision it asks for), and keeps
+  it through a Helm upgrade of the revision's release;
+- the tag `default` injects a namespace labelled `istio-injection=enabled` that
+  meshlift does not list, and a pod labelled `sidecar.istio.io/inject: "true"`.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from checks.kube import injected_revision
+from meshmodel.plan import INJECT_REVISION_LABEL
+from rollout.cluster_rehearsal import TEAM_MANAGER
+from tests.e2e.conftest import cluster_with_istiod
+from tests.e2e.kube import Kube, eventually
+from tests.e2e.stacks import FROM_REV, TO_REV, mesh_stack
+
+STACK = "injection"
+POD_REVISION = "pod-revision.sidecar-injector.istio.io"
+
+
+@pytest.fixture(scope="module")
+def cluster(clusters, built_toolchain, istiod_runners, tmp_path_factory):
+    return cluster_with_istiod("injection", clusters, built_toolchain, istiod_runners, tmp_path_factory)
+
+
+def bare_pod(kube: Kube, namespace: str, name: str, labels: dict[str, str]) -> None:
+    kube.core.create_namespaced_pod(namespace, {
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"containers": [{"name": "app", "image": "registry.example.com/app:1"}]},
+    }, field_manager=TEAM_MANAGER)
+
+
+def revision_of(kube: Kube, namespace: str, name: str) -> str | None:
+    return injected_revision(kube.core.read_namespaced_pod(name, namespace))
+
+
+def pod_revision_entry(kube: Kube, revision: str):
+    injector = kube.mutating_webhooks()[f"istio-sidecar-injector-{revision}"]
+    return next((w for w in injector.webhooks if w.name == POD_REVISION), None), injector
+
+
+def with_ca(found):
+    """`(entry, injector)` once the entry exists and carries a CA bundle, else None."""
+    entry, _ = found
+    return found if entry is not None and entry.client_config.ca_bundle else None
+
+
+def test_injection_webhooks_as_istioctl_and_istiod_read_them(project, cluster, chart_repository) -> None:
+    kube = Kube.of(cluster)
+    kube.core.create_namespace({"metadata": {"name": "legacy", "labels": {"istio-injection": "enabled"}}},
+                               field_manager=TEAM_MANAGER)
+    kube.core.create_namespace({"metadata": {"name": "gateways-by-hand"}}, field_manager=TEAM_MANAGER)
+    config = mesh_stack(cluster, chart_repository, namespaces=[{"name": "shop", "revision": "stable"}],
+                        tags={"stable": FROM_REV, "default": FROM_REV})
+    project.write_stack(STACK, config)
+    project.init_stack(STACK)
+    up = project.up(STACK, label="pulumi up: tags stable and default")
+    assert up.returncode == 0, up.output
+
+    tagged = kube.admission.list_mutating_webhook_configuration(label_selector="istio.io/tag").items
+    assert sorted(w.metadata.name for w in tagged) == ["istio-revision-tag-default", "istio-revision-tag-stable"]
+    for revision in (FROM_REV, TO_REV):
+        canonical = kube.admission.list_mutating_webhook_configuration(
+            label_selector=f"istio.io/rev={revision},!istio.io/tag").items
+        assert [w.metadata.name for w in canonical] == [f"istio-sidecar-injector-{revision}"]
+        # istiod patched its CA into meshlift's entry as into the chart's own.
+        entry, injector = eventually(lambda: with_ca(pod_revision_entry(kube, revision)),
+                                     what=f"the pod-revision entry of {revision} with istiod's CA")
+        chart_bundles = {w.client_config.ca_bundle for w in injector.webhooks if w.name != POD_REVISION}
+        assert chart_bundles == {entry.client_config.ca_bundle}
+
+    # A canary-style pod asking for the new revision in a tag-enrolled namespace.
+    bare_pod(kube, "shop", "asks-for-new", {"app": "web", INJECT_REVISION_LABEL: TO_REV, "istio.io/rev": TO_REV})
+    bare_pod(kube, "shop", "plain", {"app": "web"})
+    assert revision_of(kube, "shop", "asks-for-new") == TO_REV
+    assert revision_of(kube, "shop", "plain") == FROM_REV
+    # What an unrevisioned istiod used to serve, served by the tag `default`.
+    bare_pod(kube, "legacy", "legacy-web", {"app": "legacy"})
+    bare_pod(kube, "gateways-by-hand", "gateway", {"app": "gw", "sidecar.istio.io/inject": "true"})
+    bare_pod(kube, "gateways-by-hand", "not-meshed", {"app": "other"})
+    assert revision_of(kube, "legacy", "legacy-web") == FROM_REV
+    assert revision_of(kube, "gateways-by-hand", "gateway") == FROM_REV
+    assert revision_of(kube, "gateways-by-hand", "not-meshed") is None
+
+    # A Helm upgrade of the revision's release (its injector's own entries change) keeps meshlift's entry.
+    config["meshlift:revisions"][1]["values"] = {"sidecarInjectorWebhook": {"reinvocationPolicy": "IfNeeded"}}
+    project.write_stack(STACK, config)
+    up = project.up(STACK, label="pulumi up: the new revision's release upgraded")
+    assert up.returncode == 0, up.output
+    assert kube.helm_releases("istio-system")[f"istiod-{TO_REV}"]["version"] == 2
+    entry, injector = pod_revision_entry(kube, TO_REV)
+    assert entry is not None and entry.client_config.ca_bundle
+    assert {w.reinvocation_policy for w in injector.webhooks if w.name != POD_REVISION} == {"IfNeeded"}
+    bare_pod(kube, "shop", "asks-for-new-again", {"app": "web", INJECT_REVISION_LABEL: TO_REV,
+                                                  "istio.io/rev": TO_REV})
+    assert revision_of(kube, "shop", "asks-for-new-again") == TO_REV

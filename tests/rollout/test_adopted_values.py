@@ -1,0 +1,82 @@
+"""What a takeover would replace in the installation it adopts, read from Helm's own release records."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+from typing import Any
+
+from meshmodel.spec_check import load_spec
+from rollout.adopted_values import adopted_value_problems, release_values
+from tests.components.configs import minimal
+from tests.rollout.doubles import FakeCluster
+
+
+def helm_record(name: str, namespace: str, version: int, config: dict[str, Any], status: str = "deployed") -> dict:
+    """A `sh.helm.release.v1.<name>.v<N>` Secret as the API server returns it (data: base64 of Helm's base64)."""
+    record = {"name": name, "namespace": namespace, "version": version, "config": config, "info": {"status": status}}
+    helm = base64.b64encode(gzip.compress(json.dumps(record).encode())).decode()
+    return {"metadata": {"name": f"sh.helm.release.v1.{name}.v{version}", "namespace": namespace,
+                         "labels": {"owner": "helm", "name": name, "status": status, "version": str(version)}},
+            "data": {"release": base64.b64encode(helm.encode()).decode()}}
+
+
+GATEWAY = {"name": "istio-ingress", "namespace": "istio-ingress", "revision": "stable", "replicas": 2}
+
+
+def test_the_newest_deployed_record_holds_the_values():
+    secrets = [helm_record("gw", "ns", 1, {"a": 1}, status="superseded"), helm_record("gw", "ns", 2, {"a": 2})]
+    assert release_values(secrets) == {"a": 2}
+    assert release_values([]) is None
+
+
+def test_an_adopted_gateway_installed_with_an_hpa_3_replicas_and_an_internal_lb_is_refused_naming_each():
+    cluster = FakeCluster()
+    cluster.helm_secrets[("istio-ingress", "istio-ingress")] = [helm_record("istio-ingress", "istio-ingress", 1, {
+        "autoscaling": {"enabled": True, "minReplicas": 3},
+        "service": {"annotations": {"networking.gke.io/load-balancer-type": "Internal"},
+                    "loadBalancerIP": "10.0.0.7"},
+    })]
+    spec = load_spec(minimal(gateways=[GATEWAY], adopt=["istio-ingress/istio-ingress"]))
+    [problem] = adopted_value_problems(spec, cluster)
+    assert problem.key == "meshlift:gateways[0]"
+    assert "autoscaling.enabled: true -> false" in problem.reason
+    assert "autoscaling.minReplicas: 3 -> the chart's default" in problem.reason
+    assert 'service.annotations.networking.gke.io/load-balancer-type: "Internal" -> the chart\'s default' \
+        in problem.reason
+    assert 'service.loadBalancerIP: "10.0.0.7"' in problem.reason
+
+
+def test_a_gateway_whose_values_the_stack_states_is_taken_over():
+    cluster = FakeCluster()
+    installed = {"autoscaling": {"enabled": True, "minReplicas": 3},
+                 "service": {"annotations": {"networking.gke.io/load-balancer-type": "Internal"}, "type": "ClusterIP"}}
+    cluster.helm_secrets[("istio-ingress", "istio-ingress")] = [
+        helm_record("istio-ingress", "istio-ingress", 1, installed)]
+    stated = {**GATEWAY, "service": {"type": "ClusterIP",
+                                     "annotations": {"networking.gke.io/load-balancer-type": "Internal"}},
+              "values": {"autoscaling": {"enabled": True, "minReplicas": 3}}}
+    spec = load_spec(minimal(gateways=[stated], adopt=["istio-ingress/istio-ingress"]))
+    assert adopted_value_problems(spec, cluster) == []
+
+
+def test_the_unrevisioned_istiods_mesh_config_must_be_carried_into_each_revision():
+    cluster = FakeCluster()
+    mesh = {"meshConfig": {"trustDomain": "corp.example", "outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"}},
+            "pilot": {"replicaCount": 5}}
+    cluster.helm_secrets[("istio-system", "istiod")] = [helm_record("istiod", "istio-system", 1, mesh)]
+    problems = adopted_value_problems(load_spec(minimal()), cluster)
+    assert [p.key for p in problems] == ["meshlift:revisions[0].values", "meshlift:revisions[1].values"]
+    assert 'meshConfig.trustDomain: "corp.example" -> the chart\'s default' in problems[0].reason
+    assert "pilot.replicaCount" not in problems[0].reason  # istiod's own sizing moves nobody's pods
+    carried = [{"version": v, "values": {"meshConfig": mesh["meshConfig"]}} for v in ("1.30.3", "1.31.0")]
+    assert adopted_value_problems(load_spec(minimal(revisions=carried)), cluster) == []
+
+
+def test_a_gateway_taken_over_already_is_the_stacks_to_change():
+    cluster = FakeCluster()
+    ours = {"replicaCount": 2, "podAnnotations": {"meshlift.io/proxy-revision": "1-30-3"}}
+    cluster.helm_secrets[("istio-ingress", "istio-ingress")] = [helm_record("istio-ingress", "istio-ingress", 2, ours)]
+    spec = load_spec(minimal(gateways=[{**GATEWAY, "replicas": 4}], adopt=["istio-ingress/istio-ingress"]))
+    assert adopted_value_problems(spec, cluster) == []
