@@ -15,8 +15,10 @@ running pod of each revision also serves its webhooks on the Service's
 own, at the chart's version.
 
 What differs from a real pod: the process talks to the API server with the
-cluster's admin kubeconfig rather than the pod's service account token, and no
-proxy ever connects to its xDS port (no sidecar image runs).
+cluster's admin kubeconfig rather than the pod's service account token, and it is
+told not to send the Istio-only extensions upstream Envoy lacks (`LOCAL_MESH_ENV`):
+the sidecars that connect to it (localcluster/sidecars.py) run upstream Envoy builds,
+which reject a whole push that names one unknown extension.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ from typing import Any
 from localcluster.toolchain import Toolchain
 
 ISTIOD_SELECTOR = "app=istiod"
+# istiod's own switches for the two Istio-only extensions it would otherwise put in every push
+# (`istio.metadata_exchange`: io.istio.http.peer_metadata and envoy.tcp.metadataexchange; `istio.alpn`).
+# Upstream Envoy NACKs them ("Didn't find a registered implementation for 'istio.metadata_exchange'").
+LOCAL_MESH_ENV = {"PILOT_ENABLE_METADATA_EXCHANGE": "false", "PILOT_ENABLE_ALPN_FILTER": "false"}
 POLL_SECONDS = 0.5
 # Addresses the chart's container listens on; the process binds them on the pod's IP.
 LISTENERS = {"httpAddr": 8080, "httpsAddr": 15017, "grpcAddr": 15010, "secureGRPCAddr": 15012, "monitoringAddr": 15014}
@@ -107,8 +113,10 @@ class IstiodRunner:
     """Watch a cluster's istiod pods and run each one's pilot-discovery; `close()` stops them all."""
 
     def __init__(self, *, core_v1: Any, kubeconfig: Path, context: str, toolchain: Toolchain, workdir: Path,
-                 namespace: str = "istio-system") -> None:
+                 namespace: str = "istio-system", max_connection_age: str | None = None) -> None:
         self.core_v1, self.kubeconfig, self.context = core_v1, kubeconfig, context
+        # e.g. "20s": istiod closes every xDS stream that old (the chart's 30m), so reconnects happen in a test
+        self.max_connection_age = max_connection_age
         self.toolchain, self.workdir, self.namespace = toolchain, workdir, namespace
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._running: dict[str, _Running] = {}  # pod uid -> process
@@ -180,10 +188,13 @@ class IstiodRunner:
         if service:
             listeners["httpsAddr"] = service  # webhooks: where the API server calls them
         args = [*(container.args or [])]
+        if self.max_connection_age:
+            args = with_flag(args, "--keepaliveMaxServerConnectionAge", self.max_connection_age)
         args += [f"--{flag}={address}" for flag, address in listeners.items()]
         args += ["--kubeconfig", str(self.kubeconfig)]
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "TMPDIR")}
         env.update(container_environment(pod, container))
+        env.update(LOCAL_MESH_ENV)
         env["KUBECONFIG"] = str(self.kubeconfig)
         env["KUBE_CONTEXT"] = self.context
         cwd = self.workdir / pod.metadata.name  # no ./etc/istio/config here: mesh config comes from its ConfigMap
@@ -198,3 +209,19 @@ class IstiodRunner:
 
     def _terminate(self, uid: str) -> None:
         stop_process_group(self._running.pop(uid).process)
+
+
+def with_flag(args: list[str], flag: str, value: str) -> list[str]:
+    """`args` with `flag` set to `value`, in either spelling (`--flag value`, `--flag=value`)."""
+    out, skip = [], False
+    for i, arg in enumerate(args):
+        if skip:
+            skip = False
+            continue
+        if arg == flag:
+            skip = i + 1 < len(args)
+            continue
+        if arg.startswith(flag + "="):
+            continue
+        out.append(arg)
+    return [*out, f"{flag}={value}"]

@@ -57,11 +57,17 @@ from localcluster.relay import Relay
 
 POLL_SECONDS = 0.5
 ADMIN_PORT, STATUS_PORT, PROMETHEUS_PORT = 15000, 15020, 15090
-# The app port and the Sidecar ingress port of every team namespace the local mesh runs.
-APP_PORT, INGRESS_PORT = 9080, 8080
+# The app port and the Sidecar ingress port of every team namespace the local mesh runs (the ingress
+# listener binds the wildcard address: its port must be free on every local address, istiod's 8080 included).
+APP_PORT, INGRESS_PORT = 9080, 7080
 ISTIOD_XDS_PORT = 15012
 TOKEN_AUDIENCE = "istio-ca"
 BOOTSTRAP_TEMPLATE = "tools/packaging/common/envoy_bootstrap.json"
+# The agent adds every address of its network namespace to the proxy's; a pod has only its own, these
+# processes share the machine's. Excluding the machine's interfaces (Istio's own pod annotation for it)
+# leaves the pod IP, as in a pod.
+HOST_INTERFACES = {"traffic.sidecar.istio.io/excludeInterfaces": ",".join(
+    sorted(name for _, name in socket.if_nameindex() if name != "lo"))}
 _VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 
 
@@ -294,7 +300,7 @@ class IstioSidecars:
             "var/run/secrets/tokens/istio-token": self._token(pod),
             "var/run/secrets/istio/root-cert.pem": root_cert,
             "etc/istio/pod/labels": downward_api_file(pod.metadata.labels or {}),
-            "etc/istio/pod/annotations": downward_api_file(pod.metadata.annotations or {}),
+            "etc/istio/pod/annotations": downward_api_file({**(pod.metadata.annotations or {}), **HOST_INTERFACES}),
             "var/lib/istio/envoy/envoy_bootstrap_tmpl.json": self.bootstrap_for_revision[revision].read_text(),
         }
         for relative, text in files.items():
@@ -322,9 +328,10 @@ class IstioSidecars:
         proxy_config.update(binaryPath=str(self.envoy_for_revision[revision].path),
                             configPath=str(workdir / "etc/istio/proxy"), discoveryAddress=istiod,
                             proxyAdminPort=admin, statusPort=status)
+        # The CA is then the discovery address, checked against ISTIOD_SAN too (an explicit CA_ADDR is not).
+        env.pop("CA_ADDR", None)
         env.update({
             "PROXY_CONFIG": json.dumps(proxy_config),
-            "CA_ADDR": istiod,
             "ISTIOD_SAN": f"istiod-{revision}.{self.istio_namespace}.svc",
             "ENVOY_STATUS_PORT": str(envoy_status),
             "ENVOY_PROMETHEUS_PORT": str(prometheus),

@@ -19,6 +19,8 @@ from localcluster import charts, toolchain
 from localcluster.cluster import LocalCluster
 from tests.e2e.project import Project
 
+ISTIOD_MAX_CONNECTION_AGE = "15s"
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
@@ -106,7 +108,9 @@ def run_istiods(cluster: LocalCluster, built: toolchain.Toolchain, runners: list
     from localcluster.istiod import IstiodRunner
     from tests.e2e.kube import Kube
 
+    # istiod closes each xDS stream after ISTIOD_MAX_CONNECTION_AGE (the chart says 30m): every sidecar
+    # reconnects several times during a test's gates, as proxies do on a long-lived mesh.
     runner = IstiodRunner(core_v1=Kube.of(cluster).core, kubeconfig=cluster.kubeconfig, context=cluster.context,
-                          toolchain=built, workdir=workdir)
+                          toolchain=built, workdir=workdir, max_connection_age=ISTIOD_MAX_CONNECTION_AGE)
     runners.append(runner.__enter__())
     return runner

@@ -20,3 +20,12 @@ def test_the_sidecar_binds_an_inbound_listener_without_capture_to_the_pod_ip_app
     ingress = sidecar_resource("shop")["spec"]["ingress"][0]
     assert ingress["captureMode"] == "NONE" and ingress["port"]["number"] == INGRESS_PORT
     assert ingress["defaultEndpoint"] == f"0.0.0.0:{APP_PORT}"  # 0.0.0.0: Istio forwards to the pod's own IP
+
+
+def test_an_istiod_flag_is_replaced_in_either_spelling() -> None:
+    from localcluster.istiod import with_flag
+
+    flag = "--keepaliveMaxServerConnectionAge"
+    assert with_flag(["discovery", flag, "30m", "--x=1"], flag, "15s") == ["discovery", "--x=1", f"{flag}=15s"]
+    assert with_flag([f"{flag}=30m"], flag, "15s") == [f"{flag}=15s"]
+    assert with_flag(["discovery"], flag, "15s") == ["discovery", f"{flag}=15s"]
