@@ -63,6 +63,10 @@ APP_PORT, INGRESS_PORT = 9080, 7080
 ISTIOD_XDS_PORT = 15012
 TOKEN_AUDIENCE = "istio-ca"
 BOOTSTRAP_TEMPLATE = "tools/packaging/common/envoy_bootstrap.json"
+# Helm values for each revision of a mesh whose sidecars are these: Istio's Prometheus telemetry adds the
+# Istio-only `istio.stats` filter to every listener, which upstream Envoy rejects (the whole push with it).
+# With it off, the proxies' own per-cluster counters are the traffic evidence (proxyStatsMatcher).
+LOCAL_REVISION_VALUES = {"telemetry": {"v2": {"prometheus": {"enabled": False}}}}
 # The agent adds every address of its network namespace to the proxy's; a pod has only its own, these
 # processes share the machine's. Excluding the machine's interfaces (Istio's own pod annotation for it)
 # leaves the pod IP, as in a pod.

@@ -70,12 +70,16 @@ def project_environment(directory: Path, bin_dirs: list[str], python_prefix: Pat
 
 
 def stack_config(kubeconfig: Path, context: str, chart_repository: str) -> dict[str, Any]:
-    """The mesh before the upgrade: 1.30.3, tag `stable`, a gateway, two teams' namespaces in two waves."""
+    """The mesh before the upgrade: 1.30.3, tag `stable`, a gateway, two teams' namespaces in two waves.
+    Its revisions leave out what the local sidecars' Envoy cannot load (LOCAL_REVISION_VALUES); the
+    upgrade's target revision inherits those values."""
+    from localcluster.sidecars import LOCAL_REVISION_VALUES
+
     return {
         "kubernetes:kubeconfig": str(kubeconfig),
         "kubernetes:context": context,
         "meshlift:chartRepository": chart_repository,
-        "meshlift:revisions": [{"version": FROM}],
+        "meshlift:revisions": [{"version": FROM, "values": LOCAL_REVISION_VALUES}],
         "meshlift:defaultRevision": FROM_REV,
         "meshlift:tags": {"stable": FROM_REV},
         "meshlift:gateways": [{"name": "istio-ingressgateway", "namespace": "istio-ingress", "revision": "stable",

@@ -63,17 +63,21 @@ def upgrade_target(config: dict[str, Any], to: str, *, require_approval: bool | 
     """Validate the stack config with a rollout to `to` added; SpecError if it would be invalid.
 
     `from` is the rollout's `from` if the config has one, else the default revision's
-    version; the target is added to `revisions` when it is not listed yet.
+    version; the target is added to `revisions` when it is not listed yet, with the
+    `from` revision's Helm values (the mesh config, hub, resources a team chose carry
+    over to the new control plane, as a Helm upgrade of that release would keep them).
     """
     try:
         target = str(IstioVersion.parse(to))
     except ValueError as error:
         raise UsageError(f"--to: {error}") from None
     current = load_spec(config)
+    default = current.default_revision or (current.rollout.from_revision if current.rollout else None)
+    source_revision = current.revision(default) if default else current.revisions[0]
     extra: dict[str, Any] = {}
     revisions = [r.model_dump(by_alias=True, mode="json", exclude_defaults=True) for r in current.revisions]
     if target not in {r.version for r in current.revisions}:
-        revisions.append({"version": target})
+        revisions.append({"version": target, **({"values": source_revision.values} if source_revision.values else {})})
         extra[REVISIONS_KEY] = revisions
     done = False
     if current.rollout is not None and current.rollout.to_version == target:
@@ -84,8 +88,7 @@ def upgrade_target(config: dict[str, Any], to: str, *, require_approval: bool | 
             raise UsageError(
                 f"the stack is mid-rollout to {current.rollout.to_version} (stage {current.rollout.stage.value}); "
                 "finish it, or `meshlift rollback`, before starting another upgrade")
-        default = current.default_revision or (current.rollout.from_revision if current.rollout else None)
-        source = current.revision(default).version if default else current.revisions[0].version
+        source = source_revision.version
         rollout = {"from": source, "to": target}
     if require_approval is not None:
         rollout["requireApproval"] = require_approval
