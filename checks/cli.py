@@ -10,7 +10,6 @@ unreadable stack config, no Kubernetes access).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from pathlib import Path
@@ -25,6 +24,7 @@ from rich.table import Table
 from .catalog import CATALOG
 from .client import AdminClient
 from .gate import run_gate
+from .interruptible import run as run_interruptible
 from .report import error_to_dict, gate_to_json, print_gate, print_report, report_to_json
 from .runner import run_checks
 from .target import Target
@@ -174,7 +174,7 @@ def check(
                 baselines = [Target.from_url(u, role="baseline") for u in baseline or ()]
             except ValueError as exc:
                 raise ConfigError(str(exc)) from exc
-            code = asyncio.run(_run(targets, baselines, settings, gate=gate, as_json=as_json, timeout=timeout))
+            code = run_interruptible(_run(targets, baselines, settings, gate=gate, as_json=as_json, timeout=timeout))
     except (ConfigError, ValueError) as exc:  # ValueError: unknown check ids and the like, before any read
         if as_json:
             typer.echo(json.dumps(error_to_dict(f"meshlift check: {exc}", gate=gate or bool(baseline)), indent=2))
@@ -225,8 +225,8 @@ def _run_kube(settings: Any, namespace: str | None, selector: str | None, revisi
             if baseline_revision:
                 with kube_targets(core, namespace=namespace, selector=selector, revision=baseline_revision,
                                   role="baseline") as baselines:
-                    return asyncio.run(_run(targets, baselines, settings, gate=gate, as_json=as_json, timeout=timeout))
-            return asyncio.run(_run(targets, [], settings, gate=gate, as_json=as_json, timeout=timeout))
+                    return run_interruptible(_run(targets, baselines, settings, gate=gate, as_json=as_json, timeout=timeout))
+            return run_interruptible(_run(targets, [], settings, gate=gate, as_json=as_json, timeout=timeout))
     except k8s.ApiException as exc:
         raise ConfigError(f"Kubernetes API: {exc.status} {exc.reason}") from exc
 
@@ -307,7 +307,7 @@ def inspect(
                 targets += [Target.from_url(u, role="baseline") for u in baseline or ()]
             else:
                 targets = read_targets(targets_file or _rehearsal_targets())
-            code = asyncio.run(_inspect(targets, diff=diff, against_baseline=against_baseline, allow=allow or [],
+            code = run_interruptible(_inspect(targets, diff=diff, against_baseline=against_baseline, allow=allow or [],
                                         limit=limit, as_json=as_json, config_dump=config_dump, timeout=timeout))
     except (ConfigError, ValueError) as exc:
         _exit(EXIT_USAGE, f"meshlift inspect: {exc}")
@@ -371,8 +371,8 @@ def _inspect_kube(namespace: str | None, selector: str | None, revision: str | N
             if baseline_revision:
                 with kube_targets(core, namespace=namespace, selector=selector, revision=baseline_revision,
                                   role="baseline") as baselines:
-                    return asyncio.run(_inspect([*targets, *baselines], **options))
-            return asyncio.run(_inspect(targets, **options))
+                    return run_interruptible(_inspect([*targets, *baselines], **options))
+            return run_interruptible(_inspect(targets, **options))
     except k8s.ApiException as exc:
         raise ConfigError(f"Kubernetes API: {exc.status} {exc.reason}") from exc
 
