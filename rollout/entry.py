@@ -125,7 +125,7 @@ def _print_json_error(args: list[str], command: str | None, failure: dict[str, A
     if "--json" not in args or command is None:
         return
     fields: dict[str, Any] = {}
-    if command == "validate" and error is not None and hasattr(error, "problems"):  # a SpecError
+    if command == "validate" and error is not None and _is_spec_error(error):
         lines = getattr(error, "lines", None)
         fields["problems"] = [{"key": p.key, "reason": p.reason, "line": lines(p.key) if lines else None}
                               for p in error.problems]
@@ -136,3 +136,9 @@ def _print_json_error(args: list[str], command: str | None, failure: dict[str, A
     if command in ("upgrade", "rehearse"):
         fields["command"] = command
     sys.stdout.write(json.dumps(document(command, error=failure, **fields), indent=2, default=str) + "\n")
+
+
+def _is_spec_error(error: BaseException) -> bool:
+    from components.spec import SpecError  # loaded by then: a command raised it
+
+    return isinstance(error, SpecError)

@@ -387,8 +387,10 @@ class Orchestrator:
                 self._move(state, Phase.PROMOTING)
                 return
             if answer is False:
-                self._fail(state, gate="approval", message="Halt advancement: promotion rejected by the operator",
-                           checks=["approval"])
+                ended = getattr(self.approval, "done", False)  # the input ended: nobody said no
+                self._fail(state, gate="approval", checks=["approval"],
+                           message="Halt advancement: the approval input ended without an answer (failing closed)"
+                           if ended else "Halt advancement: promotion rejected by the operator")
                 return
             if self.approval_timeout_s is not None and self.clock() - waited.started >= self.approval_timeout_s:
                 self._fail(state, gate="approval", checks=["approval"],

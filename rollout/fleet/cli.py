@@ -6,8 +6,6 @@ reach `rollout.cli.main`, which maps them to exit codes (2: usage or config).
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -68,7 +66,7 @@ def _source(name: str, fleet: Any, *, rehearse: bool, fault: str | None) -> Any:
         if fault:
             raise UsageError("--fault needs --rehearse (faults are injected into local Envoys only)")
         return KubernetesStacks(project_dir(), name)
-    from rollout.rehearsal import FAULTS, GATES_ENV
+    from rollout.rehearsal import FAULTS, gates_from_env
 
     kind, stack = "none", None
     if fault:
@@ -77,8 +75,7 @@ def _source(name: str, fleet: Any, *, rehearse: bool, fault: str | None) -> Any:
             raise UsageError(f"--fault {fault!r}: expected FAULT@STACK with FAULT one of {', '.join(FAULTS)}")
         if stack not in fleet.stacks:
             raise UsageError(f"--fault {fault!r}: {stack!r} is not a stack of the fleet ({', '.join(fleet.stacks)})")
-    gates = json.loads(os.environ[GATES_ENV]) if os.environ.get(GATES_ENV) else None
-    return RehearsalStacks(project_dir(), name, fault=kind, fault_stack=stack, gates=gates)
+    return RehearsalStacks(project_dir(), name, fault=kind, fault_stack=stack, gates=gates_from_env())
 
 
 def _target(to: str | None, rehearse: bool) -> str:
