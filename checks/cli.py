@@ -11,6 +11,7 @@ unreadable stack config, no Kubernetes access).
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -24,6 +25,7 @@ from rich.table import Table
 from .catalog import CATALOG
 from .client import AdminClient
 from .gate import run_gate
+from . import terminal
 from .interruptible import run as run_interruptible
 from .report import error_to_dict, gate_to_json, print_gate, print_report, report_to_json
 from .runner import run_checks
@@ -102,7 +104,7 @@ def _located(exc: ValidationError, prefix: str, stack_config: Path | None, lines
 
 def _exit(code: int, message: str | None = None, console: Console | None = None) -> NoReturn:
     if message:
-        (console or Console(stderr=True)).print(message, style="red" if code else None, highlight=False,
+        (console or terminal.console(stderr=True)).print(message, style="red" if code else None, highlight=False,
                                                 markup=False, soft_wrap=True)
     raise typer.Exit(code)
 
@@ -111,10 +113,16 @@ def _list_checks(as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps([c.to_dict() for c in CATALOG], indent=2))
         return
+    if not terminal.console().is_terminal:  # piped: one check per line, tab-separated, for grep and cut
+        for c in CATALOG:
+            typer.echo("\t".join((c.id, c.category, "fatal" if c.fatal else "warning", str(c.threshold), c.hint)))
+        return
     table = Table("id", "category", "level", "default threshold", "hint")
+    table.columns[0].no_wrap = True  # an id is what --check/--skip take: never cut
+    table.columns[4].overflow = "fold"  # a hint URL is folded, never cut to "…"
     for c in CATALOG:
         table.add_row(c.id, c.category, "fatal" if c.fatal else "warning", c.threshold, c.hint)
-    Console().print(table)
+    terminal.console().print(table)
 
 
 @app.command("check")
@@ -204,7 +212,7 @@ async def _run(targets: list[Target], baselines: list[Target], settings: Any, *,
 
 def _progress(sample: Any) -> None:
     mark = {"pass": "√", "fail": "×", "no-data": "-"}[sample.verdict]
-    Console(stderr=True).print(f"sample {sample.index + 1} at {sample.elapsed:.1f}s: {mark} {sample.verdict}", highlight=False)
+    terminal.console(stderr=True).print(f"sample {sample.index + 1} at {sample.elapsed:.1f}s: {mark} {sample.verdict}", highlight=False)
 
 
 def _run_kube(settings: Any, namespace: str | None, selector: str | None, revision: str | None,
@@ -242,6 +250,10 @@ def _core_v1(context: str | None) -> Any:
         except k8s_config.ConfigException:
             k8s_config.load_incluster_config()
     except k8s_config.ConfigException as exc:
+        if "Service host/port is not set" in str(exc):  # the in-cluster fallback's words: not in a pod either
+            raise ConfigError(f"no Kubernetes access: the kubeconfig ({os.environ.get('KUBECONFIG') or '~/.kube/config'}) "
+                              "is missing, unreadable or lists no contexts, and this is not a pod with a "
+                              "service account") from exc
         raise ConfigError(f"no Kubernetes access: {exc}") from exc
     return k8s.CoreV1Api()
 
@@ -310,7 +322,11 @@ def inspect(
             code = run_interruptible(_inspect(targets, diff=diff, against_baseline=against_baseline, allow=allow or [],
                                         limit=limit, as_json=as_json, config_dump=config_dump, timeout=timeout))
     except (ConfigError, ValueError) as exc:
-        _exit(EXIT_USAGE, f"meshlift inspect: {exc}")
+        if as_json:
+            from .report import inspect_error_to_json
+
+            typer.echo(inspect_error_to_json(f"meshlift inspect: {exc}"))
+        _exit(EXIT_USAGE, f"× meshlift inspect: {exc}")
     raise typer.Exit(code)
 
 

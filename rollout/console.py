@@ -19,15 +19,15 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from checks import terminal
 from rollout.journal import operator
 from rollout.text import plain
 
 from rollout.phases import Phase
 
-# Piped output (CI logs, transcripts) gets a wide page instead of rich's 80 columns.
-_WIDTH = None if sys.stdout.isatty() else 132
-out = Console(highlight=False, width=_WIDTH)
-err = Console(stderr=True, highlight=False, width=_WIDTH)
+# A terminal gets the live view; piped output (CI logs, transcripts) plain lines: unwrapped, unpadded.
+out = terminal.console()
+err = terminal.console(stderr=True)
 
 _MARK = {"pending": ("·", "dim"), "running": ("▶", "cyan"), "passed": ("√", "green"),
          "failed": ("×", "red"), "skipped": ("-", "dim"), "rolled back": ("↺", "yellow")}
@@ -129,7 +129,7 @@ class LiveReporter:
         self.live.update(self._render())
 
     def _render(self) -> Group:
-        table = Table(title=self.title, title_justify="left", show_header=False, box=None, pad_edge=False)
+        table = Table(show_header=False, box=None, pad_edge=False)
         table.add_column(width=2)
         table.add_column(min_width=10)
         table.add_column(overflow="fold")
@@ -137,7 +137,7 @@ class LiveReporter:
             mark, style = _MARK[status]
             table.add_row(Text(mark, style=style), Text(step, style="bold" if status == "running" else ""),
                           Text(note, style="dim" if status == "pending" else ""))
-        return Group(table, self.sample_line)
+        return Group(Text(self.title, style="italic"), table, self.sample_line)  # the title above, never squeezed
 
 
 def _step_of(stage: str | None, message: str) -> str:
@@ -311,9 +311,22 @@ def print_status(state: Any, events: list[dict[str, Any]], *, driven: bool = Fal
             out.print(f"  {resume_hint(state)}" + (f"; or {approve}" if state.phase is Phase.WAITING_APPROVAL else ""),
                       soft_wrap=True)
     skip = {"ts", "run", "event", "evidence", "failure"}
-    rows = [[time.strftime("%H:%M:%S", time.localtime(e["ts"])), e["event"],
-             ", ".join(f"{k}={plain(v)}" for k, v in e.items() if k not in skip)[:160]] for e in events[-15:]]
+    rows = [[time.strftime("%H:%M:%S", time.localtime(e["ts"])), e["event"], event_detail(e, skip)]
+            for e in events[-15:]]
     print_table("last events", ["time", "event", "detail"], rows)
+
+
+def event_detail(event: dict[str, Any], skip: set[str] | tuple[str, ...], *, limit: int = 200) -> str:
+    """An event's fields as `key=value` text: plain values, times as clock times, cut at a word with `…`."""
+    def shown(key: str, value: Any) -> str:
+        if key in ("until", "since_ts") and isinstance(value, (int, float)):
+            return time.strftime("%H:%M:%S", time.localtime(value))
+        return plain(value)
+
+    text = ", ".join(f"{k}={shown(k, v)}" for k, v in event.items() if k not in skip)
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0] + " …"
 
 
 def print_history(stack: str, entries: list[Any]) -> None:

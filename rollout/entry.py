@@ -130,6 +130,9 @@ def _print_json_error(args: list[str], command: str | None, failure: dict[str, A
         fields["problems"] = [{"key": p.key, "reason": p.reason, "line": lines(p.key) if lines else None}
                               for p in error.problems]
     _, defaults = SCHEMAS[command]
+    if command == "fleet":
+        fleet_file = _value_of(args, "--fleet")
+        fields["fleet"] = (fleet_file or "fleet.yaml").rsplit("/", 1)[-1].removesuffix(".yaml").removesuffix(".yml")
     for flag in ("-s", "--stack"):
         if "stack" in defaults and flag in args and args.index(flag) + 1 < len(args):
             fields["stack"] = args[args.index(flag) + 1]
@@ -142,3 +145,7 @@ def _is_spec_error(error: BaseException) -> bool:
     from components.spec import SpecError  # loaded by then: a command raised it
 
     return isinstance(error, SpecError)
+
+
+def _value_of(args: list[str], flag: str) -> str | None:
+    return args[args.index(flag) + 1] if flag in args and args.index(flag) + 1 < len(args) else None

@@ -94,7 +94,8 @@ def _target(to: str | None, rehearse: bool) -> str:
 def plan(to: ToOpt = None, fleet_file: FleetOpt = None, rehearse: RehearseOpt = False, as_json: JsonOpt = False) -> None:
     """Validate --to on every stack and show the rings: stacks, stages, parallelism, soak, re-gate."""
     from rollout.fleet.driver import prepare
-    from rollout.fleet.view import SCHEMA, print_json, print_plan
+    from rollout.fleet.view import print_json, print_plan
+    from rollout.schemas import document
     from rollout.stages import before_rollout, planned_stages
 
     name, fleet, _ = _fleet(fleet_file)
@@ -116,8 +117,8 @@ def plan(to: ToOpt = None, fleet_file: FleetOpt = None, rehearse: RehearseOpt = 
                      "gate": {"window": gate.window, "consecutive_passes": gate.consecutive_passes,
                               "overrides": ring.gate_overrides()} if gate else None})
     if as_json:
-        print_json({"schema": SCHEMA, "fleet": name, "to": version, "platform": "rehearsal" if rehearse else "kubernetes",
-                      "rings": rows})
+        print_json(document("fleet", fleet=name, to=version, platform="rehearsal" if rehearse else "kubernetes",
+                            rings=rows))
         return
     print_plan(name, version, rows)
 

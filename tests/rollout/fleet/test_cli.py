@@ -72,9 +72,23 @@ def test_usage_errors_of_the_rehearsal_options(project, capsys):
 
 def test_status_and_resume_without_a_fleet_run(project, capsys):
     assert cli.main(["fleet", "status", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == {"schema": "meshlift.fleet/v1", "fleet": "fleet", "run": None}
+    empty = json.loads(capsys.readouterr().out)
+    assert empty["schema"] == "meshlift.fleet/v1" and empty["fleet"] == "fleet"
+    assert empty["run"] is None and empty["rings"] == [] and empty["error"] is None, "the same keys in every outcome"
     assert cli.main(["fleet", "resume"]) == 2
     assert "no unfinished run to resume" in capsys.readouterr().err
+    assert cli.main(["fleet", "resume", "--json"]) == 2
+    refused = json.loads(capsys.readouterr().out)
+    assert set(refused) == set(empty) and refused["schema"] == "meshlift.fleet/v1"
+    assert refused["error"]["code"] == 2 and "no unfinished run to resume" in refused["error"]["message"]
+
+
+def test_fleet_errors_with_json_keep_the_fleet_schema_and_list_each_problem(project, capsys):
+    assert cli.main(["fleet", "plan", "--to", "9.99.0", "--json"]) == 2
+    document = json.loads(capsys.readouterr().out)
+    assert document["schema"] == "meshlift.fleet/v1" and document["error"]["code"] == 2
+    assert document["error"]["details"], "each problem is a detail, not packed into the message"
+    assert all("Pulumi." in detail for detail in document["error"]["details"])
 
 
 def test_status_of_an_interrupted_fleet_shows_rings_stacks_and_phases(project, capsys):
