@@ -132,7 +132,7 @@ def check(
     expected_version: Annotated[str | None, typer.Option("--expected-version", help="Version (1.40.0) or revision (1-40-0) the checked proxies must run.")] = None,
     namespace: Annotated[str | None, typer.Option("--namespace", "-n", help="Kubernetes: namespace of the pods (default: all).")] = None,
     selector: Annotated[str | None, typer.Option("--selector", "-l", help="Kubernetes: label selector of the pods.")] = None,
-    revision: Annotated[str | None, typer.Option("--revision", help="Kubernetes: Istio revision of the pods (istio.io/rev).")] = None,
+    revision: Annotated[str | None, typer.Option("--revision", help="Kubernetes: Istio revision that injected the pods (their sidecar.istio.io/status annotation).")] = None,
     baseline_revision: Annotated[str | None, typer.Option("--baseline-revision", help="Kubernetes: revision of the baseline pods.")] = None,
     kube_context: Annotated[str | None, typer.Option("--context", help="Kubernetes: kubeconfig context.")] = None,
     gate: Annotated[bool, typer.Option("--gate", help="Run a gate over a window instead of one sample.")] = False,

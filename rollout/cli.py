@@ -368,7 +368,7 @@ def history(
   meshlift rehearse --json                # one JSON document for CI
 
 \b
-Faults: none, 5xx, reject-config, cert-expiry, overload, upstream-down.
+Faults: none, 5xx, reject-config, cert-expiry, overload, upstream-down, missing-route.
 Interrupted (Ctrl-C)? Every Envoy is stopped; run the same command again to resume.""")
 def rehearse(
     fault: Annotated[str, typer.Option(help="Inject this real failure into the canary proxies.")] = "none",

@@ -268,6 +268,11 @@ def _params(state: Any) -> str:
 
 
 def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    if not out.is_terminal:  # piped: a title, then one line per row, cells apart by " | ", nothing padded
+        out.print(Text(title))
+        for row in [columns, *rows]:
+            out.print(Text(" | ".join(str(cell).replace("\n", "; ") for cell in row)), soft_wrap=True)
+        return
     table = Table(title=title, title_justify="left")
     for column in columns:
         table.add_column(column)
