@@ -108,7 +108,10 @@ def test_an_unreachable_proxy_is_shown_as_an_error_and_exits_1(start, capsys) ->
     dead = f"http://127.0.0.1:{lm.closed_port()}"
     code, out, _ = inspect(capsys, "--admin", proxy.admin_url, "--admin", dead, "--timeout", "0.5")
     assert code == 1
-    assert "× server_info: cannot connect to" in out and "Envoy 1.40.0" in out
+    assert "× cannot read this proxy: cannot connect to" in out and "nothing inspected" in out
+    assert "Envoy 1.40.0" in out, "the reachable proxy is still shown in full"
+    dead_block = out.split(f"({dead}, proxy)", 1)[1]
+    assert "listeners (0)" not in dead_block and "clusters (0)" not in dead_block, "no empty sections as if read"
 
 
 @pytest.mark.parametrize("version", VERSIONS)
