@@ -10,8 +10,8 @@ unreadable stack config, no Kubernetes access).
 
 from __future__ import annotations
 
-import asyncio
 import json
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -25,6 +25,8 @@ from rich.table import Table
 from .catalog import CATALOG
 from .client import AdminClient
 from .gate import run_gate
+from . import terminal
+from .interruptible import run as run_interruptible
 from .report import error_to_dict, gate_to_json, print_gate, print_report, report_to_json
 from .runner import run_checks
 from .target import Target
@@ -102,7 +104,7 @@ def _located(exc: ValidationError, prefix: str, stack_config: Path | None, lines
 
 def _exit(code: int, message: str | None = None, console: Console | None = None) -> NoReturn:
     if message:
-        (console or Console(stderr=True)).print(message, style="red" if code else None, highlight=False,
+        (console or terminal.console(stderr=True)).print(message, style="red" if code else None, highlight=False,
                                                 markup=False, soft_wrap=True)
     raise typer.Exit(code)
 
@@ -111,10 +113,16 @@ def _list_checks(as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps([c.to_dict() for c in CATALOG], indent=2))
         return
+    if not terminal.console().is_terminal:  # piped: one check per line, tab-separated, for grep and cut
+        for c in CATALOG:
+            typer.echo("\t".join((c.id, c.category, "fatal" if c.fatal else "warning", str(c.threshold), c.hint)))
+        return
     table = Table("id", "category", "level", "default threshold", "hint")
+    table.columns[0].no_wrap = True  # an id is what --check/--skip take: never cut
+    table.columns[4].overflow = "fold"  # a hint URL is folded, never cut to "…"
     for c in CATALOG:
         table.add_row(c.id, c.category, "fatal" if c.fatal else "warning", c.threshold, c.hint)
-    Console().print(table)
+    terminal.console().print(table)
 
 
 @app.command("check")
@@ -124,7 +132,7 @@ def check(
     expected_version: Annotated[str | None, typer.Option("--expected-version", help="Version (1.40.0) or revision (1-40-0) the checked proxies must run.")] = None,
     namespace: Annotated[str | None, typer.Option("--namespace", "-n", help="Kubernetes: namespace of the pods (default: all).")] = None,
     selector: Annotated[str | None, typer.Option("--selector", "-l", help="Kubernetes: label selector of the pods.")] = None,
-    revision: Annotated[str | None, typer.Option("--revision", help="Kubernetes: Istio revision of the pods (istio.io/rev).")] = None,
+    revision: Annotated[str | None, typer.Option("--revision", help="Kubernetes: Istio revision that injected the pods (their sidecar.istio.io/status annotation).")] = None,
     baseline_revision: Annotated[str | None, typer.Option("--baseline-revision", help="Kubernetes: revision of the baseline pods.")] = None,
     kube_context: Annotated[str | None, typer.Option("--context", help="Kubernetes: kubeconfig context.")] = None,
     gate: Annotated[bool, typer.Option("--gate", help="Run a gate over a window instead of one sample.")] = False,
@@ -174,7 +182,7 @@ def check(
                 baselines = [Target.from_url(u, role="baseline") for u in baseline or ()]
             except ValueError as exc:
                 raise ConfigError(str(exc)) from exc
-            code = asyncio.run(_run(targets, baselines, settings, gate=gate, as_json=as_json, timeout=timeout))
+            code = run_interruptible(_run(targets, baselines, settings, gate=gate, as_json=as_json, timeout=timeout))
     except (ConfigError, ValueError) as exc:  # ValueError: unknown check ids and the like, before any read
         if as_json:
             typer.echo(json.dumps(error_to_dict(f"meshlift check: {exc}", gate=gate or bool(baseline)), indent=2))
@@ -204,7 +212,7 @@ async def _run(targets: list[Target], baselines: list[Target], settings: Any, *,
 
 def _progress(sample: Any) -> None:
     mark = {"pass": "√", "fail": "×", "no-data": "-"}[sample.verdict]
-    Console(stderr=True).print(f"sample {sample.index + 1} at {sample.elapsed:.1f}s: {mark} {sample.verdict}", highlight=False)
+    terminal.console(stderr=True).print(f"sample {sample.index + 1} at {sample.elapsed:.1f}s: {mark} {sample.verdict}", highlight=False)
 
 
 def _run_kube(settings: Any, namespace: str | None, selector: str | None, revision: str | None,
@@ -225,8 +233,8 @@ def _run_kube(settings: Any, namespace: str | None, selector: str | None, revisi
             if baseline_revision:
                 with kube_targets(core, namespace=namespace, selector=selector, revision=baseline_revision,
                                   role="baseline") as baselines:
-                    return asyncio.run(_run(targets, baselines, settings, gate=gate, as_json=as_json, timeout=timeout))
-            return asyncio.run(_run(targets, [], settings, gate=gate, as_json=as_json, timeout=timeout))
+                    return run_interruptible(_run(targets, baselines, settings, gate=gate, as_json=as_json, timeout=timeout))
+            return run_interruptible(_run(targets, [], settings, gate=gate, as_json=as_json, timeout=timeout))
     except k8s.ApiException as exc:
         raise ConfigError(f"Kubernetes API: {exc.status} {exc.reason}") from exc
 
@@ -242,6 +250,10 @@ def _core_v1(context: str | None) -> Any:
         except k8s_config.ConfigException:
             k8s_config.load_incluster_config()
     except k8s_config.ConfigException as exc:
+        if "Service host/port is not set" in str(exc):  # the in-cluster fallback's words: not in a pod either
+            raise ConfigError(f"no Kubernetes access: the kubeconfig ({os.environ.get('KUBECONFIG') or '~/.kube/config'}) "
+                              "is missing, unreadable or lists no contexts, and this is not a pod with a "
+                              "service account") from exc
         raise ConfigError(f"no Kubernetes access: {exc}") from exc
     return k8s.CoreV1Api()
 
@@ -307,10 +319,14 @@ def inspect(
                 targets += [Target.from_url(u, role="baseline") for u in baseline or ()]
             else:
                 targets = read_targets(targets_file or _rehearsal_targets())
-            code = asyncio.run(_inspect(targets, diff=diff, against_baseline=against_baseline, allow=allow or [],
+            code = run_interruptible(_inspect(targets, diff=diff, against_baseline=against_baseline, allow=allow or [],
                                         limit=limit, as_json=as_json, config_dump=config_dump, timeout=timeout))
     except (ConfigError, ValueError) as exc:
-        _exit(EXIT_USAGE, f"meshlift inspect: {exc}")
+        if as_json:
+            from .report import inspect_error_to_json
+
+            typer.echo(inspect_error_to_json(f"meshlift inspect: {exc}"))
+        _exit(EXIT_USAGE, f"× meshlift inspect: {exc}")
     raise typer.Exit(code)
 
 
@@ -371,8 +387,8 @@ def _inspect_kube(namespace: str | None, selector: str | None, revision: str | N
             if baseline_revision:
                 with kube_targets(core, namespace=namespace, selector=selector, revision=baseline_revision,
                                   role="baseline") as baselines:
-                    return asyncio.run(_inspect([*targets, *baselines], **options))
-            return asyncio.run(_inspect(targets, **options))
+                    return run_interruptible(_inspect([*targets, *baselines], **options))
+            return run_interruptible(_inspect(targets, **options))
     except k8s.ApiException as exc:
         raise ConfigError(f"Kubernetes API: {exc.status} {exc.reason}") from exc
 

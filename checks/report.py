@@ -28,9 +28,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console, Group, RenderableType
-from rich.rule import Rule
 from rich.text import Text
 
+from . import terminal
 from .catalog import CATEGORIES
 from .gate import GateOutcome, GateResult
 from .inspect import INSPECT_SCHEMA, ProxyInspection
@@ -38,10 +38,12 @@ from .inspect_diff import InventoryDiff
 from .result import Report, Status, TargetReport
 
 __all__ = ["CHECK_SCHEMA", "GATE_SCHEMA", "error_to_dict", "report_to_json", "gate_to_json", "render_report",
-           "render_gate", "print_report", "print_gate", "inspect_to_json", "render_inspection", "render_diff",
+           "render_gate", "print_report", "print_gate", "inspect_to_json", "inspect_error_to_json", "render_inspection", "render_diff",
            "print_inspection"]
 
 CHECK_SCHEMA = "meshlift.checks/v2"
+# Between proxies: a fixed width, not the terminal's (a piped log has none).
+_SEPARATOR = Text("─" * 40, style="dim")
 GATE_SCHEMA = "meshlift.gate/v2"
 _GATE_EMPTY = {"name": None, "outcome": None, "message": None, "failing_checks": [], "elapsed": None, "samples": []}
 
@@ -117,7 +119,7 @@ def render_report(report: Report) -> RenderableType:
     parts: list[RenderableType] = []
     for i, target in enumerate(report.targets):
         if i:
-            parts.append(Rule(style="dim"))
+            parts.append(_SEPARATOR)
         parts.extend(_target_block(target))
     parts.append(Text(""))
     parts.append(_summary(report.success))
@@ -139,7 +141,7 @@ def render_gate(gate: GateResult) -> RenderableType:
         last = gate.samples[-1].report
         for i, target in enumerate(last.targets):
             if i:
-                parts.append(Rule(style="dim"))
+                parts.append(_SEPARATOR)
             parts.extend(_target_block(target))
     verdicts = " ".join({"pass": "√", "fail": "×", "no-data": "-"}[s.verdict] for s in gate.samples)
     parts.append(Text(""))
@@ -150,11 +152,11 @@ def render_gate(gate: GateResult) -> RenderableType:
 
 
 def print_report(report: Report, console: Console | None = None) -> None:
-    (console or Console(soft_wrap=True)).print(render_report(report))
+    (console or terminal.console(soft_wrap=True)).print(render_report(report))
 
 
 def print_gate(gate: GateResult, console: Console | None = None) -> None:
-    (console or Console(soft_wrap=True)).print(render_gate(gate))
+    (console or terminal.console(soft_wrap=True)).print(render_gate(gate))
 
 
 # ---------------------------------------------------------------- meshlift inspect
@@ -164,8 +166,14 @@ def inspect_to_json(inspections: Sequence[ProxyInspection], diffs: Sequence[Inve
                     *, indent: int | None = 2) -> str:
     """Schema meshlift.inspect/v1: {"schema", "proxies": [...], "diffs": [{"a", "b", "identical", "kinds"}]}."""
     document = {"schema": INSPECT_SCHEMA, "proxies": [i.to_dict() for i in inspections],
-                "diffs": [d.to_dict() for d in diffs]}
+                "diffs": [d.to_dict() for d in diffs], "error": None}
     return json.dumps(document, indent=indent, default=str)
+
+
+def inspect_error_to_json(message: str, *, code: int = 2, indent: int | None = 2) -> str:
+    """The inspect document of a run that could not start: the same keys, `error` set."""
+    return json.dumps({"schema": INSPECT_SCHEMA, "proxies": [], "diffs": [],
+                       "error": {"code": code, "message": message, "details": []}}, indent=indent)
 
 
 def _capped(items: Sequence[str], limit: int) -> list[str]:
@@ -183,6 +191,11 @@ def _row(label: str, lines: Sequence[str]) -> list[Text]:
 def render_inspection(item: ProxyInspection, *, limit: int = 20) -> RenderableType:
     s, cp, logs = item.server, item.control_plane, item.log_levels
     rows: list[RenderableType] = [Text(f"{item.name}  ({item.admin_url}, {item.role})", style="bold")]
+    if not s and item.errors and not (item.listeners or item.clusters or item.xds):
+        # Nothing was read: empty sections would look like a proxy with no listeners or clusters.
+        first = next(iter(item.errors.values()))
+        rows.append(Text(f"  × cannot read this proxy: {first}; nothing inspected", style="red"))
+        return Group(*rows)
     if s:
         rows += _row("server", [f"Envoy {s.get('envoy_version')}, Istio {s.get('istio_version') or '-'}, "
                                 f"{s.get('state')}, up {s.get('uptime_s')}s, node {s.get('node_id')} "
@@ -236,11 +249,11 @@ def render_diff(diff: InventoryDiff, *, limit: int = 20) -> RenderableType:
 
 def print_inspection(inspections: Sequence[ProxyInspection], diffs: Sequence[InventoryDiff] = (),
                      *, limit: int = 20, console: Console | None = None) -> None:
-    out = console or Console()
+    out = console or terminal.console()
     for i, item in enumerate(inspections):
         if i:
-            out.print(Rule(style="dim"))
+            out.print(_SEPARATOR)
         out.print(render_inspection(item, limit=limit))
     for diff in diffs:
-        out.print(Rule(style="dim"))
+        out.print(_SEPARATOR)
         out.print(render_diff(diff, limit=limit))

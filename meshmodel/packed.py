@@ -20,6 +20,9 @@ import zlib
 from typing import Any
 
 PREFIX = "gzip+base64:"
+# An inventory of 20,000 workloads is about 5 MB of JSON; a few hundred bytes of gzip can claim
+# gigabytes, so decoding stops here instead of exhausting memory.
+MAX_UNPACKED_BYTES = 16 * 1024 * 1024
 
 
 def pack(value: Any) -> str:
@@ -39,6 +42,21 @@ def unpack(value: Any) -> Any:
     if not is_packed(value):
         return value
     try:
-        return json.loads(gzip.decompress(base64.b64decode(value[len(PREFIX):], validate=True)))
+        data = _gunzip_bounded(base64.b64decode(value[len(PREFIX):], validate=True))
     except (binascii.Error, OSError, EOFError, zlib.error, ValueError) as error:
         raise ValueError(f"a packed value meshlift did not write, or one cut short ({error})") from error
+    try:
+        return json.loads(data)
+    except ValueError as error:
+        raise ValueError(f"a packed value meshlift did not write ({error})") from error
+
+
+def _gunzip_bounded(data: bytes) -> bytes:
+    """The gzip member's content, refused past MAX_UNPACKED_BYTES before it is all in memory."""
+    inflater = zlib.decompressobj(wbits=31)  # 31: a gzip header and trailer
+    out = inflater.decompress(data, MAX_UNPACKED_BYTES + 1)
+    if len(out) > MAX_UNPACKED_BYTES:
+        raise ValueError(f"it expands past {MAX_UNPACKED_BYTES // (1024 * 1024)} MiB")
+    if not inflater.eof:
+        raise EOFError("the gzip data ends early")
+    return out

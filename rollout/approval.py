@@ -85,7 +85,9 @@ class ApprovalWait:
                 record.setdefault("at", rfc3339(self.clock()))
                 return Approved(record=record, samples=waited.to_json())
             if answer is False:
-                return Halted("Halt advancement: promotion rejected by the operator")
+                ended = getattr(self.prompt, "done", False)  # the input ended: nobody said no
+                return Halted("Halt advancement: the approval input ended without an answer (failing closed)"
+                              if ended else "Halt advancement: promotion rejected by the operator")
             if self.timeout_s is not None and self.clock() - waited.started >= self.timeout_s:
                 return Halted(f"Halt advancement: nobody approved within {self.timeout_s:g}s")
             # Rollback gates stay active while nobody has answered; a summary is journaled, not each sample.

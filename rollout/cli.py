@@ -117,7 +117,7 @@ def validate(stack: StackOpt = "dev", as_json: JsonOpt = False) -> None:
         console.print_json(document("validate", **summary))
     else:
         waves = ", ".join(map(str, spec.waves)) or "-"
-        console.print_line(f"[green]√[/] {path.name} is valid: revisions {', '.join(spec.revision_names)}; "
+        console.print_line(f"[green]√[/] {path} is valid: revisions {', '.join(spec.revision_names)}; "
                            f"{len(spec.namespaces)} namespace(s) in wave(s) {waves}; "
                            f"{len(spec.gateways)} gateway(s)")
 
@@ -299,13 +299,15 @@ def abandon(stack: StackOpt = "dev", as_json: JsonOpt = False) -> None:
     again) or roll it back (`meshlift rollback`).
     """
     journal = Journal.for_stack(project_dir(), stack)
+    if journal.load() is None:  # refused before the lock: nothing is created for a stack that has no run
+        raise UsageError(f"--stack {stack}: no rollout is in progress, so there is nothing to abandon")
     with journal.locked():
         state = journal.load()
         if state is None or state.phase.terminal:
             raise UsageError(f"--stack {stack}: no rollout is in progress, so there is nothing to abandon")
         if state.phase is not Phase.PLANNED or state.applied is not None:
             raise UsageError(f"run {state.run_id} on stack {stack!r} is at {state.phase.value} and may have changed "
-                             f"the mesh: resume it with the same command, or `meshlift rollback -s {stack}`")
+                             f"the mesh: {console.resume_hint(state)}")
         journal.transition(state, Phase.ABANDONED, by=operator())
     if as_json:
         console.print_json(document("abandon", stack=stack, run=state.run_id, abandoned=True))
@@ -322,6 +324,10 @@ def status(stack: StackOpt = "dev", as_json: JsonOpt = False) -> None:
     journal = Journal.for_stack(project_dir(), stack)
     state = journal.load()
     if state is None:
+        from rollout.rehearsal import STACK as REHEARSAL
+
+        if stack != REHEARSAL:
+            stack_config(stack)  # a stack that does not exist is an error, not "nothing recorded"
         if as_json:
             console.print_json(document("status", stack=stack))
         else:
@@ -333,13 +339,22 @@ def status(stack: StackOpt = "dev", as_json: JsonOpt = False) -> None:
         console.print_json(document("status", stack=stack, run=run,
                                     events=[{**e, "ts": rfc3339(e.get("ts"))} for e in events[-20:]]))
         return
-    console.print_status(state, events)
+    console.print_status(state, events, driven=_driven(journal))
+
+
+def _driven(journal: Journal) -> bool:
+    """True while another meshlift process holds the stack's lock (it is driving the run now)."""
+    try:
+        with journal.locked():
+            return False
+    except UsageError:  # RolloutBusy
+        return True
 
 
 @app.command(epilog="Example: meshlift history -s prod --limit 10")
 def history(
     stack: StackOpt = "dev",
-    limit: Annotated[int, typer.Option(help="How many updates to show.")] = 20,
+    limit: Annotated[int, typer.Option(min=0, help="How many updates to show (0: all).")] = 20,
     as_json: JsonOpt = False,
 ) -> None:
     """The stack's updates (newest first) with what each applied: the entries `rollback --to` takes."""
@@ -349,7 +364,8 @@ def history(
         platform: Any = LocalPlatform(state_dir=Journal.for_stack(project_dir(), stack).root, base_config={})
     else:
         platform = _kubernetes(stack)
-    entries = platform.history()[:limit]
+    entries = platform.history()
+    entries = entries[:limit] if limit else entries
     if as_json:
         console.print_json(document("history", stack=stack, entries=[
             {"version": e.version, "kind": e.kind, "result": e.result, "message": e.message,
@@ -370,7 +386,7 @@ def history(
   meshlift rehearse --json                # one JSON document for CI
 
 \b
-Faults: none, 5xx, reject-config, cert-expiry, overload, upstream-down.
+Faults: none, 5xx, reject-config, cert-expiry, overload, upstream-down, missing-route.
 Interrupted (Ctrl-C)? Every Envoy is stopped; run the same command again to resume.""")
 def rehearse(
     fault: Annotated[str, typer.Option(help="Inject this real failure into the canary proxies.")] = "none",
@@ -384,7 +400,7 @@ def rehearse(
                           "(1.30.3 -> 1.31.0; builds the pinned toolchain on first use, tens of minutes).")] = False,
 ) -> None:
     """Rehearse the whole staged upgrade on real local Envoys (1.39.3 -> 1.40.0), no cluster needed."""
-    from rollout.rehearsal import FAULTS, STACK, rehearsal_config, rehearse as run_rehearsal
+    from rollout.rehearsal import FAULTS, STACK, gates_from_env, rehearsal_config, rehearse as run_rehearsal
     from rollout.stages import upgrade_target
 
     if fault not in FAULTS:
@@ -397,18 +413,20 @@ def rehearse(
                                    extra_args=["--json"] if as_json else None)
         raise typer.Exit(code)
     approval = ApprovalOptions.parse(approve_from, approval_timeout, required=require_approval)
+    gates = gates_from_env()  # checked before the progress view opens
     target = upgrade_target(rehearsal_config(), "1.40.0")
     started = time.monotonic()
 
     def go(reporter: Any) -> Any:
-        return run_rehearsal(project_dir=project_dir(), fault=fault, reporter=reporter,
+        return run_rehearsal(project_dir=project_dir(), fault=fault, reporter=reporter, gates=gates,
                              require_approval=require_approval, approval=approval.source(),
                              approval_timeout_s=approval.timeout_s)[0]
 
-    title = f"rehearsal {STACK}: Envoy 1.39.3 -> 1.40.0, fault {fault}"
+    title = f"rehearsal: Envoy 1.39.3 -> 1.40.0, fault {fault}"
     state = report_run(go, title=title, waves=len(target.spec.waves), approval=require_approval,
                        as_json=as_json, header={"command": "rehearse", "stack": STACK,
-                                                "params": {"fault": fault, "approval": require_approval}})
+                                                "params": {"to": "1.40.0", "fault": fault, "approval": require_approval}},
+                       typed_approval=approve_from == "stdin")
     finish(state, started, as_json=as_json)
 
 
@@ -450,13 +468,3 @@ from rollout.fleet.cli import fleet_app  # noqa: E402 - the sub-app's commands i
 
 app.add_typer(fleet_app, name="fleet")
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point (`meshlift`): runs the app through the one error boundary, `rollout.entry.run`."""
-    from rollout.entry import run
-
-    return run(app, sys.argv[1:] if argv is None else argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -19,15 +19,15 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from checks import terminal
 from rollout.journal import operator
 from rollout.text import plain
 
 from rollout.phases import Phase
 
-# Piped output (CI logs, transcripts) gets a wide page instead of rich's 80 columns.
-_WIDTH = None if sys.stdout.isatty() else 132
-out = Console(highlight=False, width=_WIDTH)
-err = Console(stderr=True, highlight=False, width=_WIDTH)
+# A terminal gets the live view; piped output (CI logs, transcripts) plain lines: unwrapped, unpadded.
+out = terminal.console()
+err = terminal.console(stderr=True)
 
 _MARK = {"pending": ("·", "dim"), "running": ("▶", "cyan"), "passed": ("√", "green"),
          "failed": ("×", "red"), "skipped": ("-", "dim"), "rolled back": ("↺", "yellow")}
@@ -36,8 +36,9 @@ _MARK = {"pending": ("·", "dim"), "running": ("▶", "cyan"), "passed": ("√",
 class LiveReporter:
     """Stages, waves and gate samples, redrawn in place; log lines scroll above."""
 
-    def __init__(self, *, title: str, steps: list[str], console: Console | None = None) -> None:
+    def __init__(self, *, title: str, steps: list[str], console: Console | None = None, typed_approval: bool = True) -> None:
         self.console = console or out
+        self.typed_approval = typed_approval  # False: only `meshlift promote` approves, stdin is not read
         self.title = title
         self.steps = {step: ["pending", ""] for step in steps}
         self.sample_line = Text("")
@@ -92,8 +93,9 @@ class LiveReporter:
         elif kind == "approval":
             if data.get("status") == "waiting":
                 self._set("approval", "running", "waiting (gates keep sampling)")
-                self.console.print(f"[bold yellow]waiting for approval[/]: run `{data.get('hint')}` "
-                                   "or type y (promote) / n (roll back) + Enter here")
+                self.console.print(f"[bold yellow]waiting for approval[/]: run `{data.get('hint')}`"
+                                   + (" or type y (promote) / n (roll back) + Enter here" if self.typed_approval
+                                      else " from another shell"))
             else:
                 self._set("approval", "passed", "approved")
         elif kind == "rollback":
@@ -123,11 +125,11 @@ class LiveReporter:
     def mark_rolled_back(self) -> None:
         for step, (status, _note) in self.steps.items():
             if status in ("pending", "running") and step != "rollback":
-                self.steps[step][0] = "skipped"
+                self.steps[step] = ["skipped", "stopped by the rollback" if status == "running" else ""]
         self.live.update(self._render())
 
     def _render(self) -> Group:
-        table = Table(title=self.title, title_justify="left", show_header=False, box=None, pad_edge=False)
+        table = Table(show_header=False, box=None, pad_edge=False)
         table.add_column(width=2)
         table.add_column(min_width=10)
         table.add_column(overflow="fold")
@@ -135,7 +137,7 @@ class LiveReporter:
             mark, style = _MARK[status]
             table.add_row(Text(mark, style=style), Text(step, style="bold" if status == "running" else ""),
                           Text(note, style="dim" if status == "pending" else ""))
-        return Group(table, self.sample_line)
+        return Group(Text(self.title, style="italic"), table, self.sample_line)  # the title above, never squeezed
 
 
 def _step_of(stage: str | None, message: str) -> str:
@@ -266,6 +268,11 @@ def _params(state: Any) -> str:
 
 
 def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    if not out.is_terminal:  # piped: a title, then one line per row, cells apart by " | ", nothing padded
+        out.print(Text(title))
+        for row in [columns, *rows]:
+            out.print(Text(" | ".join(str(cell).replace("\n", "; ") for cell in row)), soft_wrap=True)
+        return
     table = Table(title=title, title_justify="left")
     for column in columns:
         table.add_column(column)
@@ -274,7 +281,19 @@ def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     out.print(table)
 
 
-def print_status(state: Any, events: list[dict[str, Any]]) -> None:
+def resume_hint(state: Any) -> str:
+    """The command that resumes `state`'s run, as the user would type it."""
+    if state.command == "rehearse":
+        fault = state.params.get("fault")
+        flags = (f" --fault {fault}" if fault not in (None, "none") else "") + \
+            (" --require-approval" if state.params.get("approval") else "")
+        return f"resume it with `meshlift rehearse{flags}`"
+    to = state.params.get("to")
+    return (f"resume it with `meshlift {state.command} -s {state.stack}" + (f" --to {to}`" if to else "`")
+            + f", or roll it back with `meshlift rollback -s {state.stack}`")
+
+
+def print_status(state: Any, events: list[dict[str, Any]], *, driven: bool = False) -> None:
     params = ", ".join(f"{k}={plain(v)}" for k, v in sorted(state.params.items()))
     out.print(f"stack {state.stack}: {state.command} run {state.run_id} ({params}) is "
               f"[bold]{state.phase.value}[/]; waves {state.waves_done}/{state.waves_total}", soft_wrap=True)
@@ -289,12 +308,30 @@ def print_status(state: Any, events: list[dict[str, Any]]) -> None:
         out.print(Text(f"  waiting for approval since {state.awaiting.get('since')}: gate {state.awaiting.get('gate')} "
                        f"passed ({state.awaiting.get('evidence') or 'no evidence recorded'})"), soft_wrap=True)
     if not state.phase.terminal:
-        out.print(f"  resume with the same command (`meshlift {state.command} ...`)"
-                  + ("; approve with `meshlift promote`" if state.phase is Phase.WAITING_APPROVAL else ""))
+        approve = f"approve with `meshlift promote -s {state.stack}`"
+        if driven:
+            out.print("  a meshlift process is driving this run now"
+                      + (f"; {approve}" if state.phase is Phase.WAITING_APPROVAL else ""), soft_wrap=True)
+        else:
+            out.print(f"  {resume_hint(state)}" + (f"; or {approve}" if state.phase is Phase.WAITING_APPROVAL else ""),
+                      soft_wrap=True)
     skip = {"ts", "run", "event", "evidence", "failure"}
-    rows = [[time.strftime("%H:%M:%S", time.localtime(e["ts"])), e["event"],
-             ", ".join(f"{k}={plain(v)}" for k, v in e.items() if k not in skip)[:160]] for e in events[-15:]]
+    rows = [[time.strftime("%H:%M:%S", time.localtime(e["ts"])), e["event"], event_detail(e, skip)]
+            for e in events[-15:]]
     print_table("last events", ["time", "event", "detail"], rows)
+
+
+def event_detail(event: dict[str, Any], skip: set[str] | tuple[str, ...], *, limit: int = 200) -> str:
+    """An event's fields as `key=value` text: plain values, times as clock times, cut at a word with `…`."""
+    def shown(key: str, value: Any) -> str:
+        if key in ("until", "since_ts") and isinstance(value, (int, float)):
+            return time.strftime("%H:%M:%S", time.localtime(value))
+        return plain(value)
+
+    text = ", ".join(f"{k}={shown(k, v)}" for k, v in event.items() if k not in skip)
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0] + " …"
 
 
 def print_history(stack: str, entries: list[Any]) -> None:

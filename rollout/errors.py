@@ -45,7 +45,11 @@ EXIT_BUG = 70  # EX_SOFTWARE: meshlift itself is wrong
 
 
 class MeshliftError(Exception):
-    """Base of every error the orchestrator raises on purpose."""
+    """Base of every error the orchestrator raises on purpose; `details` are printed one per line."""
+
+    def __init__(self, *args: object, details: tuple[str, ...] | list[str] = ()) -> None:
+        super().__init__(*args)
+        self.details = tuple(details)
 
 
 class UsageError(MeshliftError):
@@ -141,7 +145,7 @@ def describe(error: BaseException, *, prog: str = "meshlift") -> Failure:
     if isinstance(error, typer.Abort):  # typer's answer to an input that ended (EOF) mid-command
         return Failure(code, f"{prog}: aborted: the input ended before an answer; nothing changed")
     if isinstance(error, MeshliftError):
-        return Failure(code, str(error))
+        return Failure(code, str(error), error.details)
     return Failure(code, f"internal error: {type(error).__name__}: {str(error)[:200]}")
 
 

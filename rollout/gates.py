@@ -8,7 +8,6 @@ number of times (tenacity) and then fails closed; a *failed* gate is final.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import time
 from collections.abc import Callable
@@ -118,7 +117,9 @@ def _run_checks_gate(gate: str, targets: GateTargets, settings: GateSettings, on
     outcome = run_gate(targets.canary, settings, baseline_targets=tuple(targets.baseline),
                        on_sample=on_sample, name=gate)
     if inspect.isawaitable(outcome):
-        return asyncio.run(_await(outcome))
+        from checks.interruptible import run as run_interruptible
+
+        return run_interruptible(_await(outcome))
     return outcome
 
 

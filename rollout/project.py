@@ -1,7 +1,9 @@
 """The project a command works on, and its stack files read strictly.
 
 The project is `$MESHLIFT_PROJECT_DIR`, else the nearest directory (from the
-current one up) with `Pulumi.yaml` or `stacks/`. A stack's file is
+current one up) with `Pulumi.yaml` or `stacks/`, else the current directory (where
+a rehearsal keeps its state; a stack file is then reported missing, never taken
+from meshlift's own examples). A stack's file is
 `stacks/Pulumi.<stack>.yaml`, read by `meshmodel.stackfile` (which names
 file:line); spec problems are then located on the lines of their keys.
 """
@@ -18,14 +20,26 @@ from rollout.errors import UsageError
 
 
 def project_dir() -> Path:
-    """The Pulumi project: $MESHLIFT_PROJECT_DIR, else the nearest parent with Pulumi.yaml or stacks/."""
+    """The Pulumi project: $MESHLIFT_PROJECT_DIR, else the nearest parent with Pulumi.yaml or stacks/, else here."""
+    return _found_project() or Path.cwd().resolve()
+
+
+def _found_project() -> Path | None:
     if os.environ.get("MESHLIFT_PROJECT_DIR"):
         return Path(os.environ["MESHLIFT_PROJECT_DIR"]).resolve()
     here = Path.cwd().resolve()
     for candidate in (here, *here.parents):
         if (candidate / "Pulumi.yaml").exists() or (candidate / "stacks").is_dir():
             return candidate
-    return Path(__file__).resolve().parents[1]
+    return None
+
+
+def no_project_hint() -> str:
+    """What to say when a file of the project is missing because there is no project here."""
+    if _found_project() is not None:
+        return ""
+    return (f"; no meshlift project here (no Pulumi.yaml or stacks/ in {Path.cwd()} or above): "
+            "cd into your Pulumi project or set MESHLIFT_PROJECT_DIR")
 
 
 def stack_config(stack: str) -> tuple[Path, dict[str, Any]]:
@@ -34,7 +48,8 @@ def stack_config(stack: str) -> tuple[Path, dict[str, Any]]:
     if not path.exists():
         known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml")
                        for p in path.parent.glob("Pulumi.*.yaml"))
-        raise UsageError(f"--stack {stack}: no stack file {path} (stacks here: {', '.join(known) or 'none'})")
+        raise UsageError(f"--stack {stack}: no stack file {path} (stacks here: {', '.join(known) or 'none'})"
+                         + no_project_hint())
     shown = Path(os.path.relpath(path))  # messages name the file as the user would type it
     if shown.parts[:1] == ("..",):
         shown = path

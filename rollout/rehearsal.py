@@ -15,8 +15,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from meshmodel.spec import SpecError
 from meshmodel.spec_check import load_spec
 from rollout.approval import Approval
+from rollout.errors import UsageError
 from rollout.gates import ChecksGate, GateRunner
 from rollout.journal import Journal
 from rollout.orchestrator import Orchestrator, Reporter, RunRequest
@@ -59,6 +61,26 @@ def rehearsal_config(*, gates: dict[str, Any] | None = None) -> dict[str, Any]:
     return config
 
 
+def gates_from_env() -> dict[str, Any] | None:
+    """$MESHLIFT_REHEARSAL_GATES (a JSON object of meshlift:gates keys), checked: exit 2 naming it, never a crash."""
+    text = os.environ.get(GATES_ENV)
+    if not text:
+        return None
+    try:
+        gates = json.loads(text)
+    except ValueError as error:
+        raise UsageError(f"${GATES_ENV}: not JSON ({error}); expected an object such as "
+                         '{"window": "6s", "interval": "250ms"}') from None
+    if not isinstance(gates, dict):
+        raise UsageError(f"${GATES_ENV}: expected a JSON object of meshlift:gates keys, got {type(gates).__name__}")
+    try:
+        rehearsal_config(gates=gates)
+    except SpecError as error:
+        error.path = f"${GATES_ENV}"  # type: ignore[attr-defined] # named by errors.describe
+        raise
+    return gates
+
+
 def rehearse(
     *,
     project_dir: Path,
@@ -75,9 +97,7 @@ def rehearse(
     `gates` (or $MESHLIFT_REHEARSAL_GATES, JSON) overrides the rehearsal's gate
     settings, e.g. shorter windows in tests.
     """
-    if gates is None and os.environ.get(GATES_ENV):
-        gates = json.loads(os.environ[GATES_ENV])
-    config = rehearsal_config(gates=gates)
+    config = rehearsal_config(gates=gates if gates is not None else gates_from_env())
     target = upgrade_target(config, TO_VERSION, require_approval=require_approval or None)
     journal = Journal.for_stack(project_dir, STACK)
     platform = LocalPlatform(state_dir=journal.root, base_config=config, fleet=rehearsal_fleet(), fault=fault)

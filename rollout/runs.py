@@ -64,11 +64,13 @@ def drive(stack: str, command: str, params: dict[str, Any], target: Any, config:
 
     title = f"{command} {stack}: {rollout_spec.from_version} -> {rollout_spec.to_version}"
     state = report_run(go, title=title, waves=len(target.spec.waves), approval=rollout_spec.require_approval,
-                       as_json=as_json, header={"command": command, "stack": stack, "params": params})
+                       as_json=as_json, header={"command": command, "stack": stack, "params": params},
+                       typed_approval=approval.source_name == "stdin")
     finish(state, started, as_json=as_json)
 
 
-def report_run(go: Any, *, title: str, waves: int, approval: bool, as_json: bool, header: dict[str, Any]) -> Any:
+def report_run(go: Any, *, title: str, waves: int, approval: bool, as_json: bool, header: dict[str, Any],
+               typed_approval: bool = True) -> Any:
     if as_json:
         reporter = console.JsonReporter()
         state = go(reporter)
@@ -77,7 +79,8 @@ def report_run(go: Any, *, title: str, waves: int, approval: bool, as_json: bool
                                     failure=state.failure, rollback=state.rollback,
                                     gate_samples=reporter.samples, events=reporter.events))
         return state
-    live = console.LiveReporter(title=title, steps=console.steps_for(waves, approval=approval))
+    live = console.LiveReporter(title=title, steps=console.steps_for(waves, approval=approval),
+                                typed_approval=typed_approval)
     with live:
         state = go(live)
         if state.phase is not Phase.SUCCEEDED:

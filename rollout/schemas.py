@@ -33,6 +33,11 @@ SCHEMAS: dict[str, tuple[str, dict[str, Any]]] = {
     "status": ("meshlift.status/v1", {"stack": None, "run": None, "events": []}),
     "history": ("meshlift.history/v1", {"stack": None, "entries": []}),
     "check": ("meshlift.checks/v2", {"success": False, "taken_at": None, "targets": []}),
+    "inspect": ("meshlift.inspect/v1", {"proxies": [], "diffs": []}),
+    # every fleet subcommand (plan, upgrade, resume, status)
+    "fleet": ("meshlift.fleet/v1", {"fleet": None, "run": None, "phase": None, "exit_code": None, "to": None,
+                                    "platform": None, "params": {}, "halt": None, "started_at": None,
+                                    "updated_at": None, "rings": [], "events": []}),
 }
 
 

@@ -1,7 +1,8 @@
-"""Every command shown in README.md and docs/*.md runs as shown.
+"""Every command shown in the project's Markdown pages runs as shown, and every link resolves.
 
-The docs check reads each fenced block of README.md and of every docs/*.md (new
-pages are picked up by themselves) and finds the commands in it:
+The docs check reads each fenced block of every Markdown page of the project
+(README.md, docs/*.md, checks/README.md, bench/RESULTS.md...; new pages are picked
+up by themselves) and finds the commands in it:
 
 - in a ```sh (or shell/bash/console) block, every line that is not a comment;
 - in any block, a line starting with `$ ` (a transcript: what follows it, up to
@@ -12,7 +13,12 @@ Each `meshlift ...` and `make ...` command runs in a copy of the project
 docs state (a trailing `# ... exit N` comment, a transcript's `$ echo $?`, else 0),
 print no traceback, and, for a transcript, print the key line it shows (its last
 line, without a file path or a parenthesised timing). Stack files the docs show
-live in docs/examples/ and are copied into the project's stacks/. `make test` is not run (it is this suite).
+live in docs/examples/ and are copied into the project's stacks/ (so the docs' own
+`cp docs/examples/<file> stacks/` is checked for its source only). `make test` is not
+run (it is this suite).
+
+Every relative link (`[text](page.md#anchor)`) must name a file that exists and,
+with an anchor, a heading of that page.
 
 A block that needs what the suite cannot provide (a Kubernetes cluster, the Pulumi
 CLI, a quarter of an hour) carries `<!-- not-run: why -->` on the line before its
@@ -36,7 +42,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = sorted(p for p in ROOT.rglob("*.md")
+               if not any(part.startswith(".") or part in ("tests", "node_modules") for part in p.relative_to(ROOT).parts))
+COPY_EXAMPLE = re.compile(r"^cp (docs/examples/[\w.-]+) stacks/$")
+LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
 SHELL_FENCES = {"sh", "shell", "bash", "console"}
 RUNNABLE = ("meshlift", "make")
 NOT_RUN = re.compile(r"<!--\s*not-run:\s*(.+?)\s*-->")
@@ -74,7 +83,7 @@ def commands_of(path: Path) -> list[Command]:
         end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("```"))
         marker = NOT_RUN.search(lines[start - 1]) if start else None
         body = lines[start + 1:end]
-        found += _block_commands(path.name if path.parent == ROOT else f"docs/{path.name}", start + 2, language,
+        found += _block_commands(str(path.relative_to(ROOT)), start + 2, language,
                                  body, marker.group(1) if marker else None)
         index = end + 1
     return found
@@ -106,6 +115,8 @@ ALL = [command for page in PAGES for command in commands_of(page)]
 
 def test_the_docs_show_commands_and_the_check_finds_every_page():
     assert len(PAGES) >= 7, [p.name for p in PAGES]
+    assert {"README.md", "docs/cli.md", "checks/README.md", "bench/RESULTS.md"} <= \
+        {str(p.relative_to(ROOT)) for p in PAGES}
     assert any(c.text == "make rehearse" for c in ALL)
     assert all(c.not_run is None or c.not_run.strip() for c in ALL)
 
@@ -147,12 +158,36 @@ def test_check_hint_anchors_exist_in_docs_checks_md():
     assert not missing and {"endpoint-unreachable", "endpoint-not-envoy"} <= headings, missing
 
 
+def test_every_relative_link_names_a_file_and_heading_that_exist():
+    broken = []
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        inside_code = re.sub(r"```.*?```", "", text, flags=re.DOTALL)
+        for target in LINK.findall(inside_code):
+            if re.match(r"^[a-z]+:", target):  # https:, mailto:
+                continue
+            file, _, anchor = target.partition("#")
+            path = (page.parent / file).resolve() if file else page
+            if not path.exists():
+                broken.append(f"{page.relative_to(ROOT)}: {target}: no such file")
+            elif anchor and path.suffix == ".md" and anchor not in _anchors(path):
+                broken.append(f"{page.relative_to(ROOT)}: {target}: no heading with this anchor")
+    assert not broken, "\n".join(broken)
+
+
+def _anchors(page: Path) -> set[str]:
+    text = re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.DOTALL)
+    return {_anchor(line) for line in text.splitlines() if line.startswith("#")}
+
+
 def _anchor(heading: str) -> str:
     text = heading.lstrip("#").strip().lower()
     return re.sub(r"[^a-z0-9 _-]", "", text).replace(" ", "-")
 
 
 def _runnable(command: Command) -> bool:
+    if COPY_EXAMPLE.match(command.text):
+        return True
     words = command.text.split()
     return bool(words) and words[0] in RUNNABLE and not PLACEHOLDER.search(command.text) and "|" not in command.text
 
@@ -182,6 +217,10 @@ def _unique(commands: list[Command]) -> list[Command]:
 @pytest.mark.parametrize("command", _unique(RUN), ids=lambda c: f"{c.where} {c.text}")
 def test_the_command_runs_as_shown(command: Command, project: Path):
     shown = [c for c in RUN if c.text == command.text]
+    copied = COPY_EXAMPLE.match(command.text)
+    if copied:  # the fixture copied every example into the project's stacks/ already
+        assert (ROOT / copied.group(1)).is_file(), f"{command.where}: {copied.group(1)} does not exist"
+        return
     env = {**os.environ, "MESHLIFT_PROJECT_DIR": str(project), "MESHLIFT_REHEARSAL_GATES": json.dumps(FAST_GATES),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     done = subprocess.run(shlex.split(command.text), cwd=ROOT, env=env, capture_output=True, text=True,

@@ -1,13 +1,11 @@
 """`meshlift fleet plan|upgrade|status|resume`: one upgrade across rings of stacks.
 
 Options are parsed here; the driver decides; `rollout.fleet.view` prints. Errors
-reach `rollout.cli.main`, which maps them to exit codes (2: usage or config).
+reach `rollout.entry.run`, which maps them to exit codes (2: usage or config).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -68,7 +66,7 @@ def _source(name: str, fleet: Any, *, rehearse: bool, fault: str | None) -> Any:
         if fault:
             raise UsageError("--fault needs --rehearse (faults are injected into local Envoys only)")
         return KubernetesStacks(project_dir(), name)
-    from rollout.rehearsal import FAULTS, GATES_ENV
+    from rollout.rehearsal import FAULTS, gates_from_env
 
     kind, stack = "none", None
     if fault:
@@ -77,8 +75,7 @@ def _source(name: str, fleet: Any, *, rehearse: bool, fault: str | None) -> Any:
             raise UsageError(f"--fault {fault!r}: expected FAULT@STACK with FAULT one of {', '.join(FAULTS)}")
         if stack not in fleet.stacks:
             raise UsageError(f"--fault {fault!r}: {stack!r} is not a stack of the fleet ({', '.join(fleet.stacks)})")
-    gates = json.loads(os.environ[GATES_ENV]) if os.environ.get(GATES_ENV) else None
-    return RehearsalStacks(project_dir(), name, fault=kind, fault_stack=stack, gates=gates)
+    return RehearsalStacks(project_dir(), name, fault=kind, fault_stack=stack, gates=gates_from_env())
 
 
 def _target(to: str | None, rehearse: bool) -> str:
@@ -97,7 +94,8 @@ def _target(to: str | None, rehearse: bool) -> str:
 def plan(to: ToOpt = None, fleet_file: FleetOpt = None, rehearse: RehearseOpt = False, as_json: JsonOpt = False) -> None:
     """Validate --to on every stack and show the rings: stacks, stages, parallelism, soak, re-gate."""
     from rollout.fleet.driver import prepare
-    from rollout.fleet.view import SCHEMA, print_json, print_plan
+    from rollout.fleet.view import print_json, print_plan
+    from rollout.schemas import document
     from rollout.stages import before_rollout, planned_stages
 
     name, fleet, _ = _fleet(fleet_file)
@@ -119,8 +117,8 @@ def plan(to: ToOpt = None, fleet_file: FleetOpt = None, rehearse: RehearseOpt = 
                      "gate": {"window": gate.window, "consecutive_passes": gate.consecutive_passes,
                               "overrides": ring.gate_overrides()} if gate else None})
     if as_json:
-        print_json({"schema": SCHEMA, "fleet": name, "to": version, "platform": "rehearsal" if rehearse else "kubernetes",
-                      "rings": rows})
+        print_json(document("fleet", fleet=name, to=version, platform="rehearsal" if rehearse else "kubernetes",
+                            rings=rows))
         return
     print_plan(name, version, rows)
 

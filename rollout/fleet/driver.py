@@ -374,12 +374,12 @@ class _Guarded:
 
 @contextmanager
 def _interrupts_stop(stop: threading.Event) -> Iterator[None]:
-    """SIGINT/SIGTERM set `stop` before anything else reacts (the local platform's handler stops
+    """SIGINT/SIGTERM/SIGHUP set `stop` before anything else reacts (the local platform's handler stops
     its Envoys): a stack thread must not mistake its proxies' shutdown for a failed gate."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    signals = (signal.SIGINT, signal.SIGTERM)
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     previous = {sig: signal.getsignal(sig) for sig in signals}
 
     def handler(signum: int, frame: Any) -> None:

@@ -71,7 +71,7 @@ def prepare(fleet: FleetSpec, source: StackSource, to: str) -> list[FleetStack]:
             stacks.append(FleetStack(stack, ring, config, target, journal, gates))
     if problems:
         raise UsageError(f"--to {to} cannot run on every stack of the fleet; nothing changed anywhere "
-                         f"({len(problems)} problem(s)): " + "; ".join(problems))
+                         f"({len(problems)} problem(s))", details=problems)
     return stacks
 
 

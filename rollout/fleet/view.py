@@ -187,18 +187,27 @@ class JsonFleetView:
 
 def fleet_document(state: FleetState | None, *, name: str, exit_code: int | None,
                    events: list[dict[str, Any]]) -> dict[str, Any]:
-    """The versioned JSON document of `fleet upgrade|resume|status --json`."""
+    """The versioned JSON document of `fleet upgrade|resume|status --json` (times as RFC 3339)."""
+    from rollout.schemas import document, rfc3339
+
     if state is None:
-        return {"schema": SCHEMA, "fleet": name, "run": None}
+        return document("fleet", fleet=name)
     rings = [{"name": ring.name, "status": ring.status, "soak_s": ring.soak_s, "max_parallel": ring.max_parallel,
-              "soak_started_at": ring.soak_started_at, "soak_until": ring.soak_until,
+              "soak_started_at": rfc3339(ring.soak_started_at), "soak_until": rfc3339(ring.soak_until),
               "stacks": [{"name": stack, **{k: v for k, v in vars(state.stacks[stack]).items() if k != "ring"}}
                          for stack in ring.stacks]}
              for ring in state.rings]
-    return {"schema": SCHEMA, "fleet": name, "run": state.run_id, "phase": state.phase, "exit_code": exit_code,
-            "to": state.params.get("to"), "platform": state.params.get("platform"), "params": state.params,
-            "halt": state.halt, "started_at": state.started_at, "updated_at": state.updated_at,
-            "rings": rings, "events": events}
+    return document("fleet", fleet=name, run=state.run_id, phase=state.phase, exit_code=exit_code,
+                    to=state.params.get("to"), platform=state.params.get("platform"), params=state.params,
+                    halt=state.halt, started_at=rfc3339(state.started_at), updated_at=rfc3339(state.updated_at),
+                    rings=rings, events=[_rfc3339_times(event) for event in events])
+
+
+def _rfc3339_times(event: dict[str, Any]) -> dict[str, Any]:
+    from rollout.schemas import rfc3339
+
+    return {key: rfc3339(value) if key in ("ts", "until") and isinstance(value, (int, float)) else value
+            for key, value in event.items()}
 
 
 def print_plan(name: str, to: str, rows: list[dict[str, Any]]) -> None:
@@ -227,8 +236,7 @@ def print_status(state: FleetState | None, *, name: str, events: list[dict[str, 
         out.print(f"[bold red]line stopped[/] at ring {state.halt['ring']}: {state.halt['reason']}", soft_wrap=True)
     if state.phase not in (SUCCEEDED, HALTED):
         out.print("  resume with `meshlift fleet resume` (or the same `meshlift fleet upgrade` command)")
-    rows = [[_clock(e["ts"]), e["event"], ", ".join(f"{k}={v}" for k, v in e.items()
-                                                   if k not in ("ts", "run", "event", "rings", "params"))[:140]]
+    rows = [[_clock(e["ts"]), e["event"], rollout_console.event_detail(e, ("ts", "run", "event", "rings", "params"))]
             for e in events[-12:]]
     rollout_console.print_table("last fleet events", ["time", "event", "detail"], rows)
 

@@ -13,6 +13,7 @@ from checks.config_dump import REDACTED, redact
 from checks.target import Target
 from checks.targets_file import write_targets
 from rollout import cli
+from rollout.entry import run
 
 pytestmark = pytest.mark.envoy
 
@@ -25,7 +26,7 @@ def start(binaries, started) -> Callable[..., lm.Proxy]:
 
 
 def inspect(capsys, *args: str) -> tuple[int, str, str]:
-    code = cli.main(["inspect", *args])
+    code = run(cli.app, ["inspect", *args])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -108,7 +109,10 @@ def test_an_unreachable_proxy_is_shown_as_an_error_and_exits_1(start, capsys) ->
     dead = f"http://127.0.0.1:{lm.closed_port()}"
     code, out, _ = inspect(capsys, "--admin", proxy.admin_url, "--admin", dead, "--timeout", "0.5")
     assert code == 1
-    assert "× server_info: cannot connect to" in out and "Envoy 1.40.0" in out
+    assert "× cannot read this proxy: cannot connect to" in out and "nothing inspected" in out
+    assert "Envoy 1.40.0" in out, "the reachable proxy is still shown in full"
+    dead_block = out.split(f"({dead}, proxy)", 1)[1]
+    assert "listeners (0)" not in dead_block and "clusters (0)" not in dead_block, "no empty sections as if read"
 
 
 @pytest.mark.parametrize("version", VERSIONS)

@@ -138,3 +138,21 @@ def test_stack_config_gives_the_proxy_profile_check_its_expectation(tmp_path) ->
     stack.write_text("config:\n  meshlift:proxyProfile:\n    logLevel: loud\n")
     with pytest.raises(ConfigError, match="meshlift:proxyProfile.logLevel"):
         load_settings(stack)
+
+
+@pytest.mark.parametrize("args, says", [
+    ([], "give exactly one of --admin URL"),
+    (["--admin", "http://127.0.0.1:1", "--diff", "x", "--against-baseline"], "use either --diff OTHER or --against-baseline"),
+])
+def test_inspect_usage_errors_print_the_inspect_document_and_one_marked_line(args, says):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    done = subprocess.run([str(Path(sys.executable).with_name("meshlift")), "inspect", *args, "--json"],
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == EXIT_USAGE
+    document = json.loads(done.stdout)
+    assert document["schema"] == "meshlift.inspect/v1" and document["proxies"] == [] and document["diffs"] == []
+    assert document["error"]["code"] == 2 and says in document["error"]["message"]
+    assert done.stderr.startswith("× meshlift inspect: ") and says in done.stderr

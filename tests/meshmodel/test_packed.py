@@ -41,3 +41,23 @@ def test_a_corrupt_packed_inventory_is_a_config_error_at_its_key():
         load_spec(minimal(inventory=pack(INVENTORY)[:-12]))
     assert [p.key for p in raised.value.problems] == ["meshlift:inventory"]
     assert "packed value meshlift did not write, or one cut short" in str(raised.value)
+
+
+def test_a_small_packed_value_that_expands_without_limit_is_refused_at_its_key():
+    import base64
+    import gzip
+
+    bomb = PREFIX + base64.b64encode(gzip.compress(b"[" + b" " * (64 * 1024 * 1024) + b"]", mtime=0)).decode()
+    assert len(bomb) < 200_000, "small enough for a stack file"
+    with pytest.raises(SpecError) as raised:
+        load_spec(minimal(inventory=bomb))
+    assert [p.key for p in raised.value.problems] == ["meshlift:inventory"]
+    assert "expands past 16 MiB" in str(raised.value)
+
+
+def test_a_packed_value_with_trailing_bytes_or_bad_json_is_refused():
+    import base64
+    import gzip
+
+    with pytest.raises(ValueError, match="did not write"):
+        unpack(PREFIX + base64.b64encode(gzip.compress(b"{not json", mtime=0)).decode())

@@ -1,4 +1,4 @@
-"""Runs every corpus case through `rollout.cli.main` in this one process; prints one JSON line per case.
+"""Runs every corpus case through `rollout.entry.run` in this one process; prints one JSON line per case.
 
 Started by tests/rollout/test_corpus.py under an address-space limit (RLIMIT_AS),
 so a case that expands a hostile file in memory dies here instead of passing.
@@ -21,13 +21,14 @@ def main() -> None:
     os.environ["MESHLIFT_PROJECT_DIR"] = project
     os.environ["MESHLIFT_CRASH_DIR"] = project
     from rollout import cli
+    from rollout.entry import run
 
     for name, args in cases:
         out, err = io.StringIO(), io.StringIO()
         sys.stdout, sys.stderr = out, err
         started = time.perf_counter()
         try:
-            code = cli.main(args)
+            code = run(cli.app, args)
         except BaseException as escaped:  # noqa: BLE001 - recorded: the test fails on it
             code = f"escaped {type(escaped).__name__}"
         seconds = time.perf_counter() - started

@@ -169,8 +169,16 @@ def test_an_answer_piped_on_stdin_approves(rig):
     assert approved["via"] == "prompt" and approved["by"].endswith("(prompt)")
 
 
-def test_a_pipe_that_ends_without_an_answer_rolls_back(rig):
+def test_a_pipe_that_ends_without_an_answer_rolls_back_and_says_nobody_answered(rig):
     with _pipe("maybe\n") as stdin:
+        state = rig.orchestrator(approval=StdinApproval(stdin)).run(_request(rig))
+
+    assert state.phase is Phase.ROLLED_BACK
+    assert state.failure["message"] == "Halt advancement: the approval input ended without an answer (failing closed)"
+
+
+def test_a_no_piped_on_stdin_is_the_operators_rejection(rig):
+    with _pipe("n\n") as stdin:
         state = rig.orchestrator(approval=StdinApproval(stdin)).run(_request(rig))
 
     assert state.phase is Phase.ROLLED_BACK

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from rollout import cli
+from rollout.entry import run
 from rollout.journal import Journal, RunState
 from rollout.phases import Phase
 from rollout.prerequisites import check_cluster_prerequisites, kube_context_problem, pulumi_cli_problem
@@ -56,7 +57,7 @@ def test_a_bug_prints_one_line_and_writes_the_trace_to_a_file(project, monkeypat
         raise ZeroDivisionError("the orchestrator divided by zero")
 
     monkeypatch.setattr(Journal, "load", broken)
-    assert cli.main(["status", "-s", "dev"]) == 70
+    assert run(cli.app, ["status", "-s", "dev"]) == 70
     err = capsys.readouterr().err
     assert err.startswith("× internal error: ZeroDivisionError: the orchestrator divided by zero (a bug in meshlift")
     assert "Traceback" not in err
@@ -68,29 +69,29 @@ def test_a_stack_file_problem_names_the_line_of_each_key(project, capsys):
     (project.path / "stacks" / "Pulumi.dev.yaml").write_text(
         "config:\n  meshlift:revisions:\n    - version: 1.39.3\n  meshlift:gates:\n    windw: 5s\n"
         "    interval: fast\n")
-    assert cli.main(["validate", "-s", "dev"]) == 2
+    assert run(cli.app, ["validate", "-s", "dev"]) == 2
     err = capsys.readouterr().err
     assert "Pulumi.dev.yaml:5: meshlift:gates.windw: unknown key (did you mean 'window'?)" in err
     assert "Pulumi.dev.yaml:6: meshlift:gates.interval: 'fast' is not a duration" in err
 
 
 def test_validate_json_has_the_same_shape_valid_or_not(project, capsys):
-    assert cli.main(["validate", "-s", "dev", "--json"]) == 0
+    assert run(cli.app, ["validate", "-s", "dev", "--json"]) == 0
     good = json.loads(capsys.readouterr().out)
     (project.path / "stacks" / "Pulumi.dev.yaml").write_text(
         yaml.safe_dump({"config": {**mesh_config(), "meshlift:gates": {"windw": "5s"}}}))
-    assert cli.main(["validate", "-s", "dev", "--json"]) == 2
+    assert run(cli.app, ["validate", "-s", "dev", "--json"]) == 2
     bad = json.loads(capsys.readouterr().out)
     assert list(good) == list(bad) and good["error"] is None and bad["error"]["code"] == 2
     assert bad["problems"][0]["key"] == "meshlift:gates.windw" and bad["problems"][0]["line"] is not None
 
 
 def test_status_json_has_the_same_shape_with_and_without_a_run(project, capsys):
-    assert cli.main(["status", "-s", "dev", "--json"]) == 0
+    assert run(cli.app, ["status", "-s", "dev", "--json"]) == 0
     empty = json.loads(capsys.readouterr().out)
-    cli.main(["upgrade", "-s", "dev", "--to", "1.40.0", "--json"])
+    run(cli.app, ["upgrade", "-s", "dev", "--to", "1.40.0", "--json"])
     capsys.readouterr()
-    assert cli.main(["status", "-s", "dev", "--json"]) == 0
+    assert run(cli.app, ["status", "-s", "dev", "--json"]) == 0
     full = json.loads(capsys.readouterr().out)
     assert list(empty) == list(full) == ["schema", "stack", "run", "events", "error"]
     assert empty["run"] is None and full["run"]["phase"] == "Succeeded"
@@ -113,7 +114,7 @@ def _stop_while_waiting(project, monkeypatch):
 
     monkeypatch.setattr("rollout.console.StdinApproval", Interrupt)
     monkeypatch.setattr("rollout.console.stdin_can_answer", lambda stream=None: True)
-    assert cli.main(["upgrade", "-s", "dev", "--to", "1.40.0", "--require-approval", "--json"]) == 130
+    assert run(cli.app, ["upgrade", "-s", "dev", "--to", "1.40.0", "--require-approval", "--json"]) == 130
     state = Journal.for_stack(project.path, "dev").load()
     assert state.phase is Phase.WAITING_APPROVAL and state.awaiting["gate"] == "canary"
     monkeypatch.setattr("rollout.console.stdin_can_answer", lambda stream=None: False)
@@ -126,7 +127,7 @@ def test_promote_on_a_run_not_waiting_is_refused_and_approves_nothing(project, c
     journal.save(state)
     journal.transition(state, Phase.INSTALLING)
 
-    assert cli.main(["promote", "-s", "dev", "--yes"]) == 2
+    assert run(cli.app, ["promote", "-s", "dev", "--yes"]) == 2
     err = capsys.readouterr().err
     assert f"run {state.run_id} on stack 'dev' is at Installing, not waiting for approval: nothing approved" in err
     assert not journal.approval_path.exists()
@@ -137,7 +138,7 @@ def test_promote_names_what_it_approves_records_who_and_resumes(project, monkeyp
     state = _stop_while_waiting(project, monkeypatch)
     capsys.readouterr()
 
-    assert cli.main(["promote", "-s", "dev", "--yes"]) == 0
+    assert run(cli.app, ["promote", "-s", "dev", "--yes"]) == 0
     out = capsys.readouterr().out
     assert f"approved run {state.run_id} (upgrade to 1.40.0), gate canary: canary passed" in out
     journal = Journal.for_stack(project.path, "dev")
@@ -148,7 +149,7 @@ def test_promote_names_what_it_approves_records_who_and_resumes(project, monkeyp
 
 def test_promote_of_another_run_id_is_refused(project, monkeypatch, capsys):
     _stop_while_waiting(project, monkeypatch)
-    assert cli.main(["promote", "-s", "dev", "--run", "0123456789ab", "--yes"]) == 2
+    assert run(cli.app, ["promote", "-s", "dev", "--run", "0123456789ab", "--yes"]) == 2
     assert "--run 0123456789ab: the run waiting on stack 'dev' is" in capsys.readouterr().err
 
 
@@ -158,7 +159,7 @@ def test_upgrade_approved_through_a_pipe(project, monkeypatch):
     os.close(write_end)
     with os.fdopen(read_end) as stdin:
         monkeypatch.setattr(sys, "stdin", stdin)
-        assert cli.main(["upgrade", "-s", "dev", "--to", "1.40.0", "--require-approval", "--json"]) == 0
+        assert run(cli.app, ["upgrade", "-s", "dev", "--to", "1.40.0", "--require-approval", "--json"]) == 0
     approved = next(e for e in Journal.for_stack(project.path, "dev").events() if e.get("status") == "approved")
     assert approved["via"] == "prompt"
 
@@ -166,7 +167,7 @@ def test_upgrade_approved_through_a_pipe(project, monkeypatch):
 def test_without_a_terminal_or_pipe_an_approval_run_refuses_to_start(project, monkeypatch, capsys):
     with open(os.devnull) as devnull:
         monkeypatch.setattr(sys, "stdin", devnull)
-        assert cli.main(["upgrade", "-s", "dev", "--to", "1.40.0", "--require-approval"]) == 2
+        assert run(cli.app, ["upgrade", "-s", "dev", "--to", "1.40.0", "--require-approval"]) == 2
     assert "stdin is neither a terminal nor a pipe" in capsys.readouterr().err
     assert not (project.path / ".meshlift").exists() and project.engine.named("up") == []
 
@@ -177,13 +178,13 @@ def test_abandon_gives_up_a_run_that_applied_nothing_and_frees_the_stack(project
     journal = Journal.for_stack(project.path, "dev")
     stuck = RunState.new(stack="dev", command="upgrade", params={"to": "1.39.9"}, waves_total=2)
     journal.save(stuck)
-    assert cli.main(["upgrade", "-s", "dev", "--to", "1.40.0"]) == 2, "blocked by the stuck run"
+    assert run(cli.app, ["upgrade", "-s", "dev", "--to", "1.40.0"]) == 2, "blocked by the stuck run"
     capsys.readouterr()
 
-    assert cli.main(["abandon", "-s", "dev"]) == 0
+    assert run(cli.app, ["abandon", "-s", "dev"]) == 0
     assert f"abandoned run {stuck.run_id}" in capsys.readouterr().out
     assert journal.load().phase is Phase.ABANDONED
-    assert cli.main(["upgrade", "-s", "dev", "--to", "1.40.0", "--json"]) == 0
+    assert run(cli.app, ["upgrade", "-s", "dev", "--to", "1.40.0", "--json"]) == 0
 
 
 def test_abandon_refuses_a_run_that_may_have_changed_the_mesh(project, capsys):
@@ -191,7 +192,7 @@ def test_abandon_refuses_a_run_that_may_have_changed_the_mesh(project, capsys):
     state = RunState.new(stack="dev", command="upgrade", params={"to": "1.40.0"}, waves_total=2)
     journal.save(state)
     journal.transition(state, Phase.INSTALLING)
-    assert cli.main(["abandon", "-s", "dev"]) == 2
+    assert run(cli.app, ["abandon", "-s", "dev"]) == 2
     assert "may have changed the mesh" in capsys.readouterr().err
     assert journal.load().phase is Phase.INSTALLING
 
@@ -235,11 +236,11 @@ def test_text_output_shows_no_python_reprs(project, capsys):
     state.failure = {"gate": "canary", "message": "Halt", "checks": []}
     journal.save(state)
     journal.append(state, "approval", status="waiting", samples={"gates": 3, "passed": 3, "last": None})
-    assert cli.main(["status", "-s", "dev"]) == 0
+    assert run(cli.app, ["status", "-s", "dev"]) == 0
     out = capsys.readouterr().out
     for repr_text in ("True", "None", "{'", "['"):
         assert repr_text not in out, out
     assert "approval=yes" in out and "gates 3, last -, passed 3" in out
-    assert cli.main(["upgrade", "-s", "dev", "--to", "1.40.0"]) == 2
+    assert run(cli.app, ["upgrade", "-s", "dev", "--to", "1.40.0"]) == 2
     err = capsys.readouterr().err
     assert "approval=yes, fault=-, to=1.40.0" in err and "True" not in err

@@ -162,7 +162,7 @@ def _wait_for_phase(run_json: Path, phase: str, proc: subprocess.Popen, timeout_
 
 def test_interrupted_rehearsal_stops_every_envoy_and_the_same_command_resumes_it(tmp_path):
     env = {**os.environ, "MESHLIFT_PROJECT_DIR": str(tmp_path), "MESHLIFT_REHEARSAL_GATES": json.dumps(FAST_GATES)}
-    meshlift = [sys.executable, "-m", "rollout.cli", "rehearse"]
+    meshlift = [sys.executable, "-m", "rollout.entry", "rehearse"]
     run_json = tmp_path / ".meshlift" / "rehearsal" / "run.json"
     shm_before = _shm_files()
 
@@ -187,7 +187,7 @@ def test_interrupted_rehearsal_stops_every_envoy_and_the_same_command_resumes_it
 
 def test_a_killed_rehearsal_leaves_envoys_that_the_resumed_run_reaps(tmp_path):
     env = {**os.environ, "MESHLIFT_PROJECT_DIR": str(tmp_path), "MESHLIFT_REHEARSAL_GATES": json.dumps(FAST_GATES)}
-    meshlift = [sys.executable, "-m", "rollout.cli", "rehearse", "--json"]
+    meshlift = [sys.executable, "-m", "rollout.entry", "rehearse", "--json"]
     run_json = tmp_path / ".meshlift" / "rehearsal" / "run.json"
 
     crashed = subprocess.Popen(meshlift, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

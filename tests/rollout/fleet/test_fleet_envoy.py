@@ -129,7 +129,7 @@ def test_a_fleet_driver_killed_mid_ring_resumes_where_it_stopped(tmp_path):
     fleet_file = tmp_path / "fleet.yaml"
     fleet_file.write_text(json.dumps(THREE_RINGS))  # JSON is YAML
     env = {**os.environ, "MESHLIFT_PROJECT_DIR": str(tmp_path), "MESHLIFT_REHEARSAL_GATES": json.dumps(FAST_GATES)}
-    command = [sys.executable, "-m", "rollout.cli", "fleet"]
+    command = [sys.executable, "-m", "rollout.entry", "fleet"]
     options = ["--rehearse", "--fleet", str(fleet_file), "--json"]
     root = tmp_path / ".meshlift" / "fleet-rehearsal" / "fleet"
     staging_run = root / "stacks" / "staging" / "run.json"
@@ -166,7 +166,7 @@ def test_ctrl_c_while_two_stacks_upgrade_at_once_records_no_rollback_and_resumes
     fleet_file = tmp_path / "fleet.yaml"
     fleet_file.write_text(json.dumps({"rings": [{"name": "prod", "stacks": ["prod-eu", "prod-us"], "maxParallel": 2}]}))
     env = {**os.environ, "MESHLIFT_PROJECT_DIR": str(tmp_path), "MESHLIFT_REHEARSAL_GATES": json.dumps(FAST_GATES)}
-    command = [sys.executable, "-m", "rollout.cli", "fleet"]
+    command = [sys.executable, "-m", "rollout.entry", "fleet"]
     options = ["--rehearse", "--fleet", str(fleet_file), "--json"]
     stacks = tmp_path / ".meshlift" / "fleet-rehearsal" / "fleet" / "stacks"
 
