@@ -40,8 +40,9 @@ ADVICE: dict[str, str] = {
                            "/config_dump (error_state) and fix the Istio resource that produced it.",
     "xds-unknown-fields": "The control plane sends fields this proxy does not know: the control plane is newer "
                           "than the proxy by more than the supported skew.",
-    "certificates-valid": "A certificate expires soon or has expired: check the workload's certificate rotation "
-                          "(istiod's CA, or the gateway's secret).",
+    "certificates-valid": "A certificate expired, a workload certificate was not renewed in time, or a root or "
+                          "gateway credential expires soon: check the agent's rotation (istiod's CA reachable, "
+                          "`istioctl proxy-config secret POD`), the mesh root, or the gateway's secret.",
     "overload-inactive": "The overload manager is shedding load: give the proxy more CPU or memory, or reduce "
                          "the traffic it takes.",
     "upstream-success-rate": "Requests through the proxy fail: compare the canary with the stable pods and look "
@@ -152,7 +153,9 @@ CATALOG: tuple[CheckSpec, ...] = (
     ),
     CheckSpec(
         "certificates-valid", "security", "certificates valid for long enough", True, (Read.CERTS,),
-        rules_runtime.certificates_valid, "every certificate valid >= minCertValidityDays (7 days); none expired",
+        rules_runtime.certificates_valid,
+        "workload (SPIFFE) certificates: not expired, < 75% of their lifetime used; roots, intermediates and "
+        "gateway credentials: >= minCertValidityDays (7 days) left",
     ),
     CheckSpec(
         "overload-inactive", "overload", "no overload action active", True, (Read.STATS,),

@@ -21,7 +21,7 @@ Control plane stand-in (ADS gRPC that holds the stream, never answers)
 Proxies
     ProxySpec(*, binary, upstream_port=0, name="proxy", revision="default",
               workdir=None, admin_port=0, listener_port=0, tls=False, tls_port=0,
-              cert=None, overload=None|OverloadThresholds(), control_plane_port=None,
+              cert=None, root=None, overload=None|OverloadThresholds(), control_plane_port=None,
               stats_flush_interval_s=5.0, outlier_detection=False, log_level="info",
               xds="files" | "static", profile=None | ProxyProfile(...))
         profile: access log on every HCM, heap-triggered overload actions,
@@ -64,6 +64,8 @@ Traffic
 Certificates
     CertPair; generate_cert(*, common_name, not_before, not_after, valid_days)
     expired_cert(*, days_ago=1); expiring_cert(*, days=3)
+    mesh_root(*, valid_days=3650); workload_cert(root, *, spiffe_id, lifetime=24h, age=0)
+        (what an Istio sidecar serves: SDS `default` with a spiffe:// URI SAN, `ROOTCA`)
 Polling
     wait_until(predicate, *, timeout_s=5, interval_s=0.02, what="") -> value
 Process cleanup
@@ -86,7 +88,7 @@ from __future__ import annotations
 
 from ._binaries import EnvoyBinary, stable_envoy, target_envoy
 from ._bootstrap import OverloadThresholds, ProxyProfile, TcpKeepalive
-from ._certs import CertPair, expired_cert, expiring_cert, generate_cert
+from ._certs import CertPair, expired_cert, expiring_cert, generate_cert, mesh_root, workload_cert
 from ._controlplane import ControlPlane
 from ._errors import EnvoyBinaryNotFound, FaultError, LocalMeshError, ProxyStartError
 from ._faults import FAULTS, REHEARSAL_FAULTS, InjectedFault, inject_fault
@@ -149,6 +151,8 @@ __all__ = [
     "free_port",
     "free_ports",
     "generate_cert",
+    "mesh_root",
+    "workload_cert",
     "inject_fault",
     "forget_stopper",
     "install_signal_handlers",

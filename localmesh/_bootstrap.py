@@ -39,6 +39,7 @@ STOP_ACCEPTING = "envoy.overload_actions.stop_accepting_requests"
 DISABLE_KEEPALIVE = "envoy.overload_actions.disable_http_keepalive"
 XDS_CLUSTER = "xds_cluster"
 SERVER_CERT = "server_cert"
+ROOT_CERT = "ROOTCA"  # the SDS name Istio's agent serves the mesh root under
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,6 +110,11 @@ class Layout:
         return self.root / "xds" / "sds" / "sds.json"
 
     @property
+    def sds_root(self) -> Path:
+        """The `ROOTCA` secret: filesystem SDS wants one secret per subscribed file."""
+        return self.root / "xds" / "sds-root" / "rootca.json"
+
+    @property
     def certs(self) -> Path:
         return self.root / "certs"
 
@@ -117,7 +123,7 @@ class Layout:
         return self.root / "overload" / "pressure"
 
     def create(self) -> Layout:
-        for path in (self.lds, self.cds, self.sds, self.pressure):
+        for path in (self.lds, self.cds, self.sds, self.sds_root, self.pressure):
             path.parent.mkdir(parents=True, exist_ok=True)
         self.certs.mkdir(parents=True, exist_ok=True)
         return self
@@ -197,8 +203,13 @@ def http_listener(*, name: str, port: int, cluster: str, stat_prefix: str = "ing
 
 
 def tls_listener(*, name: str, port: int, cluster: str, sds_path: Path, profile: ProxyProfile | None = None,
-                 route_names: tuple[str, ...] | None = None) -> Json:
-    """An HTTPS listener whose certificate is the SDS secret `server_cert` read from `sds_path`."""
+                 route_names: tuple[str, ...] | None = None, root_path: Path | None = None) -> Json:
+    """An HTTPS listener whose certificate is the SDS secret `server_cert` read from `sds_path`.
+
+    With `root_path`, it also trusts the SDS secret `ROOTCA` read from there for client certificates
+    (requested, not required), as a sidecar's inbound listener does: /certs then
+    lists that root as `ca_cert`.
+    """
     listener = http_listener(name=name, port=port, cluster=cluster, stat_prefix="ingress_https",
                              profile=profile, route_names=route_names)
     listener["filter_chains"][0]["transport_socket"] = {
@@ -209,6 +220,8 @@ def tls_listener(*, name: str, port: int, cluster: str, sds_path: Path, profile:
                 "tls_certificate_sds_secret_configs": [
                     {"name": SERVER_CERT, "sds_config": file_source(sds_path)}
                 ],
+                **({"validation_context_sds_secret_config": {"name": ROOT_CERT, "sds_config": file_source(root_path)}}
+                   if root_path is not None else {}),
             },
         },
     }
@@ -225,6 +238,12 @@ def server_secret(*, cert_file: Path, key_file: Path) -> Json:
             "private_key": {"filename": str(key_file)},
         },
     }
+
+
+def root_secret(*, ca_file: Path) -> Json:
+    """The SDS secret `ROOTCA`: a validation context trusting the PEM root in `ca_file`."""
+    return {"@type": SECRET_TYPE, "name": ROOT_CERT,
+            "validation_context": {"trusted_ca": {"filename": str(ca_file)}}}
 
 
 def static_cluster(*, name: str, port: int, outlier_detection: bool = False,

@@ -31,7 +31,8 @@ class ProxySpec:
 
     `revision` becomes the Envoy `node.cluster` (e.g. "stable", "canary").
     `tls` adds an HTTPS listener whose certificate comes from file-based SDS
-    (a fresh 90-day self-signed pair unless `cert` is given).  `overload` wires
+    (a fresh 90-day self-signed pair unless `cert` is given; with `root`, the
+    listener also trusts that mesh root, served as SDS `ROOTCA`).  `overload` wires
     the injected_resource monitor to disable_http_keepalive and
     stop_accepting_requests.  `control_plane_port` adds ADS at that port (a
     ControlPlane, or a closed port for "control plane unreachable").  `profile`
@@ -49,6 +50,7 @@ class ProxySpec:
     tls: bool = False
     tls_port: int = 0
     cert: CertPair | None = None
+    root: CertPair | None = None
     overload: OverloadThresholds | None = None
     control_plane_port: int | None = None
     stats_flush_interval_s: float = 5.0
@@ -117,7 +119,8 @@ class Proxy:
                                  profile=profile, route_names=route_names)]
         if self.tls_port is not None:
             out.append(cfg.tls_listener(name=TLS_LISTENER, port=self.tls_port, cluster=UPSTREAM_CLUSTER,
-                                        sds_path=self.layout.sds, profile=profile, route_names=route_names))
+                                        sds_path=self.layout.sds, profile=profile, route_names=route_names,
+                                        root_path=self.layout.sds_root if self.spec.root is not None else None))
         return out
 
     def clusters(self) -> list[cfg.Json]:
@@ -151,9 +154,13 @@ class Proxy:
             self.xds.push_listeners(self.listeners())
 
     def set_certificate(self, cert: CertPair) -> None:
-        """Serve `cert` on the TLS listener: write it under new file names, push SDS."""
+        """Serve `cert` on the TLS listener: write it under new file names, push SDS (with the spec's root)."""
         self.cert = cert
         cert_file, key_file = cert.write(self.layout.certs)
+        if self.spec.root is not None:
+            ca_file, _ = self.spec.root.write(self.layout.certs)
+            write_atomic(self.layout.sds_root,
+                         json.dumps(cfg.discovery_response("1", [cfg.root_secret(ca_file=ca_file)])))
         self.xds.push_secrets([cfg.server_secret(cert_file=cert_file, key_file=key_file)])
 
     def set_pressure(self, pressure: float) -> None:
