@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from . import rules_config, rules_kube, rules_parity, rules_proxy, rules_runtime, rules_traffic
 from .context import Context, GateSettingsLike, Verdict
+from .istio_metrics import ISTIO_REQUEST_STATS
 from .observe import Read
 from .process import PROCESS_STATS
 
@@ -60,6 +61,9 @@ CATEGORIES = ("proxy", "configuration", "security", "overload", "traffic", "kube
 
 _XDS_STATS = r"\.(update_rejected|update_failure|update_success|version_text)$"
 _CLUSTER_STATS = r"^cluster\..*\.(upstream_rq_completed|upstream_rq_5xx|upstream_cx_connect_fail)$"
+# Request evidence: cluster counters, Istio's standard metric, and what tells an Istio proxy
+# without either (its xds-grpc cluster) from a plain Envoy with no traffic.
+_TRAFFIC_STATS = (_CLUSTER_STATS, *ISTIO_REQUEST_STATS, rules_traffic.ISTIO_XDS_STATS)
 
 
 @dataclass(frozen=True)
@@ -165,20 +169,21 @@ CATALOG: tuple[CheckSpec, ...] = (
     CheckSpec(
         "upstream-success-rate", "traffic", "upstream success rate at or above threshold", True,
         (Read.STATS,), rules_traffic.upstream_success_rate,
-        "non-5xx / completed >= minSuccessRate (99%) with >= minRequests (10) requests, 99% confidence",
-        (_CLUSTER_STATS,),
+        "non-5xx / completed >= minSuccessRate (99%) with >= minRequests (10) requests, 99% confidence "
+        "(istio_requests_total where counted, else cluster counters)",
+        _TRAFFIC_STATS,
     ),
     CheckSpec(
         "upstream-connect-failures", "traffic", "upstream connect failures within bound", True,
         (Read.STATS,), rules_traffic.upstream_connect_failures,
-        "new upstream_cx_connect_fail per sample <= maxConnectFailures (0)",
-        (_CLUSTER_STATS,),
+        "new upstream_cx_connect_fail (else istio_requests_total flagged UF) per sample <= maxConnectFailures (0)",
+        _TRAFFIC_STATS,
     ),
     CheckSpec(
         "canary-vs-baseline", "traffic", "canary error rate not worse than baseline", True,
         (Read.STATS,), rules_traffic.canary_vs_baseline,
         "canary error rate - baseline error rate <= maxErrorRateDelta (1 point), 99% confidence",
-        (_CLUSTER_STATS,),
+        _TRAFFIC_STATS,
     ),
     CheckSpec(
         "outlier-ejections", "traffic", "no upstream host ejected as an outlier", False, (Read.STATS,),

@@ -9,6 +9,7 @@ from typing import Any
 
 from .context import Context, Verdict
 from .observe import Read
+from .stats import cluster_name
 
 _DAY = 86400.0
 
@@ -155,7 +156,7 @@ def _short(name: str) -> str:
 def no_outlier_ejections(ctx: Context) -> Verdict:
     stats = ctx.obs.stats
     ejected = {
-        n[len("cluster."): -len(".outlier_detection.ejections_active")]: stats.number(n)
+        cluster_name(n[len("cluster."): -len(".outlier_detection.ejections_active")]): stats.number(n)
         for n in stats.names(prefix="cluster.", suffix=".outlier_detection.ejections_active")
         if stats.number(n) > 0
     }
