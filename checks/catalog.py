@@ -129,14 +129,16 @@ CATALOG: tuple[CheckSpec, ...] = (
     ),
     CheckSpec(
         "control-plane-connected", "configuration", "proxy is connected to its control plane", True,
-        (Read.STATS,), rules_config.control_plane_connected, "control_plane.connected_state = 1",
-        (r"^control_plane\.connected_state$",),
+        (Read.STATS,), rules_config.control_plane_connected,
+        "control_plane.connected_state = 1, or (Istio) the ADS stream on xds-grpc open; "
+        "two samples in a row without it fail",
+        (r"^control_plane\.connected_state$", rules_config.XDS_GRPC_STATS),
     ),
     CheckSpec(
         "xds-config-accepted", "configuration", "no xDS update rejected, now or still in effect", True,
         (Read.STATS, Read.LISTENER_STATE), rules_config.xds_config_accepted,
         "0 rejected updates in the window; no listener error_state; no subscription rejected without ever accepting",
-        (_XDS_STATS, r"^control_plane\.connected_state$"),
+        (_XDS_STATS, r"^control_plane\.connected_state$", rules_config.XDS_GRPC_STATS),
     ),
     CheckSpec(
         "xds-unknown-fields", "configuration", "dynamic config has no fields unknown to this proxy", False,

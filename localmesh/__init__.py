@@ -17,13 +17,17 @@ Upstream (a real HTTP service; one acceptor thread, one thread per connection)
     UpstreamEndpoint: .port .start() .stop() .fail_with(status|None) .requests
     Answers 200; `/status/<code>` answers <code>; stop() cuts open connections.
 Control plane stand-in (ADS gRPC that holds the stream, never answers)
-    ControlPlane(*, port=0); .start() .stop()
+    ControlPlane(*, port=0, max_connection_age_s=None); .start() .stop()
+        max_connection_age_s: closes streams that old, like istiod's max connection age
 Proxies
     ProxySpec(*, binary, upstream_port=0, name="proxy", revision="default",
               workdir=None, admin_port=0, listener_port=0, tls=False, tls_port=0,
               cert=None, root=None, overload=None|OverloadThresholds(), control_plane_port=None,
               stats_flush_interval_s=5.0, outlier_detection=False, log_level="info",
-              xds="files" | "static", profile=None | ProxyProfile(...))
+              xds="files" | "static", profile=None | ProxyProfile(...),
+              istio_stats=False, stats_inclusion_prefixes=(), stats_inclusion_regexps=())
+        istio_stats: Istio 1.30's default stats matcher (widened as proxyStatsMatcher
+        widens it), `<cluster>;` stat names, ADS on cluster `xds-grpc`
         profile: access log on every HCM, heap-triggered overload actions,
         TCP keepalive toward ADS and upstreams, log levels (TcpKeepalive)
         xds="files": LDS/CDS from watched files (pushes, reject-config); 2 inotify

@@ -59,6 +59,12 @@ class ProxySpec:
     xds: str = "files"  # or "static": no LDS/CDS files, no inotify (large benchmark fleets)
     profile: ProxyProfile | None = None
     node_metadata: dict[str, str] | None = None  # e.g. {"ISTIO_VERSION": "1.31.0"} for a pod's stand-in
+    # Stats shaped like an Istio sidecar's: Istio's default stats matcher widened by these
+    # (what proxyStatsMatcher adds), `;` after every cluster's stat name (the upstream's stats
+    # under `outbound|80||upstream.local.svc.cluster.local;`), ADS on `xds-grpc`.
+    istio_stats: bool = False
+    stats_inclusion_prefixes: tuple[str, ...] = ()
+    stats_inclusion_regexps: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.xds not in ("files", "static"):
@@ -126,8 +132,9 @@ class Proxy:
     def clusters(self) -> list[cfg.Json]:
         port = self.upstream.port if self.upstream is not None else self.spec.upstream_port
         keepalive = self.spec.profile.upstream_keepalive if self.spec.profile else None
-        return [cfg.static_cluster(name=UPSTREAM_CLUSTER, port=port,
-                                   outlier_detection=self.spec.outlier_detection, keepalive=keepalive)]
+        alt = cfg.ISTIO_UPSTREAM_STAT_NAME if self.spec.istio_stats else None
+        return [cfg.static_cluster(name=UPSTREAM_CLUSTER, port=port, outlier_detection=self.spec.outlier_detection,
+                                   keepalive=keepalive, alt_stat_name=alt)]
 
     def _write_initial_config(self) -> None:
         spec = self.spec
@@ -138,6 +145,8 @@ class Proxy:
             overload=spec.overload, profile=spec.profile, ads_port=spec.control_plane_port,
             static_listeners=self.listeners() if static else None,
             static_clusters=self.clusters() if static else None,
+            istio_stats=cfg.istio_stats_matcher(prefixes=spec.stats_inclusion_prefixes,
+                                                regexps=spec.stats_inclusion_regexps) if spec.istio_stats else None,
         )
         self.layout.bootstrap.write_text(json.dumps(boot, indent=1))
         if spec.profile is not None and spec.profile.access_log_path:

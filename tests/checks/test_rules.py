@@ -147,7 +147,7 @@ async def test_rejection_during_the_window_fails_even_when_later_superseded(sett
     assert result.status is Status.FAIL and "CDS: 1 update(s) rejected during the window" in result.message
 
 
-async def test_update_failure_is_fatal_for_files_but_only_a_warning_over_grpc(settings) -> None:
+async def test_update_failure_is_fatal_for_files_a_reconnect_over_grpc_and_a_warning_while_cut_off(settings) -> None:
     files = FakeAdmin()
     first, _ = await judge(files, "p", "xds-config-accepted", settings)
     files.proxy("p").add("listener_manager.lds.update_failure", 1)
@@ -157,9 +157,13 @@ async def test_update_failure_is_fatal_for_files_but_only_a_warning_over_grpc(se
     grpc.proxy("p").stats["control_plane.connected_state"] = 1
     first, _ = await judge(grpc, "p", "xds-config-accepted", settings)
     grpc.proxy("p").add("listener_manager.lds.update_failure", 3)
-    _, over_grpc = await judge(grpc, "p", "xds-config-accepted", settings, previous=first)
+    _, reconnected = await judge(grpc, "p", "xds-config-accepted", settings, previous=first)
+    grpc.proxy("p").stats["control_plane.connected_state"] = 0
+    _, cut_off = await judge(grpc, "p", "xds-config-accepted", settings, previous=first)
     assert on_files.status is Status.FAIL
-    assert over_grpc.status is Status.WARN
+    # The control plane closed the stream and the proxy opened a new one: not a failure.
+    assert reconnected.status is Status.PASS and reconnected.observed["reconnects"] == {"LDS": 3}
+    assert cut_off.status is Status.WARN  # control-plane-connected fails it
 
 
 async def test_control_plane_absent_skips_and_disconnected_fails(settings) -> None:
