@@ -33,8 +33,9 @@ ADVICE: dict[str, str] = {
     "proxy-not-draining": "The proxy is draining or stopped a listener: it is being shut down or was told to fail "
                           "health checks; wait for the replacement pod, or find who drained it.",
     "proxy-not-restarted": "The proxy restarted during the gate: look for OOM kills and crash loops in the pod's events.",
-    "proxy-memory": "The proxy uses more memory than allowed: check the size of its configuration (Sidecar "
-                    "resources narrow it) or raise maxMemoryBytes if the growth is expected.",
+    "proxy-memory": "The canary uses much more memory than the same workload on the old revision: check the "
+                    "size of its configuration (Sidecar resources narrow it) or a leak in the new version; raise "
+                    "maxMemoryRatio if the growth is expected.",
     "control-plane-connected": "The proxy lost its control plane: check that istiod of its revision runs and is "
                                "reachable from the pod.",
     "xds-config-accepted": "The proxy rejected configuration from its control plane: read the rejection in "
@@ -124,7 +125,9 @@ CATALOG: tuple[CheckSpec, ...] = (
     ),
     CheckSpec(
         "proxy-memory", "proxy", "proxy memory within bound", True, (Read.STATS,),
-        rules_proxy.memory_within_bound, "server.memory_allocated <= maxMemoryBytes (512 MiB)",
+        rules_proxy.memory_within_bound,
+        "canary server.memory_allocated <= maxMemoryRatio (2) x its largest baseline's + 32 MiB; "
+        "<= maxMemoryBytes when set (no cap by default)",
         (r"^server\.memory_(allocated|heap_size)$",),
     ),
     CheckSpec(
