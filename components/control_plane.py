@@ -33,11 +33,12 @@ import pulumi
 from components._helm import deep_merge, layered_values, release
 from components.plan import ControlPlanePlan, istiod_release_name
 
-# Istio's default stats matcher keeps no per-cluster counters and no `control_plane.*` stats.
+# Istio's default stats matcher keeps no per-cluster counters, no `control_plane.*` or `overload.*`
+# stats, and not the admin listener's request count (the proof that a proxy did not restart).
 # Stat names carry Istio's `;` after the cluster name: `cluster.outbound|80||web.shop.svc.cluster.local;.upstream_rq_5xx`.
 # Envoy matches a regex against the whole name.
 PROXY_STATS_MATCHER: dict[str, Any] = {
-    "inclusionPrefixes": ["control_plane."],
+    "inclusionPrefixes": ["control_plane.", "overload.", "http.admin.downstream_rq_total"],
     "inclusionRegexps": [
         r"cluster\.(outbound|inbound)\|.*\.(upstream_rq_completed|upstream_rq_5xx|upstream_cx_connect_fail"
         r"|outlier_detection\.ejections_active)",
