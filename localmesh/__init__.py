@@ -41,6 +41,7 @@ Proxies
         open is retried on new ports.
         .admin_port .listener_port .tls_port .url .https_url .admin_url
         .ready() -> (status, body)  .stats(filter) -> dict  .stat(name) -> int
+        .upstream_stat(name) -> the upstream cluster's stat name (Istio's form with istio_stats)
         .server_info() -> dict  .post(path)  .upstream (UpstreamEndpoint)
         .process (EnvoyProcess: .pid .running)  .layout (files: .log .bootstrap ...)
         .xds: XdsFiles (push_listeners/push_clusters/push_secrets/push_bad_*)

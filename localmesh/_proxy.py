@@ -288,6 +288,11 @@ class Proxy:
     def stats(self, filter: str | None = None) -> dict[str, int | str]:  # noqa: A002
         return _admin.stats(self.admin_port, filter=filter)
 
+    def upstream_stat(self, name: str) -> str:
+        """The full name of the upstream cluster's stat `name` (`cluster.upstream.<name>`, or Istio's form)."""
+        prefix = cfg.ISTIO_UPSTREAM_STAT_NAME if self.spec.istio_stats else UPSTREAM_CLUSTER
+        return f"cluster.{prefix}.{name}"
+
     def stat(self, name: str) -> int:
         """One counter or gauge; 0 when absent (Envoy creates some only on first use)."""
         value = self.stats(filter=f"^{_escape(name)}$").get(name, 0)
