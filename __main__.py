@@ -2,28 +2,31 @@
 
 Only reads config and wires components. The stack config is validated first: a
 bad config raises before any resource is registered. What each stage looks like
-is decided by `components.plan.plan_for`; this program translates that plan into
+is decided by `meshmodel.plan.plan_for`; this program translates that plan into
 resources one to one, and exports the same plan as stack outputs.
 """
 
 from __future__ import annotations
 
 import gc
+from typing import Any
 
 import pulumi
+from pulumi.runtime import config as runtime_config
 
 from components.canary import Canaries, CanariesArgs
 from components.control_plane import ControlPlaneArgs, ControlPlaneRevision
 from components.gateway import Gateway, GatewayArgs
 from components.mesh_base import MeshBase, MeshBaseArgs
 from components.namespace_enrollment import NamespaceEnrollment, NamespaceEnrollmentArgs
-from components.outputs import stack_outputs
-from components.plan import BASE_RELEASE_NAME, by_namespace, istiod_release_name, plan_for
 from components.promotion import registered_once
-from components.proxy_profile import istiod_values
 from components.revision_tags import RevisionTags, RevisionTagsArgs
-from components.spec import SpecError, config_from_pulumi, load_spec
 from components.workload import Workloads, WorkloadsArgs
+from meshmodel.outputs import stack_outputs
+from meshmodel.plan import BASE_RELEASE_NAME, by_namespace, istiod_release_name, plan_for
+from meshmodel.proxy_profile import istiod_values
+from meshmodel.spec import SpecError
+from meshmodel.spec_check import load_spec
 from rollout import hooks as gate
 from rollout.platforms.kubernetes import KubeDiscovery, stack_cluster
 
@@ -35,6 +38,13 @@ from rollout.platforms.kubernetes import KubeDiscovery, stack_cluster
 # in a real `pulumi up` as under mocks. Young collections still run every 700
 # allocations, so short-lived cycles are still freed; peak memory did not change.
 FULL_GC_EVERY_MIDDLE_PASSES = 1000
+
+
+def config_from_pulumi() -> dict[str, Any]:
+    """Every config value of the running Pulumi program, keyed `ns:key`."""
+    merged = dict(runtime_config.get_config_env())
+    merged.update(runtime_config.CONFIG.get())
+    return merged
 
 
 def promotion_hooks(spec, plan) -> pulumi.ResourceHookBinding | None:

@@ -16,7 +16,7 @@ import sys
 import time
 
 from checks import Target, run_gate
-from components.spec import GateSettings
+from meshmodel.spec import GateSettings
 
 
 async def _watch(ports: list[int], seconds: float) -> dict[str, float]:

@@ -23,8 +23,8 @@ TUNED_GC = (50_000, 50, 1000)
 
 
 def main(workloads: int, reps: int, gc_mode: str = "default") -> dict[str, object]:
-    from components.plan import plan_for
-    from components.spec import load_spec
+    from meshmodel.plan import plan_for
+    from meshmodel.spec_check import load_spec
 
     started = time.perf_counter()
     run_program(mesh_config(1))

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 
 import localmesh as lm
 from checks import GateOutcome, GateSample, Target, run_gate
-from components.spec import GateSettings
+from meshmodel.spec import GateSettings
 
 from ._flagger import Analysis, CheckKind, PeerSettings, run_checks
 from ._prometheus import PrometheusServer, ScrapeTarget

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from components.clone import inventory_entry
+from meshmodel.clone import inventory_entry
 from tests.components.cluster import live_workload
 
 # Sizes: (namespaces, workloads per namespace); every workload has a canary.

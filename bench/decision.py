@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import localmesh as lm
 from checks import GateOutcome, GateSample, Target, run_gate
-from components.spec import GateSettings
+from meshmodel.spec import GateSettings
 
 from ._measure import Summary
 from ._pump import NOISE_404, NOISE_503, Pump

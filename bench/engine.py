@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from components.packed import pack
+from meshmodel.packed import pack
 
 from ._result import Section, Table, TargetCheck
 from ._specs import mesh_config

@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 import localmesh as lm
 from checks import CATALOG, AdminClient, Status, Target, parse_text_stats, run_checks
 from checks.observe import Read
-from components.spec import GateSettings
+from meshmodel.spec import GateSettings
 
 from ._envoys import ManyClustersProxy, pid_of
 from ._measure import Summary, mib, peak_rss, process_memory, reset_peak_rss

@@ -39,7 +39,7 @@ Public API (everything else is private and may change):
 - `checks.kube`: Kubernetes discovery (`kube_targets`, `discover_pods`, `PortForward`).
 - `parse_json_stats`, `parse_text_stats`, `parse_prometheus`, `Stats`: stats parsing.
 
-`settings` is any object with the fields of `components.spec.GateSettings`.
+`settings` is any object with the fields of `meshmodel.spec.GateSettings`.
 """
 
 from __future__ import annotations

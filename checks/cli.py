@@ -47,9 +47,9 @@ def load_settings(stack_config: Path | None = None, overrides: dict[str, Any] | 
 
     Raises ConfigError with every invalid key named (the flag, or file:line and key path).
     """
-    from components.proxy_profile import ProxyProfile
-    from components.spec import GateSettings  # the one definition of the thresholds
-    from components.stackfile import StackFileError, read_stack_file
+    from meshmodel.proxy_profile import ProxyProfile
+    from meshmodel.spec import GateSettings  # the one definition of the thresholds
+    from meshmodel.stackfile import StackFileError, read_stack_file
 
     values: dict[str, Any] = {}
     lines: Any = None
@@ -84,7 +84,7 @@ def load_settings(stack_config: Path | None = None, overrides: dict[str, Any] | 
 def _located(exc: ValidationError, prefix: str, stack_config: Path | None, lines: Any, *,
              flags: dict[str, str] | None = None, given: set[str] | None = None) -> str:
     """Each problem named by its flag when a flag set it, else by file:line and key path."""
-    from components.stackfile import shorten
+    from meshmodel.stackfile import shorten
 
     problems = []
     for error in exc.errors():
@@ -284,7 +284,7 @@ def inspect(
 ) -> None:
     """Show what proxies really run (GET-only): versions, control plane, xDS, listeners, routes,
     clusters, certificates, overload, log levels; --diff / --against-baseline compare them."""
-    from .parity_allow import validate_allow_entry
+    from meshmodel.parity_allow import validate_allow_entry
 
     try:
         for entry in allow or ():

@@ -15,7 +15,7 @@ __all__ = ["Context", "Verdict", "GateSettingsLike", "Span", "BaselineView"]
 
 
 class GateSettingsLike(Protocol):
-    """The fields of `components.spec.GateSettings` that checks read."""
+    """The fields of `meshmodel.spec.GateSettings` that checks read."""
 
     window: float
     interval: float

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .inspect import ProxyInspection
-from .parity_allow import KINDS
+from meshmodel.parity_allow import KINDS
 from .rules_parity import missing, peer_key
 from .target import Target
 

@@ -50,7 +50,7 @@ from typing import Any
 from .target import ContainerFacts, PodFacts, Target
 
 __all__ = [
-    "discover_pods", "pod_facts", "pod_revision", "injected_revision", "PortForward", "kube_targets", "api_for",
+    "discover_pods", "pod_facts", "pod_revision", "injected_revision", "revision_in_status", "PortForward", "kube_targets", "api_for",
     "ADMIN_PORT", "PROXY_CONTAINER", "STATUS_ANNOTATION",
 ]
 
@@ -90,10 +90,11 @@ def fresh_stream_api(core_v1: Any) -> StreamApi:
     return make
 
 
-def injected_revision(pod: Any) -> str | None:
-    """The Istio revision that injected the pod: the revision in its `sidecar.istio.io/status` annotation."""
-    meta = pod.metadata
-    annotations: Mapping[str, str] = (meta.annotations or {}) if meta else {}
+def revision_in_status(annotations: Mapping[str, str]) -> str | None:
+    """The revision named in a pod's `sidecar.istio.io/status` annotation (None: not injected, or unreadable).
+
+    The one parser of the injector's annotation, whichever shape the pod comes in.
+    """
     status = annotations.get(STATUS_ANNOTATION)
     if not status:
         return None
@@ -102,6 +103,12 @@ def injected_revision(pod: Any) -> str | None:
     except (ValueError, AttributeError):
         return None
     return str(revision) if revision else None
+
+
+def injected_revision(pod: Any) -> str | None:
+    """The Istio revision that injected the pod (a `V1Pod`): the revision in its `sidecar.istio.io/status` annotation."""
+    meta = pod.metadata
+    return revision_in_status((meta.annotations or {}) if meta else {})
 
 
 def pod_revision(pod: Any) -> str | None:

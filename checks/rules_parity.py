@@ -8,7 +8,7 @@ from typing import Any
 from .config_dump import ConfigSnapshot
 from .context import BaselineView, Context, Verdict
 from .observe import Read
-from .parity_allow import KINDS, allowed
+from meshmodel.parity_allow import KINDS, allowed
 from .result import Status
 from .target import PodFacts, Target
 
@@ -145,7 +145,7 @@ def proxy_profile(ctx: Context) -> Verdict:
 
 
 def _access_log_problems(profile: Any, snapshot: ConfigSnapshot) -> list[str]:
-    from components.proxy_profile import REQUIRED_LOG_FIELDS
+    from meshmodel.proxy_profile import REQUIRED_LOG_FIELDS
 
     if not profile.access_log.enabled:
         return []

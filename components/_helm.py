@@ -17,7 +17,7 @@ from typing import Any
 import pulumi
 from pulumi_kubernetes.helm.v3 import Release, ReleaseArgs, RepositoryOptsArgs
 
-from components.plan import release_ref
+from meshmodel.plan import release_ref
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "meshlift"}
 

@@ -4,7 +4,7 @@ One component per namespace, like `components.workload.Workloads`. For each
 canary the program reads the live workload the Pulumi way, a resource read
 (`Deployment.get` / `StatefulSet.get`, child `<namespace>.<workload>-live`,
 which Pulumi never changes or deletes), and declares the clone from its pod
-template (see components.clone): `<namespace>.<workload>-canary-deployment`
+template (see meshmodel.clone): `<namespace>.<workload>-canary-deployment`
 (or `-statefulset`). The clone records the fingerprint of the template it was
 cloned from (`meshlift.io/source-template-hash`).
 
@@ -34,9 +34,9 @@ from pulumi_kubernetes.apps.v1 import Deployment, StatefulSet
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
 from components._helm import MANAGED_BY
-from components.clone import SOURCE_TEMPLATE_HASH_ANNOTATION, clone_spec, template_hash
-from components.plan import CANARY_OF_LABEL, CanaryPlan
 from components.workload import child_name
+from meshmodel.clone import SOURCE_TEMPLATE_HASH_ANNOTATION, clone_spec, template_hash
+from meshmodel.plan import CANARY_OF_LABEL, CanaryPlan
 
 _KINDS = {"Deployment": Deployment, "StatefulSet": StatefulSet}
 

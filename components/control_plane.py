@@ -13,7 +13,7 @@ both of its forms: `meshConfig.defaultConfig` is what the proxies read, and
 `global.proxy` is what the injection template of some versions reads
 (istio/istio #51310); a revision may still turn it off in its values. The
 stack's proxy profile (access log, upstream keepalive, proxy log levels; see
-`components.proxy_profile`) is part of the defaults layer, so a revision's own
+`meshmodel.proxy_profile`) is part of the defaults layer, so a revision's own
 `values` can still override it for that revision (and the proxy-profile check
 then says so at its gate). The defaults also widen Istio's stats matcher
 (`proxyStatsMatcher`, `PROXY_STATS_MATCHER`) so the proxies of these
@@ -31,7 +31,7 @@ from typing import Any
 import pulumi
 
 from components._helm import deep_merge, layered_values, release
-from components.plan import ControlPlanePlan, istiod_release_name
+from meshmodel.plan import ControlPlanePlan, istiod_release_name
 
 # Istio's default stats matcher keeps no per-cluster counters, no `control_plane.*` or `overload.*`
 # stats, and not the admin listener's request count (the proof that a proxy did not restart).

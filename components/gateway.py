@@ -30,9 +30,9 @@ from pulumi_kubernetes.core.v1 import Namespace
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
 from components._helm import MANAGED_BY, adopted, layered_values, release
-from components.chart_support import gateway_accepts_pod_disruption_budget
-from components.plan import PROXY_REVISION_ANNOTATION, GatewayPlan
-from components.spec import IstioVersion
+from meshmodel.chart_support import gateway_accepts_pod_disruption_budget
+from meshmodel.plan import PROXY_REVISION_ANNOTATION, GatewayPlan
+from meshmodel.spec import IstioVersion
 
 CANARY_REPLICAS = 1
 # Scaling settings of the primary that would turn the canary into a second primary

@@ -28,7 +28,7 @@ from pulumi_kubernetes.core.v1 import Namespace
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
 from components._helm import MANAGED_BY, adopted, layered_values, release
-from components.plan import BASE_RELEASE_NAME
+from meshmodel.plan import BASE_RELEASE_NAME
 
 DEFAULT_BASE_VALUES: dict[str, Any] = {"base": {"enableCRDTemplates": True}}
 

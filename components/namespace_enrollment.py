@@ -40,7 +40,7 @@ from pulumi_kubernetes.core.v1 import Namespace, NamespacePatch
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs, ObjectMetaPatchArgs
 
 from components._helm import MANAGED_BY
-from components.plan import NamespacePlan
+from meshmodel.plan import NamespacePlan
 
 LEGACY_INJECTION_LABEL = "istio-injection"
 PATCH_FORCE = "pulumi.com/patchForce"

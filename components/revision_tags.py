@@ -55,7 +55,7 @@ from pulumi_kubernetes.admissionregistration.v1 import (
 from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, LabelSelectorRequirementArgs, ObjectMetaArgs
 
 from components._helm import MANAGED_BY
-from components.plan import INJECT_REVISION_LABEL, REVISION_LABEL
+from meshmodel.plan import INJECT_REVISION_LABEL, REVISION_LABEL
 
 TAG_LABEL = "istio.io/tag"
 INJECTION_LABEL = "istio-injection"

@@ -50,7 +50,7 @@ from pulumi_kubernetes.core.v1 import PodTemplateSpecPatchArgs
 from pulumi_kubernetes.meta.v1 import ObjectMetaPatchArgs
 
 from components.namespace_enrollment import PATCH_FIELD_MANAGER
-from components.plan import PROXY_REVISION_ANNOTATION, WorkloadPlan
+from meshmodel.plan import PROXY_REVISION_ANNOTATION, WorkloadPlan
 
 FIELD_MANAGER = "meshlift"
 

@@ -41,6 +41,7 @@ _FIELD_REFS = {
     "spec.serviceAccountName": lambda pod: pod.spec.service_account_name or "default",
     "status.podIP": lambda pod: pod.status.pod_ip,
     "spec.nodeName": lambda pod: pod.spec.node_name,
+    "status.hostIP": lambda pod: pod.status.host_ip,
 }
 
 
@@ -52,12 +53,27 @@ class _Running:
     serves_service: bool
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Linux: SIGKILL the child when the process that started it dies (no istiod outlives a killed test run)."""
     import ctypes
 
     PR_SET_PDEATHSIG = 1
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def stop_process_group(process: subprocess.Popen[bytes], *, grace_s: float = 10) -> None:
+    """SIGTERM a child's whole process group, SIGKILL it after `grace_s`; wait for the child."""
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=grace_s)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()
 
 
 def release_of(pod: Any) -> str | None:
@@ -176,19 +192,9 @@ class IstiodRunner:
         with open(log, "ab") as out:
             process = subprocess.Popen([str(binary), *args], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL, start_new_session=True,
-                                       preexec_fn=_die_with_parent)
+                                       preexec_fn=die_with_parent)
         self._running[pod.metadata.uid] = _Running(process=process, log=log, revision=revision,
                                                    serves_service=service is not None)
 
     def _terminate(self, uid: str) -> None:
-        running = self._running.pop(uid)
-        if running.process.poll() is None:
-            try:
-                os.killpg(running.process.pid, signal.SIGTERM)
-                running.process.wait(timeout=10)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
-                    os.killpg(running.process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                running.process.wait()
+        stop_process_group(self._running.pop(uid).process)

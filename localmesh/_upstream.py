@@ -63,10 +63,11 @@ class _Handler(BaseHTTPRequestHandler):
 class UpstreamEndpoint:
     """One listening port of an Upstream service."""
 
-    def __init__(self, service: Upstream, name: str, port: int) -> None:
+    def __init__(self, service: Upstream, name: str, port: int, host: str = LOOPBACK) -> None:
         self.service = service
         self.name = name
         self.port = port
+        self.host = host  # any 127.x address: e.g. a local cluster's pod IP, as the app in that pod
         self.forced_status: int | None = None
         self.requests: dict[int, int] = {}
         self._listener: socket.socket | None = None
@@ -79,14 +80,14 @@ class UpstreamEndpoint:
 
     @property
     def address(self) -> tuple[str, int]:
-        return (LOOPBACK, self.port)
+        return (self.host, self.port)
 
     def start(self) -> UpstreamEndpoint:
         """Listen (again) on the same port; a no-op when already listening."""
         if self._listener is None:
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # same port despite TIME_WAIT
-            sock.bind((LOOPBACK, self.port))
+            sock.bind((self.host, self.port))
             sock.listen(256)
             sock.setblocking(False)
             self.port = sock.getsockname()[1]
@@ -172,14 +173,21 @@ class Upstream:
     def endpoints(self) -> list[UpstreamEndpoint]:
         return list(self._endpoints.values())
 
-    def endpoint(self, name: str, *, port: int = 0) -> UpstreamEndpoint:
-        """The endpoint called `name`, created (and started) on first use."""
+    def endpoint(self, name: str, *, port: int = 0, host: str = LOOPBACK) -> UpstreamEndpoint:
+        """The endpoint called `name`, created (and started) on first use, listening on `host:port`."""
         with self._lock:
             existing = self._endpoints.get(name)
         if existing is not None:
             return existing
-        endpoint = self._add(name, port)
+        endpoint = self._add(name, port, host)
         return endpoint.start() if self._thread is not None else endpoint
+
+    def remove(self, name: str) -> None:
+        """Stop the endpoint called `name` and forget it (its proxy is gone for good)."""
+        with self._lock:
+            endpoint = self._endpoints.pop(name, None)
+        if endpoint is not None:
+            endpoint.stop()
 
     def start(self) -> Upstream:
         """Start serving on every endpoint (again, on the same ports)."""
@@ -210,9 +218,9 @@ class Upstream:
             return sum(self.requests.values())
 
     # ---- internals -------------------------------------------------------
-    def _add(self, name: str, port: int) -> UpstreamEndpoint:
+    def _add(self, name: str, port: int, host: str = LOOPBACK) -> UpstreamEndpoint:
         with self._lock:
-            endpoint = self._endpoints.setdefault(name, UpstreamEndpoint(self, name, port))
+            endpoint = self._endpoints.setdefault(name, UpstreamEndpoint(self, name, port, host))
         return endpoint
 
     def _ensure_acceptor(self) -> None:

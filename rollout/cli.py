@@ -23,7 +23,8 @@ from typing import Annotated, Any
 
 import typer
 
-from components.spec import SpecError, load_spec
+from meshmodel.spec import SpecError
+from meshmodel.spec_check import load_spec
 from rollout import console
 from rollout.errors import UsageError
 from rollout.journal import Journal, operator

@@ -7,9 +7,11 @@ Everything runs on 127.0.0.1 and is gone afterwards:
 - Istio's own charts (istio/base, istio/istiod, istio/gateway) on a loopback Helm
   repository; istiod pods served by the real pilot-discovery of their release, so
   injection is Istio's own;
-- two teams' Deployments created before meshlift (`shop/web`, `payments/api`);
-  every injected pod gets a real Envoy of its revision behind a port-forward, with
-  traffic through it (no container image runs: kwok plays the kubelets);
+- two teams' Deployments, Services and Sidecars created before meshlift
+  (`shop/web`, `payments/api`); every injected pod gets its revision's own
+  pilot-agent starting a real Envoy with Istio's bootstrap, a workload certificate
+  from istiod and xDS from istiod, behind a port-forward, with traffic through it
+  (no container image runs: kwok plays the kubelets; see localcluster/sidecars.py);
 - then `meshlift upgrade -s rehearsal --to 1.31.0` in a project directory of its
   own: the real Automation API, stack history and gates, exactly as on a cluster.
 """
@@ -88,39 +90,64 @@ def stack_config(kubeconfig: Path, context: str, chart_repository: str) -> dict[
 
 
 def team_deployment(namespace: str, name: str) -> dict[str, Any]:
+    from localcluster.sidecars import APP_PORT
+
+    container = {"name": name, "image": f"registry.example.com/{namespace}/{name}:1.0",
+                 "ports": [{"name": "http", "containerPort": APP_PORT}]}
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": name, "namespace": namespace, "labels": {"app": name, "team": namespace}},
         "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
-                 "template": {"metadata": {"labels": {"app": name}},
-                              "spec": {"containers": [{"name": name, "image": f"registry.example.com/{namespace}/{name}:1.0"}]}}},
+                 "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [container]}}},
     }
 
 
+def team_service(namespace: str, name: str) -> dict[str, Any]:
+    from localcluster.sidecars import APP_PORT
+
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": namespace},
+            "spec": {"selector": {"app": name}, "ports": [{"name": "http", "port": 80, "targetPort": APP_PORT}]}}
+
+
 def create_teams(core: Any, apps: Any) -> None:
-    """What runs before meshlift: each team's namespace and Deployment, under the team's own field manager."""
+    """What runs before meshlift: each team's namespace, Deployment and Service, under the team's own field manager."""
     for namespace, app in TEAMS:
         core.create_namespace({"metadata": {"name": namespace}}, field_manager=TEAM_MANAGER)
+        core.create_namespaced_service(namespace, team_service(namespace, app), field_manager=TEAM_MANAGER)
         apps.create_namespaced_deployment(namespace, team_deployment(namespace, app), field_manager=TEAM_MANAGER)
 
 
-def restart_teams(apps: Any, restarted_at: str = "before-the-upgrade") -> None:
-    """The teams restart onto the mesh, as `kubectl rollout restart` does: their new pods get injected."""
+def restart_teams(apps: Any, custom: Any, restarted_at: str = "before-the-upgrade") -> None:
+    """The teams join the mesh: their Istio Sidecar, then a restart as `kubectl rollout restart` does, so their new
+    pods get injected. The Sidecar gives each proxy an inbound listener without iptables capture (there is none
+    here; see localcluster/sidecars.py)."""
+    from kubernetes.client.exceptions import ApiException
+
+    from localcluster.sidecars import sidecar_resource
+
     for namespace, app in TEAMS:
+        try:
+            custom.create_namespaced_custom_object("networking.istio.io", "v1", namespace, "sidecars",
+                                                   sidecar_resource(namespace), field_manager=TEAM_MANAGER)
+        except ApiException as error:
+            if error.status != 409:
+                raise
         apps.patch_namespaced_deployment(app, namespace, {"spec": {"template": {"metadata": {"annotations": {
             "kubectl.kubernetes.io/restartedAt": restarted_at}}}}}, field_manager=TEAM_MANAGER)
 
 
-def stand_ins(core: Any, custom: Any, upstream: Any, workdir: Path, *,
+def stand_ins(core: Any, custom: Any, built: Any, apps: Any, workdir: Path, *,
               on_start: Callable[[Any], None] | None = None) -> Any:
-    """Real Envoys for the injected pods of the teams' and the gateway's namespaces (1.30.3 on 1.39.3, 1.31.0 on 1.40.0)."""
+    """Istio sidecars for the injected pods of the teams' and the gateway's namespaces: each revision's own
+    pilot-agent, with Envoy 1.39.3 standing in for 1.30.3's istio-proxy and 1.40.0 for 1.31.0's."""
     import localmesh as lm
-    from localcluster.pod_proxies import PodProxies
+    from localcluster.sidecars import IstioSidecars, releases
 
-    return PodProxies(core_v1=core, custom=custom, upstream=upstream, workdir=workdir,
-                      envoy_for_revision={FROM_REV: lm.stable_envoy(), TO_REV: lm.target_envoy()},
-                      istio_version_for_revision={FROM_REV: FROM, TO_REV: TO},
-                      namespaces=(*(namespace for namespace, _ in TEAMS), "istio-ingress"), on_start=on_start)
+    agents, bootstraps = releases(built, {FROM_REV: FROM, TO_REV: TO})
+    return IstioSidecars(core_v1=core, custom=custom, agent_for_revision=agents, bootstrap_for_revision=bootstraps,
+                         envoy_for_revision={FROM_REV: lm.stable_envoy(), TO_REV: lm.target_envoy()},
+                         apps=apps, workdir=workdir,
+                         namespaces=(*(namespace for namespace, _ in TEAMS), "istio-ingress"), on_start=on_start)
 
 
 def _wait(probe: Callable[[], bool], what: str, timeout: float = 180) -> None:
@@ -139,6 +166,12 @@ def rehearse_on_cluster(*, fault: str, program_root: Path, say: Say, extra_args:
     from localcluster.cluster import LocalCluster
     from checks.kube import injected_revision
     from localcluster.istiod import IstiodRunner
+    from localcluster.sidecars import SIDECAR_FAULTS
+
+    if fault not in SIDECAR_FAULTS:
+        say(f"--fault {fault}: not a fault the cluster rehearsal's Istio sidecars can suffer for real; "
+            f"choose one of: {', '.join(SIDECAR_FAULTS)}")
+        return 2
 
     built = toolchain.ensure(progress=say)
     python_prefix = Path(sys.prefix)
@@ -159,11 +192,11 @@ def rehearse_on_cluster(*, fault: str, program_root: Path, say: Say, extra_args:
                     create_teams(core, apps)
                     say("teams: shop/web and payments/api running (2 pods each), created before meshlift")
 
-                    def on_start(stand_in: Any) -> None:
-                        if fault != "none" and "-canary-" in stand_in.pod:
-                            lm.inject_fault(stand_in.proxy, fault)
+                    def on_start(sidecar: Any) -> None:
+                        if "-canary-" in sidecar.pod:
+                            SIDECAR_FAULTS[fault](sidecar)
 
-                    with stand_ins(core, custom, upstream, root / "envoys", on_start=on_start):
+                    with stand_ins(core, custom, built, upstream, root / "sidecars", on_start=on_start):
                         project = make_project(root / "project", program_root, python_prefix)
                         env = project_environment(project, [str(d) for d in built.bin_dirs], python_prefix)
                         (project / "stacks" / f"Pulumi.{STACK}.yaml").write_text(yaml.safe_dump(
@@ -176,7 +209,7 @@ def rehearse_on_cluster(*, fault: str, program_root: Path, say: Say, extra_args:
                         if first.returncode != 0:
                             say((first.stdout + first.stderr)[-3000:])
                             return 3
-                        restart_teams(apps)  # their pods injected by 1.30.3
+                        restart_teams(apps, custom)  # their pods injected by 1.30.3
                         _wait(lambda: sum(injected_revision(p) == FROM_REV
                                           for ns, _ in TEAMS for p in core.list_namespaced_pod(ns).items
                                           if p.status.phase == "Running") >= 4, "the teams' pods injected by 1.30.3")

@@ -14,7 +14,7 @@ from typing import Any
 
 import typer
 
-from components.spec import SpecError
+from meshmodel.spec import SpecError
 from rollout import console
 from rollout.errors import EXIT_BUG, EXIT_INTERRUPTED, describe, write_trace
 from rollout.schemas import SCHEMAS, document

@@ -14,8 +14,8 @@
      │                       deadline, unavailable replicas): fails its wave
      └── RollbackFailed      going back failed too: a human must look (exit 3)
 
-A `components.spec.SpecError` (invalid stack config) and a
-`components.stackfile.StackFileError` (unreadable or malformed stack file) are
+A `meshmodel.spec.SpecError` (invalid stack config) and a
+`meshmodel.stackfile.StackFileError` (unreadable or malformed stack file) are
 exit 2 as well; so are typer's usage errors (unknown command or flag, a flag
 without its value). A gate that fails and rolls back cleanly is not an error but a
 run that ended RolledBack (exit 1). Anything else is a bug: exit 70, one line,
@@ -32,8 +32,8 @@ from dataclasses import dataclass
 
 import typer
 
-from components.spec import SpecError
-from components.stackfile import StackFileError
+from meshmodel.spec import SpecError
+from meshmodel.stackfile import StackFileError
 
 EXIT_OK = 0
 EXIT_ROLLED_BACK = 1

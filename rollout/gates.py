@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from tenacity import RetryError, Retrying, retry_if_result, stop_after_attempt, wait_fixed
 
-from components.spec import GateSettings
+from meshmodel.spec import GateSettings
 from rollout.platforms.base import GateTargets
 
 OnSample = Callable[[Any], None]

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from components.spec import CONFIG_NAMESPACE, IstioVersion, Stage
+from meshmodel.spec import CONFIG_NAMESPACE, IstioVersion, Stage
 from rollout.errors import NoRollbackTarget
 
 ROLLOUT_KEY = f"{CONFIG_NAMESPACE}:rollout"

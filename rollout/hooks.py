@@ -26,8 +26,8 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from components.plan import MeshPlan, plan_for
-from components.spec import MeshSpec, Stage
+from meshmodel.plan import MeshPlan, plan_for
+from meshmodel.spec import MeshSpec, Stage
 from rollout.gates import ChecksGate, GateRunner, GateVerdict
 from rollout.orchestrator import GATED_ENV
 from rollout.platforms.base import GateScope, GateTargets

@@ -17,9 +17,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from components.clone import inventory_entry
-from components.packed import pack
-from components.spec import CONFIG_NAMESPACE, MeshSpec, load_spec
+from meshmodel.clone import inventory_entry
+from meshmodel.packed import pack
+from meshmodel.spec import CONFIG_NAMESPACE, MeshSpec
+from meshmodel.spec_check import load_spec
 from rollout.stages import ROLLOUT_KEY, UpgradeTarget
 
 INVENTORY_KEY = f"{CONFIG_NAMESPACE}:inventory"

@@ -32,15 +32,13 @@ and failed pods keeping an old revision "in use" forever).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from components.plan import REVISION_LABEL, MeshPlan
+from checks.kube import PROXY_CONTAINER, revision_in_status
+from meshmodel.plan import REVISION_LABEL, MeshPlan
 
-SIDECAR_STATUS_ANNOTATION = "sidecar.istio.io/status"
-PROXY_CONTAINER = "istio-proxy"
 FINISHED_PHASES = ("Succeeded", "Failed")
 
 
@@ -93,13 +91,9 @@ class CleanupRefusal:
 
 
 def injected_revision(pod: Mapping[str, Any]) -> str | None:
-    """The revision named in the injector's status annotation (None: not injected, or unreadable)."""
-    annotations = (pod.get("metadata") or {}).get("annotations") or {}
-    try:
-        status = json.loads(annotations.get(SIDECAR_STATUS_ANNOTATION) or "null")
-    except json.JSONDecodeError:
-        return None
-    return status.get("revision") if isinstance(status, dict) else None
+    """The revision named in the injector's status annotation of a pod in the API's JSON form
+    (None: not injected, or unreadable)."""
+    return revision_in_status((pod.get("metadata") or {}).get("annotations") or {})
 
 
 def proxy_image_tag(pod: Mapping[str, Any]) -> str | None:

@@ -5,7 +5,8 @@ persisting every transition and decision in the journal before acting on it, so
 a new process (after Ctrl-C or a crash) resumes at the phase and wave where the
 last one stopped; a stage is re-applied on resume, which is harmless because
 every apply is declarative. The orchestrator owns time: the gates' windows,
-the bounded retries (tenacity), the waves and the approval wait.
+the bounded retries (tenacity), the waves and the approval wait (`rollout.approval`
+decides it; the orchestrator promotes or rolls back on its decision).
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from typing import Any, Protocol
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_fixed
 
-from components.plan import plan_for
-from components.spec import MeshSpec, Stage, load_spec
+from meshmodel.plan import plan_for
+from meshmodel.spec import MeshSpec, Stage
+from meshmodel.spec_check import load_spec
+from rollout.approval import Approval, ApprovalWait, Approved
 from rollout.errors import (
     CleanupRefused,
     ConfigTooLarge,
@@ -55,12 +58,6 @@ class Reporter(Protocol):
     def event(self, kind: str, data: dict[str, Any]) -> None: ...
 
     def sample(self, gate: str, sample: Any) -> None: ...
-
-
-class Approval(Protocol):
-    """An interactive answer, polled while waiting: True go, False roll back, None not yet."""
-
-    def poll(self) -> bool | None: ...
 
 
 @dataclass
@@ -370,43 +367,25 @@ class Orchestrator:
             self.journal.save(state)
         self._emit(state, "approval", status="waiting", gate=state.awaiting["gate"],
                    evidence=state.awaiting["evidence"], hint=f"meshlift promote -s {self.stack}")
-        waited = WaitSummary(started=self.clock())
-        while True:
-            approval = self.journal.approval_for(state.run_id)
-            answer: bool | None = True if approval else None
-            if answer is None and self.approval is not None:
-                answer = self.approval.poll()
-                approval = {"by": getattr(self.approval, "who", "prompt"), "via": "prompt"} if answer else None
-            if answer is True:
-                self.journal.clear_approval()
-                record = {"run": state.run_id, "gate": state.awaiting["gate"],
-                          "evidence": state.awaiting["evidence"], **(approval or {})}
-                record.setdefault("at", rfc3339(self.clock()))
-                state.awaiting = None
-                self._emit(state, "approval", status="approved", samples=waited.to_json(), **record)
-                self._move(state, Phase.PROMOTING)
-                return
-            if answer is False:
-                self._fail(state, gate="approval", message="Halt advancement: promotion rejected by the operator",
-                           checks=["approval"])
-                return
-            if self.approval_timeout_s is not None and self.clock() - waited.started >= self.approval_timeout_s:
-                self._fail(state, gate="approval", checks=["approval"],
-                           message=f"Halt advancement: nobody approved within {self.approval_timeout_s:g}s")
-                return
-            # Rollback gates stay active while nobody has answered; a summary is journaled, not each sample.
-            verdict = self.gate("approval", self.platform.targets(plan_for(spec), GateScope("canary")), spec.gates,
-                                on_sample=lambda s: self.reporter.sample("approval", s))
-            waited.add(verdict)
-            if not verdict.passed:
-                self._emit(state, "gate", status="done", **verdict.to_json())
-                self._fail(state, gate="approval", message=verdict.message, checks=verdict.failing_checks,
-                           evidence=verdict.evidence)
-                return
-            if self.clock() - waited.last_logged >= self.approval_summary_s:
-                self._emit(state, "approval", status="waiting", samples=waited.to_json())
-                waited.last_logged = self.clock()
-            self.sleep(self.approval_poll_s)
+        wait = ApprovalWait(journal=self.journal, prompt=self.approval, clock=self.clock, sleep=self.sleep,
+                            poll_s=self.approval_poll_s, timeout_s=self.approval_timeout_s,
+                            summary_s=self.approval_summary_s)
+        decision = wait.run(
+            state.run_id, state.awaiting,
+            sample_gate=lambda: self.gate("approval", self.platform.targets(plan_for(spec), GateScope("canary")),
+                                          spec.gates, on_sample=lambda s: self.reporter.sample("approval", s)),
+            on_summary=lambda samples: self._emit(state, "approval", status="waiting", samples=samples))
+        if isinstance(decision, Approved):
+            state.awaiting = None
+            self._emit(state, "approval", status="approved", samples=decision.samples, **decision.record)
+            self._move(state, Phase.PROMOTING)
+        elif decision.verdict is None:  # rejected, or nobody answered in time
+            self._fail(state, gate="approval", message=decision.message, checks=["approval"])
+        else:
+            verdict = decision.verdict
+            self._emit(state, "gate", status="done", **verdict.to_json())
+            self._fail(state, gate="approval", message=verdict.message, checks=verdict.failing_checks,
+                       evidence=verdict.evidence)
 
     def _roll_back(self, state: RunState, request: RunRequest) -> None:
         """Re-apply the last good update, then gate the whole mesh it describes: a rollback
@@ -445,28 +424,6 @@ class Orchestrator:
     def _log(self, line: str) -> None:
         """Platform output (`pulumi up` lines, proxies started): shown, not journaled."""
         self.reporter.event("log", {"line": line.rstrip()})
-
-
-@dataclass
-class WaitSummary:
-    """The gate samples taken while waiting for approval, as counts (journaled now and then)."""
-
-    started: float
-    gates: int = 0
-    passed: int = 0
-    last_message: str | None = None
-    last_logged: float = 0.0
-
-    def __post_init__(self) -> None:
-        self.last_logged = self.started
-
-    def add(self, verdict: GateVerdict) -> None:
-        self.gates += 1
-        self.passed += bool(verdict.passed)
-        self.last_message = verdict.message
-
-    def to_json(self) -> dict[str, Any]:
-        return {"gates": self.gates, "passed": self.passed, "last": self.last_message}
 
 
 def gated_env() -> dict[str, str]:

@@ -2,7 +2,7 @@
 
 The project is `$MESHLIFT_PROJECT_DIR`, else the nearest directory (from the
 current one up) with `Pulumi.yaml` or `stacks/`. A stack's file is
-`stacks/Pulumi.<stack>.yaml`, read by `components.stackfile` (which names
+`stacks/Pulumi.<stack>.yaml`, read by `meshmodel.stackfile` (which names
 file:line); spec problems are then located on the lines of their keys.
 """
 
@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from components.spec import SpecError
-from components.stackfile import StackDocument, read_stack_file
+from meshmodel.spec import SpecError
+from meshmodel.stackfile import StackDocument, read_stack_file
 from rollout.errors import UsageError
 
 

@@ -15,10 +15,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from components.spec import load_spec
+from meshmodel.spec_check import load_spec
+from rollout.approval import Approval
 from rollout.gates import ChecksGate, GateRunner
 from rollout.journal import Journal
-from rollout.orchestrator import Approval, Orchestrator, Reporter, RunRequest
+from rollout.orchestrator import Orchestrator, Reporter, RunRequest
 from rollout.platforms.local import LocalPlatform
 from rollout.platforms.local_fleet import FleetWorkload
 from rollout.stages import upgrade_target

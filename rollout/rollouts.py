@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from components.plan import MeshPlan
+from meshmodel.plan import MeshPlan
 from rollout.errors import RolloutFailed
 
 WorkloadKey = tuple[str, str, str]  # namespace, kind, name

@@ -9,7 +9,7 @@ import typer
 
 from dataclasses import dataclass
 
-from components.spec import parse_duration
+from meshmodel.spec import parse_duration
 from rollout import console
 from rollout.errors import PrerequisiteMissing, UsageError
 from rollout.journal import Journal

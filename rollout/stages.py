@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from components.plan import MeshPlan, plan_for
-from components.spec import CONFIG_NAMESPACE, IstioVersion, MeshSpec, RolloutSpec, Stage, load_spec
+from meshmodel.plan import MeshPlan, plan_for
+from meshmodel.spec import CONFIG_NAMESPACE, IstioVersion, MeshSpec, RolloutSpec, Stage
+from meshmodel.spec_check import load_spec
 from rollout.errors import UsageError
 from rollout.platforms.base import StageChange
 

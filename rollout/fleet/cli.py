@@ -52,7 +52,7 @@ FaultOpt = Annotated[str | None, typer.Option(
 
 
 def _fleet(path: Path | None) -> tuple[str, Any, str]:
-    from rollout.cli import project_dir
+    from rollout.project import project_dir
     from rollout.fleet.model import FLEET_FILE, load_fleet
 
     file = path if path is not None else project_dir() / FLEET_FILE
@@ -61,7 +61,7 @@ def _fleet(path: Path | None) -> tuple[str, Any, str]:
 
 
 def _source(name: str, fleet: Any, *, rehearse: bool, fault: str | None) -> Any:
-    from rollout.cli import project_dir
+    from rollout.project import project_dir
     from rollout.fleet.stacks import KubernetesStacks, RehearsalStacks
 
     if not rehearse:

@@ -26,8 +26,9 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Any, Protocol
 
-from components.plan import MeshPlan, plan_for
-from components.spec import IstioVersion, MeshSpec, load_spec
+from meshmodel.plan import MeshPlan, plan_for
+from meshmodel.spec import IstioVersion, MeshSpec
+from meshmodel.spec_check import load_spec
 from rollout.errors import MeshliftError, PlatformError, UsageError
 from rollout.fleet.journal import (COULD_NOT_START, HALTED, NOT_STARTED, PASSED, PENDING, SOAKING, STOPPED,
                                    SUCCEEDED, UPGRADING, FleetJournal, FleetState, RingRecord)
@@ -291,7 +292,7 @@ class FleetDriver:
     @staticmethod
     def _judged_spec(stack: FleetStack) -> MeshSpec:
         """The stack as upgraded, with the workloads its run recorded (what the re-gate must judge)."""
-        from components.spec import Stage
+        from meshmodel.spec import Stage
         from rollout.inventory import INVENTORY_KEY, with_inventory
 
         run = load_run(stack.journal)

@@ -30,7 +30,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-from components.spec import GateSettings, check_dns_label, error_reason, known_keys, parse_duration
+from meshmodel.spec import GateSettings, check_dns_label, parse_duration
+from meshmodel.spec_check import error_reason, known_keys
 from rollout.errors import UsageError
 
 FLEET_FILE = "stacks/fleet.yaml"

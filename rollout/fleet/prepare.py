@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from components.spec import GateSettings, MeshSpec, SpecError, Stage
+from meshmodel.spec import GateSettings, MeshSpec, SpecError, Stage
 from rollout.errors import UsageError
 from rollout.fleet.model import FleetSpec, RingSpec, gate_timing_problem, ring_gates
 from rollout.fleet.stacks import StackSource

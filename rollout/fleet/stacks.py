@@ -16,7 +16,8 @@ import shutil
 from pathlib import Path
 from typing import Any, Protocol
 
-from components.spec import load_spec, load_stack_file
+from meshmodel.spec_check import load_spec
+from meshmodel.stackfile import read_stack_file
 from rollout.errors import UsageError
 from rollout.journal import STATE_DIR, Journal
 from rollout.platforms.base import Platform
@@ -63,7 +64,7 @@ class KubernetesStacks:
         path = self._path(stack)
         if not path.exists():
             raise UsageError(f"no stack file {self.describe(stack)}")
-        return load_stack_file(str(path))
+        return read_stack_file(str(path)).config
 
     def journal(self, stack: str) -> Journal:
         return Journal.for_stack(self.project_dir, stack)

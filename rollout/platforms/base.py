@@ -18,8 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from components.plan import MeshPlan
-from components.spec import MeshSpec
+from meshmodel.plan import MeshPlan
+from meshmodel.spec import MeshSpec
 from rollout.history import HistoryEntry
 
 ScopeKind = Literal["canary", "wave", "verify"]

@@ -2,7 +2,7 @@
 
 A small adapter over the official `kubernetes` client, in the style of
 `checks.kube`: it lists, and nothing else; every decision on what it returns is
-pure and lives elsewhere (`components.clone.inventory_entry`,
+pure and lives elsewhere (`meshmodel.clone.inventory_entry`,
 `rollout.leftovers`). Objects are returned as the API server's own JSON
 (`_preload_content=False`, camelCase keys, exactly what `kubectl get -o json`
 prints), not as the client's snake_case models, so the same decisions run on

@@ -22,8 +22,8 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from typing import Any
 
-from components.plan import MeshPlan
-from components.spec import CONFIG_NAMESPACE, MeshSpec
+from meshmodel.plan import MeshPlan
+from meshmodel.spec import CONFIG_NAMESPACE, MeshSpec
 from rollout.engine import StackEngine
 from rollout.errors import PlatformError
 from rollout.history import HistoryEntry

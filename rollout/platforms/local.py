@@ -44,8 +44,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.plan import CANARY_SUFFIX, MeshPlan, plan_for
-from components.spec import MeshSpec, load_spec
+from meshmodel.plan import CANARY_SUFFIX, MeshPlan, plan_for
+from meshmodel.spec import MeshSpec
+from meshmodel.spec_check import load_spec
 from rollout.errors import PlatformError
 from rollout.history import HistoryEntry
 from rollout.platforms.base import Applied, GateScope, GateTargets, Log, StageChange
@@ -281,7 +282,7 @@ class LocalPlatform:
         import localmesh
 
         from components.control_plane import PROXY_STATS_MATCHER
-        from components.proxy_profile import local_profile
+        from rollout.platforms.local_profile import local_profile
 
         binary = (self._binaries or {}).get(version)
         if binary is None:

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from rollout.leftovers import PROXY_CONTAINER, SIDECAR_STATUS_ANNOTATION
+from checks.kube import PROXY_CONTAINER, STATUS_ANNOTATION
 
 PROXY_IMAGE = "localmesh/envoy"  # tagged with the Envoy version standing in for the Istio version
 
@@ -65,7 +65,7 @@ def pod_object(*, namespace: str, name: str, owner: str, labels: dict[str, str],
             "name": name,
             "namespace": namespace,
             "labels": dict(labels),
-            "annotations": {SIDECAR_STATUS_ANNOTATION: json.dumps({"containers": [PROXY_CONTAINER],
+            "annotations": {STATUS_ANNOTATION: json.dumps({"containers": [PROXY_CONTAINER],
                                                                    "revision": revision})},
             "ownerReferences": [{"apiVersion": "apps/v1", "kind": kind, "name": owner_name, "controller": True}],
         },

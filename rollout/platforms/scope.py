@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.plan import CANARY_OF_LABEL, REVISION_LABEL, MeshPlan, WorkloadPlan
-from components.spec import MeshSpec, Stage
+from meshmodel.plan import CANARY_OF_LABEL, REVISION_LABEL, MeshPlan, WorkloadPlan
+from meshmodel.spec import MeshSpec, Stage
 from rollout.errors import MeshliftError
 from rollout.platforms.base import GateScope
 

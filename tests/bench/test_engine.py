@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.engine import engine_config, parse_upgrade
-from components.packed import is_packed
-from components.spec import load_spec
+from meshmodel.packed import is_packed
+from meshmodel.spec_check import load_spec
 
 TRANSCRIPT = """\
 phase Planned -> Installing

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 import localmesh as lm
-from components.spec import GateSettings
+from meshmodel.spec import GateSettings
 
 _serial = itertools.count()
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from checks.config_dump import normalise, parse_config_dump
-from checks.parity_allow import allowed, validate_allow_entry
 from checks.rules_parity import missing, peer_key
 from checks.target import PodFacts, Target
+from meshmodel.parity_allow import allowed, validate_allow_entry
 
 from .recorded import fixture
 

@@ -13,7 +13,7 @@ import pytest
 
 import localmesh as lm
 from checks import AdminClient, GateOutcome, Report, Status, Target, run_checks, run_gate
-from components.spec import GateSettings
+from meshmodel.spec import GateSettings
 
 pytestmark = pytest.mark.envoy
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from checks import GateOutcome, GateSample, run_gate
-from components.spec import GateSettings
+from meshmodel.spec import GateSettings
 
 from .recorded import FakeAdmin
 

@@ -21,7 +21,7 @@ import pytest
 import localmesh as lm
 from checks import GateOutcome, Status, Target, run_checks, run_gate
 from components.control_plane import PROXY_STATS_MATCHER
-from components.spec import GateSettings
+from meshmodel.spec import GateSettings
 
 pytestmark = pytest.mark.envoy
 

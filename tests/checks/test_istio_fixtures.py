@@ -23,7 +23,7 @@ from checks.istio_metrics import RequestSeries, from_prometheus, parse_request_s
 from checks.rules_traffic import CONTROL_CLUSTERS, data_clusters
 from checks.stats import Stats
 from components.control_plane import DEFAULT_ISTIOD_VALUES
-from components.spec import GateSettings
+from meshmodel.spec import GateSettings
 
 from .recorded import FakeAdmin
 

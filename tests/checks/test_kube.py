@@ -24,7 +24,7 @@ from checks.context import Context
 from checks.kube import discover_pods, kube_targets, pod_facts
 from checks.observe import Observation, Read
 from checks.rules_kube import app_started_after_proxy
-from components.spec import GateSettings
+from meshmodel.spec import GateSettings
 
 PODS = Path(__file__).parent / "fixtures" / "pods_bookinfo_1-40-0.json"
 

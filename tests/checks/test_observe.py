@@ -9,7 +9,7 @@ import httpx
 
 from checks import AdminClient, Report, Status, run_checks
 from checks.observe import SERVER_INFO_MAX_AGE_S, Read
-from components.spec import GateSettings
+from meshmodel.spec import GateSettings
 
 from .recorded import FakeAdmin
 

@@ -11,7 +11,7 @@ import pytest
 
 import localmesh as lm
 from checks import Status, Target, run_checks
-from components.spec import load_spec
+from meshmodel.spec_check import load_spec
 
 pytestmark = pytest.mark.envoy
 
@@ -31,7 +31,7 @@ def _spec(**gates: object):
 @pytest.fixture
 def start(binaries, started, plane, tmp_path) -> Callable[..., lm.Proxy]:
     """Start a proxy of `version` running the spec's profile (or `profile=None`: none at all)."""
-    from components.proxy_profile import local_profile
+    from rollout.platforms.local_profile import local_profile
 
     def make(version: str, *, profile: object = "spec", **options: object) -> lm.Proxy:
         name = f"p{next(_serial)}"
@@ -177,7 +177,7 @@ async def test_a_proxy_that_dropped_the_profile_fails_naming_each_part(start, ve
 
 
 async def test_other_thresholds_and_levels_than_the_profiles_fail(start, tmp_path) -> None:
-    from components.proxy_profile import local_profile
+    from rollout.platforms.local_profile import local_profile
 
     drifted = local_profile(load_spec({
         "meshlift:revisions": [{"version": "1.30.3"}],
@@ -218,7 +218,7 @@ async def test_a_log_level_the_team_set_on_its_workload_warns_naming_it(start, t
     from dataclasses import replace
 
     from checks import PodFacts
-    from components.proxy_profile import local_profile
+    from rollout.platforms.local_profile import local_profile
 
     # The team's pod template says sidecar.istio.io/logLevel: debug; the clone carries it into the canary.
     team = replace(local_profile(_spec().proxy_profile, tmp_path / "team"), log_level="debug")

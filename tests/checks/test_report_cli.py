@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from checks import render_report, report_to_json, run_checks
 from checks.cli import EXIT_FAILED, EXIT_USAGE, app, load_settings
-from components.spec import GateSettings
 from localmesh import closed_port
+from meshmodel.spec import GateSettings
 
 from .recorded import FakeAdmin
 

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from checks import CATALOG, Report, Status, run_checks, select_checks
-from components.spec import GateSettings
+from meshmodel.spec import GateSettings
 
 from .recorded import FakeAdmin, fixture
 

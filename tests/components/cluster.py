@@ -109,7 +109,7 @@ class Cluster:
 
     def inventory(self, *namespaces: str) -> dict[str, list[dict[str, Any]]]:
         """`meshlift:inventory` as meshlift records it from this cluster."""
-        from components.clone import inventory_entry
+        from meshmodel.clone import inventory_entry
 
         return {namespace: [inventory_entry(o) for (_, key), o in self.objects.items()
                             if key.split("/")[0] == namespace]

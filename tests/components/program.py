@@ -30,7 +30,7 @@ from pulumi.runtime.config import set_all_config
 from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
 
-from components.spec import load_stack_file
+from meshmodel.stackfile import read_stack_file
 from tests.components.cluster import Cluster, example_cluster
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -193,7 +193,7 @@ def wire_config(config: Mapping[str, Any]) -> dict[str, str]:
 
 
 def stack_config(env: str) -> dict[str, Any]:
-    return load_stack_file(str(STACKS / f"Pulumi.{env}.yaml"))
+    return read_stack_file(str(STACKS / f"Pulumi.{env}.yaml")).config
 
 
 def with_rollout(config: Mapping[str, Any], **changes: Any) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pulumi
 import pytest
 
-from components.spec import SpecError
+from meshmodel.spec import SpecError
 from tests.components.configs import minimal
 from tests.components.program import ProgramRun, run_program
 
@@ -229,7 +229,7 @@ def test_one_run_reports_every_problem_at_once():
 
 
 def test_the_example_configs_themselves_are_valid():
-    from components.spec import load_spec
+    from meshmodel.spec_check import load_spec
     from tests.components.program import stack_config
 
     for env in ("dev", "staging", "prod"):

@@ -8,7 +8,7 @@ import pulumi
 import pytest
 
 import rollout.hooks
-from components.plan import REVISION_LABEL
+from meshmodel.plan import REVISION_LABEL
 from tests.components.cluster import Cluster, live_workload
 from tests.components.configs import minimal
 from tests.components.program import ProgramRun, run_program, stack_config, with_rollout

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from components.outputs import stack_outputs
-from components.plan import PROXY_REVISION_ANNOTATION, REVISION_LABEL, TRACK_LABEL, plan_for
-from components.spec import STAGE_ORDER, load_spec
+from meshmodel.outputs import stack_outputs
+from meshmodel.plan import PROXY_REVISION_ANNOTATION, REVISION_LABEL, TRACK_LABEL, plan_for
+from meshmodel.spec import STAGE_ORDER
+from meshmodel.spec_check import load_spec
 from tests.components.program import run_program, stack_config, with_rollout
 
 ENVS = ("dev", "staging", "prod")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.plan import CANARY_OF_LABEL, INJECT_REVISION_LABEL, PROXY_REVISION_ANNOTATION, REVISION_LABEL, TRACK_LABEL
+from meshmodel.plan import CANARY_OF_LABEL, INJECT_REVISION_LABEL, PROXY_REVISION_ANNOTATION, REVISION_LABEL, TRACK_LABEL
 from tests.components.cluster import Cluster, live_workload
 from tests.components.program import ProgramRun, run_program, stack_config, with_rollout
 from tests.label_selectors import selects

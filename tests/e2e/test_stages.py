@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from checks.kube import injected_revision
-from components.proxy_profile import ProxyProfile, istiod_values
+from meshmodel.proxy_profile import ProxyProfile, istiod_values
 from tests.e2e.conftest import cluster_with_istiod
 from tests.e2e.kube import Kube, eventually, injecting_webhooks
 from tests.e2e.stacks import FROM, FROM_REV, TO, TO_REV, mesh_stack

@@ -40,7 +40,7 @@ def test_takes_over_a_helm_installed_istio(project, cluster, chart_repository, b
     create_teams(kube.core, kube.apps)
     kube.core.patch_namespace("shop", {"metadata": {"labels": {"istio-injection": "enabled"}}},
                               field_manager=TEAM_MANAGER)
-    restart_teams(kube.apps)
+    restart_teams(kube.apps, kube.custom)
     eventually(lambda: running_revisions(kube, "shop", "app=web") == {"default"},
                what="shop's pods injected by the unrevisioned istiod")
     # The premise: today the unrevisioned istiod's own webhook injects shop.
@@ -77,7 +77,7 @@ def test_takes_over_a_helm_installed_istio(project, cluster, chart_repository, b
     # The teams' Deployments were not restarted by the takeover; their next restart injects
     # meshlift's revision, through Istio's real injector.
     assert running_revisions(kube, "shop", "app=web") == {"default"}
-    restart_teams(kube.apps, restarted_at="after-the-takeover")
+    restart_teams(kube.apps, kube.custom, restarted_at="after-the-takeover")
     for namespace, app in (("shop", "web"), ("payments", "api")):
         eventually(lambda: running_revisions(kube, namespace, f"app={app}") == {FROM_REV}, timeout=90,
                    what=f"{namespace}/{app} restarted onto {FROM_REV}")

@@ -2,11 +2,12 @@
 
 The teams' workloads exist before meshlift (created through the API under their
 own field manager, as kubectl would). Every pod Istio's real injector injected
-gets a real Envoy of its revision (1.30.3 pods: Envoy 1.39.3, 1.31.0 pods: Envoy
-1.40.0, each reporting its Istio version as istio-agent does) behind a kwok
-PortForward of port 15000, with traffic through it. meshlift's gates find those
-pods and reach those Envoys with the same discovery and port-forward code users
-run. A bad canary is rolled back through the real stack history.
+gets its revision's own pilot-agent, which starts a real Envoy (1.30.3 pods: Envoy
+1.39.3, 1.31.0 pods: Envoy 1.40.0) with Istio's bootstrap, a 24 h workload
+certificate from that revision's istiod and xDS from it, behind a kwok PortForward
+of port 15000, with traffic through it. meshlift's gates find those pods and reach
+those proxies with the same discovery and port-forward code users run. A bad canary
+is rolled back through the real stack history.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 
 import localmesh as lm
 from checks.kube import injected_revision
+from localcluster.sidecars import SIDECAR_FAULTS
 from rollout.cluster_rehearsal import TEAM_MANAGER, TEAMS, create_teams, restart_teams, stack_config, stand_ins
 from tests.e2e.conftest import cluster_with_istiod
 from tests.e2e.kube import Kube, eventually
@@ -27,10 +29,10 @@ def injected_revisions(kube: Kube, namespace: str, app: str) -> set[str | None]:
     return {injected_revision(p) for p in pods if p.status.phase == "Running" and not p.metadata.deletion_timestamp}
 
 
-def faulty_canaries(stand_in) -> None:
-    """A bad canary for real: its Envoy's upstream answers 503 (localmesh's 5xx fault)."""
-    if "-canary-" in stand_in.pod:
-        lm.inject_fault(stand_in.proxy, "5xx")
+def faulty_canaries(sidecar) -> None:
+    """A bad canary for real: the app behind its sidecar answers 503."""
+    if "-canary-" in sidecar.pod:
+        SIDECAR_FAULTS["5xx"](sidecar)
 
 
 def _mesh(name, clusters, built_toolchain, istiod_runners, tmp_path_factory, on_start=None):
@@ -38,8 +40,8 @@ def _mesh(name, clusters, built_toolchain, istiod_runners, tmp_path_factory, on_
     cluster = cluster_with_istiod(name, clusters, built_toolchain, istiod_runners, tmp_path_factory)
     kube = Kube.of(cluster)
     create_teams(kube.core, kube.apps)
-    with lm.Upstream(name="apps") as upstream, stand_ins(
-        kube.core, kube.custom, upstream, tmp_path_factory.mktemp("envoys"), on_start=on_start,
+    with lm.Upstream(name="apps") as apps, stand_ins(
+        kube.core, kube.custom, built_toolchain, apps, tmp_path_factory.mktemp("sidecars"), on_start=on_start,
     ) as proxies:
         yield cluster, kube, proxies
 
@@ -60,11 +62,11 @@ def the_mesh_before_the_upgrade(project, cluster, chart_repository, kube, proxie
     first = project.up(stack, label=f"pulumi up: the mesh before the upgrade ({stack})")
     assert first.returncode == 0, first.output
 
-    restart_teams(kube.apps)  # their pods get the stable revision
+    restart_teams(kube.apps, kube.custom)  # their pods get the stable revision
     for namespace, app in TEAMS:
         eventually(lambda: injected_revisions(kube, namespace, app) == {FROM_REV}, timeout=120,
                    what=f"{namespace}/{app} injected by {FROM_REV}")
-    eventually(lambda: len(proxies.by_pod()) >= 6, timeout=120, what="stand-in Envoys for every injected pod")
+    eventually(lambda: len(proxies.by_pod()) >= 6, timeout=120, what="Istio sidecars for every injected pod")
 
 
 def test_an_upgrade_runs_from_install_to_cleanup_on_the_real_engine(project, healthy_mesh, chart_repository) -> None:

@@ -7,8 +7,8 @@ import pytest
 import localmesh as lm
 
 
-def get(port: int, path: str = "/") -> int:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+def get(port: int, path: str = "/", host: str = "127.0.0.1") -> int:
+    conn = http.client.HTTPConnection(host, port, timeout=2)
     try:
         conn.request("GET", path)
         return conn.getresponse().status
@@ -68,3 +68,15 @@ def test_an_endpoint_started_on_its_own_is_served() -> None:
         assert not up.main.running  # only what was started listens
     finally:
         up.stop()
+
+
+def test_endpoints_on_other_loopback_addresses_share_a_port_one_app_per_pod_ip() -> None:
+    with lm.Upstream() as up:
+        first = up.endpoint("shop/web-0", host="127.0.0.2")
+        second = up.endpoint("shop/web-1", host="127.0.0.3", port=first.port)
+        second.fail_with(503)
+        assert (get(first.port, host="127.0.0.2"), get(first.port, host="127.0.0.3")) == (200, 503)
+        up.remove("shop/web-1")
+        assert "shop/web-1" not in [e.name for e in up.endpoints]
+        with pytest.raises(ConnectionRefusedError):
+            get(first.port, host="127.0.0.3")

@@ -6,11 +6,11 @@ import asyncio
 
 import pytest
 
-from components.spec import load_spec
+from meshmodel.spec import Stage
+from meshmodel.spec_check import load_spec
 from rollout.hooks import GateBlocked, PromotionGate, gate_hooks, hook_scope
-from rollout.stages import rollout_config, upgrade_target
-from components.spec import Stage
 from rollout.inventory import INVENTORY_KEY, inventory_of
+from rollout.stages import rollout_config, upgrade_target
 from tests.rollout.doubles import FakeCluster, ScriptedGate, fake_discovery, mesh_config
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from components.plan import plan_for
-from components.spec import load_spec
+from meshmodel.plan import plan_for
+from meshmodel.spec_check import load_spec
 from rollout.leftovers import cleanup_refusal, injected_revision, old_revision_pods, proxy_image_tag
 from tests.rollout.doubles import mesh_config
 

@@ -10,9 +10,9 @@ import copy
 
 import pytest
 
-from components.packed import is_packed, unpack
-from components.plan import plan_for
-from components.spec import load_spec
+from meshmodel.packed import is_packed, unpack
+from meshmodel.plan import plan_for
+from meshmodel.spec_check import load_spec
 from rollout.errors import CleanupRefused, ConfigTooLarge, PlatformError, PlatformUnavailable, exit_code_for
 from rollout.inventory import INVENTORY_KEY
 from rollout.phases import Phase

@@ -164,8 +164,8 @@ def test_an_upgrade_the_stack_config_records_as_cleaned_up_is_not_run_again(make
 
 
 def test_gateways_are_gated_canary_release_first_then_the_upgraded_primary():
-    from components.plan import plan_for
-    from components.spec import Stage
+    from meshmodel.plan import plan_for
+    from meshmodel.spec import Stage
     from rollout.platforms.base import GateScope
     from rollout.platforms.scope import selectors_for
     from rollout.stages import spec_at, upgrade_target

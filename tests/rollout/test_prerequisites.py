@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def test_a_thousand_workloads_fit_pulumis_config_channel_once_the_inventory_is_packed():
     from bench._specs import mesh_config
-    from components.packed import pack
+    from meshmodel.packed import pack
     from rollout.prerequisites import CONFIG_CHANNEL_LIMIT, config_channel_bytes, config_size_problem
 
     config = mesh_config(1000)  # every workload also listed by name, as a canary

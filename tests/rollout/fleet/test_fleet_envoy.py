@@ -19,8 +19,8 @@ import httpx
 import psutil
 import pytest
 
-from components.plan import plan_for
-from components.spec import load_spec
+from meshmodel.plan import plan_for
+from meshmodel.spec_check import load_spec
 from rollout.fleet.driver import FleetDriver
 from rollout.fleet.journal import FleetJournal
 from rollout.fleet.model import parse_fleet

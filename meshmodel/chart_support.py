@@ -15,7 +15,7 @@ istio/istio):
 
 from __future__ import annotations
 
-from components.spec import IstioVersion
+from meshmodel.fields import IstioVersion
 
 # The oldest release whose three charts install on a current cluster, and why older ones cannot.
 MIN_INSTALLABLE = IstioVersion(1, 14, 0)

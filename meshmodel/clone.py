@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from components.plan import (
+from meshmodel.plan import (
     CANARY_OF_LABEL,
     INJECT_REVISION_LABEL,
     PROXY_REVISION_ANNOTATION,

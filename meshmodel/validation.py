@@ -1,7 +1,7 @@
 """Cross-field rules of the mesh spec: references, uniqueness, upgrade safety.
 
 Field-level rules (types, ranges, unknown keys) live on the models in
-`components.spec`; the rules here need the whole spec. Each returns problems
+`meshmodel.spec`; the rules here need the whole spec. Each returns problems
 instead of raising, so one run reports everything that is wrong.
 """
 
@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from components.spec import (
+from meshmodel.chart_support import installable
+from meshmodel.plan import (
+    CANARY_SUFFIX,
+    INJECT_REVISION_LABEL,
+    TRACK_LABEL,
+    declared_releases,
+    promoted_tags,
+    release_ref,
+)
+from meshmodel.spec import (
     INJECTION_LABELS,
     IstioVersion,
     MeshSpec,
@@ -18,9 +27,6 @@ from components.spec import (
     check_dns_label,
     key_path,
 )
-
-from components.chart_support import installable
-from components.plan import CANARY_SUFFIX, INJECT_REVISION_LABEL, TRACK_LABEL, declared_releases, release_ref
 
 # Istio supports canary upgrades across at most two minor versions.
 MAX_MINOR_SKIP = 2
@@ -345,8 +351,6 @@ def _rollout(spec: MeshSpec) -> list[Problem]:
 
 def _still_served(spec: MeshSpec) -> list[Problem]:
     """Cleanup removes `from`: nothing may still resolve to it after promotion."""
-    from components.plan import promoted_tags
-
     rollout = spec.rollout
     assert rollout is not None
     old = rollout.from_revision

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from components.clone import clone_spec, holding_proxy_config, inventory_entry, template_hash
-from components.plan import CANARY_OF_LABEL, PROXY_REVISION_ANNOTATION, TRACK_LABEL
+from meshmodel.clone import clone_spec, holding_proxy_config, inventory_entry, template_hash
+from meshmodel.plan import CANARY_OF_LABEL, PROXY_REVISION_ANNOTATION, TRACK_LABEL
 from tests.components.cluster import Cluster, live_workload
 from tests.components.configs import minimal
 from tests.components.program import run_program, with_rollout

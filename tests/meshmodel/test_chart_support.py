@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from components.chart_support import gateway_accepts_pod_disruption_budget, installable
 from components.gateway import gateway_values
-from components.spec import IstioVersion, SpecError, load_spec
+from meshmodel.chart_support import gateway_accepts_pod_disruption_budget, installable
+from meshmodel.spec import IstioVersion, SpecError
+from meshmodel.spec_check import load_spec
 from tests.components.configs import minimal
 
 
@@ -41,7 +42,7 @@ def test_gateway_pod_disruption_budget_only_where_the_chart_schema_allows_it(ver
 
 
 def test_gateway_values_leave_the_budget_out_for_a_chart_that_rejects_it() -> None:
-    from components.plan import plan_for
+    from meshmodel.plan import plan_for
 
     spec = load_spec(minimal())
     plan = plan_for(spec).gateways[0]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from components.spec import SpecError, load_spec
-from components.stackfile import MAX_NODES, StackFileError, read_stack_file
+from meshmodel.spec import SpecError
+from meshmodel.spec_check import load_spec
+from meshmodel.stackfile import MAX_NODES, StackFileError, read_stack_file
 from tests.components.configs import minimal
 
 

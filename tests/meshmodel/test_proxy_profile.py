@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from components.proxy_profile import REQUIRED_LOG_FIELDS
-from components.spec import SpecError, load_spec
+from meshmodel.proxy_profile import REQUIRED_LOG_FIELDS
+from meshmodel.spec import SpecError
+from meshmodel.spec_check import load_spec
 from tests.components.configs import minimal
 from tests.components.program import run_program, with_rollout
 

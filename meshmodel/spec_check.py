@@ -1,7 +1,10 @@
 """Judging a whole stack config in one pass: every problem, not the first one.
 
+`load_spec(config)` is the one way a stack's config becomes a `MeshSpec`, and
+`error_reason` the one wording of a config error (stack configs and fleet files).
+
 pydantic stops at the field level: one type error means no `MeshSpec`, so the
-cross-field rules (`components.validation`) never run, and whatever sits under a
+cross-field rules (`meshmodel.validation`) never run, and whatever sits under a
 misspelled key is never looked at. This module validates in rounds instead:
 
 - a misspelled key is reported, then its value is moved to the key it was
@@ -17,26 +20,43 @@ misspelled key is never looked at. This module validates in rounds instead:
 
 from __future__ import annotations
 
+import copy
 import difflib
+import json
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from components.spec import (
-    CONFIG_NAMESPACE,
-    MeshSpec,
-    Problem,
-    SpecError,
-    _known_keys,
-    _model_args,
-    _suggest,
-    declared_workload_problems,
-    key_path,
-)
-from components.stackfile import shorten
+from meshmodel.spec import CONFIG_NAMESPACE, MeshSpec, Problem, SpecError, key_path
+from meshmodel.stackfile import shorten
+from meshmodel.validation import check_references
 
 MAX_ROUNDS = 8
 Loc = tuple[str | int, ...]
+
+
+def load_spec(config: Mapping[str, Any]) -> MeshSpec:
+    """Validate a stack's config (keys `meshlift:<key>`; other namespaces ignored).
+
+    Every problem is reported at once: unknown keys (and what is wrong under a
+    misspelled key), type errors, and the cross-field rules as far as they can be
+    judged around the type errors (below).
+    """
+    raw = {str(key).partition(":")[2]: _decode(value) for key, value in config.items()
+           if str(key).partition(":")[0] == CONFIG_NAMESPACE}
+    return check_config(raw)
+
+
+def _decode(value: Any) -> Any:
+    # Pulumi hands structured config to the program as JSON text.
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
 
 
 def check_config(raw: dict[str, Any]) -> MeshSpec:
@@ -49,7 +69,7 @@ def check_config(raw: dict[str, Any]) -> MeshSpec:
     top_fields = {field.alias or name for name, field in MeshSpec.model_fields.items()}
     for key in [key for key in data if key not in top_fields]:
         suggestion = _closest(key, top_fields)
-        problems.append(Problem(key_path(key), "unknown key" + _suggest(key, _known_keys(MeshSpec))))
+        problems.append(Problem(key_path(key), "unknown key" + _suggest(key, known_keys(MeshSpec))))
         value = data.pop(key)
         if suggestion and suggestion not in data and suggestion not in raw:
             data[suggestion] = value
@@ -65,19 +85,13 @@ def check_config(raw: dict[str, Any]) -> MeshSpec:
     if spec is not None:
         objects = [key_path(*_as_written(loc, renamed)) for loc in defaulted]
         moved = [(key_path(*new), key_path(*old)) for new, old in renamed.items()]
-        for problem in _cross_field(spec):
+        for problem in check_references(spec):
             key = next((old + problem.key[len(new):] for new, old in moved if _under(problem.key, new)), problem.key)
             if not any(_under(key, obj) for obj in objects):
                 problems.append(Problem(key, problem.reason))
     if problems or spec is None:
         raise SpecError(problems)
     return spec
-
-
-def _cross_field(spec: MeshSpec) -> list[Problem]:
-    from components.validation import check_references
-
-    return check_references(spec)
 
 
 def _repair(error: ValidationError, data: dict[str, Any], problems: list[Problem],
@@ -91,7 +105,7 @@ def _repair(error: ValidationError, data: dict[str, Any], problems: list[Problem
             model = _model_at(loc[:-1])
             fields = _fields(model) if model else set()
             problems.append(Problem(key_path(*shown), "unknown key" + _suggest(
-                str(loc[-1]), fields or _known_keys(MeshSpec))))
+                str(loc[-1]), fields or known_keys(MeshSpec))))
             parent = _node_at(data, loc[:-1])
             if not isinstance(parent, dict) or loc[-1] not in parent:
                 repairable = False
@@ -102,7 +116,7 @@ def _repair(error: ValidationError, data: dict[str, Any], problems: list[Problem
                 parent[suggestion] = value
                 renamed[loc[:-1] + (suggestion,)] = shown
             continue
-        problems.append(Problem(key_path(*shown) if shown else CONFIG_NAMESPACE, _reason(item)))
+        problems.append(Problem(key_path(*shown) if shown else CONFIG_NAMESPACE, error_reason(item)))
         if _drop_for_default(data, loc):
             defaulted.append(loc[:-1])
         else:
@@ -110,7 +124,13 @@ def _repair(error: ValidationError, data: dict[str, Any], problems: list[Problem
     return repairable
 
 
-def _reason(item: dict[str, Any]) -> str:
+def error_reason(item: Mapping[str, Any], known: set[str] | frozenset[str] = frozenset()) -> str:
+    """One pydantic error item in words; an unknown key gets a 'did you mean' from `known`.
+
+    The one wording of a config error, for stack configs and fleet files alike.
+    """
+    if item["type"] == "extra_forbidden":
+        return "unknown key" + _suggest(str(item["loc"][-1]), set(known))
     if item["type"] == "missing":
         return "required key is missing"
     reason = str(item["msg"]).removeprefix("Value error, ")
@@ -123,6 +143,63 @@ def _reason(item: dict[str, Any]) -> str:
         else:
             reason += f" (got {shorten(value)})"
     return reason
+
+
+def known_keys(model: type[BaseModel], seen: set[type] | None = None) -> set[str]:
+    """Every config key spelling anywhere in `model`'s tree, for error_reason's 'did you mean'."""
+    seen = seen if seen is not None else set()
+    if model in seen:
+        return set()
+    seen.add(model)
+    keys: set[str] = set()
+    for name, field in model.model_fields.items():
+        keys.add(field.alias or name)
+        for arg in _model_args(field.annotation):
+            keys |= known_keys(arg, seen)
+    return keys
+
+
+def _model_args(annotation: Any) -> list[type[BaseModel]]:
+    found: list[type[BaseModel]] = []
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found += _model_args(arg)
+    return found
+
+
+def _suggest(word: str, candidates: set[str]) -> str:
+    close = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.7)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+# Keys of the workload model meshlift used to declare (and own) itself.
+DECLARED_WORKLOAD_KEYS = ("image", "port", "replicas", "labels")
+
+
+def declared_workload_problems(raw: dict[str, Any]) -> list[Problem]:
+    """A migration error per key of a declared workload; the keys are dropped so the
+    rest of the config is still checked in the same run."""
+    problems = []
+    namespaces = raw.get("namespaces")
+    if isinstance(namespaces, list):
+        namespaces = raw["namespaces"] = copy.deepcopy(namespaces)  # never change the caller's config
+    for n_index, namespace in enumerate(namespaces if isinstance(namespaces, list) else []):
+        workloads = namespace.get("workloads") if isinstance(namespace, dict) else None
+        for w_index, workload in enumerate(workloads if isinstance(workloads, list) else []):
+            if not isinstance(workload, dict):
+                continue
+            for key in DECLARED_WORKLOAD_KEYS:
+                if key in workload:
+                    workload.pop(key)
+                    problems.append(Problem(
+                        key_path("namespaces", n_index, "workloads", w_index, key),
+                        "workloads are no longer declared: meshlift restarts the Deployments, StatefulSets "
+                        "and DaemonSets that already run in the namespace and never sets their image, port, "
+                        "replicas or labels; remove this key and keep only name, kind, canary, "
+                        "canaryReplicas and wave (see docs/workloads.md, \"Migrating\")",
+                    ))
+    return problems
 
 
 def _drop_for_default(data: dict[str, Any], loc: Loc) -> bool:

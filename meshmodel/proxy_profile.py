@@ -5,8 +5,9 @@ One validated model, rendered two ways:
 - `istiod_values(profile)`: the istiod chart values of each revision on the
   Kubernetes path (`meshConfig.accessLog*`, `meshConfig.tcpKeepalive`,
   `global.proxy.logLevel`/`componentLogLevel`);
-- `local_profile(profile, workdir)`: the `localmesh.ProxyProfile` of each
-  rehearsal proxy, rendered into its bootstrap and listeners.
+- `rollout.platforms.local_profile.local_profile(profile, workdir)`: the
+  `localmesh.ProxyProfile` of each rehearsal proxy, rendered into its bootstrap
+  and listeners.
 
 The `proxy-profile` check reads the same model back from each proxy's
 /config_dump and /server_info (docs/proxy-profile.md says what maps where).
@@ -16,16 +17,14 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from components import spec as _spec
-from components.spec import Duration, Fraction, PositiveInt, _Model
+from meshmodel.fields import ConfigModel, Duration, Fraction, PositiveInt
 
 __all__ = ["ProxyProfile", "AccessLogProfile", "OverloadProfile", "KeepaliveProfile", "REQUIRED_LOG_FIELDS",
-           "istiod_values", "local_profile"]
+           "istiod_values"]
 
 # What an access log line must carry to debug an upgrade: why Envoy answered as it did,
 # which upstream host served it, and how long it took.
@@ -55,7 +54,7 @@ LogLevel = Literal["trace", "debug", "info", "warning", "error", "critical", "of
 _COMPONENT_LEVEL = re.compile(r"^[a-z_0-9]+:(trace|debug|info|warning|warn|error|critical|off)$")
 
 
-class AccessLogProfile(_Model):
+class AccessLogProfile(ConfigModel):
     """Envoy's file access log on every HTTP connection manager (meshConfig.accessLog*)."""
 
     enabled: bool = True
@@ -92,7 +91,7 @@ class AccessLogProfile(_Model):
         return DEFAULT_JSON_FORMAT if self.encoding == "JSON" else DEFAULT_TEXT_FORMAT
 
 
-class OverloadProfile(_Model):
+class OverloadProfile(ConfigModel):
     """Heap-triggered overload actions (Envoy's fixed_heap monitor).
 
     Off by default: the istiod chart has no value for it (it needs a bootstrap
@@ -113,7 +112,7 @@ class OverloadProfile(_Model):
         return self
 
 
-class KeepaliveProfile(_Model):
+class KeepaliveProfile(ConfigModel):
     """TCP keepalive probes (SO_KEEPALIVE): idle connections outlive cloud load balancers' timeouts."""
 
     time: Duration = 300.0
@@ -128,7 +127,7 @@ class KeepaliveProfile(_Model):
         return value
 
 
-class ProxyProfile(_Model):
+class ProxyProfile(ConfigModel):
     """Production settings for every proxy of the mesh; the defaults are safe to run as is."""
 
     access_log: AccessLogProfile = Field(default_factory=AccessLogProfile)
@@ -174,36 +173,3 @@ def istiod_values(profile: ProxyProfile) -> dict[str, Any]:
         "meshConfig": mesh,
         "global": {"proxy": {"logLevel": profile.log_level, "componentLogLevel": profile.component_log_level}},
     }
-
-
-def local_profile(profile: ProxyProfile, workdir: Path) -> Any:
-    """The `localmesh.ProxyProfile` of a rehearsal proxy working in `workdir`.
-
-    The access log goes to `workdir/access.log` instead of the configured path: a
-    local proxy's stdout is its Envoy log file.
-    """
-    import localmesh
-
-    def keepalive(value: KeepaliveProfile | None) -> Any:
-        if value is None:
-            return None
-        return localmesh.TcpKeepalive(time_s=int(value.time), interval_s=int(value.interval), probes=value.probes)
-
-    log = profile.access_log
-    return localmesh.ProxyProfile(
-        access_log_path=str(workdir / "access.log") if log.enabled else None,
-        access_log_format=log.effective_format,
-        access_log_json=log.encoding == "JSON",
-        heap_max_bytes=profile.overload.max_heap_bytes if profile.overload.enabled else None,
-        heap_disable_keepalive=profile.overload.disable_keepalive_at,
-        heap_stop_accepting_requests=profile.overload.stop_accepting_requests_at,
-        control_plane_keepalive=keepalive(profile.control_plane_keepalive),
-        upstream_keepalive=keepalive(profile.upstream_keepalive),
-        log_level=profile.log_level,
-        component_log_level=profile.component_log_level,
-    )
-
-
-# MeshSpec names ProxyProfile before this module can define it (it builds on spec's types).
-_spec.ProxyProfile = ProxyProfile  # type: ignore[attr-defined]
-_spec.MeshSpec.model_rebuild()

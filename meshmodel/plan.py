@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from components.spec import IstioVersion, MeshSpec, NamespaceSpec, Stage, WorkloadSpec
+from meshmodel.spec import IstioVersion, MeshSpec, NamespaceSpec, Stage, WorkloadSpec
 
 REVISION_LABEL = "istio.io/rev"
 TRACK_LABEL = "meshlift.io/track"  # stable | canary: tells canary pods from stable ones

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from components.plan import MeshPlan
+from meshmodel.plan import MeshPlan, istiod_release_name
 
 
 def stack_outputs(plan: MeshPlan) -> dict[str, Any]:
@@ -37,7 +37,7 @@ def stack_outputs(plan: MeshPlan) -> dict[str, Any]:
             "toRevision": plan.to_revision,
         },
         "revisions": {
-            plane.revision: {"version": plane.version, "release": f"istiod-{plane.revision}"}
+            plane.revision: {"version": plane.version, "release": istiod_release_name(plane.revision)}
             for plane in plan.control_planes
         },
         "removedRevisions": list(plan.removed_revisions),

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from components.packed import PREFIX, is_packed, pack, unpack
-from components.spec import SpecError, load_spec
+from meshmodel.packed import PREFIX, is_packed, pack, unpack
+from meshmodel.spec import SpecError
+from meshmodel.spec_check import load_spec
 from tests.components.configs import minimal
 
 INVENTORY = {"shop": [{"kind": "Deployment", "name": "web", "labels": {"app": "web"}, "selector": {"app": "web"},
