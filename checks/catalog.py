@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from . import rules_config, rules_kube, rules_parity, rules_proxy, rules_runtime, rules_traffic
 from .context import Context, GateSettingsLike, Verdict
+from .istio_metrics import ISTIO_REQUEST_STATS
 from .observe import Read
 from .process import PROCESS_STATS
 
@@ -32,16 +33,18 @@ ADVICE: dict[str, str] = {
     "proxy-not-draining": "The proxy is draining or stopped a listener: it is being shut down or was told to fail "
                           "health checks; wait for the replacement pod, or find who drained it.",
     "proxy-not-restarted": "The proxy restarted during the gate: look for OOM kills and crash loops in the pod's events.",
-    "proxy-memory": "The proxy uses more memory than allowed: check the size of its configuration (Sidecar "
-                    "resources narrow it) or raise maxMemoryBytes if the growth is expected.",
+    "proxy-memory": "The canary uses much more memory than the same workload on the old revision: check the "
+                    "size of its configuration (Sidecar resources narrow it) or a leak in the new version; raise "
+                    "maxMemoryRatio if the growth is expected.",
     "control-plane-connected": "The proxy lost its control plane: check that istiod of its revision runs and is "
                                "reachable from the pod.",
     "xds-config-accepted": "The proxy rejected configuration from its control plane: read the rejection in "
                            "/config_dump (error_state) and fix the Istio resource that produced it.",
     "xds-unknown-fields": "The control plane sends fields this proxy does not know: the control plane is newer "
                           "than the proxy by more than the supported skew.",
-    "certificates-valid": "A certificate expires soon or has expired: check the workload's certificate rotation "
-                          "(istiod's CA, or the gateway's secret).",
+    "certificates-valid": "A certificate expired, a workload certificate was not renewed in time, or a root or "
+                          "gateway credential expires soon: check the agent's rotation (istiod's CA reachable, "
+                          "`istioctl proxy-config secret POD`), the mesh root, or the gateway's secret.",
     "overload-inactive": "The overload manager is shedding load: give the proxy more CPU or memory, or reduce "
                          "the traffic it takes.",
     "upstream-success-rate": "Requests through the proxy fail: compare the canary with the stable pods and look "
@@ -59,6 +62,9 @@ CATEGORIES = ("proxy", "configuration", "security", "overload", "traffic", "kube
 
 _XDS_STATS = r"\.(update_rejected|update_failure|update_success|version_text)$"
 _CLUSTER_STATS = r"^cluster\..*\.(upstream_rq_completed|upstream_rq_5xx|upstream_cx_connect_fail)$"
+# Request evidence: cluster counters, Istio's standard metric, and what tells an Istio proxy
+# without either (its xds-grpc cluster) from a plain Envoy with no traffic.
+_TRAFFIC_STATS = (_CLUSTER_STATS, *ISTIO_REQUEST_STATS, rules_traffic.ISTIO_XDS_STATS)
 
 
 @dataclass(frozen=True)
@@ -119,19 +125,23 @@ CATALOG: tuple[CheckSpec, ...] = (
     ),
     CheckSpec(
         "proxy-memory", "proxy", "proxy memory within bound", True, (Read.STATS,),
-        rules_proxy.memory_within_bound, "server.memory_allocated <= maxMemoryBytes (512 MiB)",
+        rules_proxy.memory_within_bound,
+        "canary server.memory_allocated <= maxMemoryRatio (2) x its largest baseline's + 32 MiB; "
+        "<= maxMemoryBytes when set (no cap by default)",
         (r"^server\.memory_(allocated|heap_size)$",),
     ),
     CheckSpec(
         "control-plane-connected", "configuration", "proxy is connected to its control plane", True,
-        (Read.STATS,), rules_config.control_plane_connected, "control_plane.connected_state = 1",
-        (r"^control_plane\.connected_state$",),
+        (Read.STATS,), rules_config.control_plane_connected,
+        "control_plane.connected_state = 1, or (Istio) the ADS stream on xds-grpc open; "
+        "two samples in a row without it fail",
+        (r"^control_plane\.connected_state$", rules_config.XDS_GRPC_STATS),
     ),
     CheckSpec(
         "xds-config-accepted", "configuration", "no xDS update rejected, now or still in effect", True,
         (Read.STATS, Read.LISTENER_STATE), rules_config.xds_config_accepted,
         "0 rejected updates in the window; no listener error_state; no subscription rejected without ever accepting",
-        (_XDS_STATS, r"^control_plane\.connected_state$"),
+        (_XDS_STATS, r"^control_plane\.connected_state$", rules_config.XDS_GRPC_STATS),
     ),
     CheckSpec(
         "xds-unknown-fields", "configuration", "dynamic config has no fields unknown to this proxy", False,
@@ -152,7 +162,9 @@ CATALOG: tuple[CheckSpec, ...] = (
     ),
     CheckSpec(
         "certificates-valid", "security", "certificates valid for long enough", True, (Read.CERTS,),
-        rules_runtime.certificates_valid, "every certificate valid >= minCertValidityDays (7 days); none expired",
+        rules_runtime.certificates_valid,
+        "workload (SPIFFE) certificates: not expired, < 75% of their lifetime used; roots, intermediates and "
+        "gateway credentials: >= minCertValidityDays (7 days) left",
     ),
     CheckSpec(
         "overload-inactive", "overload", "no overload action active", True, (Read.STATS,),
@@ -162,20 +174,21 @@ CATALOG: tuple[CheckSpec, ...] = (
     CheckSpec(
         "upstream-success-rate", "traffic", "upstream success rate at or above threshold", True,
         (Read.STATS,), rules_traffic.upstream_success_rate,
-        "non-5xx / completed >= minSuccessRate (99%) with >= minRequests (10) requests, 99% confidence",
-        (_CLUSTER_STATS,),
+        "non-5xx / completed >= minSuccessRate (99%) with >= minRequests (10) requests, 99% confidence "
+        "(istio_requests_total where counted, else cluster counters)",
+        _TRAFFIC_STATS,
     ),
     CheckSpec(
         "upstream-connect-failures", "traffic", "upstream connect failures within bound", True,
         (Read.STATS,), rules_traffic.upstream_connect_failures,
-        "new upstream_cx_connect_fail per sample <= maxConnectFailures (0)",
-        (_CLUSTER_STATS,),
+        "new upstream_cx_connect_fail (else istio_requests_total flagged UF) per sample <= maxConnectFailures (0)",
+        _TRAFFIC_STATS,
     ),
     CheckSpec(
         "canary-vs-baseline", "traffic", "canary error rate not worse than baseline", True,
         (Read.STATS,), rules_traffic.canary_vs_baseline,
         "canary error rate - baseline error rate <= maxErrorRateDelta (1 point), 99% confidence",
-        (_CLUSTER_STATS,),
+        _TRAFFIC_STATS,
     ),
     CheckSpec(
         "outlier-ejections", "traffic", "no upstream host ejected as an outlier", False, (Read.STATS,),

@@ -149,7 +149,8 @@ def check(
     min_requests: Annotated[int | None, typer.Option(help="Fewer requests than this = no traffic.")] = None,
     min_cert_validity_days: Annotated[float | None, typer.Option(help="Minimum certificate validity in days.")] = None,
     max_connect_failures: Annotated[int | None, typer.Option(help="New upstream connect failures allowed per sample.")] = None,
-    max_memory_bytes: Annotated[int | None, typer.Option(help="Maximum server.memory_allocated.")] = None,
+    max_memory_bytes: Annotated[int | None, typer.Option(help="Absolute cap on server.memory_allocated.")] = None,
+    max_memory_ratio: Annotated[float | None, typer.Option(help="Canary memory allowed, as a multiple of its baseline's.")] = None,
     timeout: Annotated[float, typer.Option(help="Per-request timeout in seconds (total deadline is twice this).")] = 2.0,
     list_checks: Annotated[bool, typer.Option("--list-checks", help="Print the check catalog and exit.")] = False,
 ) -> None:
@@ -163,7 +164,7 @@ def check(
             "failure_limit": failure_limit, "min_success_rate": min_success_rate,
             "max_error_rate_delta": max_error_rate_delta, "min_requests": min_requests,
             "min_cert_validity_days": min_cert_validity_days, "max_connect_failures": max_connect_failures,
-            "max_memory_bytes": max_memory_bytes,
+            "max_memory_bytes": max_memory_bytes, "max_memory_ratio": max_memory_ratio,
             "checks": list(only) if only else None, "skip_checks": list(skip) if skip else None,
         }
         settings = load_settings(stack_config, overrides)

@@ -26,7 +26,8 @@ class GateSettingsLike(Protocol):
     min_requests: int
     min_cert_validity_days: float
     max_connect_failures: int
-    max_memory_bytes: int
+    max_memory_bytes: int | None
+    max_memory_ratio: float
     checks: list[str] | None
     skip_checks: list[str]
 

@@ -195,6 +195,8 @@ def pod_facts(pod: Any) -> PodFacts:
         revision=pod_revision(pod),
         containers=tuple(containers),
         hold_application=hold,
+        log_level=annotations.get("sidecar.istio.io/logLevel") or None,
+        component_log_level=annotations.get("sidecar.istio.io/componentLogLevel") or None,
     )
 
 

@@ -14,14 +14,69 @@ _SUFFIXES = ("update_rejected", "update_failure", "update_success", "version_tex
 _DOTTED_SUFFIXES = tuple("." + s for s in _SUFFIXES)
 
 
+# What shows an Istio proxy's xDS stream whatever its stats matcher keeps (prefix `cluster.xds-grpc`).
+XDS_GRPC_STATS = r"^cluster\.xds-grpc;?\.upstream_(rq_active|rq_total|cx_connect_fail)$"
+_XDS_GRPC_PREFIXES = ("cluster.xds-grpc;", "cluster.xds-grpc")
+
+
+def xds_grpc_cluster(stats: Stats) -> str | None:
+    """The stat prefix of Istio's `xds-grpc` cluster (its bootstrap names it so, stats `cluster.xds-grpc;.…`)."""
+    for prefix in _XDS_GRPC_PREFIXES:
+        if f"{prefix}.upstream_rq_active" in stats:
+            return prefix
+    return None
+
+
+def grpc_xds(stats: Stats) -> bool:
+    """Config comes over a gRPC stream: Envoy's own gauge says so, or Istio's bootstrap cluster does."""
+    return "control_plane.connected_state" in stats or xds_grpc_cluster(stats) is not None
+
+
+def stream_open(stats: Stats) -> bool | None:
+    """Whether the xDS stream is up now; None when the proxy has no gRPC control plane."""
+    if "control_plane.connected_state" in stats:
+        return stats.number("control_plane.connected_state") >= 1
+    prefix = xds_grpc_cluster(stats)
+    if prefix is None:
+        return None
+    # The ADS stream is one long gRPC request on the xds-grpc cluster. On an Istio sidecar
+    # that cluster leads to pilot-agent, which ends Envoy's stream whenever its own stream to
+    # istiod ends or cannot be opened: an open stream means istiod is being listened to.
+    return stats.number(f"{prefix}.upstream_rq_active") >= 1
+
+
 def control_plane_connected(ctx: Context) -> Verdict:
+    """The proxy listens to its control plane: now, or at least in one of two samples in a row.
+
+    Reads `control_plane.connected_state` where kept; on an Istio proxy (whose
+    stats matcher drops that gauge) the ADS stream on `xds-grpc`. istiod closes
+    every stream after its max connection age and Envoy opens a new one within a
+    second, so one sample without a stream only warns; a second in a row, or a
+    one-off check, fails: the proxy is cut off from istiod.
+    """
     stats = ctx.obs.stats
-    if "control_plane.connected_state" not in stats:
+    now = stream_open(stats)
+    if now is None:
         return Verdict.skip("no gRPC control plane configured (static or filesystem config)")
-    state = stats.number("control_plane.connected_state")
-    if state >= 1:
-        return Verdict.ok("connected to the control plane", observed=1, threshold=1)
-    return Verdict.fail("not connected to the control plane", observed=int(state), threshold=1)
+    earlier = ctx.previous.stats_or_none() if ctx.previous is not None else None
+    prefix = xds_grpc_cluster(stats)
+    gauge = "control_plane.connected_state" in stats
+    signal = "control_plane.connected_state" if gauge else "ADS stream open on xds-grpc"
+    streams = (stats.delta(earlier, f"{prefix}.upstream_rq_total") if prefix and earlier is not None else 0)
+    if now:
+        reopened = f"; the stream was re-established {streams:.0f} time(s) since the last sample" if streams else ""
+        return Verdict.ok(f"connected to the control plane ({signal}){reopened}", observed=1, threshold=1)
+    missing = "control_plane.connected_state 0" if gauge else "no ADS stream open on xds-grpc"
+    before = stream_open(earlier) if earlier is not None else None
+    failures = stats.delta(earlier, f"{prefix}.upstream_cx_connect_fail") if prefix and earlier is not None else 0
+    details = {"stream_attempts": streams, "connect_failures": failures}
+    if before and not failures:
+        return Verdict.warn(f"not connected to the control plane in this sample: {missing} (connected in the "
+                            "previous one: a stream being re-established fails only if it lasts)",
+                            observed=0, threshold=1, details=details)
+    retried = f" ({streams:.0f} stream attempt(s) since the last sample)" if streams else ""
+    return Verdict.fail(f"not connected to the control plane: {missing}{retried}",
+                        observed=0, threshold=1, details=details)
 
 
 @dataclass(frozen=True)
@@ -76,7 +131,9 @@ def xds_config_accepted(ctx: Context) -> Verdict:
     subs = subscriptions(stats)
     earlier = ctx.start.stats_or_none() if ctx.start is not None else None
     earlier_subs = subscriptions(earlier) if earlier is not None else {}
-    grpc = "control_plane.connected_state" in stats
+    grpc = grpc_xds(stats)
+    reconnected = grpc and stream_open(stats) is True
+    reconnects: dict[str, float] = {}
     failures: list[str] = []
     warnings: list[str] = []
     details: dict[str, Any] = {}
@@ -88,12 +145,16 @@ def xds_config_accepted(ctx: Context) -> Verdict:
             failed_now = _rise(sub.failure, before.failure if before else 0)
             if rejected_now:
                 failures.append(f"{sub.label}: {rejected_now:.0f} update(s) rejected during the window")
-            if failed_now:
+            if failed_now and not reconnected:
                 # Over gRPC an update_failure is a broken stream (control-plane-connected judges
                 # that); with filesystem xDS it is a config that would not even parse.
                 (warnings if grpc else failures).append(
                     f"{sub.label}: {failed_now:.0f} update(s) failed during the window"
                 )
+            elif failed_now:
+                # istiod closes every stream after its max connection age; Envoy counts an
+                # update_failure on each subscription and opens a new one: not a failure.
+                reconnects[sub.label] = failed_now
         # A rejection never bumps update_success, so 0 means nothing was ever accepted.
         # (version_text alone cannot tell: a control plane may send an empty version.)
         if sub.rejected > 0 and sub.success == 0:
@@ -112,6 +173,8 @@ def xds_config_accepted(ctx: Context) -> Verdict:
         failures.append(listener)
 
     observed = {"rejected": sum(s.rejected for s in subs.values()), "subscriptions": details}
+    if reconnects:
+        observed["reconnects"] = reconnects  # update_failure counted by a stream the control plane closed
     if failures:
         return Verdict.fail("; ".join(failures[:3]) + (" …" if len(failures) > 3 else ""), observed=observed, threshold=0)
     if warnings:

@@ -10,7 +10,7 @@ from .context import BaselineView, Context, Verdict
 from .observe import Read
 from meshmodel.parity_allow import KINDS, allowed
 from .result import Status
-from .target import Target
+from .target import PodFacts, Target
 
 __all__ = ["config_parity", "proxy_profile", "peer_key", "missing", "matching_baselines"]
 
@@ -126,11 +126,16 @@ def proxy_profile(ctx: Context) -> Verdict:
         return Verdict.skip("no proxy profile configured")
     snapshot: ConfigSnapshot = ctx.obs.get(Read.CONFIG)
     options = ctx.obs.get(Read.SERVER_INFO).get("command_line_options") or {}
+    levels, overrides = _log_level_problems(profile, options, ctx.target.pod)
     problems = [*_access_log_problems(profile, snapshot), *_overload_problems(profile, snapshot),
-                *_keepalive_problems(profile, snapshot), *_log_level_problems(profile, options)]
+                *_keepalive_problems(profile, snapshot), *levels]
     if problems:
         return Verdict.fail("; ".join(problems[:3]) + (" …" if len(problems) > 3 else ""),
-                            observed=len(problems), threshold=0, details={"problems": problems})
+                            observed=len(problems), threshold=0, details={"problems": problems, "overrides": overrides})
+    if overrides:
+        # A team may run its own workload at another log level: reported, never blocking.
+        return Verdict.warn("profile in force but for the workload's own setting: " + "; ".join(overrides),
+                            observed=0, threshold=0, details={"overrides": overrides})
     parts = [f"log level {profile.log_level}"]
     if profile.access_log.enabled:
         parts.insert(0, f"access log on {len(snapshot.hcm_logging)} HTTP connection manager(s)")
@@ -198,13 +203,30 @@ def _keepalive_problems(profile: Any, snapshot: ConfigSnapshot) -> list[str]:
     return problems
 
 
-def _log_level_problems(profile: Any, options: Mapping[str, Any]) -> list[str]:
-    level = str(options.get("log_level", "")).lower()
-    problems = []
-    if level.replace("warn", "warning").replace("warninging", "warning") != profile.log_level:
-        problems.append(f"log level {level or 'unknown'}, expected {profile.log_level}")
+def _log_level_problems(profile: Any, options: Mapping[str, Any],
+                        pod: PodFacts | None = None) -> tuple[list[str], list[str]]:
+    """(problems, overrides): a level the pod's own annotation asks for is an override, not a problem."""
+    level = _level(options.get("log_level", ""))
+    problems: list[str] = []
+    overrides: list[str] = []
+    if level != profile.log_level:
+        text = f"log level {level or 'unknown'}, expected {profile.log_level}"
+        if pod is not None and pod.log_level is not None and _level(pod.log_level) == level:
+            overrides.append(f"{text} (pod annotation sidecar.istio.io/logLevel: {pod.log_level})")
+        else:
+            problems.append(text)
     components = {p.strip() for p in str(options.get("component_log_level", "")).split(",") if p.strip()}
     lacking = [p for p in profile.component_log_level.split(",") if p.strip() and p.strip() not in components]
     if lacking:
-        problems.append(f"component log level lacks {', '.join(lacking)}")
-    return problems
+        text = f"component log level lacks {', '.join(lacking)}"
+        own = pod.component_log_level if pod is not None else None
+        if own is not None and {p.strip() for p in own.split(",") if p.strip()} <= components:
+            overrides.append(f"{text} (pod annotation sidecar.istio.io/componentLogLevel: {own})")
+        else:
+            problems.append(text)
+    return problems, overrides
+
+
+def _level(raw: object) -> str:
+    level = str(raw).strip().lower()
+    return "warning" if level == "warn" else level

@@ -83,18 +83,54 @@ def not_draining(ctx: Context) -> Verdict:
     return Verdict.ok(f"state {state}, no listener stopped or draining", observed=observed)
 
 
+# Added to the baseline-relative bound, so proxies of a few MiB do not fail on noise.
+MEMORY_SLACK_BYTES = 32 * 1024 * 1024
+
+
 def memory_within_bound(ctx: Context) -> Verdict:
+    """A canary's memory against its baseline's (`max_memory_ratio` times the largest, plus slack).
+
+    Gateways and sidecars with a large config normally use hundreds of MiB, so no
+    one figure fits every proxy: what the upgrade changes is the canary against
+    the same workload on the old revision. `max_memory_bytes`, when set, is an
+    absolute cap on every proxy as well.
+    """
     stats = ctx.obs.stats
-    limit = ctx.settings.max_memory_bytes
+    cap = ctx.settings.max_memory_bytes
     if "server.memory_allocated" not in stats:
-        return Verdict.skip("server.memory_allocated not reported", threshold=limit)
+        return Verdict.skip("server.memory_allocated not reported", threshold=cap)
     allocated = stats.number("server.memory_allocated")
-    heap = stats.number("server.memory_heap_size")
-    details = {"memory_heap_size": heap}
-    message = f"memory allocated {_mib(allocated)} {'>' if allocated > limit else '<='} {_mib(limit)}"
-    if allocated > limit:
-        return Verdict.fail(message, observed=allocated, threshold=limit, details=details)
-    return Verdict.ok(message, observed=allocated, threshold=limit, details=details)
+    details: dict[str, Any] = {"memory_heap_size": stats.number("server.memory_heap_size")}
+    reference = _baseline_memory(ctx)
+    if reference is not None:
+        name, used = reference
+        bound = used * ctx.settings.max_memory_ratio + MEMORY_SLACK_BYTES
+        details.update(baseline=name, baseline_memory_allocated=used, bound=bound)
+        message = (f"memory allocated {_mib(allocated)} {'>' if allocated > bound else '<='} "
+                   f"{ctx.settings.max_memory_ratio:g} x baseline {name}'s {_mib(used)} + {_mib(MEMORY_SLACK_BYTES)}")
+        if allocated > bound:
+            return Verdict.fail(message, observed=allocated, threshold=bound, details=details)
+    else:
+        message = f"memory allocated {_mib(allocated)}"
+    if cap is not None and allocated > cap:
+        return Verdict.fail(f"memory allocated {_mib(allocated)} > {_mib(cap)} (maxMemoryBytes)",
+                            observed=allocated, threshold=cap, details=details)
+    if reference is None and cap is None:
+        return Verdict.ok(message + " (no baseline of this workload to compare with, no maxMemoryBytes)",
+                          observed=allocated, details=details)
+    return Verdict.ok(message, observed=allocated, threshold=details.get("bound", cap), details=details)
+
+
+def _baseline_memory(ctx: Context) -> tuple[str, float] | None:
+    """The largest `server.memory_allocated` among the canary's baselines of the same workload."""
+    if ctx.target.role != "canary":
+        return None
+    from .rules_parity import matching_baselines
+
+    found = [(view.target.name, stats.number("server.memory_allocated"))
+             for view in matching_baselines(ctx.target, ctx.baselines)
+             if (stats := view.obs.stats_or_none()) is not None and "server.memory_allocated" in stats]
+    return max(found, key=lambda item: item[1]) if found else None
 
 
 def _mib(value: float) -> str:

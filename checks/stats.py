@@ -29,7 +29,18 @@ __all__ = [
     "parse_prometheus",
     "stats_filter",
     "gc_paused",
+    "cluster_name",
+    "STAT_PREFIX_DELIMITER",
 ]
+
+# Istio gives every cluster the stat name `<name>;` (`alt_stat_name`, Istio's StatPrefixDelimiter),
+# so its stats read `cluster.outbound|80||web.shop.svc.cluster.local;.upstream_rq_5xx`.
+STAT_PREFIX_DELIMITER = ";"
+
+
+def cluster_name(stat_prefix: str) -> str:
+    """The cluster a `cluster.<stat_prefix>.…` stat belongs to: Istio's trailing `;` dropped."""
+    return stat_prefix[:-1] if stat_prefix.endswith(STAT_PREFIX_DELIMITER) else stat_prefix
 
 StatValue = int | float | str
 T = TypeVar("T")

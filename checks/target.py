@@ -35,6 +35,9 @@ class PodFacts:
     revision: str | None
     containers: tuple[ContainerFacts, ...] = ()
     hold_application: bool | None = None  # proxy.istio.io/config holdApplicationUntilProxyStarts
+    # The team's own proxy log levels on its pod template (sidecar.istio.io/logLevel, /componentLogLevel).
+    log_level: str | None = None
+    component_log_level: str | None = None
 
     @property
     def proxy(self) -> ContainerFacts | None:

@@ -15,7 +15,11 @@ both of its forms: `meshConfig.defaultConfig` is what the proxies read, and
 stack's proxy profile (access log, upstream keepalive, proxy log levels; see
 `meshmodel.proxy_profile`) is part of the defaults layer, so a revision's own
 `values` can still override it for that revision (and the proxy-profile check
-then says so at its gate).
+then says so at its gate). The defaults also widen Istio's stats matcher
+(`proxyStatsMatcher`, `PROXY_STATS_MATCHER`) so the proxies of these
+revisions keep what the gates read beyond Istio's standard metrics: per-cluster
+request, 5xx, connect-failure and ejection counters, and the control-plane
+connection state (docs/checks.md says what each check reads).
 """
 
 from __future__ import annotations
@@ -28,6 +32,18 @@ import pulumi
 
 from components._helm import deep_merge, layered_values, release
 from meshmodel.plan import ControlPlanePlan, istiod_release_name
+
+# Istio's default stats matcher keeps no per-cluster counters, no `control_plane.*` or `overload.*`
+# stats, and not the admin listener's request count (the proof that a proxy did not restart).
+# Stat names carry Istio's `;` after the cluster name: `cluster.outbound|80||web.shop.svc.cluster.local;.upstream_rq_5xx`.
+# Envoy matches a regex against the whole name.
+PROXY_STATS_MATCHER: dict[str, Any] = {
+    "inclusionPrefixes": ["control_plane.", "overload.", "http.admin.downstream_rq_total"],
+    "inclusionRegexps": [
+        r"cluster\.(outbound|inbound)\|.*\.(upstream_rq_completed|upstream_rq_5xx|upstream_cx_connect_fail"
+        r"|outlier_detection\.ejections_active)",
+    ],
+}
 
 DEFAULT_ISTIOD_VALUES: dict[str, Any] = {
     "pilot": {
@@ -50,7 +66,8 @@ DEFAULT_ISTIOD_VALUES: dict[str, Any] = {
             },
         },
     },
-    "meshConfig": {"defaultConfig": {"holdApplicationUntilProxyStarts": True}},
+    "meshConfig": {"defaultConfig": {"holdApplicationUntilProxyStarts": True,
+                                      "proxyStatsMatcher": PROXY_STATS_MATCHER}},
 }
 
 

@@ -17,13 +17,17 @@ Upstream (a real HTTP service; one acceptor thread, one thread per connection)
     UpstreamEndpoint: .port .start() .stop() .fail_with(status|None) .requests
     Answers 200; `/status/<code>` answers <code>; stop() cuts open connections.
 Control plane stand-in (ADS gRPC that holds the stream, never answers)
-    ControlPlane(*, port=0); .start() .stop()
+    ControlPlane(*, port=0, max_connection_age_s=None); .start() .stop()
+        max_connection_age_s: closes streams that old, like istiod's max connection age
 Proxies
     ProxySpec(*, binary, upstream_port=0, name="proxy", revision="default",
               workdir=None, admin_port=0, listener_port=0, tls=False, tls_port=0,
-              cert=None, overload=None|OverloadThresholds(), control_plane_port=None,
+              cert=None, root=None, overload=None|OverloadThresholds(), control_plane_port=None,
               stats_flush_interval_s=5.0, outlier_detection=False, log_level="info",
-              xds="files" | "static", profile=None | ProxyProfile(...))
+              xds="files" | "static", profile=None | ProxyProfile(...),
+              istio_stats=False, stats_inclusion_prefixes=(), stats_inclusion_regexps=())
+        istio_stats: Istio 1.30's default stats matcher (widened as proxyStatsMatcher
+        widens it), `<cluster>;` stat names, ADS on cluster `xds-grpc`
         profile: access log on every HCM, heap-triggered overload actions,
         TCP keepalive toward ADS and upstreams, log levels (TcpKeepalive)
         xds="files": LDS/CDS from watched files (pushes, reject-config); 2 inotify
@@ -37,6 +41,7 @@ Proxies
         open is retried on new ports.
         .admin_port .listener_port .tls_port .url .https_url .admin_url
         .ready() -> (status, body)  .stats(filter) -> dict  .stat(name) -> int
+        .upstream_stat(name) -> the upstream cluster's stat name (Istio's form with istio_stats)
         .server_info() -> dict  .post(path)  .upstream (UpstreamEndpoint)
         .process (EnvoyProcess: .pid .running)  .layout (files: .log .bootstrap ...)
         .xds: XdsFiles (push_listeners/push_clusters/push_secrets/push_bad_*)
@@ -64,6 +69,8 @@ Traffic
 Certificates
     CertPair; generate_cert(*, common_name, not_before, not_after, valid_days)
     expired_cert(*, days_ago=1); expiring_cert(*, days=3)
+    mesh_root(*, valid_days=3650); workload_cert(root, *, spiffe_id, lifetime=24h, age=0)
+        (what an Istio sidecar serves: SDS `default` with a spiffe:// URI SAN, `ROOTCA`)
 Polling
     wait_until(predicate, *, timeout_s=5, interval_s=0.02, what="") -> value
 Process cleanup
@@ -86,7 +93,7 @@ from __future__ import annotations
 
 from ._binaries import EnvoyBinary, stable_envoy, target_envoy
 from ._bootstrap import OverloadThresholds, ProxyProfile, TcpKeepalive
-from ._certs import CertPair, expired_cert, expiring_cert, generate_cert
+from ._certs import CertPair, expired_cert, expiring_cert, generate_cert, mesh_root, workload_cert
 from ._controlplane import ControlPlane
 from ._errors import EnvoyBinaryNotFound, FaultError, LocalMeshError, ProxyStartError
 from ._faults import FAULTS, REHEARSAL_FAULTS, InjectedFault, inject_fault
@@ -149,6 +156,8 @@ __all__ = [
     "free_port",
     "free_ports",
     "generate_cert",
+    "mesh_root",
+    "workload_cert",
     "inject_fault",
     "forget_stopper",
     "install_signal_handlers",

@@ -38,7 +38,32 @@ FILE_LOG_TYPE = "type.googleapis.com/envoy.extensions.access_loggers.file.v3.Fil
 STOP_ACCEPTING = "envoy.overload_actions.stop_accepting_requests"
 DISABLE_KEEPALIVE = "envoy.overload_actions.disable_http_keepalive"
 XDS_CLUSTER = "xds_cluster"
+ISTIO_XDS_CLUSTER = "xds-grpc"
+# Istio appends this to every cluster's stat name (`alt_stat_name`, its StatPrefixDelimiter).
+STAT_DELIMITER = ";"
+# The stat name of a proxy's upstream cluster when its stats look like Istio's: an outbound service cluster.
+ISTIO_UPSTREAM_STAT_NAME = "outbound|80||upstream.local.svc.cluster.local;"
+
+# The stats_matcher pilot-agent 1.30.3 writes by default (pkg/bootstrap/config.go,
+# tools/packaging/common/envoy_bootstrap.json; the default_golden.json of pkg/bootstrap/testdata).
+ISTIO_DEFAULT_STATS_MATCHER: list[Json] = [
+    {"prefix": "reporter="}, {"prefix": "cluster_manager"}, {"prefix": "listener_manager"}, {"prefix": "server"},
+    {"prefix": "cluster.xds-grpc"}, {"prefix": "wasm"}, {"suffix": "rbac.allowed"}, {"suffix": "rbac.denied"},
+    {"suffix": "shadow_allowed"}, {"suffix": "shadow_denied"}, {"safe_regex": {"regex": r"vhost\..*\.route\..*"}},
+    {"prefix": "component"}, {"prefix": "istio"},
+]
+
+
+def istio_stats_matcher(*, prefixes: tuple[str, ...] = (), regexps: tuple[str, ...] = ()) -> Json:
+    """Istio's default stats matcher, widened as `proxyStatsMatcher` widens it."""
+    patterns = list(ISTIO_DEFAULT_STATS_MATCHER)
+    at = patterns.index({"prefix": "wasm"}) + 1
+    patterns[at:at] = [{"prefix": p} for p in prefixes]
+    at = patterns.index({"prefix": "component"})
+    patterns[at:at] = [{"safe_regex": {"regex": r}} for r in regexps]
+    return {"inclusion_list": {"patterns": patterns}}
 SERVER_CERT = "server_cert"
+ROOT_CERT = "ROOTCA"  # the SDS name Istio's agent serves the mesh root under
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,6 +134,11 @@ class Layout:
         return self.root / "xds" / "sds" / "sds.json"
 
     @property
+    def sds_root(self) -> Path:
+        """The `ROOTCA` secret: filesystem SDS wants one secret per subscribed file."""
+        return self.root / "xds" / "sds-root" / "rootca.json"
+
+    @property
     def certs(self) -> Path:
         return self.root / "certs"
 
@@ -117,7 +147,7 @@ class Layout:
         return self.root / "overload" / "pressure"
 
     def create(self) -> Layout:
-        for path in (self.lds, self.cds, self.sds, self.pressure):
+        for path in (self.lds, self.cds, self.sds, self.sds_root, self.pressure):
             path.parent.mkdir(parents=True, exist_ok=True)
         self.certs.mkdir(parents=True, exist_ok=True)
         return self
@@ -197,8 +227,13 @@ def http_listener(*, name: str, port: int, cluster: str, stat_prefix: str = "ing
 
 
 def tls_listener(*, name: str, port: int, cluster: str, sds_path: Path, profile: ProxyProfile | None = None,
-                 route_names: tuple[str, ...] | None = None) -> Json:
-    """An HTTPS listener whose certificate is the SDS secret `server_cert` read from `sds_path`."""
+                 route_names: tuple[str, ...] | None = None, root_path: Path | None = None) -> Json:
+    """An HTTPS listener whose certificate is the SDS secret `server_cert` read from `sds_path`.
+
+    With `root_path`, it also trusts the SDS secret `ROOTCA` read from there for client certificates
+    (requested, not required), as a sidecar's inbound listener does: /certs then
+    lists that root as `ca_cert`.
+    """
     listener = http_listener(name=name, port=port, cluster=cluster, stat_prefix="ingress_https",
                              profile=profile, route_names=route_names)
     listener["filter_chains"][0]["transport_socket"] = {
@@ -209,6 +244,8 @@ def tls_listener(*, name: str, port: int, cluster: str, sds_path: Path, profile:
                 "tls_certificate_sds_secret_configs": [
                     {"name": SERVER_CERT, "sds_config": file_source(sds_path)}
                 ],
+                **({"validation_context_sds_secret_config": {"name": ROOT_CERT, "sds_config": file_source(root_path)}}
+                   if root_path is not None else {}),
             },
         },
     }
@@ -227,12 +264,19 @@ def server_secret(*, cert_file: Path, key_file: Path) -> Json:
     }
 
 
+def root_secret(*, ca_file: Path) -> Json:
+    """The SDS secret `ROOTCA`: a validation context trusting the PEM root in `ca_file`."""
+    return {"@type": SECRET_TYPE, "name": ROOT_CERT,
+            "validation_context": {"trusted_ca": {"filename": str(ca_file)}}}
+
+
 def static_cluster(*, name: str, port: int, outlier_detection: bool = False,
-                   keepalive: TcpKeepalive | None = None) -> Json:
-    """A STATIC cluster with one endpoint at 127.0.0.1:`port`."""
+                   keepalive: TcpKeepalive | None = None, alt_stat_name: str | None = None) -> Json:
+    """A STATIC cluster with one endpoint at 127.0.0.1:`port` (stats under `alt_stat_name` if given)."""
     cluster: Json = {
         "@type": CLUSTER_TYPE,
         "name": name,
+        **({"alt_stat_name": alt_stat_name} if alt_stat_name else {}),
         "type": "STATIC",
         "connect_timeout": "1s",
         "load_assignment": {
@@ -304,6 +348,7 @@ def bootstrap(
     static_listeners: list[Json] | None = None,
     static_clusters: list[Json] | None = None,
     node_metadata: dict[str, str] | None = None,
+    istio_stats: Json | None = None,
 ) -> Json:
     """The bootstrap of one proxy.
 
@@ -315,6 +360,12 @@ def bootstrap(
     resource is subscribed over it, yet Envoy opens the stream at start-up and
     keeps reconnecting, so `control_plane.connected_state` tells whether the
     control plane is reachable (a closed port means "unreachable").
+
+    With `istio_stats` (a stats matcher, see `istio_stats_matcher`), the proxy's
+    stats look like an Istio sidecar's: that matcher, the ADS cluster named
+    `xds-grpc` with stats under `xds-grpc;`, and one subscription over ADS (a
+    runtime layer whose first fetch does not hold start-up) so that a stream the
+    control plane closes counts an `update_failure`, as Istio's LDS/CDS do.
     """
     node: Json = {"id": node_id, "cluster": node_cluster}
     if node_metadata:
@@ -338,9 +389,13 @@ def bootstrap(
     manager = overload_manager(layout.pressure, overload, profile)
     if manager is not None:
         config["overload_manager"] = manager
+    if istio_stats is not None:
+        config["stats_config"] = {"stats_matcher": istio_stats}
     if ads_port is not None:
+        ads_cluster = ISTIO_XDS_CLUSTER if istio_stats is not None else XDS_CLUSTER
         config["static_resources"]["clusters"].append({
-            "name": XDS_CLUSTER,
+            "name": ads_cluster,
+            **({"alt_stat_name": ads_cluster + STAT_DELIMITER} if istio_stats is not None else {}),
             "type": "STATIC",
             "connect_timeout": "0.25s",
             "typed_extension_protocol_options": {
@@ -351,7 +406,7 @@ def bootstrap(
                 },
             },
             "load_assignment": {
-                "cluster_name": XDS_CLUSTER,
+                "cluster_name": ads_cluster,
                 "endpoints": [{"lb_endpoints": [{"endpoint": {
                     "address": socket_address(ads_port)}}]}],
             },
@@ -361,6 +416,9 @@ def bootstrap(
         config["dynamic_resources"]["ads_config"] = {
             "api_type": "GRPC",
             "transport_api_version": "V3",
-            "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER}}],
+            "grpc_services": [{"envoy_grpc": {"cluster_name": ads_cluster}}],
         }
+        if istio_stats is not None:
+            config["layered_runtime"] = {"layers": [{"name": "rtds", "rtds_layer": {"name": "rtds", "rtds_config": {
+                "ads": {}, "resource_api_version": "V3", "initial_fetch_timeout": "0.2s"}}}]}
     return config

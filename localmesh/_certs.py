@@ -1,4 +1,10 @@
-"""Self-signed certificates with chosen validity, for certificate-expiry checks."""
+"""Certificates with chosen validity, for certificate-expiry checks.
+
+Self-signed server certificates (a gateway credential's shape), and what an
+Istio sidecar serves: a mesh root (10 years by default) and a workload
+certificate it signs, whose only SAN is a `spiffe://` URI and which lives 24 h
+(pilot-agent's `SECRET_TTL`), backdated slightly as istiod's CA does.
+"""
 
 from __future__ import annotations
 
@@ -47,11 +53,15 @@ def generate_cert(
     not_before: dt.datetime | None = None,
     not_after: dt.datetime | None = None,
     valid_days: float = 90,
+    issuer: CertPair | None = None,
+    spiffe_id: str | None = None,
+    ca: bool = False,
 ) -> CertPair:
-    """A self-signed ECDSA P-256 certificate for `common_name` and 127.0.0.1.
+    """An ECDSA P-256 certificate for `common_name` and 127.0.0.1, self-signed unless `issuer` signs it.
 
     `not_after` defaults to now + `valid_days`; `not_before` to a day before now
-    (or before `not_after`, for an already-expired certificate).
+    (or before `not_after`, for an already-expired certificate). `spiffe_id`
+    makes the only SAN that URI (a mesh workload certificate); `ca` marks a root.
     """
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     not_after = not_after or now + dt.timedelta(days=valid_days)
@@ -61,21 +71,25 @@ def generate_cert(
     serial = x509.random_serial_number()
     import ipaddress
 
-    cert = (
+    if spiffe_id is not None:
+        sans: list[x509.GeneralName] = [x509.UniformResourceIdentifier(spiffe_id)]
+    else:
+        sans = [x509.DNSName(common_name), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    signer = key if issuer is None else serialization.load_pem_private_key(issuer.key_pem, password=None)
+    issuer_name = name if issuer is None else x509.load_pem_x509_certificate(issuer.cert_pem).subject
+    builder = (
         x509.CertificateBuilder()
         .subject_name(name)
-        .issuer_name(name)
+        .issuer_name(issuer_name)
         .public_key(key.public_key())
         .serial_number(serial)
         .not_valid_before(not_before)
         .not_valid_after(not_after)
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(common_name),
-                                         x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
+        .add_extension(x509.SubjectAlternativeName(sans), critical=spiffe_id is not None)
     )
+    if ca:
+        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+    cert = builder.sign(signer, hashes.SHA256())  # type: ignore[arg-type]
     return CertPair(
         cert_pem=cert.public_bytes(serialization.Encoding.PEM),
         key_pem=key.private_bytes(serialization.Encoding.PEM,
@@ -97,3 +111,25 @@ def expired_cert(*, common_name: str = "localmesh", days_ago: float = 1) -> Cert
 def expiring_cert(*, common_name: str = "localmesh", days: float = 3) -> CertPair:
     """A certificate that expires in `days` days (fractions allowed)."""
     return generate_cert(common_name=common_name, valid_days=days)
+
+
+WORKLOAD_CERT_LIFETIME = dt.timedelta(hours=24)  # pilot-agent's SECRET_TTL default
+
+
+def mesh_root(*, common_name: str = "cluster.local", valid_days: float = 3650) -> CertPair:
+    """A mesh root CA (istiod's self-signed root lives 10 years)."""
+    return generate_cert(common_name=common_name, valid_days=valid_days, ca=True)
+
+
+def workload_cert(root: CertPair, *, spiffe_id: str = "spiffe://cluster.local/ns/default/sa/default",
+                  lifetime: dt.timedelta = WORKLOAD_CERT_LIFETIME, age: dt.timedelta = dt.timedelta(0),
+                  common_name: str = "workload") -> CertPair:
+    """A workload certificate `root` signs, issued `age` ago and valid for `lifetime` from then.
+
+    Backdated by 2 minutes like istiod's CA (clock skew), so a fresh one is
+    0.1 % through its lifetime, not 0.
+    """
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    issued = now - age
+    return generate_cert(common_name=common_name, issuer=root, spiffe_id=spiffe_id,
+                         not_before=issued - dt.timedelta(minutes=2), not_after=issued + lifetime)

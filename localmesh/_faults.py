@@ -81,7 +81,7 @@ def _none(proxy: Proxy) -> InjectedFault:
 def _5xx(proxy: Proxy) -> InjectedFault:
     endpoint = _need_upstream(proxy, "5xx")
     endpoint.fail_with(503)
-    return InjectedFault("5xx", proxy, "cluster.upstream.upstream_rq_503 rises with traffic",
+    return InjectedFault("5xx", proxy, f"{proxy.upstream_stat('upstream_rq_503')} rises with traffic",
                          lambda: endpoint.fail_with(None))
 
 
@@ -91,11 +91,11 @@ def _upstream_down(proxy: Proxy) -> InjectedFault:
     # Let Envoy notice its pooled connections were cut, so that from now on
     # every request is a connect failure rather than a reset on a dying connection.
     try:
-        wait_until(lambda: proxy.stat("cluster.upstream.upstream_cx_active") == 0, timeout_s=2)
+        wait_until(lambda: proxy.stat(proxy.upstream_stat("upstream_cx_active")) == 0, timeout_s=2)
     except (TimeoutError, OSError):
         pass  # the fault is in force anyway; only the first requests may differ
     return InjectedFault("upstream-down", proxy,
-                         "cluster.upstream.upstream_cx_connect_fail rises with traffic",
+                         f"{proxy.upstream_stat('upstream_cx_connect_fail')} rises with traffic",
                          endpoint.start)
 
 

@@ -31,7 +31,8 @@ class ProxySpec:
 
     `revision` becomes the Envoy `node.cluster` (e.g. "stable", "canary").
     `tls` adds an HTTPS listener whose certificate comes from file-based SDS
-    (a fresh 90-day self-signed pair unless `cert` is given).  `overload` wires
+    (a fresh 90-day self-signed pair unless `cert` is given; with `root`, the
+    listener also trusts that mesh root, served as SDS `ROOTCA`).  `overload` wires
     the injected_resource monitor to disable_http_keepalive and
     stop_accepting_requests.  `control_plane_port` adds ADS at that port (a
     ControlPlane, or a closed port for "control plane unreachable").  `profile`
@@ -49,6 +50,7 @@ class ProxySpec:
     tls: bool = False
     tls_port: int = 0
     cert: CertPair | None = None
+    root: CertPair | None = None
     overload: OverloadThresholds | None = None
     control_plane_port: int | None = None
     stats_flush_interval_s: float = 5.0
@@ -57,6 +59,12 @@ class ProxySpec:
     xds: str = "files"  # or "static": no LDS/CDS files, no inotify (large benchmark fleets)
     profile: ProxyProfile | None = None
     node_metadata: dict[str, str] | None = None  # e.g. {"ISTIO_VERSION": "1.31.0"} for a pod's stand-in
+    # Stats shaped like an Istio sidecar's: Istio's default stats matcher widened by these
+    # (what proxyStatsMatcher adds), `;` after every cluster's stat name (the upstream's stats
+    # under `outbound|80||upstream.local.svc.cluster.local;`), ADS on `xds-grpc`.
+    istio_stats: bool = False
+    stats_inclusion_prefixes: tuple[str, ...] = ()
+    stats_inclusion_regexps: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.xds not in ("files", "static"):
@@ -117,14 +125,16 @@ class Proxy:
                                  profile=profile, route_names=route_names)]
         if self.tls_port is not None:
             out.append(cfg.tls_listener(name=TLS_LISTENER, port=self.tls_port, cluster=UPSTREAM_CLUSTER,
-                                        sds_path=self.layout.sds, profile=profile, route_names=route_names))
+                                        sds_path=self.layout.sds, profile=profile, route_names=route_names,
+                                        root_path=self.layout.sds_root if self.spec.root is not None else None))
         return out
 
     def clusters(self) -> list[cfg.Json]:
         port = self.upstream.port if self.upstream is not None else self.spec.upstream_port
         keepalive = self.spec.profile.upstream_keepalive if self.spec.profile else None
-        return [cfg.static_cluster(name=UPSTREAM_CLUSTER, port=port,
-                                   outlier_detection=self.spec.outlier_detection, keepalive=keepalive)]
+        alt = cfg.ISTIO_UPSTREAM_STAT_NAME if self.spec.istio_stats else None
+        return [cfg.static_cluster(name=UPSTREAM_CLUSTER, port=port, outlier_detection=self.spec.outlier_detection,
+                                   keepalive=keepalive, alt_stat_name=alt)]
 
     def _write_initial_config(self) -> None:
         spec = self.spec
@@ -135,6 +145,8 @@ class Proxy:
             overload=spec.overload, profile=spec.profile, ads_port=spec.control_plane_port,
             static_listeners=self.listeners() if static else None,
             static_clusters=self.clusters() if static else None,
+            istio_stats=cfg.istio_stats_matcher(prefixes=spec.stats_inclusion_prefixes,
+                                                regexps=spec.stats_inclusion_regexps) if spec.istio_stats else None,
         )
         self.layout.bootstrap.write_text(json.dumps(boot, indent=1))
         if spec.profile is not None and spec.profile.access_log_path:
@@ -151,9 +163,13 @@ class Proxy:
             self.xds.push_listeners(self.listeners())
 
     def set_certificate(self, cert: CertPair) -> None:
-        """Serve `cert` on the TLS listener: write it under new file names, push SDS."""
+        """Serve `cert` on the TLS listener: write it under new file names, push SDS (with the spec's root)."""
         self.cert = cert
         cert_file, key_file = cert.write(self.layout.certs)
+        if self.spec.root is not None:
+            ca_file, _ = self.spec.root.write(self.layout.certs)
+            write_atomic(self.layout.sds_root,
+                         json.dumps(cfg.discovery_response("1", [cfg.root_secret(ca_file=ca_file)])))
         self.xds.push_secrets([cfg.server_secret(cert_file=cert_file, key_file=key_file)])
 
     def set_pressure(self, pressure: float) -> None:
@@ -271,6 +287,11 @@ class Proxy:
 
     def stats(self, filter: str | None = None) -> dict[str, int | str]:  # noqa: A002
         return _admin.stats(self.admin_port, filter=filter)
+
+    def upstream_stat(self, name: str) -> str:
+        """The full name of the upstream cluster's stat `name` (`cluster.upstream.<name>`, or Istio's form)."""
+        prefix = cfg.ISTIO_UPSTREAM_STAT_NAME if self.spec.istio_stats else UPSTREAM_CLUSTER
+        return f"cluster.{prefix}.{name}"
 
     def stat(self, name: str) -> int:
         """One counter or gauge; 0 when absent (Envoy creates some only on first use)."""

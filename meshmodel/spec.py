@@ -181,7 +181,8 @@ class GateSettings(ConfigModel):
     min_requests: NonNegativeInt = 10
     min_cert_validity_days: Annotated[float, Field(ge=0.0, le=3650.0)] = 7.0
     max_connect_failures: NonNegativeInt = 0
-    max_memory_bytes: PositiveInt = 512 * 1024 * 1024
+    max_memory_bytes: PositiveInt | None = None  # an absolute cap, off by default: gateways exceed any one figure
+    max_memory_ratio: Annotated[float, Field(ge=1.0, le=100.0)] = 2.0  # canary vs the largest baseline
     checks: list[str] | None = None
     skip_checks: list[str] = Field(default_factory=list)
     # Differences config-parity accepts: "<kind>:<glob>" over normalised names (see checks/README.md).

@@ -18,6 +18,11 @@ plan the Pulumi program declares for a cluster:
 - every proxy runs the spec's proxy profile (access log, overload actions,
   keepalives, log levels), rendered into its bootstrap by localmesh; the running
   proxies are listed in `targets.json` for `meshlift inspect --rehearsal`;
+- every proxy looks like an Istio sidecar where the gates look and it costs
+  little: a 24 h SPIFFE workload certificate from the rehearsal's mesh root
+  (10 years, served as `ROOTCA`), Istio's default stats matcher widened as
+  meshlift's revisions widen it (`proxyStatsMatcher`), `;` after each cluster's
+  stat name, and ADS on a cluster named `xds-grpc`;
 - a wave restart starts the new pods first, then stops the old ones (surge);
   a workload whose revision does not change is never restarted.
 
@@ -93,6 +98,7 @@ class LocalPlatform:
         self._binaries = binaries
         self._upstream: Any = None
         self._planes: dict[str, Any] = {}
+        self._root: Any = None  # the rehearsal's mesh root, signing each pod's workload certificate
         self._pods: dict[tuple[str, str, int], _Pod] = {}
         self._profile: Any = None  # the spec's proxy profile, rendered into every new pod's proxy
         self.faults_injected: list[str] = []
@@ -127,6 +133,7 @@ class LocalPlatform:
         if self._binaries is None:
             self._binaries = {b.version: b for b in (localmesh.stable_envoy(), localmesh.target_envoy())}
         self._upstream = localmesh.Upstream(name="app").start()
+        self._root = localmesh.mesh_root()
         if not self._entries():
             self._record(self.base_config, message="initial deployment (before the upgrade)")
         self._reconcile(current, log=lambda _line: None)
@@ -274,6 +281,7 @@ class LocalPlatform:
     def _new_pod(self, key: tuple[str, str, int], version: str, revision: str, track: str) -> _Pod:
         import localmesh
 
+        from components.control_plane import PROXY_STATS_MATCHER
         from rollout.platforms.local_profile import local_profile
 
         binary = (self._binaries or {}).get(version)
@@ -288,6 +296,10 @@ class LocalPlatform:
         spec = localmesh.ProxySpec(
             binary=binary, name=name, revision=revision, workdir=self.mesh_dir / name,
             tls=True, overload=localmesh.OverloadThresholds(),
+            root=self._root,
+            cert=localmesh.workload_cert(self._root, spiffe_id=f"spiffe://cluster.local/ns/{namespace}/sa/{deployment}"),
+            istio_stats=True, stats_inclusion_prefixes=tuple(PROXY_STATS_MATCHER["inclusionPrefixes"]),
+            stats_inclusion_regexps=tuple(PROXY_STATS_MATCHER["inclusionRegexps"]),
             control_plane_port=plane.port if plane is not None else None,
             stats_flush_interval_s=STATS_FLUSH_S,
             profile=local_profile(self._profile, self.mesh_dir / name) if self._profile is not None else None,

@@ -157,7 +157,7 @@ async def test_baseline_failures_are_reported_but_do_not_gate() -> None:
     healthy_then_warm(sim, "canary")
     healthy_then_warm(sim, "stable")
     sim.admin.proxy("stable").stats["server.memory_allocated"] = 10**12
-    result = await gate(sim, GateSettings(), ["canary"], ["stable"])
+    result = await gate(sim, GateSettings(max_memory_bytes=10**9), ["canary"], ["stable"])
     assert result.outcome is GateOutcome.PASSED
     last = result.samples[-1].report
     assert not last.target("stable").success and last.target("canary").success

@@ -97,6 +97,18 @@ def test_pod_facts_from_status_and_spec(api) -> None:
     assert details.proxy.native_sidecar and [c.name for c in details.apps] == ["details"]
 
 
+def test_pod_facts_carry_the_teams_own_proxy_log_levels(api) -> None:
+    core, server = api
+    pods = json.loads(PODS.read_bytes())
+    reviews = next(p for p in pods["items"] if p["metadata"]["name"].startswith("reviews-"))
+    reviews["metadata"]["annotations"].update({"sidecar.istio.io/logLevel": "debug",
+                                               "sidecar.istio.io/componentLogLevel": "rbac:debug"})
+    server.body = json.dumps(pods).encode()
+    facts = {p.metadata.name.split("-")[0]: pod_facts(p) for p in discover_pods(core, namespace="bookinfo")}
+    assert (facts["reviews"].log_level, facts["reviews"].component_log_level) == ("debug", "rbac:debug")
+    assert (facts["ratings"].log_level, facts["ratings"].component_log_level) == (None, None)
+
+
 @pytest.mark.parametrize(
     ("pod", "status", "fragment"),
     [

@@ -212,3 +212,24 @@ async def test_bootstrap_listeners_need_no_access_log(start, tmp_path) -> None:
 
     assert result.status is Status.PASS, result.message
     assert "access log on 2 HTTP connection manager(s)" in result.message
+
+
+async def test_a_log_level_the_team_set_on_its_workload_warns_naming_it(start, tmp_path) -> None:
+    from dataclasses import replace
+
+    from checks import PodFacts
+    from rollout.platforms.local_profile import local_profile
+
+    # The team's pod template says sidecar.istio.io/logLevel: debug; the clone carries it into the canary.
+    team = replace(local_profile(_spec().proxy_profile, tmp_path / "team"), log_level="debug")
+    proxy = start("1.40.0", profile=team)
+    annotated = PodFacts(namespace="shop", name="web-canary-0", revision="1-31-0", log_level="debug")
+    own = Target(name="shop/web-canary-0", admin_url=proxy.admin_url, role="canary",
+                 labels={"namespace": "shop", "workload": "web-canary"}, pod=annotated)
+    _, result = await judge([own], "proxy-profile")
+    assert result.status is Status.WARN, result.message
+    assert result.message == ("profile in force but for the workload's own setting: log level debug, expected "
+                              "warning (pod annotation sidecar.istio.io/logLevel: debug)")
+    # Without the annotation, the same proxy breaks the profile.
+    _, breach = await judge([canary(proxy)], "proxy-profile")
+    assert breach.status is Status.FAIL and breach.details["problems"] == ["log level debug, expected warning"]

@@ -100,11 +100,38 @@ async def test_stopped_listeners_fail_and_draining_listeners_warn(settings) -> N
     assert fail.status is Status.FAIL and "2 listener(s) stopped" in fail.message
 
 
-async def test_memory_above_bound_fails(settings) -> None:
+MIB = 1024 * 1024
+
+
+async def judge_memory(settings, canary_mib: float, baseline_mib: float | None):
     admin = FakeAdmin()
-    admin.proxy("p").stats["server.memory_allocated"] = settings.max_memory_bytes + 1
-    _, result = await judge(admin, "p", "proxy-memory", settings)
-    assert result.status is Status.FAIL and result.threshold == settings.max_memory_bytes
+    admin.proxy("canary").stats["server.memory_allocated"] = int(canary_mib * MIB)
+    targets = [admin.target("canary", role="canary", labels={"app": "gateway", "namespace": "istio-ingress"})]
+    if baseline_mib is not None:
+        admin.proxy("stable").stats["server.memory_allocated"] = int(baseline_mib * MIB)
+        targets.append(admin.target("stable", role="baseline", labels={"app": "gateway", "namespace": "istio-ingress"}))
+    async with admin.client() as client:
+        report = await run_checks(targets, settings, client=client, only=["proxy-memory"], wall_clock=lambda: NOW)
+    return report.targets[0].result("proxy-memory")
+
+
+async def test_memory_judged_against_the_baseline_not_an_absolute_figure(settings) -> None:
+    assert settings.max_memory_bytes is None
+    gateway = await judge_memory(settings, canary_mib=900, baseline_mib=800)  # a big gateway, as before
+    assert gateway.status is Status.PASS
+    assert gateway.message == "memory allocated 900.0 MiB <= 2 x baseline stable's 800.0 MiB + 32.0 MiB"
+    leak = await judge_memory(settings, canary_mib=700, baseline_mib=300)
+    assert leak.status is Status.FAIL and leak.threshold == 632 * MIB
+    assert leak.message == "memory allocated 700.0 MiB > 2 x baseline stable's 300.0 MiB + 32.0 MiB"
+    alone = await judge_memory(settings, canary_mib=900, baseline_mib=None)
+    assert alone.status is Status.PASS and "no baseline of this workload" in alone.message
+
+
+async def test_memory_above_an_absolute_cap_fails_when_one_is_set(settings) -> None:
+    capped = settings.model_copy(update={"max_memory_bytes": 256 * MIB})
+    result = await judge_memory(capped, canary_mib=300, baseline_mib=290)
+    assert result.status is Status.FAIL and result.threshold == 256 * MIB
+    assert result.message == "memory allocated 300.0 MiB > 256.0 MiB (maxMemoryBytes)"
 
 
 # ---- configuration -------------------------------------------------------------------
@@ -147,7 +174,7 @@ async def test_rejection_during_the_window_fails_even_when_later_superseded(sett
     assert result.status is Status.FAIL and "CDS: 1 update(s) rejected during the window" in result.message
 
 
-async def test_update_failure_is_fatal_for_files_but_only_a_warning_over_grpc(settings) -> None:
+async def test_update_failure_is_fatal_for_files_a_reconnect_over_grpc_and_a_warning_while_cut_off(settings) -> None:
     files = FakeAdmin()
     first, _ = await judge(files, "p", "xds-config-accepted", settings)
     files.proxy("p").add("listener_manager.lds.update_failure", 1)
@@ -157,9 +184,13 @@ async def test_update_failure_is_fatal_for_files_but_only_a_warning_over_grpc(se
     grpc.proxy("p").stats["control_plane.connected_state"] = 1
     first, _ = await judge(grpc, "p", "xds-config-accepted", settings)
     grpc.proxy("p").add("listener_manager.lds.update_failure", 3)
-    _, over_grpc = await judge(grpc, "p", "xds-config-accepted", settings, previous=first)
+    _, reconnected = await judge(grpc, "p", "xds-config-accepted", settings, previous=first)
+    grpc.proxy("p").stats["control_plane.connected_state"] = 0
+    _, cut_off = await judge(grpc, "p", "xds-config-accepted", settings, previous=first)
     assert on_files.status is Status.FAIL
-    assert over_grpc.status is Status.WARN
+    # The control plane closed the stream and the proxy opened a new one: not a failure.
+    assert reconnected.status is Status.PASS and reconnected.observed["reconnects"] == {"LDS": 3}
+    assert cut_off.status is Status.WARN  # control-plane-connected fails it
 
 
 async def test_control_plane_absent_skips_and_disconnected_fails(settings) -> None:

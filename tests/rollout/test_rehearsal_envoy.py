@@ -145,6 +145,15 @@ def test_every_rehearsal_proxy_runs_the_profile_and_the_gates_compare_canaries_f
     assert canary_parity and all(p.status.value == "pass" and p.details["baselines"] for p in canary_parity)
     assert {tuple(p.details["baselines"]) for p in canary_parity} == {("shop/web-0", "shop/web-1"),
                                                                       ("pay/api-0", "pay/api-1")}
+    # Shaped like Istio sidecars: a 24 h SPIFFE workload certificate judged on its lifetime beside
+    # the 10-year root, and traffic read from `;`-named cluster counters meshlift's stats matcher keeps.
+    certs = [t.result("certificates-valid") for s in samples for t in s.report.targets]
+    assert all(c.status.value == "pass" and "1 workload certificate(s)" in c.message
+               and "of its 24.0 h lifetime used" in c.message for c in certs)
+    assert {c.details["workload"][0]["certificate"].rsplit("/", 1)[0] for c in certs} == {
+        "cert_chain spiffe://cluster.local/ns/shop/sa", "cert_chain spiffe://cluster.local/ns/pay/sa"}
+    rates = [t.result("upstream-success-rate") for s in samples for t in s.report.targets]
+    assert {r.details["evidence"] for r in rates} == {"cluster counters"}
 
 
 def _wait_for_phase(run_json: Path, phase: str, proc: subprocess.Popen, timeout_s: float = 60) -> None:
