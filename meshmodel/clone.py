@@ -26,7 +26,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import yaml
@@ -38,6 +38,7 @@ from meshmodel.plan import (
     REVISION_LABEL,
     TRACK_LABEL,
 )
+from meshmodel.workload_class import classify, mounts_claims
 
 PROXY_CONFIG_ANNOTATION = "proxy.istio.io/config"
 SOURCE_TEMPLATE_HASH_ANNOTATION = "meshlift.io/source-template-hash"  # on the clone: what it was cloned from
@@ -123,18 +124,51 @@ def clone_spec(live_spec: Mapping[str, Any], *, kind: str, workload: str, revisi
     return clone
 
 
-def inventory_entry(live: Mapping[str, Any]) -> dict[str, Any]:
-    """What `meshlift:inventory` records of one live workload object (API server shape)."""
+def inventory_entry(live: Mapping[str, Any], autoscalers: Sequence[str] = ()) -> dict[str, Any]:
+    """What `meshlift:inventory` records of one live workload object (API server shape).
+
+    Keys at their default are left out: Pulumi hands the whole config to the
+    program in one environment variable, so every byte per workload counts.
+    """
     metadata, spec = live.get("metadata") or {}, live.get("spec") or {}
     template = spec.get("template") or {}
     annotations = (template.get("metadata") or {}).get("annotations") or {}
-    entry = {
+    selector = spec.get("selector") or {}
+    entry: dict[str, Any] = {
         "kind": live["kind"],
         "name": metadata["name"],
         "labels": dict(metadata.get("labels") or {}),
-        "selector": dict((spec.get("selector") or {}).get("matchLabels") or {}),
+        "selector": dict(selector.get("matchLabels") or {}),
         "templateHash": template_hash(template),
     }
+    if selector.get("matchExpressions"):
+        entry["selectorExpressions"] = [
+            {"key": e.get("key"), "operator": e.get("operator"), "values": list(e.get("values") or [])}
+            for e in selector["matchExpressions"]]
     if PROXY_REVISION_ANNOTATION in annotations:
         entry["proxyRevision"] = annotations[PROXY_REVISION_ANNOTATION]
+    classification = classify(live)
+    if classification.movement != "rolls":
+        entry["movement"] = classification.movement
+    if classification.note:
+        entry["note"] = classification.note
+    if classification.recreate:
+        entry["recreate"] = True
+    claims = mounts_claims(template)
+    if claims:
+        entry["claims"] = claims
+    if autoscalers:
+        entry["autoscalers"] = list(autoscalers)
     return entry
+
+
+def autoscalers_of(objects: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], list[str]]:
+    """(kind, name) of each scaled workload -> the autoscalers (HPA, VPA objects) that target it."""
+    found: dict[tuple[str, str], list[str]] = {}
+    for obj in objects:
+        spec = obj.get("spec") or {}
+        target = spec.get("scaleTargetRef") or spec.get("targetRef") or {}
+        if target.get("kind") and target.get("name"):
+            found.setdefault((target["kind"], target["name"]), []).append(
+                f"{obj.get('kind')}/{(obj.get('metadata') or {}).get('name')}")
+    return found
