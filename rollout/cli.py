@@ -130,6 +130,7 @@ def plan(
 ) -> None:
     """Show each stage of the upgrade: what it changes, which gate follows, how long at least."""
     from rollout.stages import before_rollout, planned_stages, upgrade_target
+    from rollout.workload_report import with_live_workloads
 
     path, config = stack_config(stack)
     try:
@@ -140,6 +141,7 @@ def plan(
         target = upgrade_target(config, version)
     except SpecError as error:
         raise spec_error_at(error, path) from None
+    target, workloads, not_listed = with_live_workloads(target, config)
     stages = planned_stages(target.spec, current=before_rollout(target.spec))
     least = sum(s.min_s for s in stages)
     rollout = target.spec.rollout
@@ -148,7 +150,8 @@ def plan(
         console.print_json(document(
             "plan", stack=stack, **{"from": rollout.from_version, "to": rollout.to_version}, min_gate_s=least,
             stages=[{"stage": s.label, "changes": s.changes, "gate": s.gate, "min_s": s.min_s,
-                     "max_s": None if s.max_s == float("inf") else s.max_s} for s in stages]))
+                     "max_s": None if s.max_s == float("inf") else s.max_s} for s in stages],
+            workloads=[row.to_json() for row in workloads], workloads_note=not_listed or None))
         return
     rows = [[index, s.label, "\n".join(s.changes), s.gate or "-",
              f"{s.min_s:g}s .. {'∞' if s.max_s == float('inf') else f'{s.max_s:g}s'}"]
@@ -157,6 +160,7 @@ def plan(
                         f"(each stage is one `pulumi up`)", ["#", "stage", "changes", "gate after it", "gate time"],
                         rows)
     console.print_line(f"at least {least:g}s of gating, plus the time each `pulumi up` takes")
+    console.print_workloads(workloads, not_listed)
 
 
 # ---------------------------------------------------------------- upgrade / promote / rollback

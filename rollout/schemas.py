@@ -22,7 +22,8 @@ SCHEMAS: dict[str, tuple[str, dict[str, Any]]] = {
     "validate": ("meshlift.validate/v1", {
         "stack": None, "valid": False, "problems": [], "revisions": [], "tags": {}, "namespaces": 0,
         "waves": [], "gateways": 0, "rollout": None}),
-    "plan": ("meshlift.plan/v1", {"stack": None, "from": None, "to": None, "stages": [], "min_gate_s": None}),
+    "plan": ("meshlift.plan/v1", {"stack": None, "from": None, "to": None, "stages": [], "min_gate_s": None,
+                                  "workloads": [], "workloads_note": None}),
     "upgrade": ("meshlift.run/v1", RUN_FIELDS),
     "rehearse": ("meshlift.run/v1", RUN_FIELDS),
     "promote": ("meshlift.promote/v1", {"stack": None, "run": None, "approved": False, "approval": None,

@@ -53,10 +53,6 @@ def workload_rows(spec: MeshSpec, inventory: Mapping[str, list[Mapping[str, Any]
     return rows
 
 
-def refused(rows: list[WorkloadRow]) -> list[WorkloadRow]:
-    return [row for row in rows if row.action == "refuses"]
-
-
 def _row(namespace: NamespaceSpec, live: LiveWorkload, policy: RestartPolicy, *, canaried: bool) -> WorkloadRow:
     wave = namespace.wave_of(live.name, live.kind)
     ref = f"{live.kind.lower()}/{live.name} -n {namespace.name}"
@@ -95,3 +91,42 @@ def _decision(live: LiveWorkload, policy: RestartPolicy, wave: int, ref: str) ->
         return "skips", f"skipped: {live.note}"
     return "leaves", (f"not patched: {live.note}, which may revert meshlift's annotation; left out of the wave "
                       "gates, restart it through its owner (its pods are named at cleanup)")
+
+
+def live_inventory(config: Mapping[str, Any], spec: MeshSpec) -> tuple[dict[str, list[dict[str, Any]]] | None, str]:
+    """What runs now in the stack's cluster (its `kubernetes:context` / `kubernetes:kubeconfig`) as an inventory,
+    or None and why it could not be listed. Never another cluster: a stack that names none is not listed."""
+    from rollout.errors import PlatformError
+    from rollout.inventory import inventory_of
+    from rollout.platforms.kube_live import KubeLive
+
+    context, kubeconfig = (config.get(f"kubernetes:{key}") for key in ("context", "kubeconfig"))
+    context = context if isinstance(context, str) and context else None
+    kubeconfig = kubeconfig if isinstance(kubeconfig, str) and kubeconfig else None
+    if context is None and kubeconfig is None:
+        return None, "not listed: the stack names no cluster (kubernetes:context or kubernetes:kubeconfig)"
+    namespaces = [namespace.name for namespace in spec.namespaces]
+    live = KubeLive(context=context, kubeconfig=kubeconfig, retry_s=0)
+    try:
+        return inventory_of(namespaces, {namespace: live.workloads(namespace) for namespace in namespaces},
+                            {namespace: live.autoscalers(namespace) for namespace in namespaces}), ""
+    except PlatformError as error:
+        return None, f"not listed: {error}"
+
+
+def with_live_workloads(target: Any, config: Mapping[str, Any]) -> tuple[Any, list[WorkloadRow], str]:
+    """`meshlift plan`: the upgrade with what runs now recorded as its inventory (the stages then restart
+    exactly what the run would), the rows, and why nothing was listed. A config the inventory makes
+    invalid (a paused Deployment, a canary of a workload that cannot have one) keeps the plan without
+    it: the rows say why `meshlift upgrade` would refuse."""
+    from meshmodel.spec import SpecError
+    from rollout.inventory import with_inventory
+
+    inventory, note = live_inventory(config, target.spec)
+    if inventory is None:
+        return target, [], note
+    rows = workload_rows(target.spec, inventory)
+    try:
+        return with_inventory(target, config, inventory), rows, ""
+    except SpecError as error:
+        return target, rows, "; ".join(str(problem) for problem in error.problems)

@@ -96,8 +96,10 @@ class KubeLive:
 
         with client.ApiClient(self._config()) as api:
             calls = client.AutoscalingV2Api(api)
+            # Only a warning rests on them: without the right to list them, there are none to warn about.
             return [_with_kind(item, "HorizontalPodAutoscaler", "autoscaling/v2")
-                    for item in self._items(calls.list_namespaced_horizontal_pod_autoscaler, namespace)]
+                    for item in self._optional_items(calls.list_namespaced_horizontal_pod_autoscaler, namespace,
+                                                     absent=(403, 404))]
 
     def pods(self, namespace: str | None = None, selector: str | None = None) -> list[dict[str, Any]]:
         """Every pod of the cluster (or of `namespace`, matching `selector`), whatever its phase."""
@@ -183,14 +185,14 @@ class KubeLive:
                     raise
         raise AssertionError("unreachable")
 
-    def _optional_items(self, call: Any, *args: Any) -> list[dict[str, Any]]:
+    def _optional_items(self, call: Any, *args: Any, absent: tuple[int, ...] = (404,)) -> list[dict[str, Any]]:
         """Like `_items`, but a resource the cluster does not serve (404: its CRD is absent) lists nothing."""
         from kubernetes.client.exceptions import ApiException
 
         try:
             return self._items(call, *args)
         except PlatformError as error:
-            if isinstance(error.__cause__, ApiException) and error.__cause__.status == 404:
+            if isinstance(error.__cause__, ApiException) and error.__cause__.status in absent:
                 return []
             raise
 
