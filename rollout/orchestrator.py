@@ -276,10 +276,11 @@ class Orchestrator:
         cleanup, so the same command resumes here once the named pods are gone."""
         try:
             pods = self.platform.pods()
+            sources = self.platform.revision_sources()
         except PlatformError as error:
-            raise CleanupRefused(f"Cleanup refused: cannot list the pods that may still run the old "
-                                 f"revision ({error}); run the same command again when the cluster answers") from error
-        refusal = cleanup_refusal(plan_for(target.change(Stage.CLEANUP).spec), pods)
+            raise CleanupRefused(f"Cleanup refused: cannot list what may still ask for the old revision "
+                                 f"({error}); run the same command again when the cluster answers") from error
+        refusal = cleanup_refusal(plan_for(target.change(Stage.CLEANUP).spec), pods, sources)
         if refusal is None:
             return
         self._emit(state, "cleanup", status="refused" if refusal.refused else "allowed", **refusal.to_json())

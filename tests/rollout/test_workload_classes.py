@@ -295,3 +295,21 @@ def test_a_wait_says_what_is_pending_while_it_waits(rig):
     assert state.phase is Phase.SUCCEEDED
     progress = [d["pending"] for k, d in rig.reporter.events if k == "rollout" and d["status"] == "progress"]
     assert progress and progress[0] == ["Deployment shop/web: 1 of 2 replicas updated"]
+
+
+# ---------------------------------------------------------------- cleanup guard
+
+
+def test_cleanup_waits_for_a_cronjob_pinned_to_the_old_revision_and_resumes_once_it_is_not(rig):
+    from rollout.errors import CleanupRefused
+
+    cronjob = {"kind": "CronJob", "metadata": {"name": "report", "namespace": "batch"},
+               "spec": {"jobTemplate": {"spec": {"template": {"metadata": {"labels": {"istio.io/rev": "1-39-3"}}}}}}}
+    rig.cluster.sources = {"namespaces": [{"metadata": {"name": "batch"}}], "templates": [cronjob], "gateways": []}
+    with pytest.raises(CleanupRefused) as raised:
+        rig.run()
+    assert "CronJob batch/report: its pod template pins istio.io/rev=1-39-3" in str(raised.value)
+    assert rig.journal.load().phase is Phase.CLEANING_UP
+    cronjob["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]["istio.io/rev"] = "stable"
+    state = rig.run()
+    assert state.phase is Phase.SUCCEEDED
