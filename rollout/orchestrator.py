@@ -302,12 +302,7 @@ class Orchestrator:
                        checks=["rollout"])
             return
         waves = tuple(target.spec.waves[:wave])
-        scope = GateScope("wave", waves)
-        if not any(selector.role == "canary" for selector in selectors_for(plan_for(spec), scope)):
-            # Every workload of waves 1..n stays where it is (OnDelete, owned, paused): no proxy moved.
-            self._emit(state, "gate", gate=scope.label, status="skipped",
-                       message=f"nothing in waves 1..{wave} moved to the new revision, so there is nothing to judge")
-        elif not self._gate(state, spec, scope):
+        if not self._gate(state, spec, GateScope("wave", waves)):
             return
         state.waves_done = wave
         self.journal.save(state)
@@ -388,7 +383,14 @@ class Orchestrator:
         return False
 
     def _judge(self, state: RunState, spec: MeshSpec, scope: GateScope, name: str) -> GateVerdict:
-        targets = self.platform.targets(plan_for(spec), scope)
+        plan = plan_for(spec)
+        if not any(selector.role == "canary" for selector in selectors_for(plan, scope)):
+            # The plan puts nothing under test (no canary, no gateway, every workload left where it is:
+            # OnDelete, owned, paused). Pods the plan names but discovery cannot find still fail closed.
+            message = f"nothing under test in the {name} gate: no canary, gateway or moved workload"
+            self._emit(state, "gate", gate=name, status="skipped", message=message)
+            return GateVerdict(name, "passed", message)
+        targets = self.platform.targets(plan, scope)
         self._emit(state, "gate", gate=name, status="started", canary=[t.name for t in targets.canary],
                    baseline=[t.name for t in targets.baseline])
         verdict = self.gate(name, targets, spec.gates, on_sample=lambda s: self.reporter.sample(name, s))

@@ -121,7 +121,9 @@ def test_a_mesh_where_nothing_moves_skips_its_wave_gate(make_rig):
     state = rig.run()
     assert state.phase is Phase.SUCCEEDED, state.failure
     skipped = [d for k, d in rig.reporter.events if k == "gate" and d.get("status") == "skipped"]
-    assert [d["gate"] for d in skipped] == ["wave 1"] and "nothing in waves 1..1 moved" in skipped[0]["message"]
+    assert [d["gate"] for d in skipped] == ["canary", "wave 1", "verify"]
+    assert "no canary, gateway or moved workload" in skipped[1]["message"]
+    assert rig.gate.calls == [], "nothing was sampled: there was nothing to sample"
 
 
 # ---------------------------------------------------------------- OnDelete, evicted one by one
