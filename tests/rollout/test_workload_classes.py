@@ -315,3 +315,32 @@ def test_cleanup_waits_for_a_cronjob_pinned_to_the_old_revision_and_resumes_once
     cronjob["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]["istio.io/rev"] = "stable"
     state = rig.run()
     assert state.phase is Phase.SUCCEEDED
+
+
+# ---------------------------------------------------------------- canary clones
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda cluster: cluster.objects.append(live_workload("shop", "web-canary")),
+     "a Deployment 'web-canary' already runs in namespace 'shop': the canary clone would take it over"),
+    (lambda cluster: cluster.objects.__setitem__(0, _set(cluster.objects[0], "spec.template.spec.volumes",
+                                                         [{"name": "d", "persistentVolumeClaim": {"claimName": "web-rwo"}}])),
+     "mounts the claim(s) web-rwo directly"),
+    (lambda cluster: cluster.objects.__setitem__(0, _set(cluster.objects[0], "spec.template.spec.hostNetwork", True)),
+     "is not in the mesh (hostNetwork"),
+], ids=["name taken by a running workload", "mounts a claim", "not in the mesh"])
+def test_a_canary_that_cannot_be_cloned_safely_is_refused_before_anything_changes(rig, change, expected):
+    change(rig.cluster)
+    with pytest.raises(Exception) as raised:
+        rig.run()
+    assert expected in str(raised.value) and "workloads[0].canary" in str(raised.value)
+    assert exit_code_for(raised.value) == 2 and rig.engine.named("up") == []
+
+
+def test_an_autoscaler_targeting_a_canaried_workload_is_warned_about(rig):
+    rig.cluster.hpas = [{"kind": "HorizontalPodAutoscaler", "metadata": {"name": "web", "namespace": "shop"},
+                         "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}}}]
+    state = rig.run()
+    assert state.phase is Phase.SUCCEEDED
+    warnings = [d["message"] for k, d in rig.reporter.events if k == "warning"]
+    assert any("HorizontalPodAutoscaler/web targets it" in w and "canary clone's pods" in w for w in warnings)
