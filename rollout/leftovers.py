@@ -170,8 +170,7 @@ class Owners:
         above = _owner(_meta(obj)) if obj is not None else None
         if kind == "ReplicaSet" and obj is not None:
             if above is not None and above.startswith("Deployment/"):
-                return (f"restart its Deployment (kubectl rollout restart deployment/{above.partition('/')[2]} "
-                        f"-n {namespace})")
+                return self._deployment_hint(namespace, above.partition("/")[2])
             if above is not None and above.startswith("Rollout/"):
                 return (f"restart its Argo Rollout (kubectl argo rollouts restart {above.partition('/')[2]} "
                         f"-n {namespace})")
@@ -179,14 +178,31 @@ class Owners:
                 return f"restart it through {above}, which owns its ReplicaSet/{name}"
             return (f"ReplicaSet/{name} has no Deployment and never replaces a running pod: delete the pod "
                     f"(kubectl delete pod {pod} -n {namespace}) and it makes it again on the new revision")
-        if kind in ("StatefulSet", "DaemonSet") and obj is not None and \
-                ((obj.get("spec") or {}).get("updateStrategy") or {}).get("type") == "OnDelete":
+        strategy = ((obj or {}).get("spec") or {}).get("updateStrategy") or {}
+        if kind in ("StatefulSet", "DaemonSet") and strategy.get("type") == "OnDelete":
             return (f"its {kind} is OnDelete, so a restart moves nothing: delete its pods one by one "
                     f"(kubectl delete pod {pod} -n {namespace})")
+        partition = (strategy.get("rollingUpdate") or {}).get("partition") or 0
+        if kind == "StatefulSet" and partition > 0:
+            return (f"its StatefulSet's partition {partition} keeps a restart from the ordinals below it: delete "
+                    f"the pod (kubectl delete pod {pod} -n {namespace}); it comes back from the same template, on "
+                    "the new revision")
+        if obj is not None and above not in (None, "no owner"):
+            return f"restart it through {above}, which owns {owner}"
         if kind == "Job" and above is not None and above.startswith("CronJob/"):
             return (f"a Job of {above} keeps its proxy until it ends: let it finish, or delete it (the next "
                     "run starts on the new revision)")
         return _restart_hint(owner, namespace)
+
+    def _deployment_hint(self, namespace: str, name: str) -> str:
+        deployment = self.find(namespace, f"Deployment/{name}")
+        above = _owner(_meta(deployment)) if deployment is not None else None
+        if above is not None:
+            return f"restart it through {above}, which owns Deployment/{name} (and may revert a restart)"
+        if deployment is not None and (deployment.get("spec") or {}).get("paused"):
+            return (f"its Deployment is paused and rolls nothing: resume it (kubectl rollout resume "
+                    f"deployment/{name} -n {namespace}) and restart it, or delete the pod")
+        return f"restart its Deployment (kubectl rollout restart deployment/{name} -n {namespace})"
 
 
 def old_revision_pods(pods: Iterable[Mapping[str, Any]], *, old_revision: str, old_version: str,

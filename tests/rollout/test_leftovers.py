@@ -233,11 +233,26 @@ def test_hints_follow_the_owner_chain_to_what_really_exists():
     bare_rs = _template("ReplicaSet", "bookinfo", "legacy", {})
     on_delete = _template("StatefulSet", "bookinfo", "ledger", {})
     on_delete["spec"]["updateStrategy"] = {"type": "OnDelete"}
-    listed = sources(templates=[deployment_rs, argo_rs, bare_rs, on_delete])
+    partitioned = _template("StatefulSet", "bookinfo", "queue", {})
+    partitioned["spec"]["updateStrategy"] = {"type": "RollingUpdate", "rollingUpdate": {"partition": 2}}
+    paused_rs = _template("ReplicaSet", "bookinfo", "batch-5f6", {},
+                          ownerReferences=[{"kind": "Deployment", "name": "batch", "controller": True}])
+    paused = _template("Deployment", "bookinfo", "batch", {})
+    paused["spec"]["paused"] = True
+    operated_rs = _template("ReplicaSet", "bookinfo", "hello-6c7", {},
+                            ownerReferences=[{"kind": "Deployment", "name": "hello", "controller": True}])
+    operated = _template("Deployment", "bookinfo", "hello", {},
+                         ownerReferences=[{"kind": "Revision", "name": "hello-00001", "controller": True}])
+    listed = sources(templates=[deployment_rs, argo_rs, bare_rs, on_delete, partitioned, paused_rs, paused,
+                                operated_rs, operated])
     hints = {p.owner: p.hint for p in old_revision_pods(
         [pod_of("ReplicaSet/reviews-v1-7d8f9c6b5"), pod_of("ReplicaSet/canary-7f9"), pod_of("ReplicaSet/legacy"),
-         pod_of("StatefulSet/ledger")],
+         pod_of("StatefulSet/ledger"), pod_of("StatefulSet/queue"), pod_of("ReplicaSet/batch-5f6"),
+         pod_of("ReplicaSet/hello-6c7")],
         old_revision=OLD, old_version=OLD_VERSION, enrolled_namespaces=("bookinfo",), sources=listed)}
+    assert "partition 2" in hints["StatefulSet/queue"] and "kubectl delete pod queue-x7k2p" in hints["StatefulSet/queue"]
+    assert "kubectl rollout resume deployment/batch -n bookinfo" in hints["ReplicaSet/batch-5f6"]
+    assert "through Revision/hello-00001, which owns Deployment/hello" in hints["ReplicaSet/hello-6c7"]
     assert "kubectl rollout restart deployment/reviews -n bookinfo" in hints["ReplicaSet/reviews-v1-7d8f9c6b5"]
     assert "kubectl argo rollouts restart canary -n bookinfo" in hints["ReplicaSet/canary-7f9"]
     assert "has no Deployment" in hints["ReplicaSet/legacy"] and "deployment/" not in hints["ReplicaSet/legacy"]
