@@ -65,6 +65,8 @@ class GateTargets:
 
     canary: list[Any]
     baseline: list[Any] = field(default_factory=list)
+    # Finds them again (pods come and go during a window); None where they cannot change.
+    refresh: Callable[[], GateTargets] | None = field(default=None, compare=False)
 
 
 class Platform(Protocol):

@@ -94,10 +94,15 @@ class KubernetesPlatform:
         return self._live
 
     def targets(self, plan: MeshPlan, scope: GateScope) -> GateTargets:
+        """The pods to judge; `refresh` discovers them again (their forwards replace these)."""
         selectors = selectors_for(plan, scope)
-        found = self._discovery()(selectors)
-        return GateTargets(canary=[t for t in found if t.role == "canary"],
-                           baseline=[t for t in found if t.role == "baseline"])
+
+        def discover() -> GateTargets:
+            found = self._discovery()(selectors)
+            return GateTargets(canary=[t for t in found if t.role == "canary"],
+                               baseline=[t for t in found if t.role == "baseline"], refresh=discover)
+
+        return discover()
 
     def history(self) -> list[HistoryEntry]:
         return self.engine.history()

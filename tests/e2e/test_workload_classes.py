@@ -98,6 +98,8 @@ def injected(kube: Kube) -> dict[str, str | None]:
 def test_each_class_is_planned_left_where_it_is_and_named_until_cleanup_may_proceed(project, cluster,
                                                                                    chart_repository) -> None:
     kube = Kube.of(cluster)
+    # The prerequisites read the kubeconfig the CLI would (KUBECONFIG), not the stack's file.
+    env = {"KUBECONFIG": str(cluster.kubeconfig)}
     kube.core.create_namespace({"metadata": {"name": NAMESPACE}}, field_manager=TEAM_MANAGER)
     config = mesh_stack(cluster, chart_repository, stage="install",
                         namespaces=[{"name": NAMESPACE, "revision": "stable", "wave": 1, "create": False}])
@@ -117,7 +119,7 @@ def test_each_class_is_planned_left_where_it_is_and_named_until_cleanup_may_proc
     assert all(r is None for n, r in pods.items() if n.startswith(("node-agent", "legacy-db"))), pods
 
     # Before anything changes: the plan shows each class; a paused Deployment makes the upgrade refuse.
-    plan = project.meshlift("plan", "-s", STACK, "--to", TO, "--json", label="meshlift plan (workload classes)")
+    plan = project.meshlift("plan", "-s", STACK, "--to", TO, "--json", env=env, label="meshlift plan (workload classes)")
     assert plan.returncode == 0, plan.output
     rows = {row["workload"]: row for row in json.loads(plan.stdout)["workloads"]}
     assert {name: (row["movement"], row["action"]) for name, row in rows.items()} == {
@@ -126,7 +128,7 @@ def test_each_class_is_planned_left_where_it_is_and_named_until_cleanup_may_proc
         "Deployment/legacy-db": ("outsideMesh", "skips"), "Deployment/hello": ("owned", "leaves"),
     }
     assert "owned by ConfigMap/hello-operator" in rows["Deployment/hello"]["detail"]
-    refused = project.meshlift("upgrade", "-s", STACK, "--to", TO, label="meshlift upgrade (paused refused)")
+    refused = project.meshlift("upgrade", "-s", STACK, "--to", TO, env=env, label="meshlift upgrade (paused refused)")
     assert refused.returncode == 2, refused.output[-3000:]
     assert "Deployment/reports" in refused.output and "meshlift:restarts.paused: skip" in refused.output
     assert set(kube.helm_releases("istio-system")) == {"istio-base", f"istiod-{FROM_REV}"}, "nothing changed"
@@ -134,11 +136,11 @@ def test_each_class_is_planned_left_where_it_is_and_named_until_cleanup_may_proc
     config = project.stack_config(STACK)
     config["meshlift:restarts"] = {"paused": "skip"}
     project.write_stack(STACK, config)
-    human = project.meshlift("plan", "-s", STACK, "--to", TO, label="meshlift plan (paused skipped)")
+    human = project.meshlift("plan", "-s", STACK, "--to", TO, env=env, label="meshlift plan (paused skipped)")
     assert human.returncode == 0 and "will not move" in human.output and "not in the mesh" in human.output
 
     before = {p.metadata.uid for p in kube.core.list_namespaced_pod(NAMESPACE).items}
-    upgrade = project.meshlift("upgrade", "-s", STACK, "--to", TO, "--json", label="meshlift upgrade (cleanup refused)")
+    upgrade = project.meshlift("upgrade", "-s", STACK, "--to", TO, "--json", env=env, label="meshlift upgrade (cleanup refused)")
     assert upgrade.returncode == 2, upgrade.output[-4000:]
     assert {p.metadata.uid for p in kube.core.list_namespaced_pod(NAMESPACE).items} == before, "nothing restarted"
     read = {"ledger": kube.apps.read_namespaced_stateful_set, "queue": kube.apps.read_namespaced_stateful_set,
@@ -162,13 +164,13 @@ def test_each_class_is_planned_left_where_it_is_and_named_until_cleanup_may_proc
     eventually(lambda: not [n for n, r in injected(kube).items() if r == FROM_REV]
                and len([r for r in injected(kube).values() if r == TO_REV]) >= len(old_pods),
                timeout=120, what=f"the data namespace's pods replaced on {TO_REV}")
-    still = project.meshlift("upgrade", "-s", STACK, "--to", TO, label="meshlift upgrade (the CronJob alone)")
+    still = project.meshlift("upgrade", "-s", STACK, "--to", TO, env=env, label="meshlift upgrade (the CronJob alone)")
     assert still.returncode == 2, still.output[-3000:]
     assert "CronJob batch/report" in still.output and f"{NAMESPACE}/" not in still.output.split("Cleanup refused")[1]
 
     client.BatchV1Api(kube.apps.api_client).patch_namespaced_cron_job("report", "batch", {"spec": {"jobTemplate": {"spec": {"template": {
         "metadata": {"labels": {"istio.io/rev": "stable"}}}}}}}, field_manager=TEAM_MANAGER)
-    done = project.meshlift("upgrade", "-s", STACK, "--to", TO, "--json", label="meshlift upgrade (cleanup proceeds)")
+    done = project.meshlift("upgrade", "-s", STACK, "--to", TO, "--json", env=env, label="meshlift upgrade (cleanup proceeds)")
     assert done.returncode == 0, done.output[-4000:]
     assert json.loads(done.stdout)["phase"] == "Succeeded"
     assert set(kube.helm_releases("istio-system")) == {"istio-base", f"istiod-{TO_REV}"}

@@ -344,3 +344,61 @@ def test_an_autoscaler_targeting_a_canaried_workload_is_warned_about(rig):
     assert state.phase is Phase.SUCCEEDED
     warnings = [d["message"] for k, d in rig.reporter.events if k == "warning"]
     assert any("HorizontalPodAutoscaler/web targets it" in w and "canary clone's pods" in w for w in warnings)
+
+
+# ---------------------------------------------------------------- gate targets found again
+
+
+def test_gate_targets_are_discovered_again_for_the_gate_to_replace_a_pod_that_ended(monkeypatch):
+    from meshmodel.spec import GateSettings
+    from rollout.gates import ChecksGate
+    from rollout.platforms.base import GateScope
+    from rollout.platforms.kubernetes import KubernetesPlatform
+    from tests.rollout.doubles import FakeTarget, RecordingEngine
+
+    pods = [["shop/web-1", "shop/web-2"], ["shop/web-1", "shop/web-3"]]  # web-2 ended; web-3 replaced it
+    calls = []
+
+    def discover(selectors):
+        calls.append([s.label_selector for s in selectors])
+        return [FakeTarget(name, "canary") for name in pods[min(len(calls) - 1, 1)]]
+
+    config = mesh_config(**{"meshlift:revisions": [{"version": "1.39.3"}, {"version": "1.40.0"}],
+                            "meshlift:rollout": {"from": "1.39.3", "to": "1.40.0", "stage": "promote",
+                                                 "promotedWaves": 1},
+                            "meshlift:inventory": {"shop": [{"kind": "Deployment", "name": "web",
+                                                             "selector": {"app": "web"}}],
+                                                   "pay": [{"kind": "Deployment", "name": "api"}]}})
+    platform = KubernetesPlatform(RecordingEngine("dev", config=config), discover=discover, live=FakeCluster())
+    targets = platform.targets(plan_for(load_spec(config)), GateScope("wave", (1,)))
+    seen = {}
+
+    async def run_gate(canary, settings, *, retarget=None, **kwargs):
+        seen["first"] = [t.name for t in canary]
+        seen["again"] = [t.name for t in retarget()[0]]
+        return type("Result", (), {"outcome": "passed", "message": "ok", "failing_checks": ()})()
+
+    monkeypatch.setattr("checks.gate.run_gate", run_gate)
+    verdict = ChecksGate()("wave 1", targets, GateSettings())
+    assert verdict.passed
+    assert seen == {"first": ["shop/web-1", "shop/web-2"], "again": ["shop/web-1", "shop/web-3"]}
+    assert calls[0] == calls[1] == ["app=web,!meshlift.io/canary-of"], "the same selectors, found again"
+
+
+def test_match_expressions_reach_the_gates_selectors():
+    config = mesh_config(**{"meshlift:revisions": [{"version": "1.39.3"}, {"version": "1.40.0"}],
+                            "meshlift:rollout": {"from": "1.39.3", "to": "1.40.0", "stage": "promote",
+                                                 "promotedWaves": 1},
+                            "meshlift:inventory": {"shop": [{"kind": "Deployment", "name": "web", "selector": {},
+                                                             "selectorExpressions": [
+                                                                 {"key": "app", "operator": "In", "values": ["web", "www"]},
+                                                                 {"key": "legacy", "operator": "DoesNotExist"}]}],
+                                                   "pay": [{"kind": "Deployment", "name": "api"}]}})
+    from rollout.platforms.base import GateScope
+    from rollout.platforms.scope import selectors_for
+    from tests.label_selectors import selects_text
+
+    [selector] = [s for s in selectors_for(plan_for(load_spec(config)), GateScope("wave", (1,))) if s.name == "web"]
+    assert selector.label_selector == "app in (web,www),!legacy,!meshlift.io/canary-of"
+    assert selects_text(selector.label_selector, {"app": "www"})
+    assert not selects_text(selector.label_selector, {"app": "www", "legacy": "1"})
