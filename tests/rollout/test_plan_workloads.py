@@ -6,18 +6,16 @@ on loopback that answers the list calls with API-server JSON.
 
 from __future__ import annotations
 
-import copy
 import json
 
 import yaml
 
 from rollout import cli
-from tests.components.cluster import live_workload
+from tests.components.cluster import live_workload, with_field
 from tests.rollout.doubles import mesh_config
 from tests.rollout.test_kube_live import scripted_server  # noqa: F401 - a fixture
 
-PAUSED = {**copy.deepcopy(live_workload("pay", "batch")), "spec": {**live_workload("pay", "batch")["spec"],
-                                                                    "paused": True}}
+PAUSED = with_field(live_workload("pay", "batch"), "spec.paused", True)
 
 
 def _cluster_stack(tmp_path, monkeypatch, url: str, **overrides) -> None:

@@ -8,7 +8,6 @@ the API server answering 503).
 
 from __future__ import annotations
 
-import copy
 
 import pytest
 
@@ -17,24 +16,14 @@ from meshmodel.spec_check import load_spec
 from rollout.errors import PlatformError, exit_code_for
 from rollout.phases import Phase
 from rollout.rollouts import RolloutBudget
-from tests.components.cluster import live_workload
+from tests.components.cluster import live_workload, with_field
 from tests.rollout.doubles import FakeCluster, ScriptedGate, mesh_config
 
 NEW = "1-40-0"
 
 
-def _set(obj: dict, path: str, value) -> dict:
-    obj = copy.deepcopy(obj)
-    node = obj
-    *parents, last = path.split(".")
-    for key in parents:
-        node = node.setdefault(key, {})
-    node[last] = value
-    return obj
-
-
 def on_delete(name: str, replicas: int = 2) -> dict:
-    return _set(live_workload("pay", name, kind="StatefulSet", replicas=replicas), "spec.updateStrategy",
+    return with_field(live_workload("pay", name, kind="StatefulSet", replicas=replicas), "spec.updateStrategy",
                 {"type": "OnDelete"})
 
 
@@ -62,13 +51,13 @@ def test_every_class_is_recorded_and_only_what_moves_is_patched_and_gated(make_r
     web, api = rig.cluster.objects
     rig.cluster.objects += [
         on_delete("ledger"),
-        _set(live_workload("pay", "queue", kind="StatefulSet"), "spec.updateStrategy.rollingUpdate.partition", 1),
-        _set(live_workload("pay", "batch"), "spec.paused", True),
-        _set(live_workload("pay", "agent"), "spec.template.spec.hostNetwork", True),
-        _set(live_workload("pay", "legacy"), "spec.template.metadata.annotations", {"sidecar.istio.io/inject": "false"}),
-        _set(live_workload("pay", "hello"), "metadata.ownerReferences",
+        with_field(live_workload("pay", "queue", kind="StatefulSet"), "spec.updateStrategy.rollingUpdate.partition", 1),
+        with_field(live_workload("pay", "batch"), "spec.paused", True),
+        with_field(live_workload("pay", "agent"), "spec.template.spec.hostNetwork", True),
+        with_field(live_workload("pay", "legacy"), "spec.template.metadata.annotations", {"sidecar.istio.io/inject": "false"}),
+        with_field(live_workload("pay", "hello"), "metadata.ownerReferences",
              [{"apiVersion": "serving.knative.dev/v1", "kind": "Revision", "name": "hello-1", "controller": True}]),
-        _set(live_workload("pay", "reports"), "spec.strategy", {"type": "Recreate"}),
+        with_field(live_workload("pay", "reports"), "spec.strategy", {"type": "Recreate"}),
     ]
     state = rig.run()
     assert state.phase is Phase.SUCCEEDED, state.failure
@@ -92,7 +81,7 @@ def test_every_class_is_recorded_and_only_what_moves_is_patched_and_gated(make_r
 
 
 def test_a_paused_deployment_is_refused_with_its_name_before_anything_changes(rig):
-    rig.cluster.objects.append(_set(live_workload("pay", "batch"), "spec.paused", True))
+    rig.cluster.objects.append(with_field(live_workload("pay", "batch"), "spec.paused", True))
     with pytest.raises(Exception) as raised:
         rig.run()
     message = str(raised.value)
@@ -183,7 +172,7 @@ def _stuck_rollback_rig(make_rig, **cluster_options):
     rig.cluster.objects = [live_workload("shop", "web", replicas=2), ledger]
     for key, value in cluster_options.items():
         setattr(rig.cluster, key, value)
-    reverting = _set(ledger, "metadata.generation", 6)
+    reverting = with_field(ledger, "metadata.generation", 6)
     reverting["status"] = {"observedGeneration": 6, "replicas": 2, "readyReplicas": 1, "updatedReplicas": 1,
                            "currentRevision": "rev-2", "updateRevision": "rev-1"}
     polls = {"n": 0}
@@ -275,7 +264,7 @@ def test_each_workload_gets_a_deadline_from_its_replicas_and_a_deployment_its_pr
     budget = RolloutBudget(base_s=120, per_replica_s=30)
     assert budget.seconds(live_workload("pay", "ledger", kind="StatefulSet", replicas=30)) == 120 + 30 * 30
     assert budget.seconds(live_workload("shop", "web", replicas=2)) == 600, "its progressDeadlineSeconds"
-    slow = _set(live_workload("shop", "web", replicas=40), "spec.progressDeadlineSeconds", 300)
+    slow = with_field(live_workload("shop", "web", replicas=40), "spec.progressDeadlineSeconds", 300)
     assert budget.seconds(slow) == 120 + 30 * 40
     daemon = {"kind": "DaemonSet", "spec": {}, "status": {"desiredNumberScheduled": 5}}
     assert budget.seconds(daemon) == 120 + 5 * 30
@@ -323,10 +312,10 @@ def test_cleanup_waits_for_a_cronjob_pinned_to_the_old_revision_and_resumes_once
 @pytest.mark.parametrize("change, expected", [
     (lambda cluster: cluster.objects.append(live_workload("shop", "web-canary")),
      "a Deployment 'web-canary' already runs in namespace 'shop': the canary clone would take it over"),
-    (lambda cluster: cluster.objects.__setitem__(0, _set(cluster.objects[0], "spec.template.spec.volumes",
+    (lambda cluster: cluster.objects.__setitem__(0, with_field(cluster.objects[0], "spec.template.spec.volumes",
                                                          [{"name": "d", "persistentVolumeClaim": {"claimName": "web-rwo"}}])),
      "mounts the claim(s) web-rwo directly"),
-    (lambda cluster: cluster.objects.__setitem__(0, _set(cluster.objects[0], "spec.template.spec.hostNetwork", True)),
+    (lambda cluster: cluster.objects.__setitem__(0, with_field(cluster.objects[0], "spec.template.spec.hostNetwork", True)),
      "is not in the mesh (hostNetwork"),
 ], ids=["name taken by a running workload", "mounts a claim", "not in the mesh"])
 def test_a_canary_that_cannot_be_cloned_safely_is_refused_before_anything_changes(rig, change, expected):
