@@ -45,7 +45,7 @@ class GateOutcome(str, Enum):
 
 @dataclass(frozen=True)
 class GateSample:
-    """One sample of a gate: its verdict (`pass`, `fail`, `no-data`) and full report."""
+    """One sample of a gate: its verdict (`pass`, `fail`, `no-data`, `retargeted`) and full report."""
 
     index: int
     elapsed: float
@@ -128,9 +128,15 @@ async def run_gate(
     wall_clock: Callable[[], datetime] | None = None,
     name: str | None = None,
     only: Sequence[str] | None = None,
+    retarget: Callable[[], tuple[Sequence[Target], Sequence[Target]]] | None = None,
 ) -> GateResult:
     """Sample `canary_targets` (and `baseline_targets`) until the gate decides.
 
+    `retarget`, when given, finds the targets again (canary, baseline) after a
+    failing sample: pods come and go during a window (an autoscaler, a drained
+    node, an eviction). The gate goes on with what it finds, and a failing sample
+    whose failing targets are gone is not counted (its verdict is `retargeted`):
+    a pod that ended is replaced by its successor instead of failing the gate.
     Returns a `GateResult`; raises ValueError only for a bad configuration
     (unknown check ids, no canary targets).
     """
@@ -154,6 +160,14 @@ async def run_gate(
             )
             previous = report
             verdict, failing, no_data = _classify(report)
+            if verdict == "fail" and retarget is not None:
+                fresh = _fresh_targets(retarget)
+                if fresh is not None:
+                    canary_targets, baseline = fresh
+                    targets = [*canary_targets, *(t for t in baseline if t not in canary_targets)]
+                    found = {t.name for t in targets}
+                    if any(target not in found for target, _ in failing):
+                        verdict = "retargeted"  # the pod ended: its successor is judged next
             sample = GateSample(index, clock() - started, verdict, failing, no_data, report)
             samples.append(sample)
             if on_sample is not None:
@@ -190,6 +204,16 @@ async def run_gate(
     finally:
         if own_client:
             await client.aclose()
+
+
+def _fresh_targets(retarget: Callable[[], tuple[Sequence[Target], Sequence[Target]]]
+                   ) -> tuple[list[Target], list[Target]] | None:
+    """The targets found again; None when they cannot be (the failing sample then counts as it is)."""
+    try:
+        canary, baseline = retarget()
+    except Exception:  # noqa: BLE001 - discovery failing is no reason to forgive a failing sample
+        return None
+    return (list(canary), list(baseline)) if canary else None
 
 
 def _as_role(target: Target, role: str) -> Target:

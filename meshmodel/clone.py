@@ -18,7 +18,11 @@ it) and changes only what makes it a canary:
 - the target revision: pod labels `meshlift.io/inject-revision` and
   `istio.io/rev` (see components.revision_tags for why both);
 - the proxy held until it is ready: `holdApplicationUntilProxyStarts` merged
-  into the pod's `proxy.istio.io/config`, the workload's own settings kept.
+  into the pod's `proxy.istio.io/config`, the workload's own settings kept;
+- a StatefulSet's clone stays out of its cluster's storage and naming: no
+  governing Service and no claim templates (each claim's volume is an emptyDir,
+  deleted with its pod). A template that mounts a claim directly is never cloned
+  (the validation refuses `canary: true` for it, from the inventory).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import yaml
@@ -38,17 +42,19 @@ from meshmodel.plan import (
     REVISION_LABEL,
     TRACK_LABEL,
 )
+from meshmodel.workload_class import classify, mounts_claims
 
 PROXY_CONFIG_ANNOTATION = "proxy.istio.io/config"
 SOURCE_TEMPLATE_HASH_ANNOTATION = "meshlift.io/source-template-hash"  # on the clone: what it was cloned from
 HOLD_KEY = "holdApplicationUntilProxyStarts"
 
-# Workload-level fields a clone keeps, per kind (replicas and selector are the clone's own).
+# Workload-level fields a clone keeps, per kind (replicas and selector are the clone's own). A
+# StatefulSet's clone keeps neither its governing Service (`serviceName`: its pods would get DNS
+# names among the peers) nor its claim templates (it would start on fresh claims that outlive it and
+# that the next upgrade's clone would reuse): each claim becomes an emptyDir, gone with the pod.
 _CARRIED = {
     "Deployment": ("minReadySeconds", "progressDeadlineSeconds", "strategy"),
-    # A StatefulSet's pods need their claims and their governing Service.
-    "StatefulSet": ("minReadySeconds", "serviceName", "volumeClaimTemplates", "podManagementPolicy",
-                    "updateStrategy"),
+    "StatefulSet": ("minReadySeconds", "podManagementPolicy", "updateStrategy"),
 }
 
 
@@ -118,23 +124,71 @@ def clone_spec(live_spec: Mapping[str, Any], *, kind: str, workload: str, revisi
     annotations[PROXY_CONFIG_ANNOTATION] = holding_proxy_config(annotations.get(PROXY_CONFIG_ANNOTATION))
     annotations[PROXY_REVISION_ANNOTATION] = revision
     metadata["annotations"] = annotations
+    if kind == "StatefulSet":
+        _claims_as_scratch(template, live.get("volumeClaimTemplates") or [])
     clone: dict[str, Any] = {key: live[key] for key in _CARRIED.get(kind, ()) if key in live}
     clone.update({"replicas": replicas, "selector": {"matchLabels": selector}, "template": template})
     return clone
 
 
-def inventory_entry(live: Mapping[str, Any]) -> dict[str, Any]:
-    """What `meshlift:inventory` records of one live workload object (API server shape)."""
+def _claims_as_scratch(template: dict[str, Any], claim_templates: list[dict[str, Any]]) -> None:
+    """Each claim template's volume as an emptyDir of the same name, so the containers' mounts resolve."""
+    spec = template.setdefault("spec", {})
+    volumes = list(spec.get("volumes") or [])
+    named = {volume.get("name") for volume in volumes}
+    for claim in claim_templates:
+        name = (claim.get("metadata") or {}).get("name")
+        if name and name not in named:
+            volumes.append({"name": name, "emptyDir": {}})
+    if volumes:
+        spec["volumes"] = volumes
+
+
+def inventory_entry(live: Mapping[str, Any], autoscalers: Sequence[str] = ()) -> dict[str, Any]:
+    """What `meshlift:inventory` records of one live workload object (API server shape).
+
+    Keys at their default are left out: Pulumi hands the whole config to the
+    program in one environment variable, so every byte per workload counts.
+    """
     metadata, spec = live.get("metadata") or {}, live.get("spec") or {}
     template = spec.get("template") or {}
     annotations = (template.get("metadata") or {}).get("annotations") or {}
-    entry = {
+    selector = spec.get("selector") or {}
+    entry: dict[str, Any] = {
         "kind": live["kind"],
         "name": metadata["name"],
         "labels": dict(metadata.get("labels") or {}),
-        "selector": dict((spec.get("selector") or {}).get("matchLabels") or {}),
+        "selector": dict(selector.get("matchLabels") or {}),
         "templateHash": template_hash(template),
     }
+    if selector.get("matchExpressions"):
+        entry["selectorExpressions"] = [
+            {"key": e.get("key"), "operator": e.get("operator"), "values": list(e.get("values") or [])}
+            for e in selector["matchExpressions"]]
     if PROXY_REVISION_ANNOTATION in annotations:
         entry["proxyRevision"] = annotations[PROXY_REVISION_ANNOTATION]
+    classification = classify(live)
+    if classification.movement != "rolls":
+        entry["movement"] = classification.movement
+    if classification.note:
+        entry["note"] = classification.note
+    if classification.recreate:
+        entry["recreate"] = True
+    claims = mounts_claims(template)
+    if claims:
+        entry["claims"] = claims
+    if autoscalers:
+        entry["autoscalers"] = list(autoscalers)
     return entry
+
+
+def autoscalers_of(objects: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], list[str]]:
+    """(kind, name) of each scaled workload -> the autoscalers (HPA, VPA objects) that target it."""
+    found: dict[tuple[str, str], list[str]] = {}
+    for obj in objects:
+        spec = obj.get("spec") or {}
+        target = spec.get("scaleTargetRef") or spec.get("targetRef") or {}
+        if target.get("kind") and target.get("name"):
+            found.setdefault((target["kind"], target["name"]), []).append(
+                f"{obj.get('kind')}/{(obj.get('metadata') or {}).get('name')}")
+    return found

@@ -101,6 +101,14 @@ class WorkloadPlan:
     wave: int
     restart_revision: str | None  # meshlift's annotation value; changing it restarts the pods
     template_hash: str = ""  # of the live pod template when the rollout started
+    movement: str = "rolls"  # how its controller answers the restart (meshmodel.workload_class)
+    evicted: bool = False  # an OnDelete workload whose pods meshlift evicts one by one
+    selector_expressions: tuple[dict[str, Any], ...] = ()  # spec.selector.matchExpressions
+
+    @property
+    def moves(self) -> bool:
+        """Whether its pods follow its wave; the others keep their proxy, out of the wave gates."""
+        return self.movement == "rolls" or self.evicted
 
 
 @dataclass(frozen=True)
@@ -204,18 +212,22 @@ class SelectedWorkload:
     template_hash: str
     proxy_revision: str | None  # meshlift's annotation as recorded in the inventory
     settings: WorkloadSpec | None  # the namespace's `workloads` entry for it, if any
+    movement: str = "rolls"
+    selector_expressions: tuple[dict[str, Any], ...] = ()
 
 
 def selected_workloads(spec: MeshSpec, namespace: NamespaceSpec) -> list[SelectedWorkload]:
-    """The namespace's workloads meshlift restarts, in inventory (or `workloads`) order."""
+    """The namespace's workloads meshlift restarts, in inventory (or `workloads`) order; workloads
+    Istio never injects are not among them (restarting them changes nothing)."""
     named = {(w.kind, w.name): w for w in namespace.workloads}
     if spec.inventory is None:
         return [SelectedWorkload(w.kind, w.name, {}, "", None, w) for w in namespace.workloads]
     return [
         SelectedWorkload(live.kind, live.name, dict(live.selector), live.template_hash, live.proxy_revision,
-                         named.get((live.kind, live.name)))
+                         named.get((live.kind, live.name)), live.movement,
+                         tuple(dict(e) for e in live.selector_expressions))
         for live in spec.inventory.get(namespace.name, [])
-        if namespace.select.matches(live)
+        if namespace.select.matches(live) and live.movement != "outsideMesh"
     ]
 
 
@@ -287,7 +299,9 @@ def plan_for(spec: MeshSpec) -> MeshPlan:
         ))
         for live in selected_workloads(spec, namespace):
             wave = namespace.wave_of(live.name, live.kind)
-            promoted = wave in promoted_wave_numbers
+            evicted = live.movement == "onDelete" and spec.restarts.on_delete == "evict"
+            # A workload that will not move is never patched: its pods keep their proxy.
+            promoted = wave in promoted_wave_numbers and (live.movement == "rolls" or evicted)
             # Until its wave restarts, a workload's pods keep the proxy they started with,
             # even when a moved tag already injects the new one into fresh pods.
             running = label_revision if promoted else spec.resolve(namespace.revision)
@@ -301,6 +315,9 @@ def plan_for(spec: MeshSpec) -> MeshPlan:
                 wave=wave,
                 restart_revision=new if promoted else live.proxy_revision,
                 template_hash=live.template_hash,
+                movement=live.movement,
+                evicted=evicted,
+                selector_expressions=live.selector_expressions,
             ))
             settings = live.settings
             if stage is Stage.CANARY and settings is not None and settings.canary and running == old:

@@ -33,13 +33,14 @@ from meshmodel.fields import (
 from meshmodel.packed import unpack
 from meshmodel.parity_allow import validate_allow_entry
 from meshmodel.proxy_profile import ProxyProfile
+from meshmodel.workload_class import Movement
 
 __all__ = [  # the field types are re-exported: most readers of the config need them with the models
     "CONFIG_NAMESPACE", "DEFAULT_CHART_REPOSITORY", "INJECTION_LABELS", "STAGE_ORDER", "WORKLOAD_KINDS",
     "Stage", "IstioVersion", "revision_name", "check_dns_label", "parse_duration",
     "Version", "Name", "Duration", "PositiveInt", "NonNegativeInt", "Fraction",
     "RevisionSpec", "ServicePort", "GatewayServiceSpec", "GatewaySpec", "WorkloadKind", "WorkloadSelection",
-    "WorkloadSpec", "LiveWorkload", "NamespaceSpec", "GateSettings", "RolloutSpec", "MeshSpec",
+    "WorkloadSpec", "LiveWorkload", "NamespaceSpec", "RestartPolicy", "GateSettings", "RolloutSpec", "MeshSpec",
     "Problem", "SpecError", "key_path",
 ]
 
@@ -147,8 +148,27 @@ class LiveWorkload(ConfigModel):
     name: Name
     labels: dict[str, str] = Field(default_factory=dict)  # the workload object's labels
     selector: dict[str, str] = Field(default_factory=dict)  # spec.selector.matchLabels
+    # spec.selector.matchExpressions ({key, operator, values}), as the API server has them
+    selector_expressions: list[dict[str, Any]] = Field(default_factory=list)
     template_hash: str = ""  # of its pod template, to tell whether it changed during the rollout
     proxy_revision: str | None = None  # meshlift's pod-template annotation, if a past upgrade set it
+    # How its controller answers the restart (meshmodel.workload_class), and why.
+    movement: Movement = "rolls"
+    note: str = ""
+    recreate: bool = False  # a Recreate Deployment: an outage during its wave
+    claims: list[str] = Field(default_factory=list)  # PersistentVolumeClaims its template mounts directly
+    autoscalers: list[str] = Field(default_factory=list)  # "HorizontalPodAutoscaler/web" targeting it
+
+
+class RestartPolicy(ConfigModel):
+    """`meshlift:restarts`: what a wave does with workloads that do not simply roll, and how long it waits."""
+
+    on_delete: Literal["leave", "evict"] = "leave"  # OnDelete workloads: left on the old proxy, or evicted
+    paused: Literal["refuse", "skip"] = "refuse"  # paused Deployments: the run refuses to start, or skips them
+    # A restarted workload's time to roll out: budget + perReplica x its replicas (a Deployment at
+    # least its progressDeadlineSeconds, the controller's own verdict on being stuck).
+    budget: Duration = 120.0
+    per_replica: Duration = 30.0
 
 
 class NamespaceSpec(ConfigModel):
@@ -243,6 +263,7 @@ class MeshSpec(ConfigModel):
     namespaces: list[NamespaceSpec] = Field(default_factory=list)
     rollout: RolloutSpec | None = None
     gates: GateSettings = Field(default_factory=GateSettings)
+    restarts: RestartPolicy = Field(default_factory=RestartPolicy)
     # namespace -> the workloads that ran there when the rollout started (written by meshlift)
     inventory: dict[str, list[LiveWorkload]] | None = None
     proxy_profile: ProxyProfile = Field(default_factory=lambda: ProxyProfile())

@@ -259,10 +259,26 @@ def _recorded(namespace, workload, live, key: str) -> list[Problem]:
         running = ", ".join(f"{item.kind}/{item.name}" for item in live) or "nothing"
         return [Problem(f"{key}.name", f"no {workload.kind} '{workload.name}' runs in namespace "
                                        f"'{namespace.name}' (running: {running})")]
-    if not namespace.select.matches(found[0]):
+    item = found[0]
+    if not namespace.select.matches(item):
         return [Problem(f"{key}.name", f"{workload.kind} '{workload.name}' is left out by the namespace's "
                                        "'select'; widen the selection or remove this entry")]
-    return []
+    if not workload.canary:
+        return []
+    problems = []
+    clone = workload.name + CANARY_SUFFIX
+    if any(other.name == clone and other.kind == workload.kind for other in live):
+        problems.append(Problem(f"{key}.canary", f"a {workload.kind} '{clone}' already runs in namespace "
+                                                 f"'{namespace.name}': the canary clone would take it over"))
+    if item.movement == "outsideMesh":
+        problems.append(Problem(f"{key}.canary", f"{workload.kind} '{workload.name}' is not in the mesh "
+                                                 f"({item.note}): its clone would get no proxy to judge"))
+    if item.claims:
+        problems.append(Problem(f"{key}.canary", f"{workload.kind} '{workload.name}' mounts the claim(s) "
+                                                 f"{', '.join(item.claims)} directly: its clone would share "
+                                                 "them (a ReadWriteOnce claim: Multi-Attach, or two writers on "
+                                                 "one node); restart it in a wave instead (canary: false)"))
+    return problems
 
 
 def _inventory(spec: MeshSpec) -> list[Problem]:
@@ -274,6 +290,15 @@ def _inventory(spec: MeshSpec) -> list[Problem]:
                 for name in spec.inventory if name not in enrolled]
     for n_index, namespace in enumerate(spec.namespaces):
         live = {item.name for item in spec.inventory.get(namespace.name, [])}
+        if spec.restarts.paused == "refuse":
+            paused = [f"{item.kind}/{item.name}" for item in spec.inventory.get(namespace.name, [])
+                      if item.movement == "paused" and namespace.select.matches(item)]
+            if paused:
+                problems.append(Problem(
+                    key_path("namespaces", n_index),
+                    f"paused in namespace '{namespace.name}': {', '.join(paused)}; a paused Deployment never "
+                    "rolls, so its wave would wait and roll back: resume it (kubectl rollout resume), leave "
+                    "it out with 'select', or set meshlift:restarts.paused: skip to leave it on the old proxy"))
         for index, name in enumerate(namespace.select.names or []):
             if name not in live:
                 problems.append(Problem(key_path("namespaces", n_index, "select", "names", index),

@@ -135,6 +135,7 @@ def plan(
     """
     from rollout.preflight import findings_for_plan
     from rollout.stages import before_rollout, planned_stages, upgrade_target
+    from rollout.workload_report import with_live_workloads
 
     path, config = stack_config(stack)
     try:
@@ -145,6 +146,7 @@ def plan(
         target = upgrade_target(config, version)
     except SpecError as error:
         raise spec_error_at(error, path) from None
+    target, workloads, not_listed = with_live_workloads(target, config)
     stages = planned_stages(target.spec, current=before_rollout(target.spec))
     least = sum(s.min_s for s in stages)
     rollout = target.spec.rollout
@@ -156,7 +158,8 @@ def plan(
         console.print_json(document(
             "plan", stack=stack, **{"from": rollout.from_version, "to": rollout.to_version}, min_gate_s=least,
             stages=[{"stage": s.label, "changes": s.changes, "gate": s.gate, "min_s": s.min_s,
-                     "max_s": None if s.max_s == float("inf") else s.max_s} for s in stages], cluster=cluster))
+                     "max_s": None if s.max_s == float("inf") else s.max_s} for s in stages], cluster=cluster,
+            workloads=[row.to_json() for row in workloads], workloads_note=not_listed or None))
         return
     rows = [[index, s.label, "\n".join(s.changes), s.gate or "-",
              f"{s.min_s:g}s .. {'∞' if s.max_s == float('inf') else f'{s.max_s:g}s'}"]
@@ -171,6 +174,7 @@ def plan(
         console.print_line(f"[yellow]‼[/] {note}")
     for problem in found.problems:
         console.print_line(f"[red]×[/] {problem}  (`meshlift upgrade` refuses this)")
+    console.print_workloads(workloads, not_listed)
 
 
 # ---------------------------------------------------------------- upgrade / promote / rollback

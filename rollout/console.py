@@ -293,6 +293,21 @@ def resume_hint(state: Any) -> str:
             + f", or roll it back with `meshlift rollback -s {state.stack}`")
 
 
+def print_workloads(rows: list[Any], not_listed: str | None) -> None:
+    """`meshlift plan`: what the upgrade does with each running workload (rollout.workload_report rows)."""
+    if not rows:
+        out.print(f"workloads: {not_listed or 'none run in the enrolled namespaces'}", soft_wrap=True)
+        return
+    print_table("workloads running now (classified as the upgrade will record them)",
+                ["namespace", "workload", "wave", "class", "what happens"],
+                [[row.namespace, row.workload, row.wave, row.label, row.detail] for row in rows])
+    for row in rows:
+        for warning in row.warnings:
+            out.print(f"[yellow]‼[/] {row.namespace}/{row.workload}: {warning}", soft_wrap=True)
+    if not_listed:  # the live workloads make the config invalid: what `meshlift upgrade` would refuse
+        out.print(f"[red]×[/] `meshlift upgrade` would refuse to start: {not_listed}", soft_wrap=True)
+
+
 def print_status(state: Any, events: list[dict[str, Any]], *, driven: bool = False) -> None:
     params = ", ".join(f"{k}={plain(v)}" for k, v in sorted(state.params.items()))
     out.print(f"stack {state.stack}: {state.command} run {state.run_id} ({params}) is "

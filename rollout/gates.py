@@ -86,11 +86,17 @@ class ChecksGate:
                                failing_checks=["targets"])
         started = time.monotonic()
         attempts = 0
+        current = targets
 
         def once() -> GateVerdict:
-            nonlocal attempts
+            nonlocal attempts, current
             attempts += 1
-            result = _run_checks_gate(gate, targets, settings, on_sample)
+            if attempts > 1 and current.refresh is not None:  # a retry judges the pods there are now
+                try:
+                    current = current.refresh()
+                except Exception:  # noqa: BLE001 - the retry then judges the targets it had
+                    pass
+            result = _run_checks_gate(gate, current, settings, on_sample)
             return verdict_from_result(gate, result, duration_s=time.monotonic() - started, attempts=attempts)
 
         retrying = Retrying(
@@ -114,8 +120,14 @@ class ChecksGate:
 def _run_checks_gate(gate: str, targets: GateTargets, settings: GateSettings, on_sample: OnSample | None) -> Any:
     from checks.gate import run_gate
 
+    def retarget() -> tuple[list[Any], list[Any]]:
+        nonlocal targets
+        assert targets.refresh is not None
+        targets = targets.refresh()
+        return targets.canary, targets.baseline
+
     outcome = run_gate(targets.canary, settings, baseline_targets=tuple(targets.baseline),
-                       on_sample=on_sample, name=gate)
+                       on_sample=on_sample, name=gate, retarget=retarget if targets.refresh is not None else None)
     if inspect.isawaitable(outcome):
         from checks.interruptible import run as run_interruptible
 

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from meshmodel.clone import inventory_entry
+from meshmodel.clone import autoscalers_of, inventory_entry
 from meshmodel.packed import pack
 from meshmodel.spec import CONFIG_NAMESPACE, MeshSpec
 from meshmodel.spec_check import load_spec
@@ -27,9 +27,17 @@ INVENTORY_KEY = f"{CONFIG_NAMESPACE}:inventory"
 Inventory = dict[str, list[dict[str, Any]]]
 
 
-def inventory_of(namespaces: Iterable[str], live: Mapping[str, Iterable[Mapping[str, Any]]]) -> Inventory:
-    """`meshlift:inventory` from live workload objects (API server shape), per namespace."""
-    return {namespace: [inventory_entry(obj) for obj in live.get(namespace, ())] for namespace in namespaces}
+def inventory_of(namespaces: Iterable[str], live: Mapping[str, Iterable[Mapping[str, Any]]],
+                 autoscalers: Mapping[str, Iterable[Mapping[str, Any]]] | None = None) -> Inventory:
+    """`meshlift:inventory` from live workload objects (API server shape), per namespace, each with the
+    autoscalers (HPA, VPA objects of the same namespace) that target it."""
+    inventory: Inventory = {}
+    for namespace in namespaces:
+        scaled = autoscalers_of((autoscalers or {}).get(namespace, ()))
+        inventory[namespace] = [
+            inventory_entry(obj, scaled.get((obj.get("kind", ""), (obj.get("metadata") or {}).get("name", "")), ()))
+            for obj in live.get(namespace, ())]
+    return inventory
 
 
 def with_inventory(target: UpgradeTarget, base_config: Mapping[str, Any], inventory: Inventory | str) -> UpgradeTarget:
@@ -61,3 +69,11 @@ def changed_canaried(spec: MeshSpec, live: Inventory) -> list[str]:
                                 f"(pod template {item.template_hash} -> {current}): the canary verified the "
                                 "earlier template; what is promoted is the new one")
     return warnings
+
+
+def without_workloads(spec: MeshSpec, gone: Iterable[tuple[str, str, str]]) -> Inventory:
+    """The recorded inventory minus the (namespace, kind, name) workloads given: ones deleted during the run."""
+    drop = set(gone)
+    return {namespace: [item.model_dump(by_alias=True, mode="json", exclude_defaults=True)
+                        for item in items if (namespace, item.kind, item.name) not in drop]
+            for namespace, items in (spec.inventory or {}).items()}

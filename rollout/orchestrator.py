@@ -32,24 +32,26 @@ from rollout.errors import (
     RolloutFailed,
     UsageError,
 )
-from rollout.inventory import INVENTORY_KEY, inventory_of, with_inventory
+from rollout.inventory import INVENTORY_KEY, inventory_of, with_inventory, without_workloads
 from rollout.prerequisites import config_size_problem
 from rollout.leftovers import cleanup_refusal
-from rollout.rollouts import moved_workloads, wait_for_rollouts
+from rollout.rollouts import RolloutBudget, moved_workloads, wait_for_rollouts
 from rollout.gates import GateRunner, GateVerdict
 from rollout.history import rollback_target
 from rollout.journal import Journal, RunState
 from rollout.phases import Phase, next_forward
 from rollout.platforms.base import Applied, GateScope, Platform, StageChange
+from rollout.platforms.scope import selectors_for
 from rollout.schemas import rfc3339
 from rollout.text import plain
 from rollout.stages import UpgradeTarget
+from rollout.workload_report import workload_rows
 
 GATED_ENV = "MESHLIFT_GATED"  # set for `up`s the orchestrator gates itself: the resource hook stands down
 APPLY_ATTEMPTS = 2
 ROLLBACK_ATTEMPTS = 3
-ROLLOUT_TIMEOUT_S = 600.0  # a restarted workload that has not rolled out by then fails its wave
 ROLLOUT_POLL_S = 2.0
+ROLLOUT_PROGRESS_S = 30.0  # how often a rollout wait says what is still pending
 
 
 class Reporter(Protocol):
@@ -88,8 +90,9 @@ class Orchestrator:
         retry_wait_s: float = 1.0,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
-        rollout_timeout_s: float = ROLLOUT_TIMEOUT_S,
+        rollout_timeout_s: float | None = None,  # one deadline for every workload (default: meshlift:restarts)
         rollout_poll_s: float = ROLLOUT_POLL_S,
+        rollout_progress_s: float = ROLLOUT_PROGRESS_S,
     ) -> None:
         self.platform = platform
         self.journal = journal
@@ -105,6 +108,7 @@ class Orchestrator:
         self.retry_wait_s = retry_wait_s
         self.rollout_timeout_s = rollout_timeout_s
         self.rollout_poll_s = rollout_poll_s
+        self.rollout_progress_s = rollout_progress_s
 
     # ------------------------------------------------------------------ entry points
 
@@ -191,11 +195,17 @@ class Orchestrator:
         if recorded is None:
             namespaces = [ns.name for ns in request.target.spec.namespaces]
             try:
-                recorded = inventory_of(namespaces, self.platform.live_workloads(namespaces))
+                recorded = inventory_of(namespaces, self.platform.live_workloads(namespaces),
+                                        self.platform.autoscalers(namespaces))
             except PlatformError as error:
                 raise PlatformUnavailable(f"{error}; nothing was changed") from error
+            rows = workload_rows(request.target.spec, recorded)
             self._emit(state, "inventory", workloads={ns: [f"{w['kind']}/{w['name']}" for w in items]
-                                                      for ns, items in recorded.items()})
+                                                      for ns, items in recorded.items()},
+                       classes=[row.to_json() for row in rows])
+            for row in rows:
+                for warning in row.warnings:
+                    self._emit(state, "warning", message=f"{row.workload} in {row.namespace}: {warning}")
         request.target = with_inventory(request.target, request.base_config, recorded)
         problem = config_size_problem({**request.base_config, **request.target.extra})
         if problem:
@@ -245,7 +255,7 @@ class Orchestrator:
             elif phase is Phase.WAITING_APPROVAL:
                 self._wait_for_approval(state, target)
             elif phase is Phase.PROMOTING:
-                self._promote_next_wave(state, target)
+                self._promote_next_wave(state, request)
             elif phase is Phase.VERIFYING:
                 spec = target.change(Stage.PROMOTE, len(target.spec.waves)).spec
                 if self._gate(state, spec, GateScope("verify")):
@@ -266,19 +276,22 @@ class Orchestrator:
         cleanup, so the same command resumes here once the named pods are gone."""
         try:
             pods = self.platform.pods()
+            sources = self.platform.revision_sources()
         except PlatformError as error:
-            raise CleanupRefused(f"Cleanup refused: cannot list the pods that may still run the old "
-                                 f"revision ({error}); run the same command again when the cluster answers") from error
-        refusal = cleanup_refusal(plan_for(target.change(Stage.CLEANUP).spec), pods)
+            raise CleanupRefused(f"Cleanup refused: cannot list what may still ask for the old revision "
+                                 f"({error}); run the same command again when the cluster answers") from error
+        refusal = cleanup_refusal(plan_for(target.change(Stage.CLEANUP).spec), pods, sources)
         if refusal is None:
             return
         self._emit(state, "cleanup", status="refused" if refusal.refused else "allowed", **refusal.to_json())
         if refusal.refused:
             raise CleanupRefused(refusal.message)
 
-    def _promote_next_wave(self, state: RunState, target: UpgradeTarget) -> None:
-        total = len(target.spec.waves)
+    def _promote_next_wave(self, state: RunState, request: RunRequest) -> None:
+        total = len(request.target.spec.waves)
         wave = min(state.waves_done + 1, total)
+        self._skip_deleted_workloads(state, request, wave)
+        target = request.target
         self._apply(state, target.change(Stage.PROMOTE, wave))
         self._emit(state, "wave", wave=wave, of=total, status="applied")
         spec = target.change(Stage.PROMOTE, wave).spec
@@ -296,17 +309,57 @@ class Orchestrator:
         self._emit(state, "wave", wave=wave, of=total, status="verified")
         self._move(state, Phase.PROMOTING if wave < total else Phase.VERIFYING, wave=wave)
 
-    def _await_rollouts(self, state: RunState, before: MeshSpec, after: MeshSpec) -> None:
+    def _skip_deleted_workloads(self, state: RunState, request: RunRequest, wave: int) -> None:
+        """Before a wave's patches: a workload of the wave deleted since the inventory was recorded is
+        dropped from it (a patch of a missing object fails the update), and reported."""
+        before = plan_for(request.target.change(Stage.PROMOTE, wave - 1).spec)
+        after = plan_for(request.target.change(Stage.PROMOTE, wave).spec)
+        moving = moved_workloads(before, after)
+        if not moving:
+            return
+        try:
+            live = self.platform.live_workloads(sorted({namespace for namespace, _, _ in moving}))
+        except PlatformError:
+            return  # cannot tell: the update says so if one is gone
+        running = {(namespace, obj.get("kind"), (obj.get("metadata") or {}).get("name"))
+                   for namespace, objects in live.items() for obj in objects}
+        gone = sorted(moving - running)
+        if not gone:
+            return
+        names = [f"{kind} {namespace}/{name}" for namespace, kind, name in gone]
+        self._emit(state, "warning", message=f"deleted since the run started, skipped in wave {wave}: "
+                                             + ", ".join(names))
+        request.target = with_inventory(request.target, request.base_config,
+                                        without_workloads(request.target.spec, gone))
+
+    def _await_rollouts(self, state: RunState, before: MeshSpec, after: MeshSpec, *, rollback: bool = False) -> None:
         """Wait until every workload whose restart annotation changed from `before` to `after` has
-        rolled out; RolloutFailed with the controller's reason when one cannot."""
-        moved = moved_workloads(plan_for(before), plan_for(after))
+        rolled out (OnDelete workloads meshlift evicts: their pods replaced one by one); RolloutFailed
+        with the controller's reason when one cannot. A rollback also replaces StatefulSet pods stuck
+        on the reverted revision."""
+        plan_before, plan_after = plan_for(before), plan_for(after)
+        moved = moved_workloads(plan_before, plan_after)
         if not moved:
             return
+        wanted = {(w.namespace, w.kind, w.name): w.restart_revision for w in plan_after.workloads}
+        evicting = {(w.namespace, w.kind, w.name): wanted.get((w.namespace, w.kind, w.name))
+                    for w in [*plan_before.workloads, *plan_after.workloads]
+                    if w.evicted and (w.namespace, w.kind, w.name) in moved}
         names = sorted(f"{kind} {namespace}/{name}" for namespace, kind, name in moved)
         self._emit(state, "rollout", status="waiting", workloads=names)
-        wait_for_rollouts(self.platform.live_workloads, moved, timeout_s=self.rollout_timeout_s,
-                          poll_s=self.rollout_poll_s)
-        self._emit(state, "rollout", status="done", workloads=names)
+        restarts = after.restarts
+        budget = RolloutBudget(restarts.budget, restarts.per_replica, fixed_s=self.rollout_timeout_s)
+        outcome = wait_for_rollouts(
+            self.platform.live_workloads, moved, budget=budget, poll_s=self.rollout_poll_s, evicting=evicting,
+            pods=self.platform, forced_rollback=rollback, progress_s=self.rollout_progress_s,
+            on_progress=lambda pending: self._emit(state, "rollout", status="progress", pending=pending))
+        if outcome.gone:
+            self._emit(state, "warning", message="deleted while restarting, skipped: " + ", ".join(outcome.gone))
+        if outcome.unstuck:
+            self._emit(state, "rollout", status="unstuck", pods=outcome.unstuck,
+                       message="StatefulSet pods stuck on the reverted revision were deleted, so their "
+                               "controller makes them again (kubernetes/kubernetes#67250)")
+        self._emit(state, "rollout", status="done", workloads=names, evicted=outcome.evicted, gone=outcome.gone)
 
     def _apply(self, state: RunState, change: StageChange) -> Applied:
         self._emit(state, "apply", stage=change.spec.rollout.stage.value if change.spec.rollout else None,
@@ -330,7 +383,14 @@ class Orchestrator:
         return False
 
     def _judge(self, state: RunState, spec: MeshSpec, scope: GateScope, name: str) -> GateVerdict:
-        targets = self.platform.targets(plan_for(spec), scope)
+        plan = plan_for(spec)
+        if not any(selector.role == "canary" for selector in selectors_for(plan, scope)):
+            # The plan puts nothing under test (no canary, no gateway, every workload left where it is:
+            # OnDelete, owned, paused). Pods the plan names but discovery cannot find still fail closed.
+            message = f"nothing under test in the {name} gate: no canary, gateway or moved workload"
+            self._emit(state, "gate", gate=name, status="skipped", message=message)
+            return GateVerdict(name, "passed", message)
+        targets = self.platform.targets(plan, scope)
         self._emit(state, "gate", gate=name, status="started", canary=[t.name for t in targets.canary],
                    baseline=[t.name for t in targets.baseline])
         verdict = self.gate(name, targets, spec.gates, on_sample=lambda s: self.reporter.sample(name, s))
@@ -398,7 +458,7 @@ class Orchestrator:
             state.applied = entry.decoded_config()
             self.journal.save(state)
             restored = self._spec_of({**request.base_config, **state.applied})
-            self._await_rollouts(state, failed_spec, restored)  # the moved waves, restarting back
+            self._await_rollouts(state, failed_spec, restored, rollback=True)  # the moved waves, restarting back
             verdict = self._judge(state, restored, GateScope("verify"), "rollback")
         except MeshliftError as error:  # no target, the platform gone, every attempt failed
             state.rollback = {"error": str(error)}

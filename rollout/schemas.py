@@ -23,7 +23,7 @@ SCHEMAS: dict[str, tuple[str, dict[str, Any]]] = {
         "stack": None, "valid": False, "problems": [], "revisions": [], "tags": {}, "namespaces": 0,
         "waves": [], "gateways": 0, "rollout": None}),
     "plan": ("meshlift.plan/v1", {"stack": None, "from": None, "to": None, "stages": [], "min_gate_s": None,
-                                  "cluster": None}),
+                                  "cluster": None, "workloads": [], "workloads_note": None}),
     "upgrade": ("meshlift.run/v1", RUN_FIELDS),
     "rehearse": ("meshlift.run/v1", RUN_FIELDS),
     "promote": ("meshlift.promote/v1", {"stack": None, "run": None, "approved": False, "approval": None,

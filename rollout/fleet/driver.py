@@ -371,6 +371,26 @@ class _Guarded:
         self._check()
         return self._platform.pods()
 
+    def autoscalers(self, namespaces: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        self._check()
+        return self._platform.autoscalers(namespaces)
+
+    def revision_sources(self) -> dict[str, list[dict[str, Any]]]:
+        self._check()
+        return self._platform.revision_sources()
+
+    def workload_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        self._check()
+        return self._platform.workload_pods(namespace, selector)
+
+    def evict(self, namespace: str, pod: str) -> bool:
+        self._check()
+        return self._platform.evict(namespace, pod)
+
+    def delete_pod(self, namespace: str, pod: str) -> None:
+        self._check()
+        self._platform.delete_pod(namespace, pod)
+
 
 @contextmanager
 def _interrupts_stop(stop: threading.Event) -> Iterator[None]:

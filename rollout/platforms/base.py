@@ -65,6 +65,8 @@ class GateTargets:
 
     canary: list[Any]
     baseline: list[Any] = field(default_factory=list)
+    # Finds them again (pods come and go during a window); None where they cannot change.
+    refresh: Callable[[], GateTargets] | None = field(default=None, compare=False)
 
 
 class Platform(Protocol):
@@ -97,4 +99,25 @@ class Platform(Protocol):
 
     def pods(self) -> list[dict[str, Any]]:
         """Every pod, finished ones included; PlatformError if unknowable (cleanup then waits)."""
+        ...
+
+    def autoscalers(self, namespaces: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """The autoscalers (HPA objects) of each namespace, recorded with the workloads they target."""
+        ...
+
+    def revision_sources(self) -> dict[str, list[dict[str, Any]]]:
+        """What can still ask for a revision: `namespaces`, `templates` (every kind with a pod template)
+        and Gateway API `gateways`; PlatformError if unknowable."""
+        ...
+
+    def workload_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """The pods of one namespace that a label selector matches."""
+        ...
+
+    def evict(self, namespace: str, pod: str) -> bool:
+        """Evict one pod through the eviction API; False when a disruption budget does not allow it now."""
+        ...
+
+    def delete_pod(self, namespace: str, pod: str) -> None:
+        """Delete one pod; PlatformError if the stack may not."""
         ...

@@ -68,6 +68,22 @@ class KubernetesPlatform:
     def pods(self) -> list[dict[str, Any]]:
         return self._live_reader().pods()
 
+    def autoscalers(self, namespaces: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        live = self._live_reader()
+        return {namespace: live.autoscalers(namespace) for namespace in namespaces}
+
+    def revision_sources(self) -> dict[str, list[dict[str, Any]]]:
+        return self._live_reader().revision_sources()
+
+    def workload_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        return self._live_reader().pods(namespace, selector)
+
+    def evict(self, namespace: str, pod: str) -> bool:
+        return self._live_reader().evict(namespace, pod)
+
+    def delete_pod(self, namespace: str, pod: str) -> None:
+        self._live_reader().delete_pod(namespace, pod)
+
     def _live_reader(self) -> Any:
         if self._live is None:
             from rollout.platforms.kube_live import KubeLive
@@ -78,10 +94,15 @@ class KubernetesPlatform:
         return self._live
 
     def targets(self, plan: MeshPlan, scope: GateScope) -> GateTargets:
+        """The pods to judge; `refresh` discovers them again (their forwards replace these)."""
         selectors = selectors_for(plan, scope)
-        found = self._discovery()(selectors)
-        return GateTargets(canary=[t for t in found if t.role == "canary"],
-                           baseline=[t for t in found if t.role == "baseline"])
+
+        def discover() -> GateTargets:
+            found = self._discovery()(selectors)
+            return GateTargets(canary=[t for t in found if t.role == "canary"],
+                               baseline=[t for t in found if t.role == "baseline"], refresh=discover)
+
+        return discover()
 
     def history(self) -> list[HistoryEntry]:
         return self.engine.history()

@@ -179,6 +179,21 @@ class LocalPlatform:
                                     app_image=source.image if source else "local/app:1"))
         return found
 
+    def autoscalers(self, namespaces: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        return {namespace: [] for namespace in namespaces}  # the fleet scales nothing
+
+    def revision_sources(self) -> dict[str, list[dict[str, Any]]]:
+        return {"namespaces": [], "templates": [], "gateways": []}  # only pods here: the fleet's workloads roll
+
+    def workload_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        return []  # the fleet has no OnDelete workload, so nothing is evicted
+
+    def evict(self, namespace: str, pod: str) -> bool:
+        raise PlatformError("the local rehearsal does not evict pods")
+
+    def delete_pod(self, namespace: str, pod: str) -> None:
+        raise PlatformError("the local rehearsal does not delete pods")
+
     def reapply(self, entry: HistoryEntry, *, log: Log) -> Applied:
         config = {**self.base_config, **entry.decoded_config()}
         self._reconcile(load_spec(config), log=log)

@@ -7,7 +7,7 @@ against the proxies it runs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,11 +28,23 @@ class PodSelector:
     extra: dict[str, str] = field(default_factory=dict)
 
     without: tuple[str, ...] = ()  # label keys the pods must not carry
+    expressions: tuple[dict[str, Any], ...] = ()  # the workload's matchExpressions
 
     @property
     def label_selector(self) -> str:
         return ",".join([f"{key}={value}" for key, value in sorted(self.labels.items())]
+                        + [requirement_text(expression) for expression in self.expressions]
                         + [f"!{key}" for key in self.without])
+
+
+def requirement_text(expression: Mapping[str, Any]) -> str:
+    """One matchExpressions entry in the label-selector syntax the API server parses."""
+    key, operator, values = expression["key"], expression["operator"], expression.get("values") or []
+    if operator == "Exists":
+        return key
+    if operator == "DoesNotExist":
+        return f"!{key}"
+    return f"{key} {'in' if operator == 'In' else 'notin'} ({','.join(sorted(values))})"
 
 
 def selectors_for(plan: MeshPlan, scope: GateScope) -> list[PodSelector]:
@@ -77,19 +89,24 @@ def _workloads(plan: MeshPlan, scope: GateScope) -> list[PodSelector]:
             selectors.append(PodSelector(canary.namespace, canary.name, dict(canary.selector), "canary",
                                          canary.expected_proxy_version))
         for workload in plan.workloads:
-            if (workload.namespace, workload.name) in apps and workload.selector:
+            if (workload.namespace, workload.name) in apps and _selects(workload):
                 selectors.append(_live(workload, "baseline"))
         return selectors
-    for workload in (w for w in plan.workloads if w.selector):
+    # Workloads that will not move keep the old proxy: they are in no wave's gate.
+    for workload in (w for w in plan.workloads if _selects(w) and w.moves):
         under_test = scope.kind == "verify" or workload.wave in scope.waves
         selectors.append(_live(workload, "canary" if under_test else "baseline"))
     return selectors
 
 
+def _selects(workload: WorkloadPlan) -> bool:
+    return bool(workload.selector or workload.selector_expressions)
+
+
 def _live(workload: WorkloadPlan, role: str) -> PodSelector:
     # The live selector (often `app` alone) matches its canary clone's pods too.
     return PodSelector(workload.namespace, workload.name, dict(workload.selector), role, workload.proxy_version,
-                       workload.wave, without=(CANARY_OF_LABEL,))
+                       workload.wave, without=(CANARY_OF_LABEL,), expressions=workload.selector_expressions)
 
 
 def promotion_warnings(spec: MeshSpec, live_workloads: Callable[[Sequence[str]], dict[str, list[dict[str, Any]]]]

@@ -202,3 +202,61 @@ async def test_samples_slower_than_the_interval_do_not_stretch_the_window() -> N
     assert result.outcome is GateOutcome.INCONCLUSIVE
     assert result.elapsed <= 10 + real_observe_cost
     assert len(result.samples) == 3  # at 0, 4 and 8 s of a 10 s window
+
+
+class Churning(FakeAdmin):
+    """Proxies whose pod is gone refuse connections, as a deleted pod's port-forward does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gone: set[str] = set()
+
+    def handle(self, request):
+        import httpx
+
+        if request.url.host.removesuffix(".test") in self.gone:
+            raise httpx.ConnectError("connection refused", request=request)
+        return super().handle(request)
+
+
+def _churn(after_samples: int, sim: Simulation, admin: Churning):
+    """Pod b ends after `after_samples` samples (an HPA scale-down, a drained node)."""
+    seen = {"samples": 0}
+
+    def on_sample(sample) -> None:
+        seen["samples"] += 1
+        if seen["samples"] == after_samples:
+            admin.gone.add("b")
+    return on_sample
+
+
+async def test_a_canary_pod_that_ends_mid_window_is_replaced_by_its_successor_not_failed() -> None:
+    admin = Churning()
+    sim = Simulation(admin)
+    for name in ("a", "b", "c"):
+        healthy_then_warm(sim, name)
+    found_again = []
+
+    def retarget():
+        found_again.append(sorted(admin.gone))
+        return [admin.target("a", role="canary"), admin.target("c", role="canary")], []
+
+    result = await gate(sim, GateSettings(consecutive_passes=3), ["a", "b"], on_sample=_churn(1, sim, admin),
+                        retarget=retarget)
+    assert result.outcome is GateOutcome.PASSED, result.message
+    assert [s.verdict for s in result.samples] == ["pass", "retargeted", "pass", "pass", "pass"]
+    assert found_again == [["b"]], "found again once, after the failing sample"
+    assert set(result.samples[-1].report.to_dict()["targets"][i]["name"] for i in range(2)) == {"a", "c"}
+
+
+async def test_without_retargeting_or_when_the_pod_is_still_there_a_failing_sample_counts() -> None:
+    admin = Churning()
+    sim = Simulation(admin)
+    for name in ("a", "b"):
+        healthy_then_warm(sim, name)
+    result = await gate(sim, GateSettings(), ["a", "b"], on_sample=_churn(1, sim, admin))
+    assert result.outcome is GateOutcome.FAILED
+    admin.gone.clear()
+    still_there = await gate(sim, GateSettings(), ["a", "b"], on_sample=_churn(1, sim, admin),
+                             retarget=lambda: ([admin.target("a", role="canary"), admin.target("b", role="canary")], []))
+    assert still_there.outcome is GateOutcome.FAILED, "an unreachable pod that still runs fails the gate"

@@ -130,3 +130,14 @@ def example_cluster() -> Cluster:
         live_workload("team-0", "svc-0"),
     )
 
+
+
+def with_field(obj: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """A copy of `obj` with the dotted `path` (`spec.template.spec.hostNetwork`) set to `value`."""
+    obj = copy.deepcopy(obj)
+    node = obj
+    *parents, last = path.split(".")
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[last] = value
+    return obj

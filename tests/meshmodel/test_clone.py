@@ -26,12 +26,14 @@ def test_a_deployment_clone_keeps_the_pod_template_and_changes_only_what_makes_i
     assert live["spec"]["template"]["metadata"]["labels"] == {"app": "web", "version": "v1"}, "the input is untouched"
 
 
-def test_a_statefulset_clone_keeps_its_claims_and_governing_service():
+def test_a_statefulset_clone_joins_neither_its_governing_service_nor_its_storage():
     live = live_workload("pay", "ledger", kind="StatefulSet", replicas=3)
     clone = clone_spec(live["spec"], kind="StatefulSet", workload="ledger", revision="1-31-0", replicas=1)
-    assert clone["volumeClaimTemplates"] == live["spec"]["volumeClaimTemplates"]
-    assert clone["serviceName"] == "ledger-headless"
+    assert "serviceName" not in clone, "no DNS names among the peers under the headless Service"
+    assert "volumeClaimTemplates" not in clone, "no claims of its own that outlive it"
     assert clone["template"]["spec"]["containers"][0]["volumeMounts"] == [{"name": "data", "mountPath": "/data"}]
+    assert clone["template"]["spec"]["volumes"] == [{"name": "data", "emptyDir": {}}], "gone with the pod"
+    assert "volumes" not in live["spec"]["template"]["spec"], "the input is untouched"
 
 
 def test_unreadable_proxy_config_is_replaced_by_one_that_holds_the_application():
@@ -67,7 +69,7 @@ def test_a_statefulset_canary_reads_a_statefulset_and_a_daemonset_restarts_by_it
     assert [(r.type, r.id) for r in canary.reads] == [("kubernetes:apps/v1:StatefulSet", "shop/ledger")]
     clone = canary.named("shop.ledger-canary-statefulset")
     assert clone.type == "kubernetes:apps/v1:StatefulSet"
-    assert clone.inputs["spec"]["replicas"] == 2 and clone.inputs["spec"]["serviceName"] == "ledger-headless"
+    assert clone.inputs["spec"]["replicas"] == 2 and "serviceName" not in clone.inputs["spec"]
     cleanup = run_program(with_rollout(config, stage="cleanup"), cluster=cluster)
     assert {r.name: r.type for r in cleanup if r.name.endswith("-restart")} == {
         "shop.web-restart": "kubernetes:apps/v1:DeploymentPatch",

@@ -133,20 +133,59 @@ class FakeCluster:
         self.namespace_list: list[dict[str, Any]] = []
         self.custom_list: list[dict[str, Any]] = []  # Istio config objects, each with its `plural`
         self.helm_secrets: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (namespace, release) -> records
+        self.hpas: list[dict[str, Any]] = []
+        self.sources: dict[str, list[dict[str, Any]]] = {"namespaces": [], "templates": [], "gateways": []}
         self.calls: list[str] = []
         self.fail_with: Exception | None = None
+        self.evictions: list[str] = []
+        self.deleted: list[str] = []
+        self.refuse_evictions = 0  # how many evictions a disruption budget refuses first
+        self.forbid_delete = False
+        self.on_poll: Any = None  # called at each workloads() listing: the cluster moves on
 
     def workloads(self, namespace: str) -> list[dict[str, Any]]:
         self.calls.append(f"workloads {namespace}")
+        if self.on_poll is not None:
+            self.on_poll(self)
         if self.fail_with is not None:
             raise self.fail_with
         return [json.loads(json.dumps(o)) for o in self.objects if o["metadata"]["namespace"] == namespace]
 
-    def pods(self) -> list[dict[str, Any]]:
-        self.calls.append("pods")
+    def autoscalers(self, namespace: str) -> list[dict[str, Any]]:
+        return [json.loads(json.dumps(h)) for h in self.hpas if h["metadata"]["namespace"] == namespace]
+
+    def pods(self, namespace: str | None = None, selector: str | None = None) -> list[dict[str, Any]]:
+        self.calls.append("pods" if namespace is None else f"pods {namespace} {selector}")
         if self.fail_with is not None:
             raise self.fail_with
-        return json.loads(json.dumps(self.pod_list))
+        from tests.label_selectors import selects_text
+
+        return json.loads(json.dumps([
+            p for p in self.pod_list
+            if namespace is None or (p["metadata"]["namespace"] == namespace
+                                     and selects_text(selector or "", p["metadata"].get("labels") or {}))]))
+
+    def revision_sources(self) -> dict[str, list[dict[str, Any]]]:
+        self.calls.append("revision sources")
+        if self.fail_with is not None:
+            raise self.fail_with
+        return json.loads(json.dumps(self.sources))
+
+    def evict(self, namespace: str, pod: str) -> bool:
+        if self.refuse_evictions:
+            self.refuse_evictions -= 1
+            return False
+        self.evictions.append(f"{namespace}/{pod}")
+        self.pod_list = [p for p in self.pod_list if (p["metadata"]["namespace"], p["metadata"]["name"]) != (namespace, pod)]
+        return True
+
+    def delete_pod(self, namespace: str, pod: str) -> None:
+        from rollout.errors import PlatformError
+
+        if self.forbid_delete:
+            raise PlatformError(f"cannot delete pod {namespace}/{pod}: 403 Forbidden")
+        self.deleted.append(f"{namespace}/{pod}")
+        self.pod_list = [p for p in self.pod_list if (p["metadata"]["namespace"], p["metadata"]["name"]) != (namespace, pod)]
 
     def namespaces(self) -> list[dict[str, Any]]:
         self.calls.append("namespaces")

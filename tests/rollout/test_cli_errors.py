@@ -1,7 +1,7 @@
 """The CLI's one error path, promote/abandon at the command line, prerequisites before state.
 
 Usage errors run the installed `meshlift` entry point in a subprocess (what a user
-runs); the rest go through `cli.main` with the recording engine of test_cli.
+runs); the rest go through `rollout.entry.run` with the recording engine of test_cli.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A corpus of malformed and hostile stack files and command lines: each exits 2, fast, in bounded memory.
 
-Every case runs through the real entry point (`rollout.cli.main`) in a subprocess
+Every case runs through the real entry point (`rollout.entry.main`) in a subprocess
 limited to `MEMORY_LIMIT` of address space; a case that tried to expand a billion
 laughs or recursed on a deep document would die there (MemoryError/RecursionError
 is a bug: exit 70), not pass. Each case must answer within `TIME_LIMIT_S`, print

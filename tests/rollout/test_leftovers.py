@@ -162,3 +162,118 @@ def test_the_old_revisions_own_istiod_pods_are_not_in_the_way_of_its_cleanup():
     elsewhere = copy.deepcopy(istiod)
     elsewhere["metadata"]["namespace"] = "tools"  # an app that happens to call itself istiod is still judged
     assert [found.name for found in leftovers([elsewhere])] == ["istiod-1-39-3-68d74b6d4c-5wrmk"]
+
+
+# ---------------------------------------------------------------- where the old revision can come back from
+
+
+def _template(kind: str, namespace: str, name: str, pod_labels: dict, **extra) -> dict:
+    template = {"metadata": {"labels": pod_labels}, "spec": {"containers": [{"name": "app", "image": "x:1"}]}}
+    spec = {"jobTemplate": {"spec": {"template": template}}} if kind == "CronJob" else {"template": template}
+    return {"kind": kind, "metadata": {"name": name, "namespace": namespace, **extra}, "spec": spec}
+
+
+def _namespace(name: str, **labels: str) -> dict:
+    return {"metadata": {"name": name, "labels": labels}}
+
+
+NAMESPACES = [_namespace("bookinfo", **{"istio.io/rev": "stable"}), _namespace("batch"), _namespace("istio-system")]
+
+
+def sources(*, namespaces=NAMESPACES, templates=(), gateways=()) -> dict:
+    return {"namespaces": list(namespaces), "templates": list(templates), "gateways": list(gateways)}
+
+
+def test_a_cronjob_between_runs_pinned_to_the_old_revision_refuses_cleanup_until_it_is_not():
+    cronjob = _template("CronJob", "batch", "report", {"app": "report", "istio.io/rev": OLD})
+    refusal = cleanup_refusal(cleanup_plan(), recorded(), sources(templates=[cronjob]))
+    assert refusal is not None and refusal.refused
+    [found] = refusal.blocking
+    assert (found.kind, found.namespace, found.name) == ("CronJob", "batch", "report")
+    assert "CronJob batch/report: its pod template pins istio.io/rev=1-39-3" in refusal.message
+    cronjob["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]["istio.io/rev"] = "stable"
+    assert cleanup_refusal(cleanup_plan(), recorded(), sources(templates=[cronjob])) is None
+
+
+def test_a_template_in_a_labelled_namespace_pins_nothing_and_owned_history_is_judged_through_its_owner():
+    in_enrolled = _template("Deployment", "bookinfo", "web", {"istio.io/rev": OLD})  # the namespace label wins
+    old_replicaset = _template("ReplicaSet", "batch", "web-5d9c7b", {"istio.io/rev": OLD},
+                               ownerReferences=[{"kind": "Deployment", "name": "web", "controller": True}])
+    job_of_cron = _template("Job", "batch", "report-29100", {"istio.io/rev": OLD},
+                            ownerReferences=[{"kind": "CronJob", "name": "report", "controller": True}])
+    finished = _template("Job", "batch", "migrate", {"istio.io/rev": OLD})
+    finished["status"] = {"completionTime": "2026-12-01T00:00:00Z", "succeeded": 1}
+    refusal = cleanup_refusal(cleanup_plan(), recorded(),
+                              sources(templates=[in_enrolled, old_replicaset, job_of_cron, finished]))
+    assert refusal is not None and not refusal.refused, refusal.message
+    assert [(p.kind, p.name, p.blocking) for p in refusal.pods] == [("Job", "migrate", False)]
+
+
+def test_a_namespace_and_a_gateway_labelled_with_the_old_revision_refuse_cleanup():
+    gateway = {"kind": "Gateway", "metadata": {"name": "waypoint", "namespace": "bookinfo",
+                                               "labels": {"istio.io/rev": OLD}}}
+    refusal = cleanup_refusal(cleanup_plan(), recorded(),
+                              sources(namespaces=[*NAMESPACES, _namespace("legacy", **{"istio.io/rev": OLD})],
+                                      gateways=[gateway]))
+    assert refusal is not None
+    assert [(p.kind, p.name) for p in refusal.blocking] == [("Namespace", "legacy"), ("Gateway", "waypoint")]
+    assert "kubectl label namespace legacy istio.io/rev=<tag> --overwrite" in refusal.message
+
+
+def test_hints_follow_the_owner_chain_to_what_really_exists():
+    def pod_of(owner: str) -> dict:
+        kind, name = owner.split("/")
+        return owned_by(on_revision(by_name("reviews-v1-7d8f9c6b5-abcde"), OLD, OLD_VERSION), kind, name,
+                        api_version="apps/v1")
+
+    deployment_rs = _template("ReplicaSet", "bookinfo", "reviews-v1-7d8f9c6b5", {},
+                              ownerReferences=[{"kind": "Deployment", "name": "reviews", "controller": True}])
+    argo_rs = _template("ReplicaSet", "bookinfo", "canary-7f9", {},
+                        ownerReferences=[{"kind": "Rollout", "name": "canary", "controller": True}])
+    bare_rs = _template("ReplicaSet", "bookinfo", "legacy", {})
+    on_delete = _template("StatefulSet", "bookinfo", "ledger", {})
+    on_delete["spec"]["updateStrategy"] = {"type": "OnDelete"}
+    partitioned = _template("StatefulSet", "bookinfo", "queue", {})
+    partitioned["spec"]["updateStrategy"] = {"type": "RollingUpdate", "rollingUpdate": {"partition": 2}}
+    paused_rs = _template("ReplicaSet", "bookinfo", "batch-5f6", {},
+                          ownerReferences=[{"kind": "Deployment", "name": "batch", "controller": True}])
+    paused = _template("Deployment", "bookinfo", "batch", {})
+    paused["spec"]["paused"] = True
+    operated_rs = _template("ReplicaSet", "bookinfo", "hello-6c7", {},
+                            ownerReferences=[{"kind": "Deployment", "name": "hello", "controller": True}])
+    operated = _template("Deployment", "bookinfo", "hello", {},
+                         ownerReferences=[{"kind": "Revision", "name": "hello-00001", "controller": True}])
+    listed = sources(templates=[deployment_rs, argo_rs, bare_rs, on_delete, partitioned, paused_rs, paused,
+                                operated_rs, operated])
+    hints = {p.owner: p.hint for p in old_revision_pods(
+        [pod_of("ReplicaSet/reviews-v1-7d8f9c6b5"), pod_of("ReplicaSet/canary-7f9"), pod_of("ReplicaSet/legacy"),
+         pod_of("StatefulSet/ledger"), pod_of("StatefulSet/queue"), pod_of("ReplicaSet/batch-5f6"),
+         pod_of("ReplicaSet/hello-6c7")],
+        old_revision=OLD, old_version=OLD_VERSION, enrolled_namespaces=("bookinfo",), sources=listed)}
+    assert "partition 2" in hints["StatefulSet/queue"] and "kubectl delete pod queue-x7k2p" in hints["StatefulSet/queue"]
+    assert "kubectl rollout resume deployment/batch -n bookinfo" in hints["ReplicaSet/batch-5f6"]
+    assert "through Revision/hello-00001, which owns Deployment/hello" in hints["ReplicaSet/hello-6c7"]
+    assert "kubectl rollout restart deployment/reviews -n bookinfo" in hints["ReplicaSet/reviews-v1-7d8f9c6b5"]
+    assert "kubectl argo rollouts restart canary -n bookinfo" in hints["ReplicaSet/canary-7f9"]
+    assert "has no Deployment" in hints["ReplicaSet/legacy"] and "deployment/" not in hints["ReplicaSet/legacy"]
+    assert "OnDelete" in hints["StatefulSet/ledger"] and "kubectl delete pod" in hints["StatefulSet/ledger"]
+
+
+def test_ztunnel_and_an_unrevisioned_istiod_of_the_same_version_never_block():
+    ztunnel = {"metadata": {"namespace": "istio-system", "name": "ztunnel-abcde", "labels": {"app": "ztunnel"},
+                            "ownerReferences": [{"kind": "DaemonSet", "name": "ztunnel", "controller": True}]},
+               "spec": {"containers": [{"name": "istio-proxy", "image": f"docker.io/istio/ztunnel:{OLD_VERSION}"}]},
+               "status": {"phase": "Running"}}
+    ztunnel_unlabelled = copy.deepcopy(ztunnel)
+    ztunnel_unlabelled["metadata"]["labels"] = {}
+    default_injected = by_name("reviews-v1-7d8f9c6b5-abcde")  # injected by the unrevisioned istiod, same version
+    default_injected = on_revision(default_injected, "default", OLD_VERSION)
+    assert leftovers([ztunnel, ztunnel_unlabelled, default_injected]) == []
+
+
+def test_the_distroless_proxy_of_an_old_pod_whose_status_annotation_is_gone_is_recognised():
+    pod = on_revision(by_name("details-v1-6f7b8c9d4-klmno"), OLD, OLD_VERSION, annotation=False)
+    for container in [*pod["spec"]["containers"], *pod["spec"].get("initContainers", [])]:
+        if container["name"] == "istio-proxy":
+            container["image"] = f"docker.io/istio/proxyv2:{OLD_VERSION}-distroless"
+    assert [p.name for p in leftovers([pod])] == ["details-v1-6f7b8c9d4-klmno"]

@@ -89,8 +89,9 @@ def test_a_wave_whose_rollout_hits_its_progress_deadline_fails_with_the_reason_a
     stuck = rolling(live_workload("shop", "web", replicas=2), replicas=3, updatedReplicas=1, availableReplicas=2,
                     unavailableReplicas=1, conditions=[DEADLINE])
     healthy = live_workload("shop", "web", replicas=2)
-    # listings: inventory, drift check at promotion, the wave's wait (stuck), the rollback's wait (healthy)
-    rig.cluster = Scripted([healthy, healthy, stuck, healthy])
+    # listings: inventory, the wave's workloads still there, drift check at promotion, the wave's wait
+    # (stuck), the rollback's wait (healthy)
+    rig.cluster = Scripted([healthy, healthy, healthy, stuck, healthy])
     state = rig.run()
     assert state.phase is Phase.ROLLED_BACK, state.rollback
     assert state.failure["gate"] == "wave 1" and state.failure["checks"] == ["rollout"]
@@ -106,7 +107,7 @@ def test_a_rollout_that_does_not_finish_in_time_fails_the_wave_naming_what_is_pe
     pending = rolling(live_workload("shop", "web", replicas=2), replicas=2, updatedReplicas=2, availableReplicas=1,
                       unavailableReplicas=1)
     healthy = live_workload("shop", "web", replicas=2)
-    rig.cluster = Scripted([healthy, healthy, *[pending] * 10_000])
+    rig.cluster = Scripted([healthy, healthy, healthy, *[pending] * 10_000])
     state = rig.orchestrator(rollout_timeout_s=0.2).run(rig.request())
     assert state.failure["gate"] == "wave 1"
     assert "rollout did not complete within 0.2s: Deployment shop/web: 1 of 2 updated replicas available" \
