@@ -60,6 +60,8 @@ ADMIN_PORT, STATUS_PORT, PROMETHEUS_PORT = 15000, 15020, 15090
 # The app port and the Sidecar ingress port of every team namespace the local mesh runs (the ingress
 # listener binds the wildcard address: its port must be free on every local address, istiod's 8080 included).
 APP_PORT, INGRESS_PORT = 9080, 7080
+GATEWAY_PORT = 7081  # the ingress gateway's server port (a wildcard bind too)
+TEAM_MANAGER = "team-kubectl"
 ISTIOD_XDS_PORT = 15012
 TOKEN_AUDIENCE = "istio-ca"
 BOOTSTRAP_TEMPLATE = "tools/packaging/common/envoy_bootstrap.json"
@@ -119,6 +121,29 @@ def sidecar_resource(namespace: str) -> dict[str, Any]:
     }
 
 
+def gateway_resources(namespace: str, selector: Mapping[str, str], backend_port: int) -> list[tuple[str, dict[str, Any]]]:
+    """What a platform team routes through its ingress gateway: a Gateway, a VirtualService, and the backend
+    behind it as a ServiceEntry (kube-apiserver refuses loopback addresses in EndpointSlices, so a Service of
+    local pods has no endpoints here; a ServiceEntry's static endpoint has no such rule)."""
+    host = f"backend.{namespace}.local"
+    return [
+        ("serviceentries", {"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry",
+                            "metadata": {"name": "backend", "namespace": namespace},
+                            "spec": {"hosts": [host], "location": "MESH_INTERNAL", "resolution": "STATIC",
+                                     "ports": [{"number": 80, "name": "http", "protocol": "HTTP",
+                                                "targetPort": backend_port}],
+                                     "endpoints": [{"address": "127.0.0.1"}]}}),
+        ("gateways", {"apiVersion": "networking.istio.io/v1", "kind": "Gateway",
+                      "metadata": {"name": "apps", "namespace": namespace},
+                      "spec": {"selector": dict(selector), "servers": [
+                          {"port": {"number": GATEWAY_PORT, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}]}}),
+        ("virtualservices", {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+                             "metadata": {"name": "apps", "namespace": namespace},
+                             "spec": {"hosts": ["*"], "gateways": ["apps"],
+                                      "http": [{"route": [{"destination": {"host": host, "port": {"number": 80}}}]}]}}),
+    ]
+
+
 @dataclass
 class IstioSidecar:
     """One injected pod's running pilot-agent (and the Envoy it started)."""
@@ -150,8 +175,44 @@ class IstioSidecar:
         return "\n".join(text.splitlines()[-lines:])
 
     def stop(self) -> None:
+        # pilot-agent starts Envoy in a process group of its own: stop both, Envoy first.
+        envoys = _children(self.process.pid)
+        for envoy in envoys:
+            _kill(envoy)
         stop_process_group(self.process, grace_s=5)
         self.relay.close()
+
+
+def _envoy_launcher(workdir: Path, envoy: Path) -> Path:
+    """The binary pilot-agent runs: Envoy, told to die with the agent (no Envoy outlives a killed test run)."""
+    import shutil
+
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return envoy
+    launcher = workdir / "envoy"
+    launcher.write_text(f'#!/bin/sh\nexec {setpriv} --pdeathsig KILL {envoy} "$@"\n')
+    launcher.chmod(0o755)
+    return launcher
+
+
+def _children(pid: int) -> list[Any]:
+    import psutil
+
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def _kill(process: Any) -> None:
+    import psutil
+
+    try:
+        process.kill()
+        process.wait(timeout=5)
+    except psutil.Error:
+        pass
 
 
 FaultAction = Callable[[IstioSidecar], None]
@@ -194,6 +255,7 @@ class IstioSidecars:
         self._thread = threading.Thread(target=self._loop, name="istio-sidecars", daemon=True)
         self._traffic = threading.Thread(target=self._send_traffic, name="istio-sidecar-traffic", daemon=True)
         self.requests: dict[int, int] = {}  # answers the clients saw, by status (0: no answer)
+        self._targets: tuple[tuple[str, int], ...] = (("127.0.0.1", INGRESS_PORT),)
 
     def __enter__(self) -> IstioSidecars:
         lm.on_stop(f"istio-sidecars-{id(self)}", self.close)
@@ -203,6 +265,21 @@ class IstioSidecars:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def route_gateway(self, namespace: str = "istio-ingress", selector: Mapping[str, str] | None = None) -> None:
+        """Route traffic through the ingress gateway to a backend, as a platform does (needs Istio's CRDs: call it
+        once the mesh is installed); the traffic loop then sends requests through the gateway too."""
+        from kubernetes.client.exceptions import ApiException
+
+        backend = self.apps.endpoint(f"{namespace}/backend")
+        for plural, body in gateway_resources(namespace, selector or {"istio": "ingressgateway"}, backend.port):
+            try:
+                self.custom.create_namespaced_custom_object("networking.istio.io", "v1", namespace, plural, body,
+                                                            field_manager=TEAM_MANAGER)
+            except ApiException as error:
+                if error.status != 409:
+                    raise
+        self._targets = (("127.0.0.1", INGRESS_PORT), ("127.0.0.1", GATEWAY_PORT))
 
     def by_pod(self) -> dict[str, IstioSidecar]:
         with self._lock:
@@ -329,7 +406,7 @@ class IstioSidecars:
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "TMPDIR")}
         env.update(container_environment(pod, container))
         proxy_config = json.loads(env.get("PROXY_CONFIG") or "{}")
-        proxy_config.update(binaryPath=str(self.envoy_for_revision[revision].path),
+        proxy_config.update(binaryPath=str(_envoy_launcher(workdir, self.envoy_for_revision[revision].path)),
                             configPath=str(workdir / "etc/istio/proxy"), discoveryAddress=istiod,
                             proxyAdminPort=admin, statusPort=status)
         # The CA is then the discovery address, checked against ISTIOD_SAN too (an explicit CA_ADDR is not).
@@ -359,8 +436,9 @@ class IstioSidecars:
             with self._lock:
                 count = 3 * len(self._sidecars)
             for _ in range(count):
-                status = _one_request(("127.0.0.1", INGRESS_PORT))
-                self.requests[status] = self.requests.get(status, 0) + 1
+                for target in self._targets:
+                    status = _one_request(target)
+                    self.requests[status] = self.requests.get(status, 0) + 1
 
 
 def _one_request(address: tuple[str, int]) -> int:

@@ -200,7 +200,7 @@ def rehearse_on_cluster(*, fault: str, program_root: Path, say: Say, extra_args:
                         if "-canary-" in sidecar.pod:
                             SIDECAR_FAULTS[fault](sidecar)
 
-                    with stand_ins(core, custom, built, upstream, root / "sidecars", on_start=on_start):
+                    with stand_ins(core, custom, built, upstream, root / "sidecars", on_start=on_start) as sidecars:
                         project = make_project(root / "project", program_root, python_prefix)
                         env = project_environment(project, [str(d) for d in built.bin_dirs], python_prefix)
                         (project / "stacks" / f"Pulumi.{STACK}.yaml").write_text(yaml.safe_dump(
@@ -213,6 +213,7 @@ def rehearse_on_cluster(*, fault: str, program_root: Path, say: Say, extra_args:
                         if first.returncode != 0:
                             say((first.stdout + first.stderr)[-3000:])
                             return 3
+                        sidecars.route_gateway()
                         restart_teams(apps, custom)  # their pods injected by 1.30.3
                         _wait(lambda: sum(injected_revision(p) == FROM_REV
                                           for ns, _ in TEAMS for p in core.list_namespaced_pod(ns).items

@@ -62,6 +62,7 @@ def the_mesh_before_the_upgrade(project, cluster, chart_repository, kube, proxie
     first = project.up(stack, label=f"pulumi up: the mesh before the upgrade ({stack})")
     assert first.returncode == 0, first.output
 
+    proxies.route_gateway()  # the platform routes traffic through its ingress gateway
     restart_teams(kube.apps, kube.custom)  # their pods get the stable revision
     for namespace, app in TEAMS:
         eventually(lambda: injected_revisions(kube, namespace, app) == {FROM_REV}, timeout=120,
