@@ -70,6 +70,12 @@ def control_plane_connected(ctx: Context) -> Verdict:
     before = stream_open(earlier) if earlier is not None else None
     failures = stats.delta(earlier, f"{prefix}.upstream_cx_connect_fail") if prefix and earlier is not None else 0
     details = {"stream_attempts": streams, "connect_failures": failures}
+    if earlier is None and prefix and stats.number(f"{prefix}.upstream_rq_total") >= 1:
+        # A gate's first sample has nothing before it either: a proxy that had a stream and is between two
+        # (istiod's max connection age) is judged again at the next sample, not failed on one look.
+        return Verdict.warn(f"not connected to the control plane in this sample: {missing} (it had a stream "
+                            "before: a stream being re-established fails only if it lasts)",
+                            observed=0, threshold=1, details=details)
     if before and not failures:
         return Verdict.warn(f"not connected to the control plane in this sample: {missing} (connected in the "
                             "previous one: a stream being re-established fails only if it lasts)",

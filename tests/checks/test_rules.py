@@ -202,6 +202,20 @@ async def test_control_plane_absent_skips_and_disconnected_fails(settings) -> No
     assert lost.status is Status.FAIL
 
 
+async def test_a_first_sample_between_two_istiod_streams_warns_and_a_second_one_fails(settings) -> None:
+    admin = FakeAdmin()
+    stats = admin.proxy("p").stats
+    stats.update({"control_plane.connected_state": 0, "cluster.xds-grpc;.upstream_rq_total": 4,
+                  "cluster.xds-grpc;.upstream_rq_active": 0, "cluster.xds-grpc;.upstream_cx_connect_fail": 0})
+    first, between = await judge(admin, "p", "control-plane-connected", settings)
+    _, still = await judge(admin, "p", "control-plane-connected", settings, previous=first)
+    stats["cluster.xds-grpc;.upstream_rq_total"] = 0  # never had a stream: cut off from the start
+    _, never = await judge(admin, "p", "control-plane-connected", settings)
+    assert between.status is Status.WARN and "had a stream before" in between.message
+    assert still.status is Status.FAIL
+    assert never.status is Status.FAIL
+
+
 async def test_unknown_fields_only_warn(settings) -> None:
     admin = FakeAdmin()
     admin.proxy("p").stats["server.dynamic_unknown_fields"] = 4

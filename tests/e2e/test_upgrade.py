@@ -13,6 +13,8 @@ is rolled back through the real stack history.
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import pytest
 
@@ -29,10 +31,20 @@ def injected_revisions(kube: Kube, namespace: str, app: str) -> set[str | None]:
     return {injected_revision(p) for p in pods if p.status.phase == "Running" and not p.metadata.deletion_timestamp}
 
 
+# Each fault a canary's Istio sidecar suffers for real, and the checks that may catch it.
+CANARY_FAULTS = {
+    "5xx": {"upstream-success-rate", "canary-vs-baseline"},  # the app behind the canary answers 503
+    "upstream-down": {"upstream-connect-failures", "upstream-success-rate", "canary-vs-baseline"},  # app gone
+    "control-plane-down": {"control-plane-connected"},  # the canary's agent cut off from istiod
+    "draining": {"proxy-not-draining", "proxy-ready"},  # the canary's Envoy told to fail health checks
+}
+current_fault = {"name": "none"}
+
+
 def faulty_canaries(sidecar) -> None:
-    """A bad canary for real: the app behind its sidecar answers 503."""
+    """A bad canary for real: the fault of the moment, on every canary pod's sidecar as it starts."""
     if "-canary-" in sidecar.pod:
-        SIDECAR_FAULTS["5xx"](sidecar)
+        SIDECAR_FAULTS[current_fault["name"]](sidecar)
 
 
 def _mesh(name, clusters, built_toolchain, istiod_runners, tmp_path_factory, on_start=None):
@@ -70,6 +82,25 @@ def the_mesh_before_the_upgrade(project, cluster, chart_repository, kube, proxie
     eventually(lambda: len(proxies.by_pod()) >= 6, timeout=120, what="Istio sidecars for every injected pod")
 
 
+def restart_istiod_once_canaries_run(kube: Kube, revision: str) -> threading.Thread:
+    """A thread that restarts the revision's istiod Deployment as soon as a canary pod of shop runs."""
+    def restart() -> None:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            pods = kube.core.list_namespaced_pod("shop", label_selector="meshlift.io/track=canary").items
+            if any(p.status.phase == "Running" for p in pods):
+                kube.apps.patch_namespaced_deployment(f"istiod-{revision}", "istio-system", {"spec": {"template": {
+                    "metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": "during-the-canary-gate"}}}}})
+                thread.done = True
+                return
+            time.sleep(0.5)
+
+    thread = threading.Thread(target=restart, daemon=True)
+    thread.done = False
+    thread.start()
+    return thread
+
+
 def test_an_upgrade_runs_from_install_to_cleanup_on_the_real_engine(project, healthy_mesh, chart_repository) -> None:
     cluster, kube, proxies = healthy_mesh
     the_mesh_before_the_upgrade(project, cluster, chart_repository, kube, proxies)
@@ -79,7 +110,12 @@ def test_an_upgrade_runs_from_install_to_cleanup_on_the_real_engine(project, hea
                                     field_manager=TEAM_MANAGER)
     eventually(lambda: injected_revisions(kube, "shop", "batch") == {FROM_REV}, what="the batch pod injected")
 
+    # While the canary gate reads the canaries, their istiod is restarted (`kubectl rollout restart`): the
+    # sidecars reconnect to the new pods, and a healthy gate stays healthy.
+    restarted = restart_istiod_once_canaries_run(kube, TO_REV)
     refused = project.meshlift("upgrade", "-s", "e2e", "--to", TO, label="meshlift upgrade (cleanup refused)")
+    restarted.join(timeout=5)
+    assert restarted.done, "istiod was restarted during the canary gate"
     assert refused.returncode == 2, refused.output[-4000:]
     assert "Cleanup refused" in refused.output and "shop/batch-once" in refused.output
 
@@ -104,27 +140,33 @@ def test_an_upgrade_runs_from_install_to_cleanup_on_the_real_engine(project, hea
     assert not [d for d in kube.apps.list_namespaced_deployment("shop").items if d.metadata.name.endswith("-canary")]
 
 
-def test_a_bad_canary_is_rolled_back_through_the_stack_history(project, faulty_mesh, chart_repository) -> None:
+def test_each_bad_canary_is_rolled_back_through_the_stack_history(project, faulty_mesh, chart_repository) -> None:
     cluster, kube, proxies = faulty_mesh
     the_mesh_before_the_upgrade(project, cluster, chart_repository, kube, proxies)
     originals = {(ns, app): {p.metadata.uid for p in kube.core.list_namespaced_pod(ns, label_selector=f"app={app}").items}
                  for ns, app in TEAMS}
 
-    upgrade = project.meshlift("upgrade", "-s", "e2e", "--to", TO, "--json", label="meshlift upgrade (bad canary, rolled back)")
-    assert upgrade.returncode == 1, upgrade.output[-4000:]
-    document = json.loads(upgrade.stdout)
-    assert document["phase"] == "RolledBack" and "upstream-success-rate" in json.dumps(document["failure"])
+    for fault, catching in CANARY_FAULTS.items():  # one after the other, as an operator retries after a fix
+        current_fault["name"] = fault
+        upgrade = project.meshlift("upgrade", "-s", "e2e", "--to", TO, "--json",
+                                   label=f"meshlift upgrade (canary fault {fault}, rolled back)")
+        assert upgrade.returncode == 1, f"{fault}: " + upgrade.output[-4000:]
+        document = json.loads(upgrade.stdout)
+        assert document["phase"] == "RolledBack", fault
+        failing = set(document["failure"]["checks"])
+        assert failing & catching, f"{fault} was caught by {failing}, not by any of {catching}"
+        assert document["failure"]["gate"] == "canary", fault
 
-    # The last good update with one data-plane version was the install stage: the
-    # rollback re-applied it (the new revision installed, nothing using it).
-    history = json.loads(project.pulumi("stack", "history", "--json", stack="e2e").stdout)
-    assert "rollback to update" in history[0]["message"] and history[0]["result"] == "succeeded"
-    assert json.loads(history[0]["config"]["meshlift:rollout"]["value"])["stage"] == "install"
-    assert set(kube.helm_releases("istio-system")) == {"istio-base", f"istiod-{FROM_REV}", f"istiod-{TO_REV}"}
-    assert not [d for d in kube.apps.list_namespaced_deployment("shop").items if d.metadata.name.endswith("-canary")]
-    tag = kube.mutating_webhooks()["istio-revision-tag-stable"]
-    assert {w.client_config.service.name for w in tag.webhooks} == {f"istiod-{FROM_REV}"}
-    for (namespace, app), uids in originals.items():
-        now = {p.metadata.uid for p in kube.core.list_namespaced_pod(namespace, label_selector=f"app={app}").items
-               if "-canary-" not in p.metadata.name}
-        assert now == uids, f"{namespace}/{app} never restarted"
+        # The last good update with one data-plane version was the install stage: the
+        # rollback re-applied it (the new revision installed, nothing using it).
+        history = json.loads(project.pulumi("stack", "history", "--json", stack="e2e").stdout)
+        assert "rollback to update" in history[0]["message"] and history[0]["result"] == "succeeded"
+        assert json.loads(history[0]["config"]["meshlift:rollout"]["value"])["stage"] == "install"
+        assert set(kube.helm_releases("istio-system")) == {"istio-base", f"istiod-{FROM_REV}", f"istiod-{TO_REV}"}
+        assert not [d for d in kube.apps.list_namespaced_deployment("shop").items if d.metadata.name.endswith("-canary")]
+        tag = kube.mutating_webhooks()["istio-revision-tag-stable"]
+        assert {w.client_config.service.name for w in tag.webhooks} == {f"istiod-{FROM_REV}"}
+        for (namespace, app), uids in originals.items():
+            now = {p.metadata.uid for p in kube.core.list_namespaced_pod(namespace, label_selector=f"app={app}").items
+                   if "-canary-" not in p.metadata.name}
+            assert now == uids, f"{namespace}/{app} restarted ({fault})"
