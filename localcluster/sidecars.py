@@ -222,13 +222,32 @@ def _drain(sidecar: IstioSidecar) -> None:
     httpx.post(f"{sidecar.admin_url}/healthcheck/fail", timeout=5).raise_for_status()
 
 
+def _once_live(action: Callable[[IstioSidecar], None]) -> Callable[[IstioSidecar], None]:
+    """`action` as soon as the sidecar's Envoy is LIVE (certificate and config received), in the background."""
+    def wait_then_act(sidecar: IstioSidecar) -> None:
+        def run() -> None:
+            for _ in range(600):
+                try:
+                    if httpx.get(f"{sidecar.admin_url}/ready", timeout=1).status_code == 200:
+                        action(sidecar)
+                        return
+                except httpx.HTTPError:
+                    pass
+                if not sidecar.running:
+                    return
+                threading.Event().wait(0.2)
+        threading.Thread(target=run, name=f"fault-{sidecar.pod}", daemon=True).start()
+    return wait_then_act
+
+
 # Faults a stand-in sidecar can suffer for real, each acting on that pod alone.
 SIDECAR_FAULTS: dict[str, FaultAction] = {
     "none": lambda sidecar: None,
     "5xx": lambda sidecar: sidecar.app.fail_with(503),  # the pod's app answers 503
     "upstream-down": lambda sidecar: sidecar.app.stop(),  # the pod's app stops listening
-    "control-plane-down": lambda sidecar: sidecar.relay.cut(),  # the pod loses its istiod (xDS and CA)
-    "draining": _drain,  # the proxy is told to fail health checks, as pilot-agent does at shutdown
+    # the pod loses its istiod (xDS and CA) once it is serving: a canary that never reached it fails proxy-ready
+    "control-plane-down": _once_live(lambda sidecar: sidecar.relay.cut()),
+    "draining": _once_live(_drain),  # the proxy is told to fail health checks, as pilot-agent does at shutdown
 }
 
 
