@@ -24,6 +24,7 @@ from rollout.errors import PrerequisiteMissing
 
 PULUMI_INSTALL = "https://www.pulumi.com/docs/iac/download-install/"
 CONTEXT_KEY = "kubernetes:context"
+KUBECONFIG_KEY = "kubernetes:kubeconfig"
 # Pulumi's language hosts hand the whole stack config to the program in one environment
 # variable, PULUMI_CONFIG (JSON of key -> string). Linux refuses a single environment
 # string longer than MAX_ARG_STRLEN (32 pages): the program then never starts.
@@ -71,16 +72,26 @@ def backend_problem(project_dir: Path, environ: Mapping[str, str] = os.environ) 
 
 
 def kube_context_problem(config: Mapping[str, Any], environ: Mapping[str, str] = os.environ) -> str | None:
+    """Why the stack's cluster cannot be reached, or None. The kubeconfig is the one the Kubernetes provider
+    uses: the stack's `kubernetes:kubeconfig` (a path or the file's content) when set, else KUBECONFIG,
+    else ~/.kube/config."""
     wanted = config.get(CONTEXT_KEY)
+    explicit = config.get(KUBECONFIG_KEY)
     paths = [p for p in (environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")).split(os.pathsep) if p]
     try:
         from kubernetes import config as kube_config
 
-        contexts, current = kube_config.list_kube_config_contexts(config_file=paths[0] if paths else None)
+        if explicit and not os.path.exists(str(explicit)):  # the kubeconfig's content, inline
+            import yaml
+
+            contexts, current = _contexts_of(yaml.safe_load(str(explicit)))
+        else:
+            source = str(explicit) if explicit else (paths[0] if paths else None)
+            contexts, current = kube_config.list_kube_config_contexts(config_file=source)
     except Exception:  # noqa: BLE001 - missing, malformed or empty kubeconfig: a prerequisite, reported as one
-        where = ", ".join(paths) or "~/.kube/config"
+        where = f"the stack's {KUBECONFIG_KEY}" if explicit else ", ".join(paths) or "~/.kube/config"
         return (f"no Kubernetes context: the kubeconfig ({where}) is missing, unreadable or lists no contexts "
-                f"(set KUBECONFIG, or the stack's {CONTEXT_KEY})")
+                f"(set KUBECONFIG, or the stack's {KUBECONFIG_KEY} and {CONTEXT_KEY})")
     names = sorted(c["name"] for c in contexts or [])
     if wanted and wanted not in names:
         return (f"the stack's {CONTEXT_KEY} {wanted!r} is not a context of the kubeconfig "
@@ -88,6 +99,15 @@ def kube_context_problem(config: Mapping[str, Any], environ: Mapping[str, str] =
     if not wanted and not current:
         return f"the kubeconfig has no current context and the stack sets no {CONTEXT_KEY}"
     return None
+
+
+def _contexts_of(kubeconfig: Any) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """(contexts, current context) of a parsed kubeconfig, as list_kube_config_contexts gives them."""
+    contexts = list(kubeconfig.get("contexts") or [])
+    if not contexts:
+        raise ValueError("no contexts")
+    current = next((c for c in contexts if c.get("name") == kubeconfig.get("current-context")), None)
+    return contexts, current
 
 
 def config_channel_bytes(config: Mapping[str, Any]) -> int:

@@ -229,6 +229,17 @@ def test_each_missing_prerequisite_is_named(tmp_path):
     assert "no Kubernetes context" in kube_context_problem({}, env)
 
 
+def test_the_stacks_own_kubeconfig_is_read_as_the_provider_reads_it_a_path_or_its_content(tmp_path):
+    env = {"PATH": str(tmp_path), "KUBECONFIG": str(tmp_path / "missing")}  # and no ~/.kube/config is read
+    path = _kubeconfig(tmp_path / "stack-kubeconfig", "kwok-dev")
+    assert kube_context_problem({"kubernetes:kubeconfig": str(path), "kubernetes:context": "kwok-dev"}, env) is None
+    inline = {"kubernetes:kubeconfig": path.read_text(), "kubernetes:context": "kwok-dev"}
+    assert kube_context_problem(inline, env) is None
+    assert "'kwok-prod' is not a context" in kube_context_problem({**inline, "kubernetes:context": "kwok-prod"}, env)
+    problem = kube_context_problem({"kubernetes:kubeconfig": str(tmp_path / "nope")}, env)
+    assert "no Kubernetes context" in problem and "the stack's kubernetes:kubeconfig" in problem
+
+
 def test_text_output_shows_no_python_reprs(project, capsys):
     journal = Journal.for_stack(project.path, "dev")
     state = RunState.new(stack="dev", command="rehearse", params={"to": "1.40.0", "approval": True, "fault": None},
