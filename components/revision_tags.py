@@ -36,7 +36,7 @@ canary pod labelled `istio.io/rev: <new>` in a namespace labelled `stable`
 would be injected by the old revision. meshlift's canary pods therefore also
 carry `meshlift.io/inject-revision: <rev>`; the namespace-level tag webhook skips
 pods with that label, and one `pod-revision.sidecar-injector.istio.io` webhook
-per installed revision injects exactly those, in tag-enrolled namespaces. The
+per installed revision (in `meshlift-pod-revision-<rev>`) injects exactly those, in tag-enrolled namespaces. The
 label is one no injector ever sets, so the two selectors stay disjoint before
 and after injection (selecting on `istio.io/rev` would not: the injection
 template adds it, and a later webhook would inject the pod a second time). The
@@ -46,27 +46,15 @@ the istiod chart's own webhook decides and no pod label can override it; the
 validator therefore requires canary workloads to live in tag-enrolled
 namespaces.
 
-Where a pod-revision webhook lives is forced by two Istio rules that a
-configuration of its own cannot satisfy at once:
-
-- istiod patches `caBundle` only into configurations labelled `istio.io/rev=<its
-  revision>` (exactly), in webhooks whose names end in
-  `sidecar-injector.istio.io` (`pkg/webhooks/webhookpatch.go`); without the
-  label the webhook keeps no CA and every pod it matches fails to be created;
-- `istioctl tag` takes the configurations labelled `istio.io/rev=<rev>` *without*
-  `istio.io/tag` as the revision's one canonical injector and refuses to work
-  when it finds two (`istioctl/pkg/tag`: "found multiple canonical webhooks");
-  and every configuration labelled `istio.io/tag` is listed by `istioctl tag
-  list` and counted by istiod as a tag of its revision (`pkg/revisions`).
-
-So the webhook is not a configuration of its own: it is one more entry in the
-revision's canonical injector, `istio-sidecar-injector-<rev>`, which the istiod
-chart renders with `istio.io/rev=<rev>`. meshlift adds it by server-side apply
-under its own field manager (`MutatingWebhookConfigurationPatch`): `webhooks`
-is a list keyed by name, so meshlift owns that entry alone, Helm's three-way
-merge on upgrades keeps an entry it never rendered, istiod patches its CA like
-the chart's own entries, and `istioctl` still sees one injector per revision.
-Deleting the patch (the revision is removed) drops the entry before the release.
+Where a pod-revision webhook lives: a configuration of its own,
+`meshlift-pod-revision-<rev>`, labelled `istio.io/rev=<rev>` so that istiod patches
+its `caBundle` (`pkg/webhooks/webhookpatch.go`), and `istio.io/tag` so that
+`istioctl tag` still finds one canonical injector per revision
+(`istio.io/rev=<rev>,!istio.io/tag`). The cost: `istioctl tag list` shows it as a
+tag. Adding the entry to the chart's own `istio-sidecar-injector-<rev>` by
+server-side apply instead was tried on the real engine: the provider stores the
+whole patched list and diffs it by position, so every later `pulumi preview`
+proposed a change to it.
 """
 
 from __future__ import annotations
@@ -78,22 +66,14 @@ import pulumi
 from pulumi_kubernetes.admissionregistration.v1 import (
     MutatingWebhookArgs,
     MutatingWebhookConfiguration,
-    MutatingWebhookConfigurationPatch,
-    MutatingWebhookPatchArgs,
     RuleWithOperationsArgs,
-    RuleWithOperationsPatchArgs,
-    ServiceReferencePatchArgs,
     ServiceReferenceArgs,
     WebhookClientConfigArgs,
-    WebhookClientConfigPatchArgs,
 )
 from pulumi_kubernetes.meta.v1 import (
     LabelSelectorArgs,
-    LabelSelectorPatchArgs,
     LabelSelectorRequirementArgs,
-    LabelSelectorRequirementPatchArgs,
     ObjectMetaArgs,
-    ObjectMetaPatchArgs,
 )
 
 from components._helm import MANAGED_BY
@@ -119,13 +99,15 @@ def tag_webhook_name(tag: str, istio_namespace: str) -> str:
 
 
 DEFAULT_TAG = "default"
-POD_REVISION_MANAGER = "meshlift-pod-revision"
-PATCH_FIELD_MANAGER = "pulumi.com/patchFieldManager"
 
 
-def injector_configuration_name(revision: str, istio_namespace: str) -> str:
-    """The istiod chart's own injector configuration of a revision (its canonical injector)."""
-    return f"istio-sidecar-injector-{revision}{_suffix(istio_namespace)}"
+def pod_revision_tag(revision: str) -> str:
+    """The `istio.io/tag` value of a pod-revision webhook (never a tag any namespace uses)."""
+    return f"meshlift-pod-revision-{revision}"
+
+
+def pod_revision_webhook_name(revision: str, istio_namespace: str) -> str:
+    return f"meshlift-pod-revision-{revision}{_suffix(istio_namespace)}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -163,18 +145,25 @@ class RevisionTags(pulumi.ComponentResource):
                     hooks=args.promotion_hooks,
                 ),
             )
-        # Pods asking for a revision by meshlift's label (canaries), in tag-enrolled namespaces: one
-        # more webhook in the revision's canonical injector (why there: the module docstring).
-        self.pod_revisions: dict[str, MutatingWebhookConfigurationPatch] = {}
+        # Pods asking for a revision by meshlift's label (canaries), in tag-enrolled namespaces.
+        self.pod_revisions: dict[str, MutatingWebhookConfiguration] = {}
         tags = sorted(args.tags)
         for revision in sorted(args.revisions) if tags else []:
-            self.pod_revisions[revision] = MutatingWebhookConfigurationPatch(
+            self.pod_revisions[revision] = MutatingWebhookConfiguration(
                 f"{name}-pod-revision-{revision}",
-                metadata=ObjectMetaPatchArgs(
-                    name=injector_configuration_name(revision, args.istio_namespace),
-                    annotations={PATCH_FIELD_MANAGER: POD_REVISION_MANAGER},
+                metadata=ObjectMetaArgs(
+                    name=pod_revision_webhook_name(revision, args.istio_namespace),
+                    # istio.io/rev: istiod of the revision patches the caBundle of webhooks so labelled.
+                    # istio.io/tag: `istioctl tag` finds a revision's canonical injector with
+                    # `istio.io/rev=<rev>,!istio.io/tag`; without it this webhook made two matches.
+                    labels={REVISION_LABEL: revision, TAG_LABEL: pod_revision_tag(revision), "app": "sidecar-injector",
+                            **MANAGED_BY},
                 ),
-                webhooks=[_pod_revision_webhook(revision, args.istio_namespace, tags)],
+                webhooks=[_webhook(
+                    "pod-revision.", revision, args.istio_namespace,
+                    [_requirement(REVISION_LABEL, "In", *tags), _requirement(INJECTION_LABEL, "NotIn", *LEGACY_VALUES)],
+                    [_requirement(POD_OPT_OUT, "NotIn", "false"), _requirement(INJECT_REVISION_LABEL, "In", revision)],
+                )],
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[args.control_planes[revision]]),
             )
         self.register_outputs({"tags": dict(args.tags)})
@@ -204,28 +193,6 @@ def _webhook(prefix: str, revision: str, istio_namespace: str, namespace_selecto
         )],
         namespace_selector=LabelSelectorArgs(match_expressions=namespace_selector),
         object_selector=LabelSelectorArgs(match_expressions=object_selector),
-    )
-
-
-def _pod_revision_webhook(revision: str, istio_namespace: str, tags: list[str]) -> MutatingWebhookPatchArgs:
-    """`_webhook`'s pod-revision entry, in the patch types its configuration's patch takes."""
-    def requirement(key: str, operator: str, *values: str) -> LabelSelectorRequirementPatchArgs:
-        return LabelSelectorRequirementPatchArgs(key=key, operator=operator, values=list(values) or None)
-
-    return MutatingWebhookPatchArgs(
-        name="pod-revision.sidecar-injector.istio.io",
-        admission_review_versions=["v1"],
-        side_effects="None",
-        failure_policy="Fail",
-        reinvocation_policy="Never",
-        client_config=WebhookClientConfigPatchArgs(service=ServiceReferencePatchArgs(
-            name=f"istiod-{revision}", namespace=istio_namespace, path="/inject", port=443)),
-        rules=[RuleWithOperationsPatchArgs(
-            operations=["CREATE"], api_groups=[""], api_versions=["v1"], resources=["pods"])],
-        namespace_selector=LabelSelectorPatchArgs(match_expressions=[
-            requirement(REVISION_LABEL, "In", *tags), requirement(INJECTION_LABEL, "NotIn", *LEGACY_VALUES)]),
-        object_selector=LabelSelectorPatchArgs(match_expressions=[
-            requirement(POD_OPT_OUT, "NotIn", "false"), requirement(INJECT_REVISION_LABEL, "In", revision)]),
     )
 
 

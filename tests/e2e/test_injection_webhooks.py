@@ -4,12 +4,13 @@ Both revisions installed, tags `stable` and `default` on the old one. Read back
 through the API, and judged by real pods that Istio's injector (the real
 pilot-discovery of each revision) injects:
 
-- only the two tag configurations carry `istio.io/tag` (what `istioctl tag list`
-  lists), and each revision has exactly one canonical injector
-  (`istio.io/rev=<rev>,!istio.io/tag`, what `istioctl tag` requires);
-- meshlift's pod-revision entry in that injector gets its CA from istiod (a pod
-  it matches is created, and injected by the revision it asks for), and keeps
-  it through a Helm upgrade of the revision's release;
+- each revision has exactly one canonical injector (`istio.io/rev=<rev>,!istio.io/tag`,
+  what `istioctl tag` requires); the configurations labelled `istio.io/tag` (what
+  `istioctl tag list` lists) are the two tags and meshlift's pod-revision
+  configurations (named `meshlift-pod-revision-<rev>`, so a reader knows them);
+- meshlift's pod-revision webhook gets its CA from istiod (a pod it matches is
+  created, and injected by the revision it asks for), and keeps it through a Helm
+  upgrade of the revision's release, after which a preview proposes no change;
 - the tag `default` injects a namespace labelled `istio-injection=enabled` that
   meshlift does not list, and a pod labelled `sidecar.istio.io/inject: "true"`.
 """
@@ -46,8 +47,11 @@ def revision_of(kube: Kube, namespace: str, name: str) -> str | None:
 
 
 def pod_revision_entry(kube: Kube, revision: str):
-    injector = kube.mutating_webhooks()[f"istio-sidecar-injector-{revision}"]
-    return next((w for w in injector.webhooks if w.name == POD_REVISION), None), injector
+    """(meshlift's pod-revision webhook, the revision's chart injector)."""
+    webhooks = kube.mutating_webhooks()
+    own = webhooks.get(f"meshlift-pod-revision-{revision}")
+    entry = next((w for w in own.webhooks if w.name == POD_REVISION), None) if own is not None else None
+    return entry, webhooks[f"istio-sidecar-injector-{revision}"]
 
 
 def with_ca(found):
@@ -69,15 +73,17 @@ def test_injection_webhooks_as_istioctl_and_istiod_read_them(project, cluster, c
     assert up.returncode == 0, up.output
 
     tagged = kube.admission.list_mutating_webhook_configuration(label_selector="istio.io/tag").items
-    assert sorted(w.metadata.name for w in tagged) == ["istio-revision-tag-default", "istio-revision-tag-stable"]
+    assert sorted(w.metadata.name for w in tagged) == [
+        "istio-revision-tag-default", "istio-revision-tag-stable",
+        f"meshlift-pod-revision-{FROM_REV}", f"meshlift-pod-revision-{TO_REV}"]
     for revision in (FROM_REV, TO_REV):
         canonical = kube.admission.list_mutating_webhook_configuration(
             label_selector=f"istio.io/rev={revision},!istio.io/tag").items
         assert [w.metadata.name for w in canonical] == [f"istio-sidecar-injector-{revision}"]
-        # istiod patched its CA into meshlift's entry as into the chart's own.
+        # istiod patched its CA into meshlift's webhook as into the chart's own.
         entry, injector = eventually(lambda: with_ca(pod_revision_entry(kube, revision)),
                                      what=f"the pod-revision entry of {revision} with istiod's CA")
-        chart_bundles = {w.client_config.ca_bundle for w in injector.webhooks if w.name != POD_REVISION}
+        chart_bundles = {w.client_config.ca_bundle for w in injector.webhooks}
         assert chart_bundles == {entry.client_config.ca_bundle}
 
     # A canary-style pod asking for the new revision in a tag-enrolled namespace.
@@ -93,7 +99,7 @@ def test_injection_webhooks_as_istioctl_and_istiod_read_them(project, cluster, c
     assert revision_of(kube, "gateways-by-hand", "gateway") == FROM_REV
     assert revision_of(kube, "gateways-by-hand", "not-meshed") is None
 
-    # A Helm upgrade of the revision's release (its injector's own entries change) keeps meshlift's entry.
+    # A Helm upgrade of the revision's release (its injector's own entries change) keeps meshlift's webhook.
     config["meshlift:revisions"][1]["values"] = {"sidecarInjectorWebhook": {"reinvocationPolicy": "IfNeeded"}}
     project.write_stack(STACK, config)
     up = project.up(STACK, label="pulumi up: the new revision's release upgraded")
@@ -101,7 +107,9 @@ def test_injection_webhooks_as_istioctl_and_istiod_read_them(project, cluster, c
     assert kube.helm_releases("istio-system")[f"istiod-{TO_REV}"]["version"] == 2
     entry, injector = pod_revision_entry(kube, TO_REV)
     assert entry is not None and entry.client_config.ca_bundle
-    assert {w.reinvocation_policy for w in injector.webhooks if w.name != POD_REVISION} == {"IfNeeded"}
+    assert {w.reinvocation_policy for w in injector.webhooks} == {"IfNeeded"}
+    again = project.pulumi("preview", "--expect-no-changes", stack=STACK)
+    assert again.returncode == 0, again.output
     bare_pod(kube, "shop", "asks-for-new-again", {"app": "web", INJECT_REVISION_LABEL: TO_REV,
                                                   "istio.io/rev": TO_REV})
     assert revision_of(kube, "shop", "asks-for-new-again") == TO_REV
