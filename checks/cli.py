@@ -70,7 +70,7 @@ def load_settings(stack_config: Path | None = None, overrides: dict[str, Any] | 
         try:
             profile = ProxyProfile.model_validate(stack_file.config.get("meshlift:proxyProfile") or {})
         except ValidationError as exc:
-            raise ConfigError(_located(exc, "meshlift:proxyProfile", stack_config, lines)) from None
+            raise ConfigError(_located(exc, ProxyProfile, "meshlift:proxyProfile", stack_config, lines)) from None
     given = {to_camel(k) for k, v in (overrides or {}).items() if v is not None}
     flags = {to_camel(k): "--" + k.replace("_", "-") for k, v in (overrides or {}).items() if v is not None}
     flags.update({"checks": "--check", "skipChecks": "--skip"})
@@ -78,21 +78,22 @@ def load_settings(stack_config: Path | None = None, overrides: dict[str, Any] | 
     try:
         settings = GateSettings.model_validate(values)
     except ValidationError as exc:
-        raise ConfigError(_located(exc, "meshlift:gates", stack_config, lines, flags=flags, given=given)) from None
+        raise ConfigError(_located(exc, GateSettings, "meshlift:gates", stack_config, lines, flags=flags, given=given)) from None
     settings._proxy_profile = profile
     return settings
 
 
-def _located(exc: ValidationError, prefix: str, stack_config: Path | None, lines: Any, *,
+def _located(exc: ValidationError, model: Any, prefix: str, stack_config: Path | None, lines: Any, *,
              flags: dict[str, str] | None = None, given: set[str] | None = None) -> str:
-    """Each problem named by its flag when a flag set it, else by file:line and key path."""
-    from meshmodel.stackfile import shorten
+    """Each problem named by its flag when a flag set it, else by file:line and key path,
+    in the words (and with the "did you mean") `meshlift validate` uses."""
+    from meshmodel.spec_check import error_reason, known_keys
 
+    known = known_keys(model)
     problems = []
-    for error in exc.errors():
+    for error in exc.errors(include_url=False):
         key = str(error["loc"][0]) if error["loc"] else ""
-        got = f" (got {shorten(error['input'])})" if not isinstance(error.get("input"), (dict, list)) else ""
-        reason = str(error["msg"]).removeprefix("Value error, ") + got
+        reason = error_reason(error, known)
         if flags and given and key in flags and key in given:
             problems.append(f"{flags[key]}: {reason}")
         else:

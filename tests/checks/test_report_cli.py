@@ -102,7 +102,7 @@ def test_unreachable_admin_is_one_line_then_the_checks_it_prevented() -> None:
 
 @pytest.mark.parametrize("flag,value,expected", [
     ("--min-success-rate", "1.5", "--min-success-rate: Input should be less than or equal to 1"),
-    ("--window", "soon", "--window: 'soon' is not a duration"),
+    ("--window", "soon", "--window: 'soon' is not a duration like 500ms, 5s or 2m"),
 ])
 def test_a_bad_flag_is_reported_as_the_flag_not_as_a_config_key(flag, value, expected) -> None:
     result = runner.invoke(app, ["--admin", "127.0.0.1:1", flag, value, "--json"])
@@ -120,6 +120,26 @@ def test_a_stack_config_problem_names_file_line_and_key(tmp_path) -> None:
     assert result.exit_code == EXIT_USAGE
     assert f"{stack}:4: meshlift:gates.minSuccessRate: Input should be less than or equal to 1" in \
         " ".join(result.stderr.split())
+
+
+def test_a_bad_value_is_named_once() -> None:
+    result = runner.invoke(app, ["--admin", "127.0.0.1:1", "--window", "soon"])
+    assert result.exit_code == EXIT_USAGE
+    assert result.stderr.count("soon") == 1, result.stderr
+
+
+def test_a_misspelled_stack_config_key_gets_the_same_did_you_mean_as_validate(tmp_path) -> None:
+    stack = tmp_path / "Pulumi.dev.yaml"
+    stack.write_text("config:\n  meshlift:gates:\n    windw: 10s\n  meshlift:proxyProfile:\n    logLevl: info\n")
+    result = runner.invoke(app, ["--admin", "127.0.0.1:1", "--stack-config", str(stack)])
+    assert result.exit_code == EXIT_USAGE
+    text = " ".join(result.stderr.split())
+    assert f"{stack}:5: meshlift:proxyProfile.logLevl: unknown key (did you mean 'logLevel'?)" in text
+    stack.with_name("g.yaml").write_text("config:\n  meshlift:gates:\n    windw: 10s\n")
+    result = runner.invoke(app, ["--admin", "127.0.0.1:1", "--stack-config", str(stack.with_name("g.yaml"))])
+    text = " ".join(result.stderr.split())
+    assert f"g.yaml:3: meshlift:gates.windw: unknown key (did you mean 'window'?)" in text
+    assert "Extra inputs" not in text
 
 
 def test_list_checks_prints_the_catalog() -> None:
