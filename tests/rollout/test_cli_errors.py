@@ -75,6 +75,14 @@ def test_a_stack_file_problem_names_the_line_of_each_key(project, capsys):
     assert "Pulumi.dev.yaml:6: meshlift:gates.interval: 'fast' is not a duration" in err
 
 
+def test_a_problem_of_the_target_version_is_put_on_to_not_on_a_line_of_the_stack_file(project, capsys):
+    assert run(cli.app, ["plan", "-s", "dev", "--to", "1.10.0"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert err.startswith("× --to 1.10.0: the stack cannot be upgraded to this version (2 problem(s)); nothing changed")
+    assert "meshlift:rollout.to: 1.10.0 is not newer than 1.39.3" in err
+    assert "Pulumi.dev.yaml:" not in err, "no line of the file holds 1.10.0"
+
+
 def test_validate_json_has_the_same_shape_valid_or_not(project, capsys):
     assert run(cli.app, ["validate", "-s", "dev", "--json"]) == 0
     good = json.loads(capsys.readouterr().out)
