@@ -36,7 +36,21 @@ __all__ = ["app", "check", "inspect", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "l
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
-app = typer.Typer(add_completion=False, no_args_is_help=False, help="Health checks and gates over Envoy admin interfaces.")
+CHECK_EPILOG = """\
+Examples:
+
+\b
+  meshlift check --admin http://127.0.0.1:15000 --expected-version 1.40.0     # one sample, every check
+  meshlift check --admin URL --check proxy-version --check certificates-valid # only these checks
+  meshlift check --admin URL --gate --window 10s                              # a gate over a window
+  meshlift check --admin CANARY --baseline BASELINE                           # a gate: canary vs baseline
+  meshlift check -n shop --revision 1-31-0 --baseline-revision 1-30-3 --json
+  meshlift check --list-checks                                                # the check ids and hints
+"""
+
+app = typer.Typer(add_completion=False, no_args_is_help=False, help="Health checks and gates over Envoy admin interfaces.",
+                  rich_markup_mode=None, pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]})
 
 
 class ConfigError(Exception):
@@ -126,21 +140,21 @@ def _list_checks(as_json: bool) -> None:
     terminal.console().print(table)
 
 
-@app.command("check")
+@app.command("check", epilog=CHECK_EPILOG)
 def check(
     admin: Annotated[list[str] | None, typer.Option("--admin", help="Admin URL of a proxy to check (repeatable).", metavar="URL")] = None,
-    baseline: Annotated[list[str] | None, typer.Option("--baseline", help="Admin URL of a baseline proxy: the canary is compared with it.", metavar="URL")] = None,
+    baseline: Annotated[list[str] | None, typer.Option("--baseline", help="Admin URL of a baseline proxy: the canary is compared with it over a gate window (implies --gate: a comparison needs several samples).", metavar="URL")] = None,
     expected_version: Annotated[str | None, typer.Option("--expected-version", help="Version (1.40.0) or revision (1-40-0) the checked proxies must run.")] = None,
     namespace: Annotated[str | None, typer.Option("--namespace", "-n", help="Kubernetes: namespace of the pods (default: all).")] = None,
     selector: Annotated[str | None, typer.Option("--selector", "-l", help="Kubernetes: label selector of the pods.")] = None,
     revision: Annotated[str | None, typer.Option("--revision", help="Kubernetes: Istio revision that injected the pods (their sidecar.istio.io/status annotation).")] = None,
-    baseline_revision: Annotated[str | None, typer.Option("--baseline-revision", help="Kubernetes: revision of the baseline pods.")] = None,
+    baseline_revision: Annotated[str | None, typer.Option("--baseline-revision", help="Kubernetes: revision of the baseline pods (implies --gate).")] = None,
     kube_context: Annotated[str | None, typer.Option("--context", help="Kubernetes: kubeconfig context.")] = None,
     gate: Annotated[bool, typer.Option("--gate", help="Run a gate over a window instead of one sample.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (schema meshlift.checks/v2 or meshlift.gate/v2).")] = False,
     stack_config: Annotated[Path | None, typer.Option("--stack-config", help="Read thresholds from a stack file's meshlift:gates.", exists=False)] = None,
-    only: Annotated[list[str] | None, typer.Option("--check", help="Run only this check id (repeatable).")] = None,
-    skip: Annotated[list[str] | None, typer.Option("--skip", help="Skip this check id (repeatable).")] = None,
+    only: Annotated[list[str] | None, typer.Option("--check", help="Run only this check id (repeatable; see --list-checks).", metavar="ID")] = None,
+    skip: Annotated[list[str] | None, typer.Option("--skip", help="Skip this check id (repeatable).", metavar="ID")] = None,
     window: Annotated[str | None, typer.Option(help="Gate window, e.g. 30s.")] = None,
     interval: Annotated[str | None, typer.Option(help="Gate sampling interval, e.g. 1s.")] = None,
     consecutive_passes: Annotated[int | None, typer.Option(help="Passing samples in a row that open the gate.")] = None,
@@ -285,7 +299,7 @@ def inspect(
     namespace: Annotated[str | None, typer.Option("--namespace", "-n", help="Kubernetes: namespace of the pods.")] = None,
     selector: Annotated[str | None, typer.Option("--selector", "-l", help="Kubernetes: label selector of the pods.")] = None,
     revision: Annotated[str | None, typer.Option("--revision", help="Kubernetes: Istio revision of the (canary) pods.")] = None,
-    baseline_revision: Annotated[str | None, typer.Option("--baseline-revision", help="Kubernetes: revision of the baseline pods.")] = None,
+    baseline_revision: Annotated[str | None, typer.Option("--baseline-revision", help="Kubernetes: revision of the baseline pods (implies --gate).")] = None,
     kube_context: Annotated[str | None, typer.Option("--context", help="Kubernetes: kubeconfig context.")] = None,
     targets_file: Annotated[Path | None, typer.Option("--targets-file", help="Read targets from a meshlift.targets/v1 JSON file.")] = None,
     rehearsal: Annotated[bool, typer.Option("--rehearsal", help="The proxies of the running `meshlift rehearse` (.meshlift/rehearsal/targets.json).")] = False,

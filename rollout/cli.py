@@ -67,7 +67,7 @@ app = typer.Typer(
 )
 
 StackOpt = Annotated[str, typer.Option("--stack", "-s", help="Stack name: reads stacks/Pulumi.<stack>.yaml.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document (for CI) instead of live progress.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document (for CI) instead of text (and instead of the live view, where there is one).")]
 ApproveFromOpt = Annotated[str, typer.Option(
     "--approve-from", metavar="stdin|promote",
     help="Where the approval comes from: 'stdin' (y/n typed, or piped: `echo y | meshlift ...`) or 'promote' "
@@ -460,7 +460,7 @@ def _mount_check() -> None:
     command = getattr(checks_cli, "check", None)
     sub_app = getattr(checks_cli, "app", None)
     if callable(command) and not isinstance(command, typer.Typer):
-        app.command("check")(command)
+        app.command("check", epilog=checks_cli.CHECK_EPILOG)(command)
         app.command("inspect", epilog=checks_cli.INSPECT_EPILOG)(checks_cli.inspect)
     elif isinstance(sub_app, typer.Typer):
         app.add_typer(sub_app, name="check")

@@ -176,3 +176,13 @@ def test_inspect_usage_errors_print_the_inspect_document_and_one_marked_line(arg
     assert document["schema"] == "meshlift.inspect/v1" and document["proxies"] == [] and document["diffs"] == []
     assert document["error"]["code"] == 2 and says in document["error"]["message"]
     assert done.stderr.startswith("× meshlift inspect: ") and says in done.stderr
+
+
+def test_check_help_shows_examples_and_names_the_check_id_option() -> None:
+    from rollout.cli import app as meshlift
+
+    result = runner.invoke(meshlift, ["check", "--help"])
+    assert result.exit_code == 0
+    assert "Examples:" in result.stdout and "meshlift check --list-checks" in result.stdout
+    assert "--check ID" in result.stdout and "list[str]" not in result.stdout
+    assert "implies --gate" in " ".join(result.stdout.split())
