@@ -396,7 +396,7 @@ def rehearse(
     fault: Annotated[str, typer.Option(help="Inject this real failure into the canary proxies.")] = "none",
     require_approval: Annotated[bool, typer.Option(
         "--require-approval", help="Wait for approval after the canary gate (y/n here, or `meshlift promote -s rehearsal`).")] = False,
-    approve_from: ApproveFromOpt = "stdin",
+    approve_from: Annotated[str | None, ApproveFromOpt.__metadata__[0]] = None,
     approval_timeout: ApprovalTimeoutOpt = None,
     as_json: JsonOpt = False,
     cluster: Annotated[bool, typer.Option(
@@ -409,6 +409,15 @@ def rehearse(
 
     if fault not in FAULTS:
         raise UsageError(f"--fault {fault}: not a fault the rehearsal knows; choose one of: {', '.join(FAULTS)}")
+    approval_flags = [flag for flag, value in (("--approve-from", approve_from), ("--approval-timeout", approval_timeout))
+                      if value is not None]
+    if cluster and (require_approval or approval_flags):
+        raise UsageError(f"{' '.join(['--require-approval'] * require_approval + approval_flags)}: the cluster "
+                         "rehearsal does not wait for an approval; leave these out, or rehearse locally (no --cluster)")
+    if approval_flags and not require_approval:
+        raise UsageError(f"{', '.join(approval_flags)}: only with --require-approval (without it, "
+                         "the rehearsal waits for no approval)")
+    approve_from = approve_from or "stdin"
     if cluster:
         from rollout.cluster_rehearsal import rehearse_on_cluster
 

@@ -45,6 +45,17 @@ def test_usage_errors_are_one_paragraph_exit_2_no_traceback(args, message):
     assert done.stderr.count("\n") == 1, "one paragraph"
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["rehearse", "--approve-from", "promote"], "× --approve-from: only with --require-approval"),
+    (["rehearse", "--approval-timeout", "5m"], "× --approval-timeout: only with --require-approval"),
+    (["rehearse", "--cluster", "--require-approval", "--approve-from", "promote"],
+     "× --require-approval --approve-from: the cluster rehearsal does not wait for an approval"),
+])
+def test_approval_options_that_would_be_ignored_are_refused(args, message):
+    done = _meshlift(*args)
+    assert done.returncode == 2 and done.stderr.startswith(message), done.stderr
+
+
 def test_version_prints_the_package_version():
     done = _meshlift("--version")
     assert done.returncode == 0 and done.stdout.strip() == "meshlift 0.1.0"
