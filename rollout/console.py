@@ -64,6 +64,8 @@ class LiveReporter:
             elif data.get("resumed"):
                 self.console.print(f"[yellow]resuming[/] run {data['run']} at {data['phase']} "
                                    f"(waves done: {data.get('waves_done', 0)})")
+                for step in done_before(data["phase"], int(data.get("waves_done", 0)), list(self.steps)):
+                    self._set(step, "passed", "done before the run was interrupted")
             else:
                 self.console.print(f"run {data['run']} started")
         elif kind == "apply":
@@ -83,7 +85,8 @@ class LiveReporter:
                 self.console.print(Text(f"{_MARK[state][0]} gate {data.get('gate')}: {data.get('message')}",
                                         style=_MARK[state][1]))
         elif kind == "phase":
-            self.console.print(Text(f"phase {data['from']} -> {data['to']}", style="bold"))
+            if data["from"] != data["to"]:  # Promoting -> Promoting is the next wave: its gate line says so
+                self.console.print(Text(f"phase {data['from']} -> {data['to']}", style="bold"))
             if data["from"] == Phase.INSTALLING.value and data["to"] != Phase.ROLLING_BACK.value:
                 self._set("install", "passed", "target control plane running beside the stable one")
             if data["to"] == Phase.CLEANING_UP.value:
@@ -144,6 +147,22 @@ def _step_of(stage: str | None, message: str) -> str:
     if stage == "promote" and " wave " in message:
         return "wave " + message.split(" wave ", 1)[1].split("/", 1)[0]
     return {"install": "install", "canary": "canary", "cleanup": "cleanup"}.get(stage or "", stage or "")
+
+
+# The steps a run has finished when it is at a phase (waves done aside).
+_DONE_AT = {Phase.CANARY_VERIFYING.value: ("install",), Phase.WAITING_APPROVAL.value: ("install", "canary"),
+            Phase.PROMOTING.value: ("install", "canary", "approval"),
+            Phase.VERIFYING.value: ("install", "canary", "approval"),
+            Phase.CLEANING_UP.value: ("install", "canary", "approval", "verify")}
+
+
+def done_before(phase: str, waves_done: int, steps: list[str]) -> list[str]:
+    """The steps a resumed run finished before it stopped, so the view does not show them as not started."""
+    done = set(_DONE_AT.get(phase, ()))
+    all_waves = phase in (Phase.VERIFYING.value, Phase.CLEANING_UP.value)
+    done |= {step for step in steps if step.startswith("wave ")
+             and (all_waves or int(step.split()[1]) <= waves_done)}
+    return [step for step in steps if step in done]
 
 
 def steps_for(waves: int, *, approval: bool) -> list[str]:
@@ -263,8 +282,13 @@ def print_result(state: Any, *, seconds: float) -> None:
                   "`meshlift rollback --to <update>`")
 
 
+_PARAM_ORDER = ("to", "fault", "approval")
+
+
 def _params(state: Any) -> str:
-    return ", ".join(f"{k} {plain(v)}" for k, v in state.params.items() if v not in (False, None))
+    # A fixed order: a resumed run's params come back from the journal with their keys sorted.
+    keys = sorted(state.params, key=lambda k: (_PARAM_ORDER.index(k) if k in _PARAM_ORDER else len(_PARAM_ORDER), k))
+    return ", ".join(f"{k} {plain(state.params[k])}" for k in keys if state.params[k] not in (False, None))
 
 
 def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
