@@ -85,8 +85,9 @@ class LiveReporter:
                 self.console.print(Text(f"{_MARK[state][0]} gate {data.get('gate')}: {data.get('message')}",
                                         style=_MARK[state][1]))
         elif kind == "phase":
-            if data["from"] != data["to"]:  # Promoting -> Promoting is the next wave: its gate line says so
-                self.console.print(Text(f"phase {data['from']} -> {data['to']}", style="bold"))
+            text = (f"phase {data['from']} -> {data['to']}" if data["from"] != data["to"]
+                    else f"phase {data['to']}, next wave")  # not "Promoting -> Promoting"
+            self.console.print(Text(text, style="bold"))
             if data["from"] == Phase.INSTALLING.value and data["to"] != Phase.ROLLING_BACK.value:
                 self._set("install", "passed", "target control plane running beside the stable one")
             if data["to"] == Phase.CLEANING_UP.value:

@@ -29,12 +29,13 @@ def test_a_run_resumed_in_a_wave_shows_the_stages_before_it_as_done():
     assert reporter.steps["wave 2"][0] == "pending"
 
 
-def test_the_next_wave_prints_no_phase_line_from_a_phase_to_itself():
+def test_the_next_wave_is_named_as_such_not_as_a_phase_going_to_itself():
     reporter, buffer = _reporter()
     with reporter:
         reporter.event("phase", {"from": "Promoting", "to": "Promoting"})
         reporter.event("phase", {"from": "Promoting", "to": "Verifying"})
     assert "Promoting -> Promoting" not in buffer.getvalue()
+    assert "phase Promoting, next wave" in buffer.getvalue()
     assert "phase Promoting -> Verifying" in buffer.getvalue()
 
 
