@@ -12,6 +12,7 @@ import json
 import select
 import sys
 import time
+from types import SimpleNamespace
 from typing import Any
 
 from rich.console import Console, Group
@@ -67,6 +68,12 @@ class LiveReporter:
                 for step in done_before(data["phase"], int(data.get("waves_done", 0)), list(self.steps)):
                     self._set(step, "passed", "done before the run was interrupted")
             else:
+                replaced = data.get("replaced")
+                if replaced:
+                    self.console.print(f"[yellow]gave up[/] the interrupted run {replaced['run']} "
+                                       f"({_params(SimpleNamespace(params=replaced['params']))}, at "
+                                       f"{replaced['phase']}): these options differ; to resume it, run it "
+                                       "with its own options")
                 self.console.print(f"run {data['run']} started")
         elif kind == "apply":
             step = _step_of(data.get("stage"), data.get("message", ""))

@@ -157,10 +157,11 @@ class Orchestrator:
 
     def _start_or_resume(self, request: RunRequest) -> RunState:
         state = self.journal.load()
+        replaced = None
         if (state is not None and not state.phase.terminal and request.replace_unfinished
                 and not state.matches(request.command, request.params)):
             self.journal.append(state, "abandoned", reason=f"new {request.command} with {_params(request.params)}")
-            state = None
+            replaced, state = state, None
         if state is not None and not state.phase.terminal:
             if not state.matches(request.command, request.params):
                 raise UsageError(
@@ -185,7 +186,10 @@ class Orchestrator:
         if request.on_new_run is not None:
             request.on_new_run()
         self.journal.save(state)
-        self._emit(state, "run", resumed=False, params=request.params, waves_total=state.waves_total)
+        # Say that the interrupted run was given up: its flags differ, so the user may have meant to resume it.
+        self._emit(state, "run", resumed=False, params=request.params, waves_total=state.waves_total,
+                   **({"replaced": {"run": replaced.run_id, "params": replaced.params, "phase": replaced.phase.value}}
+                      if replaced is not None else {}))
         return state
 
     def _record_inventory(self, state: RunState, request: RunRequest) -> None:
