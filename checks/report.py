@@ -128,8 +128,8 @@ def render_report(report: Report) -> RenderableType:
 
 def _summary(success: bool, text: str | None = None) -> Text:
     mark = Status.PASS if success else Status.FAIL
-    line = Text("Status check results are ")
-    line.append(mark.mark, style=mark.style)
+    line = Text("Status check results: ")
+    line.append(f"{mark.mark} {'passed' if success else 'failed'}", style=mark.style)
     if text:
         line.append(f"\n{text}", style=mark.style)
     return line

@@ -53,7 +53,7 @@ async def test_rich_report_groups_by_category_with_marks_and_hints() -> None:
            "port. See https://" in flat and "docs/checks.md#proxy-ready" in flat
     assert "‼ dynamic config has no fields unknown to this proxy" in text
     assert "√ proxy is ready" in text  # the good proxy
-    assert text.rstrip().endswith("Status check results are ×")
+    assert text.rstrip().endswith("Status check results: × failed")
 
 
 def test_settings_from_stack_config_and_overrides(tmp_path) -> None:
