@@ -186,3 +186,23 @@ def test_check_help_shows_examples_and_names_the_check_id_option() -> None:
     assert "Examples:" in result.stdout and "meshlift check --list-checks" in result.stdout
     assert "--check ID" in result.stdout and "list[str]" not in result.stdout
     assert "implies --gate" in " ".join(result.stdout.split())
+
+
+def test_checks_left_out_by_configuration_are_counted_not_listed() -> None:
+    import io
+
+    from rich.console import Console
+
+    from checks.report import render_report
+    from checks.result import SKIPPED_BY_CONFIGURATION, CheckResult, Report, Status, TargetReport
+
+    results = (CheckResult("proxy-version", Status.PASS, "Envoy 1.40.0", category="configuration"),
+               *(CheckResult(f"other-{n}", Status.SKIP, SKIPPED_BY_CONFIGURATION, category="traffic")
+                 for n in range(16)),
+               CheckResult("upstream-success-rate", Status.SKIP, "no traffic", category="traffic", no_data=True))
+    buffer = io.StringIO()
+    Console(file=buffer, width=200).print(render_report(Report((TargetReport("p", "http://p", "proxy", results),))))
+    text = buffer.getvalue()
+    assert "proxy-version" in text and "other-" not in text
+    assert "16 check(s) not run, as configured" in text
+    assert "no traffic" in text, "a check skipped for its own reason is still listed"
