@@ -382,6 +382,6 @@ def event_detail(event: dict[str, Any], skip: set[str] | tuple[str, ...], *, lim
 
 
 def print_history(stack: str, entries: list[Any]) -> None:
-    rows = [[e.version, e.kind, e.result, e.describe(), e.data_plane_version or "mixed", e.message]
+    rows = [[e.version, e.kind, e.result, e.describe(), e.data_plane, e.message]
             for e in entries]
     print_table(f"stack {stack}: history", ["update", "kind", "result", "state", "data plane", "message"], rows)
