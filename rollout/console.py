@@ -46,10 +46,19 @@ class LiveReporter:
         self.live = Live(self._render(), console=self.console, refresh_per_second=8, transient=False)
 
     def __enter__(self) -> LiveReporter:
-        self.live.__enter__()
+        # The view opens with the run's first event: an error before it (a held lock, a bad
+        # setting) is then the only thing printed, not under an empty table.
+        self._open = False
         return self
 
+    def _opened(self) -> None:
+        if not getattr(self, "_open", True):
+            self._open = True
+            self.live.__enter__()
+
     def __exit__(self, *exc: object) -> None:
+        if not getattr(self, "_open", False):
+            return
         self.sample_line = Text("")
         self.live.update(self._render())
         self.live.__exit__(*exc)  # type: ignore[arg-type]
@@ -57,6 +66,7 @@ class LiveReporter:
     # ---------------------------------------------------------------- Reporter
 
     def event(self, kind: str, data: dict[str, Any]) -> None:
+        self._opened()
         if kind == "log":
             self.console.print(Text(f"  {data['line']}", style="dim"))
         elif kind == "run":
@@ -116,6 +126,7 @@ class LiveReporter:
         self.live.update(self._render())
 
     def sample(self, gate: str, sample: Any) -> None:
+        self._opened()
         verdict = getattr(sample, "verdict", str(sample))
         style = {"pass": "green", "fail": "red"}.get(verdict, "yellow")
         text = Text(f"  gate {gate} sample {getattr(sample, 'index', 0) + 1}: ", style="dim")

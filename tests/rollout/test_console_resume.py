@@ -43,3 +43,15 @@ def test_a_resumed_run_lists_its_parameters_in_the_order_a_fresh_run_does():
     fresh = SimpleNamespace(params={"to": "1.40.0", "fault": "5xx", "approval": True})
     resumed = SimpleNamespace(params=dict(sorted(fresh.params.items())))
     assert view._params(fresh) == view._params(resumed) == "to 1.40.0, fault 5xx, approval yes"
+
+
+def test_an_error_before_the_first_event_is_not_printed_under_an_empty_table():
+    buffer = io.StringIO()
+    reporter = LiveReporter(title="rehearsal: t", steps=steps_for(2, approval=False),
+                            console=Console(file=buffer, force_terminal=True, width=100))
+    with reporter:
+        pass  # e.g. the stack's lock is held: the run ends before its first event
+    assert buffer.getvalue() == ""
+    with reporter:
+        reporter.event("run", {"run": "r1", "resumed": False})
+    assert "run r1 started" in buffer.getvalue() and "rehearsal: t" in buffer.getvalue()
