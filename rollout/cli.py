@@ -31,7 +31,7 @@ from rollout.journal import Journal, operator
 from rollout.phases import Phase
 from rollout.project import project_dir, spec_error_at, stack_config
 from rollout.runs import ApprovalOptions, drive, finish, report_run
-from rollout.schemas import document, rfc3339
+from rollout.schemas import document, rfc3339, rfc3339_of
 
 EPILOG = """\
 Examples:
@@ -373,7 +373,7 @@ def history(
     if as_json:
         console.print_json(document("history", stack=stack, entries=[
             {"version": e.version, "kind": e.kind, "result": e.result, "message": e.message,
-             "start_time": e.start_time, "describe": e.describe(), "data_plane_version": e.data_plane_version}
+             "start_time": rfc3339_of(e.start_time), "describe": e.describe(), "data_plane_version": e.data_plane_version}
             for e in entries]))
         return
     console.print_history(stack, entries)
