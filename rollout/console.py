@@ -311,17 +311,24 @@ def _params(state: Any) -> str:
 
 
 def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
-    if not out.is_terminal:  # piped: a title, then one line per row, cells apart by " | ", nothing padded
-        out.print(Text(title))
-        for row in [columns, *rows]:
-            out.print(Text(" | ".join(str(cell).replace("\n", "; ") for cell in row)), soft_wrap=True)
-        return
+    out.print(table_of(title, columns, rows), soft_wrap=not out.is_terminal)
+
+
+def table_of(title: str | Text, columns: list[str], rows: list[list[Any]]) -> Any:
+    """A titled table in a terminal; piped, a title and one line per row, cells apart by " | ", nothing padded."""
+    if not out.is_terminal:
+        lines = [" | ".join(plain_cell(cell) for cell in row) for row in [columns, *rows]]
+        return Group(Text(str(title)), *(Text(line) for line in lines))
     table = Table(title=title, title_justify="left")
     for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(*[Text(str(cell)) for cell in row])
-    out.print(table)
+        table.add_row(*[cell if isinstance(cell, Text) else Text(str(cell)) for cell in row])
+    return table
+
+
+def plain_cell(cell: Any) -> str:
+    return (cell.plain if isinstance(cell, Text) else str(cell)).replace("\n", "; ")
 
 
 def resume_hint(state: Any) -> str:
