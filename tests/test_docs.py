@@ -246,6 +246,7 @@ VOLATILE = [
     (re.compile(r"\b\d{4}-\d\d-\d\d[T ][\d:.]+(Z|[+-]\d\d:\d\d)?"), "<time>"),
     (re.compile(r"\b[0-9a-f]{12}\b"), "<id>"),  # run ids
     (re.compile(r"\b\d+(\.\d+)?(ms|s)\b"), "<n>s"),  # durations and timings
+    (re.compile(r"(127\.0\.0\.1:\d+)/[a-z_]+\b"), r"\1/<read>"),  # which admin read failed first
     (re.compile(r"127\.0\.0\.1:\d+"), "127.0.0.1:<port>"),
     (re.compile(r"\bpid \d+"), "pid <n>"),
     (re.compile(r"\b\d+(\.\d+)? (days|MiB|KiB)\b"), "<n> \\2"),
