@@ -317,7 +317,7 @@ def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
 def table_of(title: str | Text, columns: list[str], rows: list[list[Any]]) -> Any:
     """A titled table in a terminal; piped, a title and one line per row, cells apart by " | ", nothing padded."""
     if not out.is_terminal:
-        lines = [" | ".join(plain_cell(cell) for cell in row) for row in [columns, *rows]]
+        lines = [" | ".join(plain_cell(cell) for cell in row).rstrip() for row in [columns, *rows]]
         return Group(Text(str(title)), *(Text(line) for line in lines))
     table = Table(title=title, title_justify="left")
     for column in columns:
