@@ -429,8 +429,9 @@ class Orchestrator:
             state.awaiting = {"run": state.run_id, "gate": "canary", "evidence": canary.get("message"),
                               "since": rfc3339(self.clock())}
             self.journal.save(state)
-        self._emit(state, "approval", status="waiting", gate=state.awaiting["gate"],
-                   evidence=state.awaiting["evidence"], hint=f"meshlift promote -s {self.stack}")
+        if self.journal.approval_for(state.run_id) is None:  # approved already (`promote` resuming it): no prompt
+            self._emit(state, "approval", status="waiting", gate=state.awaiting["gate"],
+                       evidence=state.awaiting["evidence"], hint=f"meshlift promote -s {self.stack}")
         wait = ApprovalWait(journal=self.journal, prompt=self.approval, clock=self.clock, sleep=self.sleep,
                             poll_s=self.approval_poll_s, timeout_s=self.approval_timeout_s,
                             summary_s=self.approval_summary_s)
