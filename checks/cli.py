@@ -117,6 +117,14 @@ def _located(exc: ValidationError, model: Any, prefix: str, stack_config: Path |
     return "; ".join(problems)
 
 
+MAX_TIMEOUT_S = 300.0
+
+
+def _check_timeout(seconds: float) -> None:
+    if not 0 < seconds <= MAX_TIMEOUT_S:  # also refuses NaN and infinity
+        raise ConfigError(f"--timeout: {seconds:g} is not a number of seconds above 0 and at most {MAX_TIMEOUT_S:g}")
+
+
 def _exit(code: int, message: str | None = None, console: Console | None = None) -> NoReturn:
     if message:
         (console or terminal.console(stderr=True)).print(message, style="red" if code else None, highlight=False,
@@ -183,6 +191,7 @@ def check(
             "checks": list(only) if only else None, "skip_checks": list(skip) if skip else None,
         }
         settings = load_settings(stack_config, overrides)
+        _check_timeout(timeout)
         kube = bool(namespace or selector or revision or baseline_revision)
         if not admin and not kube:
             raise ConfigError("give --admin URL (repeatable), or --namespace/--selector/--revision for Kubernetes pods")
@@ -314,6 +323,9 @@ def inspect(
     from meshmodel.parity_allow import validate_allow_entry
 
     try:
+        _check_timeout(timeout)
+        if limit < 0:
+            raise ConfigError(f"--limit: {limit} is negative; give a number of items, or 0 for all")
         for entry in allow or ():
             validate_allow_entry(entry)
         sources = sum(map(bool, (admin, namespace or selector or revision or baseline_revision, targets_file, rehearsal)))
