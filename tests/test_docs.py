@@ -11,8 +11,9 @@ up by themselves) and finds the commands in it:
 Each `meshlift ...` and `make ...` command runs in a copy of the project
 (`MESHLIFT_PROJECT_DIR`), in document order, and must end with the exit code the
 docs state (a trailing `# ... exit N` comment, a transcript's `$ echo $?`, else 0),
-print no traceback, and, for a transcript, print the key line it shows (its last
-line, without a file path or a parenthesised timing). Stack files the docs show
+print no traceback, and, for a transcript, print every line it shows again: run
+ids, timings, ports, clock times and the project's path aside (`VOLATILE`), and a
+line `...` stands for lines left out. Stack files the docs show
 live in docs/examples/ and are copied into the project's stacks/ (so the docs' own
 `cp docs/examples/<file> stacks/` is checked for its source only). `make test` is not
 run (it is this suite).
