@@ -139,7 +139,7 @@ def measure_size(workloads: int, built: Any, chart_repository: str, root: Path) 
     return figures
 
 
-STAGE_LINE = re.compile(r"^phase \S+ -> (\S+)")
+STAGE_LINE = re.compile(r"^phase (?:\S+ -> (\S+)|(\S+), next wave)")  # a phase, or the next wave of Promoting
 DURATION = re.compile(r"Duration: (?:(\d+)m)?(\d+)s")
 TOTAL = re.compile(r"promoted: .*\((\d+(?:\.\d+)?)s\)\s*$")
 
@@ -150,7 +150,7 @@ def parse_upgrade(transcript: str) -> dict[str, Any]:
     phase, waves, total = None, 0, None
     for line in transcript.splitlines():
         if match := STAGE_LINE.match(line.strip()):
-            phase = match.group(1)
+            phase = match.group(1) or match.group(2)
             if phase == "Promoting":
                 waves += 1
                 phase = f"Promoting wave {waves}"

@@ -36,7 +36,21 @@ __all__ = ["app", "check", "inspect", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "l
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
-app = typer.Typer(add_completion=False, no_args_is_help=False, help="Health checks and gates over Envoy admin interfaces.")
+CHECK_EPILOG = """\
+Examples:
+
+\b
+  meshlift check --admin http://127.0.0.1:15000 --expected-version 1.40.0     # one sample, every check
+  meshlift check --admin URL --check proxy-version --check certificates-valid # only these checks
+  meshlift check --admin URL --gate --window 10s                              # a gate over a window
+  meshlift check --admin CANARY --baseline BASELINE                           # a gate: canary vs baseline
+  meshlift check -n shop --revision 1-31-0 --baseline-revision 1-30-3 --json
+  meshlift check --list-checks                                                # the check ids and hints
+"""
+
+app = typer.Typer(add_completion=False, no_args_is_help=False, help="Health checks and gates over Envoy admin interfaces.",
+                  rich_markup_mode=None, pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]})
 
 
 class ConfigError(Exception):
@@ -70,7 +84,7 @@ def load_settings(stack_config: Path | None = None, overrides: dict[str, Any] | 
         try:
             profile = ProxyProfile.model_validate(stack_file.config.get("meshlift:proxyProfile") or {})
         except ValidationError as exc:
-            raise ConfigError(_located(exc, "meshlift:proxyProfile", stack_config, lines)) from None
+            raise ConfigError(_located(exc, ProxyProfile, "meshlift:proxyProfile", stack_config, lines)) from None
     given = {to_camel(k) for k, v in (overrides or {}).items() if v is not None}
     flags = {to_camel(k): "--" + k.replace("_", "-") for k, v in (overrides or {}).items() if v is not None}
     flags.update({"checks": "--check", "skipChecks": "--skip"})
@@ -78,21 +92,22 @@ def load_settings(stack_config: Path | None = None, overrides: dict[str, Any] | 
     try:
         settings = GateSettings.model_validate(values)
     except ValidationError as exc:
-        raise ConfigError(_located(exc, "meshlift:gates", stack_config, lines, flags=flags, given=given)) from None
+        raise ConfigError(_located(exc, GateSettings, "meshlift:gates", stack_config, lines, flags=flags, given=given)) from None
     settings._proxy_profile = profile
     return settings
 
 
-def _located(exc: ValidationError, prefix: str, stack_config: Path | None, lines: Any, *,
+def _located(exc: ValidationError, model: Any, prefix: str, stack_config: Path | None, lines: Any, *,
              flags: dict[str, str] | None = None, given: set[str] | None = None) -> str:
-    """Each problem named by its flag when a flag set it, else by file:line and key path."""
-    from meshmodel.stackfile import shorten
+    """Each problem named by its flag when a flag set it, else by file:line and key path,
+    in the words (and with the "did you mean") `meshlift validate` uses."""
+    from meshmodel.spec_check import error_reason, known_keys
 
+    known = known_keys(model)
     problems = []
-    for error in exc.errors():
+    for error in exc.errors(include_url=False):
         key = str(error["loc"][0]) if error["loc"] else ""
-        got = f" (got {shorten(error['input'])})" if not isinstance(error.get("input"), (dict, list)) else ""
-        reason = str(error["msg"]).removeprefix("Value error, ") + got
+        reason = error_reason(error, known)
         if flags and given and key in flags and key in given:
             problems.append(f"{flags[key]}: {reason}")
         else:
@@ -100,6 +115,14 @@ def _located(exc: ValidationError, prefix: str, stack_config: Path | None, lines
             line = lines(path) if lines else None
             problems.append(f"{stack_config}:{line}: {path}: {reason}" if line else f"{path}: {reason}")
     return "; ".join(problems)
+
+
+MAX_TIMEOUT_S = 300.0
+
+
+def _check_timeout(seconds: float) -> None:
+    if not 0 < seconds <= MAX_TIMEOUT_S:  # also refuses NaN and infinity
+        raise ConfigError(f"--timeout: {seconds:g} is not a number of seconds above 0 and at most {MAX_TIMEOUT_S:g}")
 
 
 def _exit(code: int, message: str | None = None, console: Console | None = None) -> NoReturn:
@@ -125,21 +148,21 @@ def _list_checks(as_json: bool) -> None:
     terminal.console().print(table)
 
 
-@app.command("check")
+@app.command("check", epilog=CHECK_EPILOG)
 def check(
     admin: Annotated[list[str] | None, typer.Option("--admin", help="Admin URL of a proxy to check (repeatable).", metavar="URL")] = None,
-    baseline: Annotated[list[str] | None, typer.Option("--baseline", help="Admin URL of a baseline proxy: the canary is compared with it.", metavar="URL")] = None,
+    baseline: Annotated[list[str] | None, typer.Option("--baseline", help="Admin URL of a baseline proxy: the canary is compared with it over a gate window (implies --gate: a comparison needs several samples).", metavar="URL")] = None,
     expected_version: Annotated[str | None, typer.Option("--expected-version", help="Version (1.40.0) or revision (1-40-0) the checked proxies must run.")] = None,
     namespace: Annotated[str | None, typer.Option("--namespace", "-n", help="Kubernetes: namespace of the pods (default: all).")] = None,
     selector: Annotated[str | None, typer.Option("--selector", "-l", help="Kubernetes: label selector of the pods.")] = None,
     revision: Annotated[str | None, typer.Option("--revision", help="Kubernetes: Istio revision that injected the pods (their sidecar.istio.io/status annotation).")] = None,
-    baseline_revision: Annotated[str | None, typer.Option("--baseline-revision", help="Kubernetes: revision of the baseline pods.")] = None,
+    baseline_revision: Annotated[str | None, typer.Option("--baseline-revision", help="Kubernetes: revision of the baseline pods (implies --gate).")] = None,
     kube_context: Annotated[str | None, typer.Option("--context", help="Kubernetes: kubeconfig context.")] = None,
     gate: Annotated[bool, typer.Option("--gate", help="Run a gate over a window instead of one sample.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (schema meshlift.checks/v2 or meshlift.gate/v2).")] = False,
     stack_config: Annotated[Path | None, typer.Option("--stack-config", help="Read thresholds from a stack file's meshlift:gates.", exists=False)] = None,
-    only: Annotated[list[str] | None, typer.Option("--check", help="Run only this check id (repeatable).")] = None,
-    skip: Annotated[list[str] | None, typer.Option("--skip", help="Skip this check id (repeatable).")] = None,
+    only: Annotated[list[str] | None, typer.Option("--check", help="Run only this check id (repeatable; see --list-checks).", metavar="ID")] = None,
+    skip: Annotated[list[str] | None, typer.Option("--skip", help="Skip this check id (repeatable).", metavar="ID")] = None,
     window: Annotated[str | None, typer.Option(help="Gate window, e.g. 30s.")] = None,
     interval: Annotated[str | None, typer.Option(help="Gate sampling interval, e.g. 1s.")] = None,
     consecutive_passes: Annotated[int | None, typer.Option(help="Passing samples in a row that open the gate.")] = None,
@@ -168,6 +191,7 @@ def check(
             "checks": list(only) if only else None, "skip_checks": list(skip) if skip else None,
         }
         settings = load_settings(stack_config, overrides)
+        _check_timeout(timeout)
         kube = bool(namespace or selector or revision or baseline_revision)
         if not admin and not kube:
             raise ConfigError("give --admin URL (repeatable), or --namespace/--selector/--revision for Kubernetes pods")
@@ -284,7 +308,7 @@ def inspect(
     namespace: Annotated[str | None, typer.Option("--namespace", "-n", help="Kubernetes: namespace of the pods.")] = None,
     selector: Annotated[str | None, typer.Option("--selector", "-l", help="Kubernetes: label selector of the pods.")] = None,
     revision: Annotated[str | None, typer.Option("--revision", help="Kubernetes: Istio revision of the (canary) pods.")] = None,
-    baseline_revision: Annotated[str | None, typer.Option("--baseline-revision", help="Kubernetes: revision of the baseline pods.")] = None,
+    baseline_revision: Annotated[str | None, typer.Option("--baseline-revision", help="Kubernetes: revision of the baseline pods (implies --gate).")] = None,
     kube_context: Annotated[str | None, typer.Option("--context", help="Kubernetes: kubeconfig context.")] = None,
     targets_file: Annotated[Path | None, typer.Option("--targets-file", help="Read targets from a meshlift.targets/v1 JSON file.")] = None,
     rehearsal: Annotated[bool, typer.Option("--rehearsal", help="The proxies of the running `meshlift rehearse` (.meshlift/rehearsal/targets.json).")] = False,
@@ -299,6 +323,9 @@ def inspect(
     from meshmodel.parity_allow import validate_allow_entry
 
     try:
+        _check_timeout(timeout)
+        if limit < 0:
+            raise ConfigError(f"--limit: {limit} is negative; give a number of items, or 0 for all")
         for entry in allow or ():
             validate_allow_entry(entry)
         sources = sum(map(bool, (admin, namespace or selector or revision or baseline_revision, targets_file, rehearsal)))

@@ -189,7 +189,9 @@ async def run_gate(
                 if passes >= settings.consecutive_passes:
                     return GateResult(
                         name, GateOutcome.PASSED,
-                        f"Promote {name}: {passes} consecutive passing samples",
+                        # A rollback gate promotes nothing: it proves the restored mesh healthy.
+                        f"{'Restored mesh healthy' if name == 'rollback' else f'Promote {name}'}: "
+                        f"{passes} consecutive passing samples",
                         (), tuple(samples), clock() - started,
                     )
             else:

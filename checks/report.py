@@ -35,7 +35,7 @@ from .catalog import CATEGORIES
 from .gate import GateOutcome, GateResult
 from .inspect import INSPECT_SCHEMA, ProxyInspection
 from .inspect_diff import InventoryDiff
-from .result import Report, Status, TargetReport
+from .result import SKIPPED_BY_CONFIGURATION, Report, Status, TargetReport
 
 __all__ = ["CHECK_SCHEMA", "GATE_SCHEMA", "error_to_dict", "report_to_json", "gate_to_json", "render_report",
            "render_gate", "print_report", "print_gate", "inspect_to_json", "inspect_error_to_json", "render_inspection", "render_diff",
@@ -101,13 +101,20 @@ def _target_block(target: TargetReport) -> list[RenderableType]:
         results: list = []
     else:
         results = list(target.results)
+    # Checks left out by --check/--skip (or the gates' checks/skipChecks) are counted, not listed one by one.
+    left_out = [r.check_id for r in results if r.status is Status.SKIP and r.message == SKIPPED_BY_CONFIGURATION]
     for result in results:
-        by_category.setdefault(result.category, []).append(result)
+        if result.check_id not in left_out:
+            by_category.setdefault(result.category, []).append(result)
     for category in sorted(by_category, key=_category_order):
         blocks.append(Text(""))
         blocks.append(Text(category, style="bold"))
         blocks.append(Text("-" * len(category)))
         blocks.extend(by_category[category])
+    if left_out:
+        blocks.append(Text(""))
+        blocks.append(Text(f"{len(left_out)} check(s) not run, as configured (--check/--skip, or the gates' "
+                           "checks/skipChecks)", style="dim"))
     return blocks
 
 
@@ -128,8 +135,8 @@ def render_report(report: Report) -> RenderableType:
 
 def _summary(success: bool, text: str | None = None) -> Text:
     mark = Status.PASS if success else Status.FAIL
-    line = Text("Status check results are ")
-    line.append(mark.mark, style=mark.style)
+    line = Text("Status check results: ")
+    line.append(f"{mark.mark} {'passed' if success else 'failed'}", style=mark.style)
     if text:
         line.append(f"\n{text}", style=mark.style)
     return line

@@ -17,6 +17,10 @@ from rich.text import Text
 __all__ = ["Status", "CheckResult", "TargetReport", "Report"]
 
 
+# The message of a check left out by --check/--skip or the gates' checks/skipChecks.
+SKIPPED_BY_CONFIGURATION = "skipped by configuration"
+
+
 class Status(str, Enum):
     """The `result` of a check in the JSON schema."""
 

@@ -12,7 +12,7 @@ from .client import AdminClient
 from .context import BaselineView, Context, GateSettingsLike, Verdict
 from .endpoint import Endpoint, assess
 from .observe import Observation, Read, observe
-from .result import CheckResult, Report, Status, TargetReport
+from .result import SKIPPED_BY_CONFIGURATION, CheckResult, Report, Status, TargetReport
 from .target import Target
 
 __all__ = ["run_checks", "RATE_LOOKBACK_SAMPLES", "MAX_HISTORY"]
@@ -148,7 +148,7 @@ def _result(spec: CheckSpec, verdict: Verdict) -> CheckResult:
 
 def _skipped(spec: CheckSpec) -> CheckResult:
     return CheckResult(
-        check_id=spec.id, status=Status.SKIP, message="skipped by configuration",
+        check_id=spec.id, status=Status.SKIP, message=SKIPPED_BY_CONFIGURATION,
         category=spec.category, description=spec.description, fatal=spec.fatal, hint=spec.hint,
     )
 

@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from meshmodel.fields import ConfigModel, Duration, Fraction, PositiveInt
+from meshmodel.fields import ByteCount, ConfigModel, Duration, Fraction
 
 __all__ = ["ProxyProfile", "AccessLogProfile", "OverloadProfile", "KeepaliveProfile", "REQUIRED_LOG_FIELDS",
            "istiod_values"]
@@ -100,7 +100,7 @@ class OverloadProfile(ConfigModel):
     """
 
     enabled: bool = False
-    max_heap_bytes: PositiveInt = 1024 * 1024 * 1024  # match the istio-proxy memory limit
+    max_heap_bytes: ByteCount = 1024 * 1024 * 1024  # match the istio-proxy memory limit
     disable_keepalive_at: Fraction = 0.95
     stop_accepting_requests_at: Fraction = 0.99
 

@@ -18,10 +18,15 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from meshmodel.fields import (
+    MAX_INVENTORY_ITEMS,
+    MAX_ITEMS,
+    Annotations,
+    ByteCount,
     ConfigModel,
     Duration,
     Fraction,
     IstioVersion,
+    Labels,
     Name,
     NonNegativeInt,
     PositiveInt,
@@ -90,8 +95,8 @@ def _default_gateway_ports() -> list[ServicePort]:
 
 class GatewayServiceSpec(ConfigModel):
     type: Literal["LoadBalancer", "ClusterIP", "NodePort"] = "LoadBalancer"
-    ports: list[ServicePort] = Field(default_factory=_default_gateway_ports, min_length=1)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    ports: list[ServicePort] = Field(default_factory=_default_gateway_ports, min_length=1, max_length=100)
+    annotations: Annotations = Field(default_factory=dict)
 
 
 class GatewaySpec(ConfigModel):
@@ -99,7 +104,7 @@ class GatewaySpec(ConfigModel):
 
     name: Name
     namespace: Name
-    revision: str  # a revision name (1-31-0) or a tag (stable)
+    revision: Name  # a revision name (1-31-0) or a tag (stable)
     replicas: PositiveInt = 2
     service: GatewayServiceSpec = Field(default_factory=GatewayServiceSpec)
     canary: bool = True  # run a canary Deployment behind the same Service during the canary stage
@@ -113,8 +118,8 @@ WORKLOAD_KINDS: tuple[str, ...] = ("Deployment", "StatefulSet", "DaemonSet")
 class WorkloadSelection(ConfigModel):
     """Which of a namespace's running workloads meshlift restarts (default: all of them)."""
 
-    match_labels: dict[str, str] = Field(default_factory=dict)  # on the workload object's own labels
-    names: list[Name] | None = None
+    match_labels: Labels = Field(default_factory=dict)  # on the workload object's own labels
+    names: Annotated[list[Name], Field(max_length=MAX_ITEMS)] | None = None
 
     def matches(self, workload: LiveWorkload) -> bool:
         if self.names is not None and workload.name not in self.names:
@@ -146,18 +151,18 @@ class LiveWorkload(ConfigModel):
 
     kind: WorkloadKind
     name: Name
-    labels: dict[str, str] = Field(default_factory=dict)  # the workload object's labels
-    selector: dict[str, str] = Field(default_factory=dict)  # spec.selector.matchLabels
+    labels: Labels = Field(default_factory=dict)  # the workload object's labels
+    selector: Labels = Field(default_factory=dict)  # spec.selector.matchLabels
     # spec.selector.matchExpressions ({key, operator, values}), as the API server has them
-    selector_expressions: list[dict[str, Any]] = Field(default_factory=list)
+    selector_expressions: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_ITEMS)
     template_hash: str = ""  # of its pod template, to tell whether it changed during the rollout
     proxy_revision: str | None = None  # meshlift's pod-template annotation, if a past upgrade set it
     # How its controller answers the restart (meshmodel.workload_class), and why.
     movement: Movement = "rolls"
     note: str = ""
     recreate: bool = False  # a Recreate Deployment: an outage during its wave
-    claims: list[str] = Field(default_factory=list)  # PersistentVolumeClaims its template mounts directly
-    autoscalers: list[str] = Field(default_factory=list)  # "HorizontalPodAutoscaler/web" targeting it
+    claims: list[str] = Field(default_factory=list, max_length=MAX_ITEMS)  # PVCs its template mounts directly
+    autoscalers: list[str] = Field(default_factory=list, max_length=MAX_ITEMS)  # "HorizontalPodAutoscaler/web"
 
 
 class RestartPolicy(ConfigModel):
@@ -175,12 +180,12 @@ class NamespaceSpec(ConfigModel):
     """An application namespace enrolled in a revision (or tag) by `istio.io/rev`."""
 
     name: Name
-    revision: str
+    revision: Name  # a revision name or a tag
     create: bool = True  # False: the namespace exists and is patched, never taken over
     wave: PositiveInt = 1  # promotion order: wave 1 restarts first
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: Labels = Field(default_factory=dict)
     select: WorkloadSelection = Field(default_factory=WorkloadSelection)
-    workloads: list[WorkloadSpec] = Field(default_factory=list)
+    workloads: list[WorkloadSpec] = Field(default_factory=list, max_length=MAX_ITEMS)
 
     def wave_of(self, workload: str, kind: str) -> int:
         for settings in self.workloads:
@@ -201,12 +206,12 @@ class GateSettings(ConfigModel):
     min_requests: NonNegativeInt = 10
     min_cert_validity_days: Annotated[float, Field(ge=0.0, le=3650.0)] = 7.0
     max_connect_failures: NonNegativeInt = 0
-    max_memory_bytes: PositiveInt | None = None  # an absolute cap, off by default: gateways exceed any one figure
+    max_memory_bytes: ByteCount | None = None  # an absolute cap, off by default: gateways exceed any one figure
     max_memory_ratio: Annotated[float, Field(ge=1.0, le=100.0)] = 2.0  # canary vs the largest baseline
-    checks: list[str] | None = None
-    skip_checks: list[str] = Field(default_factory=list)
-    # Differences config-parity accepts: "<kind>:<glob>" over normalised names (see checks/README.md).
-    parity_allow: list[str] = Field(default_factory=list)
+    checks: Annotated[list[str], Field(max_length=100)] | None = None
+    skip_checks: list[str] = Field(default_factory=list, max_length=100)
+    # Differences config-parity accepts: "<kind>:<glob>" over normalised names (see docs/checks.md).
+    parity_allow: list[str] = Field(default_factory=list, max_length=MAX_ITEMS)
     _proxy_profile: Any = PrivateAttr(default=None)  # meshlift:proxyProfile, set by MeshSpec
 
     @field_validator("parity_allow")
@@ -235,7 +240,7 @@ class RolloutSpec(ConfigModel):
     to_version: Version = Field(alias="to")
     stage: Stage = Stage.INSTALL
     promoted_waves: NonNegativeInt = 0  # promote stage: waves restarted so far
-    promote_tags: list[str] | None = None  # tags moved at promotion (default: all on `from`)
+    promote_tags: Annotated[list[Name], Field(max_length=MAX_ITEMS)] | None = None  # default: all tags on `from`
     require_approval: bool = False
 
     @property
@@ -256,21 +261,23 @@ class MeshSpec(ConfigModel):
     istio_namespace: Name = "istio-system"
     chart_repository: str = DEFAULT_CHART_REPOSITORY
     base_values: dict[str, Any] = Field(default_factory=dict)  # istio/base Helm values passthrough
-    revisions: list[RevisionSpec] = Field(min_length=1)
-    default_revision: str | None = None
-    tags: dict[str, str] = Field(default_factory=dict)
-    gateways: list[GatewaySpec] = Field(default_factory=list)
-    namespaces: list[NamespaceSpec] = Field(default_factory=list)
+    # Istio runs two revisions side by side during an upgrade; a handful is already unusual.
+    revisions: list[RevisionSpec] = Field(min_length=1, max_length=16)
+    default_revision: Name | None = None
+    tags: dict[str, Name] = Field(default_factory=dict, max_length=100)
+    gateways: list[GatewaySpec] = Field(default_factory=list, max_length=1000)
+    namespaces: list[NamespaceSpec] = Field(default_factory=list, max_length=MAX_ITEMS)
     rollout: RolloutSpec | None = None
     gates: GateSettings = Field(default_factory=GateSettings)
     restarts: RestartPolicy = Field(default_factory=RestartPolicy)
     # namespace -> the workloads that ran there when the rollout started (written by meshlift)
-    inventory: dict[str, list[LiveWorkload]] | None = None
+    inventory: Annotated[dict[str, Annotated[list[LiveWorkload], Field(max_length=MAX_INVENTORY_ITEMS)]],
+                         Field(max_length=MAX_ITEMS)] | None = None
     proxy_profile: ProxyProfile = Field(default_factory=lambda: ProxyProfile())
     # Helm releases ("<namespace>/<release>") installed before meshlift that it takes
     # over: each is imported into the stack on the first `pulumi up`, with its
     # namespace, and then upgraded to what the config says (docs/takeover.md).
-    adopt: list[str] = Field(default_factory=list)
+    adopt: list[str] = Field(default_factory=list, max_length=1000)
     # Istio config labelled istio.io/rev=<the rollout's from revision>: the new istiod ignores it.
     # `leave`: upgrade anyway (docs/config.md); unset, `meshlift upgrade` refuses while such config exists.
     pinned_config: Literal["leave"] | None = None

@@ -31,7 +31,7 @@ from rollout.journal import Journal, operator
 from rollout.phases import Phase
 from rollout.project import project_dir, spec_error_at, stack_config
 from rollout.runs import ApprovalOptions, drive, finish, report_run
-from rollout.schemas import document, rfc3339
+from rollout.schemas import document, rfc3339, rfc3339_of
 
 EPILOG = """\
 Examples:
@@ -67,7 +67,7 @@ app = typer.Typer(
 )
 
 StackOpt = Annotated[str, typer.Option("--stack", "-s", help="Stack name: reads stacks/Pulumi.<stack>.yaml.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document (for CI) instead of live progress.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document (for CI) instead of text (and instead of the live view, where there is one).")]
 ApproveFromOpt = Annotated[str, typer.Option(
     "--approve-from", metavar="stdin|promote",
     help="Where the approval comes from: 'stdin' (y/n typed, or piped: `echo y | meshlift ...`) or 'promote' "
@@ -373,7 +373,7 @@ def history(
     if as_json:
         console.print_json(document("history", stack=stack, entries=[
             {"version": e.version, "kind": e.kind, "result": e.result, "message": e.message,
-             "start_time": e.start_time, "describe": e.describe(), "data_plane_version": e.data_plane_version}
+             "start_time": rfc3339_of(e.start_time), "describe": e.describe(), "data_plane_version": e.data_plane_version}
             for e in entries]))
         return
     console.print_history(stack, entries)
@@ -396,7 +396,7 @@ def rehearse(
     fault: Annotated[str, typer.Option(help="Inject this real failure into the canary proxies.")] = "none",
     require_approval: Annotated[bool, typer.Option(
         "--require-approval", help="Wait for approval after the canary gate (y/n here, or `meshlift promote -s rehearsal`).")] = False,
-    approve_from: ApproveFromOpt = "stdin",
+    approve_from: Annotated[str | None, ApproveFromOpt.__metadata__[0]] = None,
     approval_timeout: ApprovalTimeoutOpt = None,
     as_json: JsonOpt = False,
     cluster: Annotated[bool, typer.Option(
@@ -409,6 +409,15 @@ def rehearse(
 
     if fault not in FAULTS:
         raise UsageError(f"--fault {fault}: not a fault the rehearsal knows; choose one of: {', '.join(FAULTS)}")
+    approval_flags = [flag for flag, value in (("--approve-from", approve_from), ("--approval-timeout", approval_timeout))
+                      if value is not None]
+    if cluster and (require_approval or approval_flags):
+        raise UsageError(f"{' '.join(['--require-approval'] * require_approval + approval_flags)}: the cluster "
+                         "rehearsal does not wait for an approval; leave these out, or rehearse locally (no --cluster)")
+    if approval_flags and not require_approval:
+        raise UsageError(f"{', '.join(approval_flags)}: only with --require-approval (without it, "
+                         "the rehearsal waits for no approval)")
+    approve_from = approve_from or "stdin"
     if cluster:
         from rollout.cluster_rehearsal import rehearse_on_cluster
 
@@ -460,7 +469,7 @@ def _mount_check() -> None:
     command = getattr(checks_cli, "check", None)
     sub_app = getattr(checks_cli, "app", None)
     if callable(command) and not isinstance(command, typer.Typer):
-        app.command("check")(command)
+        app.command("check", epilog=checks_cli.CHECK_EPILOG)(command)
         app.command("inspect", epilog=checks_cli.INSPECT_EPILOG)(checks_cli.inspect)
     elif isinstance(sub_app, typer.Typer):
         app.add_typer(sub_app, name="check")

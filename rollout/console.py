@@ -12,6 +12,7 @@ import json
 import select
 import sys
 import time
+from types import SimpleNamespace
 from typing import Any
 
 from rich.console import Console, Group
@@ -45,10 +46,19 @@ class LiveReporter:
         self.live = Live(self._render(), console=self.console, refresh_per_second=8, transient=False)
 
     def __enter__(self) -> LiveReporter:
-        self.live.__enter__()
+        # The view opens with the run's first event: an error before it (a held lock, a bad
+        # setting) is then the only thing printed, not under an empty table.
+        self._open = False
         return self
 
+    def _opened(self) -> None:
+        if not getattr(self, "_open", True):
+            self._open = True
+            self.live.__enter__()
+
     def __exit__(self, *exc: object) -> None:
+        if not getattr(self, "_open", False):
+            return
         self.sample_line = Text("")
         self.live.update(self._render())
         self.live.__exit__(*exc)  # type: ignore[arg-type]
@@ -56,6 +66,7 @@ class LiveReporter:
     # ---------------------------------------------------------------- Reporter
 
     def event(self, kind: str, data: dict[str, Any]) -> None:
+        self._opened()
         if kind == "log":
             self.console.print(Text(f"  {data['line']}", style="dim"))
         elif kind == "run":
@@ -64,7 +75,15 @@ class LiveReporter:
             elif data.get("resumed"):
                 self.console.print(f"[yellow]resuming[/] run {data['run']} at {data['phase']} "
                                    f"(waves done: {data.get('waves_done', 0)})")
+                for step in done_before(data["phase"], int(data.get("waves_done", 0)), list(self.steps)):
+                    self._set(step, "passed", "done before the run was interrupted")
             else:
+                replaced = data.get("replaced")
+                if replaced:
+                    self.console.print(f"[yellow]gave up[/] the interrupted run {replaced['run']} "
+                                       f"({_params(SimpleNamespace(params=replaced['params']))}, at "
+                                       f"{replaced['phase']}): these options differ; to resume it, run it "
+                                       "with its own options")
                 self.console.print(f"run {data['run']} started")
         elif kind == "apply":
             step = _step_of(data.get("stage"), data.get("message", ""))
@@ -83,7 +102,9 @@ class LiveReporter:
                 self.console.print(Text(f"{_MARK[state][0]} gate {data.get('gate')}: {data.get('message')}",
                                         style=_MARK[state][1]))
         elif kind == "phase":
-            self.console.print(Text(f"phase {data['from']} -> {data['to']}", style="bold"))
+            text = (f"phase {data['from']} -> {data['to']}" if data["from"] != data["to"]
+                    else f"phase {data['to']}, next wave")  # not "Promoting -> Promoting"
+            self.console.print(Text(text, style="bold"))
             if data["from"] == Phase.INSTALLING.value and data["to"] != Phase.ROLLING_BACK.value:
                 self._set("install", "passed", "target control plane running beside the stable one")
             if data["to"] == Phase.CLEANING_UP.value:
@@ -105,6 +126,7 @@ class LiveReporter:
         self.live.update(self._render())
 
     def sample(self, gate: str, sample: Any) -> None:
+        self._opened()
         verdict = getattr(sample, "verdict", str(sample))
         style = {"pass": "green", "fail": "red"}.get(verdict, "yellow")
         text = Text(f"  gate {gate} sample {getattr(sample, 'index', 0) + 1}: ", style="dim")
@@ -144,6 +166,22 @@ def _step_of(stage: str | None, message: str) -> str:
     if stage == "promote" and " wave " in message:
         return "wave " + message.split(" wave ", 1)[1].split("/", 1)[0]
     return {"install": "install", "canary": "canary", "cleanup": "cleanup"}.get(stage or "", stage or "")
+
+
+# The steps a run has finished when it is at a phase (waves done aside).
+_DONE_AT = {Phase.CANARY_VERIFYING.value: ("install",), Phase.WAITING_APPROVAL.value: ("install", "canary"),
+            Phase.PROMOTING.value: ("install", "canary", "approval"),
+            Phase.VERIFYING.value: ("install", "canary", "approval"),
+            Phase.CLEANING_UP.value: ("install", "canary", "approval", "verify")}
+
+
+def done_before(phase: str, waves_done: int, steps: list[str]) -> list[str]:
+    """The steps a resumed run finished before it stopped, so the view does not show them as not started."""
+    done = set(_DONE_AT.get(phase, ()))
+    all_waves = phase in (Phase.VERIFYING.value, Phase.CLEANING_UP.value)
+    done |= {step for step in steps if step.startswith("wave ")
+             and (all_waves or int(step.split()[1]) <= waves_done)}
+    return [step for step in steps if step in done]
 
 
 def steps_for(waves: int, *, approval: bool) -> list[str]:
@@ -263,22 +301,34 @@ def print_result(state: Any, *, seconds: float) -> None:
                   "`meshlift rollback --to <update>`")
 
 
+_PARAM_ORDER = ("to", "fault", "approval")
+
+
 def _params(state: Any) -> str:
-    return ", ".join(f"{k} {plain(v)}" for k, v in state.params.items() if v not in (False, None))
+    # A fixed order: a resumed run's params come back from the journal with their keys sorted.
+    keys = sorted(state.params, key=lambda k: (_PARAM_ORDER.index(k) if k in _PARAM_ORDER else len(_PARAM_ORDER), k))
+    return ", ".join(f"{k} {plain(state.params[k])}" for k in keys if state.params[k] not in (False, None))
 
 
 def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
-    if not out.is_terminal:  # piped: a title, then one line per row, cells apart by " | ", nothing padded
-        out.print(Text(title))
-        for row in [columns, *rows]:
-            out.print(Text(" | ".join(str(cell).replace("\n", "; ") for cell in row)), soft_wrap=True)
-        return
+    out.print(table_of(title, columns, rows), soft_wrap=not out.is_terminal)
+
+
+def table_of(title: str | Text, columns: list[str], rows: list[list[Any]]) -> Any:
+    """A titled table in a terminal; piped, a title and one line per row, cells apart by " | ", nothing padded."""
+    if not out.is_terminal:
+        lines = [" | ".join(plain_cell(cell) for cell in row).rstrip() for row in [columns, *rows]]
+        return Group(Text(str(title)), *(Text(line) for line in lines))
     table = Table(title=title, title_justify="left")
     for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(*[Text(str(cell)) for cell in row])
-    out.print(table)
+        table.add_row(*[cell if isinstance(cell, Text) else Text(str(cell)) for cell in row])
+    return table
+
+
+def plain_cell(cell: Any) -> str:
+    return (cell.plain if isinstance(cell, Text) else str(cell)).replace("\n", "; ")
 
 
 def resume_hint(state: Any) -> str:
@@ -350,6 +400,6 @@ def event_detail(event: dict[str, Any], skip: set[str] | tuple[str, ...], *, lim
 
 
 def print_history(stack: str, entries: list[Any]) -> None:
-    rows = [[e.version, e.kind, e.result, e.describe(), e.data_plane_version or "mixed", e.message]
+    rows = [[e.version, e.kind, e.result, e.describe(), e.data_plane, e.message]
             for e in entries]
     print_table(f"stack {stack}: history", ["update", "kind", "result", "state", "data plane", "message"], rows)

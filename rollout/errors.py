@@ -139,7 +139,7 @@ def describe(error: BaseException, *, prog: str = "meshlift") -> Failure:
         what = ("conflicts with what the cluster already holds" if isinstance(error, ClusterConflict)
                 else "invalid meshlift stack config")
         return Failure(code, f"{where}: {what} ({len(error.problems)} problem(s)); nothing changed",
-                       tuple(_located(problem, where, lines) for problem in error.problems))
+                       tuple(_located(problem, where, lines) for problem in _by_line(error.problems, lines)))
     if isinstance(error, typer.TyperException):
         return Failure(code, _usage_message(error, prog))
     if isinstance(error, typer.Abort):  # typer's answer to an input that ended (EOF) mid-command
@@ -147,6 +147,13 @@ def describe(error: BaseException, *, prog: str = "meshlift") -> Failure:
     if isinstance(error, MeshliftError):
         return Failure(code, str(error), error.details)
     return Failure(code, f"internal error: {type(error).__name__}: {str(error)[:200]}")
+
+
+def _by_line(problems: list, lines: object) -> list:
+    """Problems in the order of the file's lines (those without a line last, as found)."""
+    if not callable(lines):
+        return list(problems)
+    return sorted(problems, key=lambda problem: lines(getattr(problem, "key", "")) or float("inf"))
 
 
 def _located(problem: object, path: str, lines: object) -> str:
@@ -165,7 +172,7 @@ def _usage_message(error: typer.TyperException, prog: str) -> str:
             f". Try '{command} --help'."
     text = text.replace("No such command", "no such command").replace("No such option", "no such option")
     text = text.replace("Option '", "option '").replace("requires an argument", "requires a value")
-    if not text.endswith((".", "?", ")")):
+    if not text.endswith((".", "?")):
         text += "."
     return f"{command}: {text} Try '{command} --help'."
 

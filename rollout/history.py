@@ -72,6 +72,29 @@ class HistoryEntry:
         return None  # canary and promote run two versions side by side
 
     @property
+    def data_plane(self) -> str:
+        """What the proxies ran after this update, in words: one version, both versions, or '?'."""
+        if self.data_plane_version is not None:
+            return self.data_plane_version
+        rollout, stage = self.rollout, self.stage
+        if rollout is None or stage is None or not {"from", "to"} <= set(rollout):
+            return "?"
+        source, target = (str(IstioVersion.parse(rollout[key])) for key in ("from", "to"))
+        waves = self._waves()
+        if stage is Stage.PROMOTE and waves is not None and int(rollout.get("promotedWaves") or 0) >= waves:
+            return target  # every wave restarted: only the old control plane is left, serving no proxy
+        return f"{source} + {target}"
+
+    def _waves(self) -> int | None:
+        namespaces = _json_value(self.config.get(f"{CONFIG_NAMESPACE}:namespaces"))
+        if not isinstance(namespaces, list):
+            return None
+        waves = {ns.get("wave", 1) for ns in namespaces if isinstance(ns, dict)}
+        waves |= {w["wave"] for ns in namespaces if isinstance(ns, dict)
+                  for w in ns.get("workloads") or [] if isinstance(w, dict) and w.get("wave") is not None}
+        return len(waves)
+
+    @property
     def meshlift_config(self) -> dict[str, str]:
         return {k: v for k, v in self.config.items() if k.startswith(CONFIG_NAMESPACE + ":")}
 

@@ -157,10 +157,11 @@ class Orchestrator:
 
     def _start_or_resume(self, request: RunRequest) -> RunState:
         state = self.journal.load()
+        replaced = None
         if (state is not None and not state.phase.terminal and request.replace_unfinished
                 and not state.matches(request.command, request.params)):
             self.journal.append(state, "abandoned", reason=f"new {request.command} with {_params(request.params)}")
-            state = None
+            replaced, state = state, None
         if state is not None and not state.phase.terminal:
             if not state.matches(request.command, request.params):
                 raise UsageError(
@@ -185,7 +186,10 @@ class Orchestrator:
         if request.on_new_run is not None:
             request.on_new_run()
         self.journal.save(state)
-        self._emit(state, "run", resumed=False, params=request.params, waves_total=state.waves_total)
+        # Say that the interrupted run was given up: its flags differ, so the user may have meant to resume it.
+        self._emit(state, "run", resumed=False, params=request.params, waves_total=state.waves_total,
+                   **({"replaced": {"run": replaced.run_id, "params": replaced.params, "phase": replaced.phase.value}}
+                      if replaced is not None else {}))
         return state
 
     def _record_inventory(self, state: RunState, request: RunRequest) -> None:
@@ -425,8 +429,9 @@ class Orchestrator:
             state.awaiting = {"run": state.run_id, "gate": "canary", "evidence": canary.get("message"),
                               "since": rfc3339(self.clock())}
             self.journal.save(state)
-        self._emit(state, "approval", status="waiting", gate=state.awaiting["gate"],
-                   evidence=state.awaiting["evidence"], hint=f"meshlift promote -s {self.stack}")
+        if self.journal.approval_for(state.run_id) is None:  # approved already (`promote` resuming it): no prompt
+            self._emit(state, "approval", status="waiting", gate=state.awaiting["gate"],
+                       evidence=state.awaiting["evidence"], hint=f"meshlift promote -s {self.stack}")
         wait = ApprovalWait(journal=self.journal, prompt=self.approval, clock=self.clock, sleep=self.sleep,
                             poll_s=self.approval_poll_s, timeout_s=self.approval_timeout_s,
                             summary_s=self.approval_summary_s)

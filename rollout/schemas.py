@@ -58,5 +58,13 @@ def rfc3339(timestamp: float | None) -> str | None:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def rfc3339_of(moment: _dt.datetime | None) -> str | None:
+    """A datetime as rfc3339() writes it; a naive one is taken as UTC (Pulumi's update times are)."""
+    if moment is None:
+        return None
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=_dt.timezone.utc)
+    return rfc3339(aware.timestamp())
+
+
 def _fresh(value: Any) -> Any:
     return type(value)() if isinstance(value, (dict, list)) else value

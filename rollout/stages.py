@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from meshmodel.plan import MeshPlan, plan_for
-from meshmodel.spec import CONFIG_NAMESPACE, IstioVersion, MeshSpec, RolloutSpec, Stage
+from meshmodel.spec import CONFIG_NAMESPACE, IstioVersion, MeshSpec, RolloutSpec, SpecError, Stage
 from meshmodel.spec_check import load_spec
 from rollout.errors import UsageError
 from rollout.platforms.base import StageChange
@@ -60,7 +60,8 @@ class UpgradeTarget:
 
 
 def upgrade_target(config: dict[str, Any], to: str, *, require_approval: bool | None = None) -> UpgradeTarget:
-    """Validate the stack config with a rollout to `to` added; SpecError if it would be invalid.
+    """Validate the stack config with a rollout to `to` added; SpecError if the config is invalid,
+    UsageError naming `--to` if only the upgrade to `to` is.
 
     `from` is the rollout's `from` if the config has one, else the default revision's
     version; the target is added to `revisions` when it is not listed yet, with the
@@ -94,7 +95,15 @@ def upgrade_target(config: dict[str, Any], to: str, *, require_approval: bool | 
         rollout["requireApproval"] = require_approval
     rollout["stage"], rollout["promotedWaves"] = Stage.INSTALL.value, 0
     merged = {**config, **extra, ROLLOUT_KEY: rollout}
-    return UpgradeTarget(load_spec(merged), extra, already_done=done)
+    try:
+        spec = load_spec(merged)
+    except SpecError as error:
+        # The stack file alone is valid (loaded above): every problem comes from `--to`, so it is
+        # named as the flag, not put on a line of the file that never held this version.
+        raise UsageError(f"--to {target}: the stack cannot be upgraded to this version "
+                         f"({len(error.problems)} problem(s)); nothing changed",
+                         details=[str(problem) for problem in error.problems]) from None
+    return UpgradeTarget(spec, extra, already_done=done)
 
 
 def before_rollout(spec: MeshSpec) -> MeshSpec:

@@ -11,8 +11,9 @@ up by themselves) and finds the commands in it:
 Each `meshlift ...` and `make ...` command runs in a copy of the project
 (`MESHLIFT_PROJECT_DIR`), in document order, and must end with the exit code the
 docs state (a trailing `# ... exit N` comment, a transcript's `$ echo $?`, else 0),
-print no traceback, and, for a transcript, print the key line it shows (its last
-line, without a file path or a parenthesised timing). Stack files the docs show
+print no traceback, and, for a transcript, print every line it shows again: run
+ids, timings, ports, clock times and the project's path aside (`VOLATILE`), and a
+line `...` stands for lines left out. Stack files the docs show
 live in docs/examples/ and are copied into the project's stacks/ (so the docs' own
 `cp docs/examples/<file> stacks/` is checked for its source only). `make test` is not
 run (it is this suite).
@@ -234,6 +235,39 @@ def test_the_command_runs_as_shown(command: Command, project: Path):
             key = key_line(place.output[-1])
             assert key in " ".join(output.split()), \
                 f"{place.where}: `{command.text}` did not print {key!r}\n{output[-3000:]}"
+            stale = stale_lines(place.output, output)
+            assert not stale, (f"{place.where}: the transcript of `{command.text}` shows lines the command no "
+                               "longer prints (run it again and paste its output):\n" + "\n".join(stale)
+                               + f"\n--- it prints now:\n{output[-3000:]}")
+
+
+# What differs from one run to the next, and is not what a transcript is about.
+VOLATILE = [
+    (re.compile(r"\S*?(?=\bstacks/)"), ""),  # the project's location
+    (re.compile(r"\b\d{4}-\d\d-\d\d[T ][\d:.]+(Z|[+-]\d\d:\d\d)?"), "<time>"),
+    (re.compile(r"\b[0-9a-f]{12}\b"), "<id>"),  # run ids
+    (re.compile(r"\b\d+(\.\d+)?(ms|s)\b"), "<n>s"),  # durations and timings
+    (re.compile(r"(127\.0\.0\.1:\d+)/[a-z_]+\b"), r"\1/<read>"),  # which admin read failed first
+    (re.compile(r"127\.0\.0\.1:\d+"), "127.0.0.1:<port>"),
+    (re.compile(r"\bpid \d+"), "pid <n>"),
+    (re.compile(r"\b\d+(\.\d+)? (days|MiB|KiB)\b"), "<n> \\2"),
+    (re.compile(r"\bsample \d+"), "sample <n>"),
+    (re.compile(r"\b\d+ consecutive passing samples"), "<n> consecutive passing samples"),
+]
+ELIDED = {"...", "…"}
+
+
+def normalised(line: str) -> str:
+    text = " ".join(line.split())
+    for pattern, replacement in VOLATILE:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def stale_lines(shown: list[str], printed: str) -> list[str]:
+    """The transcript's lines the command did not print this time (run ids, timings and paths aside)."""
+    now = {normalised(line) for line in printed.splitlines()}
+    return [line for line in shown if line.strip() not in ELIDED and normalised(line) not in now]
 
 
 def key_line(shown: str) -> str:

@@ -74,7 +74,7 @@ class RingSpec(_Model):
     name: RingName
     stacks: Annotated[list[StackName], Field(min_length=1)]
     soak: Soak = 0.0
-    max_parallel: Annotated[int, Field(gt=0)] = 1
+    max_parallel: Annotated[int, Field(gt=0, le=1000)] = 1
     # Keys set here override each stack's own `meshlift:gates` when this ring is re-gated.
     gate: GateSettings | None = None
 

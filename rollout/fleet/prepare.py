@@ -57,7 +57,7 @@ def prepare(fleet: FleetSpec, source: StackSource, to: str) -> list[FleetStack]:
                 problems += [f"{where}: {problem}" for problem in error.problems]
                 continue
             except UsageError as error:
-                problems.append(f"{where}: {error}")
+                problems += [f"{where}: {detail}" for detail in error.details] or [f"{where}: {error}"]
                 continue
             gates = ring_gates(target.spec.gates, ring)
             timing = gate_timing_problem(gates)

@@ -50,18 +50,20 @@ def fleet_table(state: FleetState, notes: dict[str, str] | None = None, *,
                 stack_phases: dict[str, str] | None = None) -> Group:
     """Rings × stacks × phase under a title line; `notes` adds a live detail per stack (gate, wave)."""
     title = Text(f"fleet {state.fleet}: {_describe(state.params)} — {state.phase}", style="bold")
-    table = Table()
-    for column in ("ring", "", "stack", "phase", "detail"):
-        table.add_column(column)
+    rows: list[list[Any]] = []
     for ring in state.rings:
         mark, style = _RING_STYLE.get(ring.status, ("?", ""))
         for position, stack in enumerate(ring.stacks):
             record = state.stacks[stack]
             phase = (stack_phases or {}).get(stack, record.phase)
             detail = (notes or {}).get(stack) or record.failure or (_ring_note(ring) if position == 0 else "")
-            table.add_row(Text(ring.name if position == 0 else "", style="bold"),
-                          Text(mark if position == 0 else "", style=style), Text(stack),
-                          Text(phase, style=_PHASE_STYLE.get(phase, "cyan")), Text(detail, style="dim"))
+            rows.append([Text(ring.name if position == 0 else "", style="bold"),
+                         Text(mark if position == 0 else "", style=style), Text(stack),
+                         Text(phase, style=_PHASE_STYLE.get(phase, "cyan")), Text(detail, style="dim")])
+    table = rollout_console.table_of("", ["ring", "", "stack", "phase", "detail"], rows)
+    if isinstance(table, Group):  # piped: the title line already heads the rows
+        return Group(title, *table.renderables[1:])
+    table.title = None
     return Group(title, table)
 
 
@@ -132,7 +134,8 @@ class LiveFleetView:
             elif kind == "halt":
                 self._say(f"line stopped at ring {data['ring']}: {data['reason']}", "bold red")
             elif kind == "done":
-                self._say(f"every ring passed ({data['seconds']:g}s)", "bold green")
+                # The run's whole time, across resumes; the final line gives this command's own.
+                self._say(f"every ring passed, {data['seconds']:g}s after the fleet run started", "bold green")
             self._redraw()
 
     def stack_event(self, stack: str, kind: str, data: dict[str, Any]) -> None:
@@ -211,18 +214,18 @@ def _rfc3339_times(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def print_plan(name: str, to: str, rows: list[dict[str, Any]]) -> None:
-    table = Table(title=f"fleet {name}: upgrade to {to}, ring by ring (validated on every stack)", title_justify="left")
-    for column in ("#", "ring", "stacks (from -> to, stages)", "at once", "soak, then", "re-gate"):
-        table.add_column(column)
+    table_rows: list[list[Any]] = []
     for index, ring in enumerate(rows, 1):
         stacks = "\n".join(f"{s['name']}: {s['from']} -> {s['to']}, {len(s['stages'])} stages, "
                            f">= {s['min_gate_s']:g}s gating" for s in ring["stacks"])
         gate = ring["gate"]
         regate = f"window {_span(gate['window'])}, {gate['consecutive_passes']} passes" if gate else "-"
         after = "the next ring starts" if index < len(rows) else "done"
-        table.add_row(str(index), ring["name"], stacks, str(ring["max_parallel"]),
-                      f"{_span(ring['soak_s'])} re-gating rings 1..{index}, then {after}", regate)
-    rollout_console.out.print(table)
+        table_rows.append([str(index), ring["name"], stacks, str(ring["max_parallel"]),
+                           f"{_span(ring['soak_s'])} re-gating rings 1..{index}, then {after}", regate])
+    rollout_console.print_table(f"fleet {name}: upgrade to {to}, ring by ring (validated on every stack)",
+                                ["#", "ring", "stacks (from -> to, stages)", "at once", "soak, then", "re-gate"],
+                                table_rows)
 
 
 def print_status(state: FleetState | None, *, name: str, events: list[dict[str, Any]],
@@ -245,7 +248,7 @@ def print_result(state: FleetState, *, seconds: float) -> None:
     out = rollout_console.out
     if state.phase == SUCCEEDED:
         out.print(f"[bold green]√ fleet upgraded[/]: every ring on {state.params.get('to')}, in order, each soaked "
-                  f"({seconds:.1f}s)")
+                  f"({seconds:.1f}s in this command)")
     elif state.halt:
         out.print(f"[bold red]× line stopped[/] at ring {state.halt['ring']}: {state.halt['reason']}", soft_wrap=True)
         untouched = [r.name for r in state.rings if r.status == PENDING]

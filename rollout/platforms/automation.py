@@ -120,7 +120,12 @@ class AutomationEngine:
                     work_dir=str(self.project_dir),
                     opts=auto.LocalWorkspaceOptions(work_dir=str(self.project_dir), env_vars=env),
                 )
-            except Exception as error:  # CLI missing, backend unreachable, bad passphrase ...
+            except FileNotFoundError as error:
+                raise PlatformUnavailable(
+                    f"cannot select Pulumi stack {self.stack!r} in {self.project_dir}: the Pulumi CLI "
+                    f"(`{error.filename or 'pulumi'}`) is not on PATH; install it (https://www.pulumi.com/docs/"
+                    "install/) and run the command again; nothing was changed") from error
+            except Exception as error:  # backend unreachable, bad passphrase ...
                 raise PlatformUnavailable(
                     f"cannot select Pulumi stack {self.stack!r} in {self.project_dir}: {error} "
                     "(needs the Pulumi CLI on PATH and a reachable backend; nothing was changed)") from error

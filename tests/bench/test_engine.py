@@ -16,7 +16,7 @@ phase Installing -> CanaryVerifying
   Duration: 1m7s
 phase CanaryVerifying -> Promoting
   Duration: 13s
-phase Promoting -> Promoting
+phase Promoting, next wave
   Duration: 5s
 phase Promoting -> Verifying
 phase Verifying -> CleaningUp

@@ -252,7 +252,7 @@ def test_cli_exit_codes_against_real_envoy(healthy: lm.Proxy) -> None:
     ok = runner.invoke(app, ["--admin", healthy.admin_url, "--expected-version", "1.40.0"])
     wrong = runner.invoke(app, ["--admin", healthy.admin_url, "--expected-version", "1.39.3", "--json"])
     assert ok.exit_code == 0, ok.output
-    assert "Status check results are √" in ok.output
+    assert "Status check results: √ passed" in ok.output
     assert wrong.exit_code == 1
     doc = json.loads(wrong.stdout)
     version = next(c for c in doc["targets"][0]["checks"] if c["id"] == "proxy-version")

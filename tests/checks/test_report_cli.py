@@ -53,7 +53,7 @@ async def test_rich_report_groups_by_category_with_marks_and_hints() -> None:
            "port. See https://" in flat and "docs/checks.md#proxy-ready" in flat
     assert "‼ dynamic config has no fields unknown to this proxy" in text
     assert "√ proxy is ready" in text  # the good proxy
-    assert text.rstrip().endswith("Status check results are ×")
+    assert text.rstrip().endswith("Status check results: × failed")
 
 
 def test_settings_from_stack_config_and_overrides(tmp_path) -> None:
@@ -102,7 +102,7 @@ def test_unreachable_admin_is_one_line_then_the_checks_it_prevented() -> None:
 
 @pytest.mark.parametrize("flag,value,expected", [
     ("--min-success-rate", "1.5", "--min-success-rate: Input should be less than or equal to 1"),
-    ("--window", "soon", "--window: 'soon' is not a duration"),
+    ("--window", "soon", "--window: 'soon' is not a duration like 500ms, 5s or 2m"),
 ])
 def test_a_bad_flag_is_reported_as_the_flag_not_as_a_config_key(flag, value, expected) -> None:
     result = runner.invoke(app, ["--admin", "127.0.0.1:1", flag, value, "--json"])
@@ -120,6 +120,26 @@ def test_a_stack_config_problem_names_file_line_and_key(tmp_path) -> None:
     assert result.exit_code == EXIT_USAGE
     assert f"{stack}:4: meshlift:gates.minSuccessRate: Input should be less than or equal to 1" in \
         " ".join(result.stderr.split())
+
+
+def test_a_bad_value_is_named_once() -> None:
+    result = runner.invoke(app, ["--admin", "127.0.0.1:1", "--window", "soon"])
+    assert result.exit_code == EXIT_USAGE
+    assert result.stderr.count("soon") == 1, result.stderr
+
+
+def test_a_misspelled_stack_config_key_gets_the_same_did_you_mean_as_validate(tmp_path) -> None:
+    stack = tmp_path / "Pulumi.dev.yaml"
+    stack.write_text("config:\n  meshlift:gates:\n    windw: 10s\n  meshlift:proxyProfile:\n    logLevl: info\n")
+    result = runner.invoke(app, ["--admin", "127.0.0.1:1", "--stack-config", str(stack)])
+    assert result.exit_code == EXIT_USAGE
+    text = " ".join(result.stderr.split())
+    assert f"{stack}:5: meshlift:proxyProfile.logLevl: unknown key (did you mean 'logLevel'?)" in text
+    stack.with_name("g.yaml").write_text("config:\n  meshlift:gates:\n    windw: 10s\n")
+    result = runner.invoke(app, ["--admin", "127.0.0.1:1", "--stack-config", str(stack.with_name("g.yaml"))])
+    text = " ".join(result.stderr.split())
+    assert f"g.yaml:3: meshlift:gates.windw: unknown key (did you mean 'window'?)" in text
+    assert "Extra inputs" not in text
 
 
 def test_list_checks_prints_the_catalog() -> None:
@@ -156,3 +176,33 @@ def test_inspect_usage_errors_print_the_inspect_document_and_one_marked_line(arg
     assert document["schema"] == "meshlift.inspect/v1" and document["proxies"] == [] and document["diffs"] == []
     assert document["error"]["code"] == 2 and says in document["error"]["message"]
     assert done.stderr.startswith("× meshlift inspect: ") and says in done.stderr
+
+
+def test_check_help_shows_examples_and_names_the_check_id_option() -> None:
+    from rollout.cli import app as meshlift
+
+    result = runner.invoke(meshlift, ["check", "--help"])
+    assert result.exit_code == 0
+    assert "Examples:" in result.stdout and "meshlift check --list-checks" in result.stdout
+    assert "--check ID" in result.stdout and "list[str]" not in result.stdout
+    assert "implies --gate" in " ".join(result.stdout.split())
+
+
+def test_checks_left_out_by_configuration_are_counted_not_listed() -> None:
+    import io
+
+    from rich.console import Console
+
+    from checks.report import render_report
+    from checks.result import SKIPPED_BY_CONFIGURATION, CheckResult, Report, Status, TargetReport
+
+    results = (CheckResult("proxy-version", Status.PASS, "Envoy 1.40.0", category="configuration"),
+               *(CheckResult(f"other-{n}", Status.SKIP, SKIPPED_BY_CONFIGURATION, category="traffic")
+                 for n in range(16)),
+               CheckResult("upstream-success-rate", Status.SKIP, "no traffic", category="traffic", no_data=True))
+    buffer = io.StringIO()
+    Console(file=buffer, width=200).print(render_report(Report((TargetReport("p", "http://p", "proxy", results),))))
+    text = buffer.getvalue()
+    assert "proxy-version" in text and "other-" not in text
+    assert "16 check(s) not run, as configured" in text
+    assert "no traffic" in text, "a check skipped for its own reason is still listed"

@@ -71,6 +71,25 @@ def test_approval_given_before_the_wait_is_not_lost(rig):
     assert state.phase is Phase.SUCCEEDED
 
 
+def test_a_run_resumed_after_its_approval_was_recorded_does_not_ask_for_it_again(make_rig):
+    import pytest
+
+    rig = make_rig(gate=ScriptedGate(interrupt_on="approval"))
+    with pytest.raises(KeyboardInterrupt):
+        rig.orchestrator(approval=Answer(None)).run(_request(rig))
+    waiting = rig.journal.load()
+    assert waiting.phase is Phase.WAITING_APPROVAL
+    rig.journal.approve({"run": waiting.run_id, "by": "someone", "via": "meshlift promote"})
+    rig.gate.interrupt_on = None
+    rig.reporter.events.clear()
+
+    state = rig.orchestrator(approval=None).run(_request(rig))
+
+    assert state.phase is Phase.SUCCEEDED
+    approvals = [data["status"] for kind, data in rig.reporter.events if kind == "approval"]
+    assert approvals == ["approved"], "no 'waiting for approval' prompt for a run already approved"
+
+
 # ---- approval that means something ------------------------------------------------------
 
 import io  # noqa: E402

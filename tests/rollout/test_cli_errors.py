@@ -45,6 +45,17 @@ def test_usage_errors_are_one_paragraph_exit_2_no_traceback(args, message):
     assert done.stderr.count("\n") == 1, "one paragraph"
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["rehearse", "--approve-from", "promote"], "× --approve-from: only with --require-approval"),
+    (["rehearse", "--approval-timeout", "5m"], "× --approval-timeout: only with --require-approval"),
+    (["rehearse", "--cluster", "--require-approval", "--approve-from", "promote"],
+     "× --require-approval --approve-from: the cluster rehearsal does not wait for an approval"),
+])
+def test_approval_options_that_would_be_ignored_are_refused(args, message):
+    done = _meshlift(*args)
+    assert done.returncode == 2 and done.stderr.startswith(message), done.stderr
+
+
 def test_version_prints_the_package_version():
     done = _meshlift("--version")
     assert done.returncode == 0 and done.stdout.strip() == "meshlift 0.1.0"
@@ -73,6 +84,14 @@ def test_a_stack_file_problem_names_the_line_of_each_key(project, capsys):
     err = capsys.readouterr().err
     assert "Pulumi.dev.yaml:5: meshlift:gates.windw: unknown key (did you mean 'window'?)" in err
     assert "Pulumi.dev.yaml:6: meshlift:gates.interval: 'fast' is not a duration" in err
+
+
+def test_a_problem_of_the_target_version_is_put_on_to_not_on_a_line_of_the_stack_file(project, capsys):
+    assert run(cli.app, ["plan", "-s", "dev", "--to", "1.10.0"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert err.startswith("× --to 1.10.0: the stack cannot be upgraded to this version (2 problem(s)); nothing changed")
+    assert "meshlift:rollout.to: 1.10.0 is not newer than 1.39.3" in err
+    assert "Pulumi.dev.yaml:" not in err, "no line of the file holds 1.10.0"
 
 
 def test_validate_json_has_the_same_shape_valid_or_not(project, capsys):

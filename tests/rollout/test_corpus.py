@@ -48,6 +48,9 @@ EXPECTED = {
     "recursive-alias.yaml": "an alias refers to the anchor that contains it",
     "unknown-and-type-errors.yaml": "meshlift:gatse.windw: unknown key (did you mean 'window'?)",
     "long-line-type-error.yaml": "(50002 characters)",
+    "replicas-past-int32.yaml": ":8: meshlift:gateways[0].replicas: Input should be less than or equal to 2147483647",
+    "label-key-kubernetes-refuses.yaml": ":7: meshlift:namespaces[0].labels: 'team name/..': the prefix",
+    "infinite-window.yaml": "meshlift:gates.window: must be at most 30 days",
 }
 
 

@@ -63,3 +63,27 @@ def test_reapplied_config_decodes_structured_values():
     config = _entry(4, "promote", 1).decoded_config()
     assert config["meshlift:rollout"]["promotedWaves"] == 1
     assert config["meshlift:revisions"][1] == {"version": "1.40.0"}
+
+
+def test_history_names_the_data_plane_of_each_update_and_never_calls_an_unknown_one_mixed():
+    namespaces = json.dumps([{"name": "shop", "wave": 1}, {"name": "pay", "wave": 2}])
+    shown = {}
+    for number, stage, waves in [(2, "install", 0), (3, "canary", 0), (4, "promote", 1), (5, "promote", 2),
+                                 (6, "cleanup", 0)]:
+        entry = _entry(number, stage, waves)
+        entry.config["meshlift:namespaces"] = namespaces
+        shown[number] = entry.data_plane
+    assert shown == {2: "1.39.3", 3: "1.39.3 + 1.40.0", 4: "1.39.3 + 1.40.0", 5: "1.40.0", 6: "1.40.0"}
+    unknown = HistoryEntry(version=7, kind="update", result="succeeded", config={})
+    assert unknown.data_plane == "?"
+
+
+def test_update_times_are_written_as_the_json_documents_promise():
+    from datetime import datetime, timedelta, timezone
+
+    from rollout.schemas import rfc3339_of
+
+    assert rfc3339_of(datetime(2026, 12, 6, 5, 24, 32, 877465)) == "2026-12-06T05:24:32.877Z"
+    assert rfc3339_of(datetime(2026, 12, 6, 6, 24, 32, 877465, tzinfo=timezone(timedelta(hours=1)))) == \
+        "2026-12-06T05:24:32.877Z"
+    assert rfc3339_of(None) is None

@@ -144,6 +144,23 @@ def test_a_rehearsal_with_other_parameters_abandons_the_unfinished_one_and_start
     assert state.run_id != old.run_id and state.phase is Phase.SUCCEEDED
     assert resets == [1]
     assert [e["event"] for e in rig.journal.events(old.run_id)][-1] == "abandoned"
+    started = next(data for kind, data in rig.reporter.events if kind == "run" and data["run"] == state.run_id)
+    assert started["replaced"] == {"run": old.run_id, "params": old.params, "phase": "CanaryVerifying"}
+
+
+def test_the_view_says_which_interrupted_run_a_new_one_gave_up():
+    import io
+
+    from rich.console import Console
+
+    from rollout.console import LiveReporter
+
+    buffer = io.StringIO()
+    reporter = LiveReporter(title="t", steps=["install"], console=Console(file=buffer, width=300))
+    reporter.event("run", {"run": "new1", "resumed": False,
+                           "replaced": {"run": "old1", "params": {"to": "1.40.0"}, "phase": "Promoting"}})
+    text = buffer.getvalue()
+    assert "gave up the interrupted run old1 (to 1.40.0, at Promoting)" in text and "run new1 started" in text
 
 
 def test_an_upgrade_the_stack_config_records_as_cleaned_up_is_not_run_again(make_rig):

@@ -51,3 +51,29 @@ def test_a_piped_rehearsal_summary_is_unwrapped_and_unpadded(tmp_path):
     canary = next(line for line in done.stdout.splitlines() if line.startswith("×   canary"))
     assert "error adding listener" in canary and canary.rstrip().endswith("s]"), "the gate's message on one line"
     assert "rehearsal: Envoy 1.39.3 -> 1.40.0, fault reject-config" in done.stdout.splitlines()
+
+
+def test_a_piped_fleet_plan_is_plain_rows_not_a_box_table():
+    done = _piped("fleet", "plan", "--to", "1.31.0")
+    assert done.returncode == 0, done.stderr
+    _assert_plain(done.stdout)
+    assert not set("┏┃│└━") & set(done.stdout), "no box drawing in a log"
+    assert "2 | staging | staging: 1.30.3 -> 1.31.0, 6 stages, >= 50s gating | 1 |" in done.stdout
+
+
+def test_a_piped_fleet_table_is_plain_rows_without_trailing_spaces():
+    import io
+
+    from rich.console import Console
+
+    from rollout.fleet.journal import FleetState, RingRecord
+    from rollout.fleet.view import fleet_table
+
+    state = FleetState.new(fleet="f", params={"to": "1.40.0", "platform": "rehearsal"},
+                           rings=[RingRecord("dev", ["dev"]), RingRecord("prod", ["prod-eu", "prod-us"])])
+    buffer = io.StringIO()
+    Console(file=buffer, width=300).print(fleet_table(state))  # pytest's stdout is no terminal: the plain form
+    _assert_plain(buffer.getvalue())
+    assert buffer.getvalue().splitlines()[1:] == [
+        "ring |  | stack | phase | detail", "dev | · | dev | NotStarted | then soak 0s",
+        "prod | · | prod-eu | NotStarted | then soak 0s", " |  | prod-us | NotStarted |"]
