@@ -27,6 +27,8 @@ from pathlib import Path
 
 import localmesh as lm
 from checks import AdminClient, Status, Target, run_checks
+from checks.client import limits_for
+from checks.sampling import choose
 from meshmodel.spec import GateSettings
 
 from . import _report
@@ -46,18 +48,25 @@ def _commit() -> str:
 
 
 def _gate_targets(fleet: list[lm.Proxy], version: str, settings: GateSettings) -> tuple[list[Target], list[Target]]:
-    """(canary, baseline) targets as the gate would read them: workload i is pods i*REPLICAS.. of the fleet."""
-    targets = []
-    for i, proxy in enumerate(fleet):
-        workload = f"w{i // REPLICAS}"
-        targets.append(Target(name=proxy.spec.name, admin_url=proxy.admin_url,
-                              role="canary" if workload == "w0" else "baseline", expected_version=version,
-                              labels={"workload": workload}))
-    return [t for t in targets if t.role == "canary"], [t for t in targets if t.role == "baseline"]
+    """(canary, baseline) targets as the gate reads them: workload i is pods i*REPLICAS.. of the fleet;
+    every canary pod, `baselinePodsPerWorkload` of each baseline workload (as gate discovery chooses)."""
+    canary, baseline = [], []
+    for start in range(0, len(fleet), REPLICAS):
+        workload = f"w{start // REPLICAS}"
+        pods = fleet[start:start + REPLICAS]
+        role = "canary" if workload == "w0" else "baseline"
+        chosen = pods if role == "canary" else choose(pods, settings.baseline_pods_per_workload,
+                                                      name=lambda p: p.spec.name)
+        (canary if role == "canary" else baseline).extend(
+            Target(name=p.spec.name, admin_url=p.admin_url, role=role, expected_version=version,
+                   labels={"workload": workload}) for p in chosen)
+    return canary, baseline
 
 
 def _gate_client(n_targets: int, settings: GateSettings) -> AdminClient:
-    return CountingClient()
+    """The client `run_gate` makes for this many targets (`AdminClient.for_targets`), counting bytes."""
+    limits = limits_for(n_targets, settings.interval)
+    return CountingClient(concurrency=limits.concurrency, timeout=limits.timeout, deadline=limits.deadline)
 
 
 async def _two_samples(canary: list[Target], baseline: list[Target], settings: GateSettings) -> dict:
