@@ -42,8 +42,9 @@ REPLICAS = 4  # pods per workload
 CLUSTERS = 20  # extra clusters per proxy
 
 
-def _commit() -> str:
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True)
+def _commit(what: str = "%h") -> str:
+    """The checked-out commit (`%h`: short hash, `%s`: its subject): what each stored run measured."""
+    out = subprocess.run(["git", "log", "-1", f"--format={what}"], cwd=HERE, capture_output=True, text=True)
     return out.stdout.strip() or "unknown"
 
 
@@ -175,30 +176,14 @@ def run(*, quick: bool) -> Section:
     earlier = _report.load(HERE / "results.json")["sections"].get("gatescale", {}).get("data", {}).get("runs", {})
     runs = {k: v for k, v in earlier.items() if k != commit and not quick}
     runs[commit] = {"measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "gate": gate,
-                    "config": config}
-    first_run = next(iter(runs))
-    rows, targets = [], []
-    for label, run_ in runs.items():
-        for n, d in run_["gate"].items():
-            before = runs[first_run]["gate"].get(n)
-            ratio = (f"{before['first']['median'] / d['first']['median']:.1f}x / "
-                     f"{before['steady']['median'] / d['steady']['median']:.1f}x") if before and label != first_run else "—"
-            rows.append([f"`{label}` ({run_['measured_at']})", str(d["pods"]), str(d["read"]), _fmt(d["first"]),
-                         _fmt(d["steady"]), ratio, f"{d['requests']} / {d['bytes'] / 1024:.0f} KiB",
-                         str(d["errors"])])
-    config_rows = []
-    for label, run_ in runs.items():
-        for c in run_["config"]:
-            config_rows.append([f"`{label}`", c["version"], str(c["clusters"]),
-                                f"{c['whole']['bytes'] / 1024:.0f} KiB, {c['whole']['time']['median'] * 1000:.1f} ms",
-                                f"{c['scoped']['bytes'] / 1024:.0f} KiB in {c['scoped'].get('reads', 1)} read(s), "
-                                f"{c['scoped']['time']['median'] * 1000:.1f} ms"])
+                    "config": config, "code": _commit("%s")}
     big = gate[str(max(sizes))]
     ok = big["first"]["median"] <= 1.0 and big["steady"]["median"] <= 1.0 and big["errors"] == 0
-    targets.append(TargetCheck(
+    target = TargetCheck(
         f"one gate sample over {max(sizes)} pods inside the default 1 s interval",
         f"{big['first']['median']:.2f} s first, {big['steady']['median']:.2f} s steady, {big['errors']} errors",
-        ok, "" if ok else "2 cores shared by the Python client and the Envoys answering it"))
+        ok, "" if ok else "2 cores shared by the Python client and the Envoys answering it; /server_info "
+                          "(~120 KiB) is still read from every baseline pod on its first sample")
     return Section(
         name="gatescale",
         title="6. Gate sample over a mesh's baseline",
@@ -210,18 +195,43 @@ def run(*, quick: bool) -> Section:
             "N targets (fresh connections); steady = the next sample on that client with the previous report. "
             f"{reps} runs per size. *Pods read* = the targets the gate reads (its baseline sample per workload plus "
             "the canary pods).",
-            f"Config reads: one proxy of each Envoy version with {' and '.join(str(c['clusters']) for c in config[:len(config) // 2])} clusters; the whole `/config_dump` "
-            "against what the config checks (config-parity, proxy-profile) read, 5 reads each, body bytes.",
+            f"Config reads: one proxy of each Envoy version with "
+            f"{' and '.join(str(c['clusters']) for c in config[:len(config) // 2])} clusters; the whole "
+            "`/config_dump` against what the config checks (config-parity, proxy-profile) read, 5 reads each, "
+            "body bytes.",
             "Each run is stored under its commit; the first stored run is the reference of the ratios.",
         ],
-        tables=[
-            Table("One gate sample", ["run", "pods", "pods read", "first sample", "steady sample",
-                                      "first run ÷ this (first / steady)", "reads / bytes (first sample)",
-                                      "checks in error"], rows),
-            Table("Config reads per proxy", ["run", "Envoy", "clusters", "whole /config_dump",
-                                             "what the config checks read"], config_rows),
-        ],
-        targets=targets,
+        tables=tables(runs),
+        targets=[target],
         data={"runs": runs},
         quick=quick,
     )
+
+
+def tables(runs: dict[str, dict]) -> list[Table]:
+    """Every stored run's figures, oldest first; ratios against the oldest."""
+    runs = dict(sorted(runs.items(), key=lambda item: item[1]["measured_at"]))
+    first_run = next(iter(runs))
+    rows = []
+    for label, run_ in runs.items():
+        for n, d in sorted(run_["gate"].items(), key=lambda item: int(item[0])):
+            before = runs[first_run]["gate"].get(n)
+            ratio = (f"{before['first']['median'] / d['first']['median']:.1f}x / "
+                     f"{before['steady']['median'] / d['steady']['median']:.1f}x") if before and label != first_run else "—"
+            rows.append([f"`{label}` {run_.get('code', '')} ({run_['measured_at']})", str(d["pods"]), str(d["read"]), _fmt(d["first"]),
+                         _fmt(d["steady"]), ratio, f"{d['requests']} / {d['bytes'] / 1024:.0f} KiB",
+                         str(d["errors"])])
+    config_rows = []
+    for label, run_ in runs.items():
+        for c in run_["config"]:
+            config_rows.append([f"`{label}`", c["version"], str(c["clusters"]),
+                                f"{c['whole']['bytes'] / 1024:.0f} KiB, {c['whole']['time']['median'] * 1000:.1f} ms",
+                                f"{c['scoped']['bytes'] / 1024:.0f} KiB in {c['scoped'].get('reads', 1)} read(s), "
+                                f"{c['scoped']['time']['median'] * 1000:.1f} ms"])
+    return [
+        Table("One gate sample", ["run", "pods", "pods read", "first sample", "steady sample",
+                                  "first run ÷ this (first / steady)", "reads / bytes (first sample)",
+                                  "checks in error"], rows),
+        Table("Config reads per proxy", ["run", "Envoy", "clusters", "whole /config_dump",
+                                         "what the config checks read"], config_rows),
+    ]
