@@ -48,6 +48,13 @@ def _commit(what: str = "%h") -> str:
     return out.stdout.strip() or "unknown"
 
 
+def _host() -> str:
+    from ._machine import machine
+
+    facts = machine()
+    return f"{facts.get('cpu')}, {facts.get('nproc')} cores, {facts.get('memory')}"
+
+
 def _gate_targets(fleet: list[lm.Proxy], version: str, settings: GateSettings) -> tuple[list[Target], list[Target]]:
     """(canary, baseline) targets as the gate reads them: workload i is pods i*REPLICAS.. of the fleet;
     every canary pod, `baselinePodsPerWorkload` of each baseline workload (as gate discovery chooses)."""
@@ -203,6 +210,8 @@ def run(*, quick: bool) -> Section:
         ],
         tables=tables(runs),
         targets=[target],
+        # The Machine table at the top is the last run's, whichever benchmark ran; this section's own.
+        notes=[f"Measured on {_host()}."],
         data={"runs": runs},
         quick=quick,
     )
