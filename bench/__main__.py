@@ -27,6 +27,7 @@ BENCHMARKS = {
     "decision": "bench.decision",
     "engine": "bench.engine",
     "fleet": "bench.fleet",
+    "gatescale": "bench.gatescale",
     "parsing": "bench.parsing",
     "program": "bench.program",
     "prometheus": "bench.prometheus",

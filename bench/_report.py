@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ._result import Section
 
-ORDER = ("prometheus", "decision", "fleet", "parsing", "program", "engine")
+ORDER = ("prometheus", "decision", "fleet", "gatescale", "parsing", "program", "engine")
 
 
 def load(path: Path) -> dict:

@@ -5,7 +5,8 @@ Public API (everything else is private and may change):
 - `Target(name, admin_url, role="proxy"|"canary"|"baseline", expected_version=None, labels={}, pod=None)`
   one proxy's admin interface; `Target.from_url(url, **kw)`.
 - `AdminClient(*, timeout=2.0, deadline=None, max_body_bytes=16 MiB, concurrency=16, attempts=3, transport=None,
-  pool_per_proxy=8, keepalive_s=60.0)`
+  pool_per_proxy=8, keepalive_s=60.0)`; `AdminClient.for_targets(targets, interval)` is sized for a gate
+  of that many proxies (`limits_for`: reads in flight and per-read limits grow with the targets)
   async, GET-only on `ALLOWED_PATHS`, connections pooled per proxy and kept alive between samples;
   every failure is an `AdminError`:
 
@@ -36,7 +37,9 @@ Public API (everything else is private and may change):
   `checks.inspect_diff.diff_inspections(a, b)`; `checks.config_dump`: a whole /config_dump parsed into
   a `ConfigSnapshot` (normalised inventory, listener states, profile facts) and `redact()`.
 - `checks.targets_file`: `write_targets` / `read_targets` (schema `meshlift.targets/v1`).
-- `checks.kube`: Kubernetes discovery (`kube_targets`, `discover_pods`, `PortForward`).
+- `checks.kube`: Kubernetes discovery (`kube_targets`, `discover_pods`, `pod_targets`, `PortForward`).
+- `checks.sampling`: `choose(items, count, name=...)`, the deterministic per-workload sample a gate
+  reads of its baseline, and `Sampled` (what was read of how many).
 - `parse_json_stats`, `parse_text_stats`, `parse_prometheus`, `Stats`: stats parsing.
 
 `settings` is any object with the fields of `meshmodel.spec.GateSettings`.

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import math
 import ssl
 import sys
 import time
@@ -49,7 +50,7 @@ from ._exceptions import (
 )
 from ._transport import KeepAliveTransport
 
-__all__ = ["AdminClient", "AdminResponse", "ALLOWED_PATHS"]
+__all__ = ["AdminClient", "AdminResponse", "ALLOWED_PATHS", "ClientLimits", "limits_for"]
 
 # httpcore runs `import sniffio` (optional, to tell asyncio from trio) for every lock and
 # cancellation shield, ~6 times a request; without sniffio installed (anyio >= 4.11 no longer
@@ -86,6 +87,41 @@ DEFAULT_POOL_PER_PROXY = 8
 _BACKOFF_S = 0.05  # before the second attempt; doubling after
 _MAX_CACHED_URLS = 8192  # a few per proxy; cleared when full
 DEFAULT_KEEPALIVE_S = 60.0
+
+# How a gate's client grows with its targets. A steady sample makes about READS_PER_TARGET reads
+# of each proxy; through an API-server port-forward each takes ROUND_TRIP_S or more, so finishing
+# within one interval needs targets * READS_PER_TARGET * ROUND_TRIP_S / interval reads in flight.
+# MAX_CONCURRENCY bounds the connections (and port-forward streams) open at once.
+READS_PER_TARGET = 4
+ROUND_TRIP_S = 0.05
+MIN_CONCURRENCY, MAX_CONCURRENCY = 16, 512
+# With hundreds of reads in flight on one event loop each read waits for the others' parsing, so
+# per-read time limits grow with the targets too: TARGETS_PER_EXTRA_SECOND more targets, one more
+# second, up to MAX_DEADLINE_S; never shorter than the interval (a sample may use its whole slot).
+TARGETS_PER_EXTRA_SECOND = 250
+MAX_DEADLINE_S = 30.0
+
+
+@dataclass(frozen=True)
+class ClientLimits:
+    """Concurrency and per-read time limits of a client for a number of targets."""
+
+    concurrency: int
+    timeout: float
+    deadline: float
+
+
+def limits_for(targets: int, interval: float) -> ClientLimits:
+    """The limits a gate of `targets` proxies sampled every `interval` seconds reads with.
+
+    At 16 targets or fewer these are the client's defaults (16 reads in flight, a 2 s timeout,
+    a 4 s deadline)."""
+    wanted = math.ceil(targets * READS_PER_TARGET * ROUND_TRIP_S / max(interval, 0.001))
+    concurrency = min(MAX_CONCURRENCY, max(MIN_CONCURRENCY, wanted))
+    extra = targets // TARGETS_PER_EXTRA_SECOND
+    timeout = min(MAX_DEADLINE_S / 2, max(2.0, interval) + extra / 2)
+    deadline = min(MAX_DEADLINE_S, max(4.0, interval) + extra)
+    return ClientLimits(concurrency, timeout, max(deadline, timeout))
 
 
 @dataclass(frozen=True)
@@ -157,6 +193,12 @@ class AdminClient:
         # Parsed request URLs: httpx re-parses and re-quotes the ~400-character stats filter
         # character by character on every request; a gate asks the same few URLs every sample.
         self._urls: dict[tuple[str, tuple[tuple[str, str], ...]], httpx.URL] = {}
+
+    @classmethod
+    def for_targets(cls, targets: int, interval: float, **options: Any) -> AdminClient:
+        """A client whose concurrency and time limits suit `targets` proxies sampled every `interval` s."""
+        limits = limits_for(targets, interval)
+        return cls(concurrency=limits.concurrency, timeout=limits.timeout, deadline=limits.deadline, **options)
 
     async def __aenter__(self) -> AdminClient:
         return self

@@ -8,8 +8,12 @@ no fatal check blocks and every fatal check had data; otherwise it is
 failing samples, and is inconclusive when the window runs out first; "no
 traffic" is reported as such, apart from a breach (as Flagger does).
 
-Baseline proxies are sampled alongside; their counters are the reference of the
-canary-vs-baseline check, and their own failures are reported but never gate.
+Baseline proxies are sampled alongside, read only for the checks that compare
+canaries with them (`runner.BASELINE_REFERENCE`); their own failures are
+reported but never gate.
+Without a `client`, the gate reads through one sized for its targets and
+interval (`client.limits_for`): more reads in flight and longer per-read limits
+as the targets grow, so a large mesh is not judged inconclusive for lack of them.
 
 Time is injected (`sleep`, `clock`), so tests and the orchestrator's resume
 logic control it. `on_sample` is called with every `GateSample` (sync or async)
@@ -145,7 +149,7 @@ async def run_gate(
     name = name or default_gate_name(canary_targets)
     targets = [*canary_targets, *(t for t in baseline_targets if t not in canary_targets)]
     own_client = client is None
-    client = client or AdminClient()
+    client = client or AdminClient.for_targets(len(targets), settings.interval)
     samples: list[GateSample] = []
     passes = failures = 0
     started = clock()

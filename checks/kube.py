@@ -50,7 +50,7 @@ from typing import Any
 from .target import ContainerFacts, PodFacts, Target
 
 __all__ = [
-    "discover_pods", "pod_facts", "pod_revision", "injected_revision", "revision_in_status", "PortForward", "kube_targets", "api_for",
+    "discover_pods", "pod_facts", "pod_targets", "pod_revision", "injected_revision", "revision_in_status", "PortForward", "kube_targets", "api_for",
     "ADMIN_PORT", "PROXY_CONTAINER", "STATUS_ANNOTATION",
 ]
 
@@ -301,6 +301,22 @@ def kube_targets(
     admin URL is the pod IP's 15000, which only works from inside the pod.
     """
     pods = discover_pods(core_v1, namespace=namespace, selector=selector, revision=revision)
+    with pod_targets(core_v1, pods, role=role, expected_version=expected_version, forward=forward,
+                     stream_api=stream_api) as targets:
+        yield targets
+
+
+@contextmanager
+def pod_targets(
+    core_v1: Any,
+    pods: list[Any],
+    *,
+    role: str = "proxy",
+    expected_version: str | None = None,
+    forward: bool = True,
+    stream_api: StreamApi | None = None,
+) -> Iterator[list[Target]]:
+    """Targets for these pods (`V1Pod`s already discovered), each with its port-forward while open."""
     streams = stream_api or fresh_stream_api(core_v1)
     with ExitStack() as stack:
         targets: list[Target] = []

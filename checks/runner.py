@@ -15,12 +15,16 @@ from .observe import Observation, Read, observe
 from .result import SKIPPED_BY_CONFIGURATION, CheckResult, Report, Status, TargetReport
 from .target import Target
 
-__all__ = ["run_checks", "RATE_LOOKBACK_SAMPLES", "MAX_HISTORY"]
+__all__ = ["run_checks", "RATE_LOOKBACK_SAMPLES", "MAX_HISTORY", "BASELINE_REFERENCE"]
 
 # Rates are judged over the last few samples: one sample (1 s) is too few requests
 # to tell noise from a fault; the whole window dilutes a late fault.
 RATE_LOOKBACK_SAMPLES = 5
 MAX_HISTORY = 600  # samples kept per target; the window's first sample is always kept
+# The checks whose canary verdict compares with baseline pods. A baseline pod is a reference only
+# (its own failures never gate), so it is read for these alone: no /server_info (~120 KiB on a
+# proxy's first sample), /certs or /ready from each of them. Its other checks report `skip`.
+BASELINE_REFERENCE = frozenset({"canary-vs-baseline", "config-parity", "proxy-memory"})
 
 
 async def run_checks(
@@ -52,10 +56,12 @@ async def run_checks(
     try:
         taken_at = clock()
         reads = {r for c in selected for r in c.reads}
+        reference = {r for c in selected if c.id in BASELINE_REFERENCE for r in c.reads}
         patterns = {p for c in selected for p in c.stats}
         last = {name: chain[-1] for name, chain in previous.history.items() if chain} if previous is not None else {}
         observations = await asyncio.gather(
-            *(observe(client, t, reads, stat_patterns=patterns, taken_at=taken_at, previous=last.get(t.name))
+            *(observe(client, t, reference if t.role == "baseline" else reads, stat_patterns=patterns,
+                      taken_at=taken_at, previous=last.get(t.name))
               for t in targets)
         )
     finally:
@@ -104,7 +110,8 @@ def evaluate(
             previous=previous, recent=recent, start=start, baselines=tuple(baselines),
         )
         endpoint = assess(chain[-1], target.admin_url)
-        results = [_judge(spec, ctx, endpoint) for spec in selected]
+        results = [_not_read(spec) if target.role == "baseline" and spec.id not in BASELINE_REFERENCE
+                   else _judge(spec, ctx, endpoint) for spec in selected]
         results += [_skipped(spec) for spec in skipped]
         order = {c.id: i for i, c in enumerate((*selected, *skipped))}
         results.sort(key=lambda r: order[r.check_id])
@@ -146,9 +153,13 @@ def _result(spec: CheckSpec, verdict: Verdict) -> CheckResult:
     )
 
 
-def _skipped(spec: CheckSpec) -> CheckResult:
+def _not_read(spec: CheckSpec) -> CheckResult:
+    return _skipped(spec, "not read on a baseline pod: it is only the canaries' reference")
+
+
+def _skipped(spec: CheckSpec, message: str = SKIPPED_BY_CONFIGURATION) -> CheckResult:
     return CheckResult(
-        check_id=spec.id, status=Status.SKIP, message=SKIPPED_BY_CONFIGURATION,
+        check_id=spec.id, status=Status.SKIP, message=message,
         category=spec.category, description=spec.description, fatal=spec.fatal, hint=spec.hint,
     )
 

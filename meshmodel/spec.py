@@ -208,6 +208,9 @@ class GateSettings(ConfigModel):
     max_connect_failures: NonNegativeInt = 0
     max_memory_bytes: ByteCount | None = None  # an absolute cap, off by default: gateways exceed any one figure
     max_memory_ratio: Annotated[float, Field(ge=1.0, le=100.0)] = 2.0  # canary vs the largest baseline
+    # Pods of each baseline workload a gate reads (chosen deterministically, reported): a wave gate's
+    # baseline is every workload not yet promoted, and reading all their pods every sample does not scale.
+    baseline_pods_per_workload: Annotated[int, Field(ge=1, le=100)] = 2
     checks: Annotated[list[str], Field(max_length=100)] | None = None
     skip_checks: list[str] = Field(default_factory=list, max_length=100)
     # Differences config-parity accepts: "<kind>:<glob>" over normalised names (see docs/checks.md).

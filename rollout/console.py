@@ -94,8 +94,11 @@ class LiveReporter:
         elif kind == "gate":
             step = data.get("gate", "")
             if data.get("status") == "started":
+                found = sum(s.get("of", 0) for s in data.get("sampled", []) if s.get("role") == "baseline")
+                baseline = len(data.get("baseline", []))
                 self._set(step, "running", f"gating {len(data.get('canary', []))} proxies "
-                                           f"(+{len(data.get('baseline', []))} baseline)")
+                                           f"(+{baseline} baseline" + (f" of {found}" if found > baseline else "")
+                                           + ")")
             else:
                 state = "passed" if data.get("outcome") == "passed" else "failed"
                 self._set(step, state, f"{data.get('message', '')} [{data.get('duration_s', 0):.1f}s]")

@@ -103,7 +103,7 @@ class PromotionGate:
     def _judge(self) -> GateVerdict:
         name = self.scope.label
         try:
-            found = self._discovery()(selectors_for(plan_for(self.spec), self.scope))
+            found = self._discovery()(selectors_for(plan_for(self.spec), self.scope.sampling(self.spec.gates)))
             targets = GateTargets(canary=[t for t in found if t.role == "canary"],
                                   baseline=[t for t in found if t.role == "baseline"])
             if not targets.canary:

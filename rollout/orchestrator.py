@@ -388,6 +388,7 @@ class Orchestrator:
 
     def _judge(self, state: RunState, spec: MeshSpec, scope: GateScope, name: str) -> GateVerdict:
         plan = plan_for(spec)
+        scope = scope.sampling(spec.gates)
         if not any(selector.role == "canary" for selector in selectors_for(plan, scope)):
             # The plan puts nothing under test (no canary, no gateway, every workload left where it is:
             # OnDelete, owned, paused). Pods the plan names but discovery cannot find still fail closed.
@@ -396,7 +397,7 @@ class Orchestrator:
             return GateVerdict(name, "passed", message)
         targets = self.platform.targets(plan, scope)
         self._emit(state, "gate", gate=name, status="started", canary=[t.name for t in targets.canary],
-                   baseline=[t.name for t in targets.baseline])
+                   baseline=[t.name for t in targets.baseline], sampled=[s.to_dict() for s in targets.sampled])
         verdict = self.gate(name, targets, spec.gates, on_sample=lambda s: self.reporter.sample(name, s))
         self._emit(state, "gate", status="done", **verdict.to_json())
         return verdict
@@ -437,7 +438,8 @@ class Orchestrator:
                             summary_s=self.approval_summary_s)
         decision = wait.run(
             state.run_id, state.awaiting,
-            sample_gate=lambda: self.gate("approval", self.platform.targets(plan_for(spec), GateScope("canary")),
+            sample_gate=lambda: self.gate("approval", self.platform.targets(plan_for(spec),
+                                                                          GateScope("canary").sampling(spec.gates)),
                                           spec.gates, on_sample=lambda s: self.reporter.sample("approval", s)),
             on_summary=lambda samples: self._emit(state, "approval", status="waiting", samples=samples))
         if isinstance(decision, Approved):

@@ -15,7 +15,7 @@ The stage machine and the gates never know which platform they drive.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from meshmodel.plan import MeshPlan
@@ -51,6 +51,11 @@ class GateScope:
 
     kind: ScopeKind
     waves: tuple[int, ...] = ()
+    baseline_pods: int | None = None  # pods read per baseline workload (None: all); gates' baselinePodsPerWorkload
+
+    def sampling(self, settings: Any) -> GateScope:
+        """This scope, reading the baseline sample `settings` (GateSettings) declares."""
+        return replace(self, baseline_pods=settings.baseline_pods_per_workload)
 
     @property
     def label(self) -> str:
@@ -67,6 +72,8 @@ class GateTargets:
     baseline: list[Any] = field(default_factory=list)
     # Finds them again (pods come and go during a window); None where they cannot change.
     refresh: Callable[[], GateTargets] | None = field(default=None, compare=False)
+    # Per workload: the pods read, of how many were found (checks.sampling.Sampled).
+    sampled: list[Any] = field(default_factory=list, compare=False)
 
 
 class Platform(Protocol):

@@ -98,9 +98,11 @@ class KubernetesPlatform:
         selectors = selectors_for(plan, scope)
 
         def discover() -> GateTargets:
-            found = self._discovery()(selectors)
+            discovery = self._discovery()
+            found = discovery(selectors)
             return GateTargets(canary=[t for t in found if t.role == "canary"],
-                               baseline=[t for t in found if t.role == "baseline"], refresh=discover)
+                               baseline=[t for t in found if t.role == "baseline"], refresh=discover,
+                               sampled=list(getattr(discovery, "sampled", [])))
 
         return discover()
 
@@ -138,26 +140,34 @@ class KubeDiscovery:
     """Targets from the checks' Kubernetes discovery, one port-forward per pod.
 
     The forwards of one gate stay open until the next `targets` call (the pods
-    change between stages) or `close()`.
+    change between stages) or `close()`. A selector with a `sample` is read
+    through that many of its pods (`checks.sampling.choose`), and only those are
+    forwarded; `sampled` tells, per selector, which pods were chosen of how many.
     """
 
     def __init__(self, core_v1: Any = None, *, kubeconfig: str | None = None, context: str | None = None) -> None:
         self._core_v1 = core_v1
         self.kubeconfig, self.context = kubeconfig, context
         self._open = ExitStack()
+        self.sampled: list[Any] = []
 
     def __call__(self, selectors: Sequence[PodSelector]) -> list[Any]:
-        from checks.kube import kube_targets
+        from checks.kube import discover_pods, pod_targets
+        from checks.sampling import Sampled, choose
 
         self._open.close()
         self._open = ExitStack()
+        self.sampled = []
         core_v1 = self._client()
         targets: list[Any] = []
         try:
             for selector in selectors:
-                targets += self._open.enter_context(kube_targets(
-                    core_v1, namespace=selector.namespace, selector=selector.label_selector,
-                    role=selector.role, expected_version=selector.expected_version))
+                pods = discover_pods(core_v1, namespace=selector.namespace, selector=selector.label_selector)
+                chosen = choose(pods, selector.sample, name=lambda pod: pod.metadata.name)
+                self.sampled.append(Sampled(f"{selector.namespace}/{selector.name}", selector.role,
+                                            tuple(pod.metadata.name for pod in chosen), len(pods)))
+                targets += self._open.enter_context(pod_targets(
+                    core_v1, chosen, role=selector.role, expected_version=selector.expected_version))
         except Exception as error:  # API unreachable, RBAC, a pod gone: the gate cannot judge
             self._open.close()
             raise PlatformError(f"cannot discover the proxies to gate: {error}") from error

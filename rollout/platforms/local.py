@@ -200,19 +200,22 @@ class LocalPlatform:
         return Applied(update=self._record(config, message=f"rollback to update {entry.version} ({entry.describe()})"))
 
     def targets(self, plan: MeshPlan, scope: GateScope) -> GateTargets:
+        from checks.sampling import Sampled, choose
         from checks.target import Target
 
-        canary, baseline = [], []
+        canary, baseline, sampled = [], [], []
         for selector in selectors_for(plan, scope):
-            for pod in self._pods.values():
-                if pod.key[:2] != (selector.namespace, selector.name):
-                    continue
+            pods = [pod for pod in self._pods.values() if pod.key[:2] == (selector.namespace, selector.name)]
+            chosen = choose(pods, selector.sample, name=lambda pod: pod.name)
+            sampled.append(Sampled(f"{selector.namespace}/{selector.name}", selector.role,
+                                   tuple(pod.name for pod in chosen), len(pods)))
+            for pod in chosen:
                 target = Target(name=pod.name, admin_url=pod.proxy.admin_url, role=selector.role,  # type: ignore[arg-type]
                                 expected_version=selector.expected_version,
                                 labels={"namespace": pod.key[0], "workload": pod.key[1],
                                         "revision": pod.revision, "track": pod.track})
                 (canary if selector.role == "canary" else baseline).append(target)
-        return GateTargets(canary=canary, baseline=baseline)
+        return GateTargets(canary=canary, baseline=baseline, sampled=sampled)
 
     def history(self) -> list[HistoryEntry]:
         return sorted((_entry(raw) for raw in self._entries()), key=lambda e: e.version, reverse=True)

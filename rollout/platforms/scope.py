@@ -8,7 +8,7 @@ against the proxies it runs.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from meshmodel.plan import CANARY_OF_LABEL, REVISION_LABEL, MeshPlan, WorkloadPlan
@@ -29,6 +29,7 @@ class PodSelector:
 
     without: tuple[str, ...] = ()  # label keys the pods must not carry
     expressions: tuple[dict[str, Any], ...] = ()  # the workload's matchExpressions
+    sample: int | None = None  # pods of it a gate reads (None: every one)
 
     @property
     def label_selector(self) -> str:
@@ -48,8 +49,10 @@ def requirement_text(expression: Mapping[str, Any]) -> str:
 
 
 def selectors_for(plan: MeshPlan, scope: GateScope) -> list[PodSelector]:
-    """The pods under test (role canary) and the stable comparison (role baseline)."""
-    return _workloads(plan, scope) + _gateways(plan, scope)
+    """The pods under test (role canary, every one) and the stable comparison (role baseline,
+    `scope.baseline_pods` of each workload)."""
+    return [replace(s, sample=scope.baseline_pods) if s.role == "baseline" else s
+            for s in _workloads(plan, scope) + _gateways(plan, scope)]
 
 
 def _gateways(plan: MeshPlan, scope: GateScope) -> list[PodSelector]:

@@ -74,9 +74,34 @@ class FakeAdmin:
             return httpx.Response(200, json={"stats": entries})
         if path == "/certs":
             return httpx.Response(200, json=proxy.certs)
-        if path == "/config_dump" and "resource" not in request.url.params:
-            return httpx.Response(200, json=copy.deepcopy(proxy.config))
-        if path == "/config_dump":
-            assert request.url.params.get("resource") == "dynamic_listeners"
+        if path == "/config_dump" and request.url.params.get("resource") == "dynamic_listeners":
             return httpx.Response(200, json=copy.deepcopy(proxy.listeners))
+        if path == "/config_dump":
+            return httpx.Response(200, json=scoped_dump(proxy.config, request.url.params))
         return httpx.Response(404, text="invalid path")
+
+
+def scoped_dump(dump: dict[str, Any], params: Any) -> dict[str, Any]:
+    """What Envoy answers `/config_dump` with `resource=` and/or `mask=` (paths without repeated
+    fields), as observed on 1.39.3 and 1.40.0: `resource=` gives the bare entries or `{}`; a mask
+    alone keeps the configs it applies to, trimmed."""
+    resource, mask = params.get("resource"), params.get("mask")
+    paths = [p.split(".") for p in mask.split(",")] if mask else None
+    if resource:
+        entries = [_trim(e, paths) for c in dump["configs"] for e in c.get(resource, [])]
+        return {"configs": entries} if entries else {}
+    if paths is None:
+        return copy.deepcopy(dump)
+    kept = [{"@type": c["@type"], **_trim(c, paths)} for c in dump["configs"] if any(p[0] in c for p in paths)]
+    return {"configs": kept}
+
+
+def _trim(value: dict[str, Any], paths: list[list[str]] | None) -> dict[str, Any]:
+    if paths is None:
+        return copy.deepcopy(value)
+    out: dict[str, Any] = {"@type": value["@type"]} if "@type" in value else {}
+    for head in dict.fromkeys(p[0] for p in paths):
+        if head in value:
+            rest = [p[1:] for p in paths if p[0] == head and len(p) > 1]
+            out[head] = _trim(value[head], rest) if rest and isinstance(value[head], dict) else copy.deepcopy(value[head])
+    return out

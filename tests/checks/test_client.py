@@ -194,3 +194,24 @@ async def test_connections_to_a_large_fleet_are_kept_alive_from_one_sample_to_th
             await server.wait_closed()
     assert len(accepted) == 40
     assert set(accepted.values()) == {1}, sorted(accepted.values())
+
+
+def test_a_gate_client_grows_its_reads_in_flight_and_time_limits_with_its_targets() -> None:
+    from checks.client import MAX_CONCURRENCY, MAX_DEADLINE_S, limits_for
+
+    small, fleet, mesh = limits_for(16, 1.0), limits_for(400, 1.0), limits_for(2000, 1.0)
+    default = AdminClient()
+    assert (small.concurrency, small.timeout, small.deadline) == (16, default.timeout, default.deadline)
+    assert fleet.concurrency == 80 and (fleet.timeout, fleet.deadline) == (2.5, 5.0)
+    assert mesh.concurrency == 400 and (mesh.timeout, mesh.deadline) == (6.0, 12.0)
+    # A longer interval leaves more time per sample: fewer reads in flight, limits at least the interval.
+    slow = limits_for(2000, 10.0)
+    assert slow.concurrency == 40 and slow.deadline >= 10.0
+    huge = limits_for(100_000, 0.1)
+    assert huge.concurrency == MAX_CONCURRENCY and huge.deadline == MAX_DEADLINE_S
+
+
+async def test_a_client_made_for_targets_applies_those_limits() -> None:
+    async with AdminClient.for_targets(2000, 1.0) as client:
+        assert (client.timeout, client.deadline) == (6.0, 12.0)
+        assert client._semaphore._value == 400

@@ -146,3 +146,28 @@ def test_kube_targets_open_a_port_forward_listener_per_pod(api) -> None:
     with kube_targets(core, namespace="bookinfo", revision="1-40-0") as targets:
         urls = [t.admin_url for t in targets]
         assert all(u.startswith("http://127.0.0.1:") for u in urls) and len(set(urls)) == 3
+
+
+def test_gate_discovery_forwards_only_the_baseline_sample_and_reports_it(api) -> None:
+    from rollout.platforms.kubernetes import KubeDiscovery
+    from rollout.platforms.scope import PodSelector
+
+    core, _ = api
+    discovery = KubeDiscovery(core)
+    try:
+        targets = discovery([
+            PodSelector("bookinfo", "reviews", {"app": "reviews"}, "canary", "1.40.0"),
+            PodSelector("bookinfo", "details", {"app": "details"}, "baseline", "1.39.3", sample=2),
+        ])
+        # The recorded API server answers every list with the same three running proxies.
+        canary = [t.name for t in targets if t.role == "canary"]
+        baseline = [t.name for t in targets if t.role == "baseline"]
+        assert len(canary) == 3 and len(baseline) == 2 and set(baseline) < set(canary)
+        assert [s.to_dict() for s in discovery.sampled] == [
+            {"workload": "bookinfo/reviews", "role": "canary", "pods": [n.split("/")[1] for n in canary], "of": 3},
+            {"workload": "bookinfo/details", "role": "baseline", "pods": [n.split("/")[1] for n in baseline],
+             "of": 3},
+        ]
+        assert all(t.admin_url.startswith("http://127.0.0.1:") for t in targets)
+    finally:
+        discovery.close()

@@ -84,7 +84,9 @@ async def test_the_config_dump_is_carried_while_no_xds_counter_moves_and_read_ag
 
 
 def _full_dumps(admin: FakeAdmin) -> int:
-    found = [r for r in admin.requests if r.url.path == "/config_dump" and "resource" not in r.url.params]
+    """How many times the served config was read (its scoped reads include the routes once)."""
+    found = [r for r in admin.requests if r.url.path == "/config_dump"
+             and r.url.params.get("mask") == "dynamic_route_configs"]
     admin.requests.clear()
     return len(found)
 
@@ -249,3 +251,23 @@ async def test_server_info_is_kept_without_the_extension_list(settings) -> None:
     assert "extensions" not in kept["node"] and kept["node"]["metadata"] == {"ISTIO_VERSION": "1.28.1"}
     assert kept["version"] == info["version"] and kept["state"] == info["state"]
     assert report.targets[0].result("proxy-version").status is Status.PASS
+
+
+async def test_a_baseline_pod_is_read_only_for_what_the_canaries_compare_with_it(settings) -> None:
+    admin = FakeAdmin()
+    for name in ("can", "base"):
+        watched(admin, name)
+    async with admin.client() as client:
+        report = await run_checks([admin.target("can", role="canary", expected_version="1.40.0"),
+                                   admin.target("base", role="baseline", expected_version="1.39.3")],
+                                  settings, client=client, wall_clock=lambda: NOW, clock=Clock())
+
+    read = {host: sorted({r.url.path for r in admin.requests if r.url.host == f"{host}.test"})
+            for host in ("can", "base")}
+    assert read["can"] == ["/certs", "/config_dump", "/ready", "/server_info", "/stats"]
+    assert read["base"] == ["/config_dump", "/stats"]
+    base = report.targets[1]
+    assert base.result("proxy-version").status is Status.SKIP
+    assert "only the canaries' reference" in base.result("certificates-valid").message
+    assert base.result("config-parity").status is not Status.SKIP
+    assert report.targets[0].result("config-parity").details["baselines"] == ["base"]

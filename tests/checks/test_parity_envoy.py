@@ -10,7 +10,10 @@ from collections.abc import Callable
 import pytest
 
 import localmesh as lm
-from checks import Status, Target, run_checks
+from checks import AdminClient, Status, Target, run_checks
+from checks._exceptions import AdminStatusError
+from checks.config_dump import parse_config_dump
+from checks.observe import _FETCHERS, Read
 from meshmodel.spec_check import load_spec
 
 pytestmark = pytest.mark.envoy
@@ -233,3 +236,45 @@ async def test_a_log_level_the_team_set_on_its_workload_warns_naming_it(start, t
     # Without the annotation, the same proxy breaks the profile.
     _, breach = await judge([canary(proxy)], "proxy-profile")
     assert breach.status is Status.FAIL and breach.details["problems"] == ["log level debug, expected warning"]
+
+
+class _CountingClient(AdminClient):
+    def __init__(self) -> None:
+        super().__init__()
+        self.bodies: list[tuple[dict[str, str], int]] = []
+
+    async def get(self, base_url, path, params=None, **kw):  # type: ignore[override]
+        response = await super().get(base_url, path, params, **kw)
+        self.bodies.append((dict(params or {}), len(response.body)))
+        return response
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_the_scoped_config_reads_see_what_the_whole_dump_shows_for_a_fraction_of_its_bytes(
+        start, version) -> None:
+    proxy = start(version)
+    proxy.xds.push_clusters([*proxy.clusters(), *(lm._bootstrap.static_cluster(name=f"svc{i}", port=9)
+                                                   for i in range(30))])
+    lm.wait_until(lambda: proxy.stat("cluster_manager.active_clusters") >= 31, timeout_s=5)
+    async with _CountingClient() as client:
+        whole = await client.get(proxy.admin_url, "/config_dump")
+        client.bodies.clear()
+        scoped = await _FETCHERS[Read.CONFIG](client, proxy.admin_url, "")
+
+    assert scoped == parse_config_dump(json.loads(whole.body))
+    assert len(scoped.inventory["cluster"]) >= 31 and scoped.overload_actions and scoped.hcm_logging
+    assert all(params for params, _ in client.bodies)  # never the whole dump
+    assert sum(size for _, size in client.bodies) < len(whole.body) / 2
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_envoy_refuses_a_mask_across_config_types_or_through_a_repeated_field(start, version) -> None:
+    proxy = start(version)
+    async with AdminClient(attempts=1) as client:
+        for params in ({"mask": "static_listeners,dynamic_active_clusters"},
+                       {"resource": "dynamic_listeners", "mask": "active_state.listener.filter_chains.name"}):
+            with pytest.raises(AdminStatusError) as refused:
+                await client.get(proxy.admin_url, "/config_dump", params)
+            assert refused.value.status == 400
+        # What the scoped reads rely on instead: one type per mask, `{}` for an empty resource.
+        assert (await client.get_json(proxy.admin_url, "/config_dump", {"resource": "dynamic_route_configs"})) == {}

@@ -212,3 +212,32 @@ def test_a_rollback_that_leaves_the_mesh_unhealthy_is_a_failed_rollback(make_rig
     assert state.rollback["to_update"] == 2
     assert "unhealthy after re-applying update 2" in state.rollback["error"]
     assert rig.gate.calls[-1] == ("rollback", ["shop/web", "pay/api"], [])
+
+
+def test_gates_read_the_declared_baseline_sample_and_journal_what_was_sampled(make_rig):
+    from rollout.platforms.kubernetes import KubernetesPlatform
+    from tests.rollout.doubles import fake_discovery, mesh_config
+
+    config = mesh_config(**{"meshlift:gates": {"window": "2s", "interval": "100ms", "consecutivePasses": 2,
+                                               "baselinePodsPerWorkload": 3}})
+    rig = make_rig(config=config)
+    asked: list[tuple[str, str, int | None]] = []
+
+    class Discovery:
+        sampled: list = []
+
+        def __call__(self, selectors):
+            asked.extend((s.name, s.role, s.sample) for s in selectors)
+            from checks.sampling import Sampled
+            self.sampled = [Sampled(f"{s.namespace}/{s.name}", s.role, ("p-1",), 5) for s in selectors]
+            return fake_discovery(selectors)
+
+    orchestrator = rig.orchestrator()
+    orchestrator.platform = KubernetesPlatform(rig.engine, discover=Discovery(), live=rig.cluster)
+    state = orchestrator.run(rig.request())
+
+    assert state.phase is Phase.SUCCEEDED
+    assert ("web", "baseline", 3) in asked and ("api", "baseline", 3) in asked
+    assert all(sample is None for _, role, sample in asked if role == "canary")
+    started = [data for kind, data in rig.reporter.events if kind == "gate" and data.get("status") == "started"]
+    assert started[0]["sampled"][0] == {"workload": "shop/web-canary", "role": "canary", "pods": ["p-1"], "of": 5}
