@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
+from dataclasses import replace
 from typing import Any
 
 from meshmodel.plan import MeshPlan
@@ -155,9 +156,11 @@ class KubeDiscovery:
         targets: list[Any] = []
         try:
             for selector in selectors:
-                targets += self._open.enter_context(kube_targets(
+                found = self._open.enter_context(kube_targets(
                     core_v1, namespace=selector.namespace, selector=selector.label_selector,
                     role=selector.role, expected_version=selector.expected_version))
+                targets += [replace(t, expected_version=selector.version_for(t.pod.revision if t.pod else None))
+                            for t in found] if selector.also_runs else found
         except Exception as error:  # API unreachable, RBAC, a pod gone: the gate cannot judge
             self._open.close()
             raise PlatformError(f"cannot discover the proxies to gate: {error}") from error
