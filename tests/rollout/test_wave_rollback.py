@@ -99,3 +99,18 @@ def test_only_workloads_the_rollback_does_not_restart_may_hold_the_revision_the_
     assert after_wave_1 == (StrayRevision("pay", "Deployment", "api", NEW, "1.40.0"),)
     assert after_wave_2 == (), "every workload restarts back"
     assert after_canary == (), "the tag never moved"
+
+
+def test_the_final_message_names_the_pods_left_on_the_new_revision_and_how_to_move_them(make_rig, capsys):
+    from rollout import console
+
+    rig = make_rig(gate=VersionGate({"wave 1": "failed"}))
+    _pods_follow_the_stage(rig)
+    state = rig.run()
+
+    console.print_result(state, seconds=1.0)
+
+    printed = capsys.readouterr().out
+    assert "rolled back" in printed
+    assert "left on the revision the moved tag injected" in printed
+    assert "pay/api-2 (1-40-0): `kubectl rollout restart deployment/api -n pay` moves them back" in printed
