@@ -478,6 +478,8 @@ class Orchestrator:
     def _left_on_revision(self, state: RunState, restored: MeshSpec, scope: GateScope) -> list[dict[str, str]]:
         """Name the pods the rollback gate judged on the revision the moved tag injected (`scope.strays`):
         the rollback does not restart their workloads, so they keep that proxy until their owners do."""
+        if not scope.strays:
+            return []
         kinds = {(stray.namespace, stray.name): stray.kind for stray in scope.strays}
         left: list[dict[str, str]] = []
         for selector in (s for s in selectors_for(plan_for(restored), scope) if s.also_runs):
