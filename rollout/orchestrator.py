@@ -503,8 +503,8 @@ class Orchestrator:
                                         f"-n {selector.namespace}"})
         if left:
             self._emit(state, "warning", pods=[p["pod"] for p in left],
-                       message=f"left on the revision the moved tag injected (no wave restarted their workloads; "
-                               f"judged for that revision, which stays installed): "
+                       message="left on the revision the moved tag injected (no wave restarted their workloads; "
+                               "judged for that revision, which stays installed): "
                                + ", ".join(f"{p['pod']} ({p['revision']})" for p in left))
         return left
 
