@@ -296,12 +296,25 @@ def print_result(state: Any, *, seconds: float) -> None:
         out.print(f"  {failure.get('message')}")
         out.print(f"  re-applied update {rollback.get('to_update')} ({rollback.get('describe')}) "
                   f"as update {rollback.get('update')} ({seconds:.1f}s)")
+        _print_left_on_revision(rollback.get("left_on_revision") or [])
     elif phase is Phase.FAILED:
         failure = state.failure or {}
         err.print(f"[bold red]× rollback failed[/]: {(state.rollback or {}).get('error')}")
         err.print(f"  it was rolling back because gate {failure.get('gate')} failed: {failure.get('message')}")
         err.print("  the mesh may be half-changed: inspect `meshlift status` and `meshlift history`, then "
                   "`meshlift rollback --to <update>`")
+        _print_left_on_revision((state.rollback or {}).get("left_on_revision") or [])
+
+
+def _print_left_on_revision(pods: list[dict[str, Any]]) -> None:
+    """Pods a moved tag injected in workloads no wave restarted: the rollback judged them as they are."""
+    if not pods:
+        return
+    out.print("  [yellow]‼[/] left on the revision the moved tag injected (their workloads were not restarted; "
+              "judged for that revision, which stays installed):", soft_wrap=True)
+    for restart in dict.fromkeys(pod["restart"] for pod in pods):
+        names = ", ".join(f"{pod['pod']} ({pod['revision']})" for pod in pods if pod["restart"] == restart)
+        out.print(Text(f"    {names}: `{restart}` moves them back"), soft_wrap=True)
 
 
 _PARAM_ORDER = ("to", "fault", "approval")

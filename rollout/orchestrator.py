@@ -34,8 +34,8 @@ from rollout.errors import (
 )
 from rollout.inventory import INVENTORY_KEY, inventory_of, with_inventory, without_workloads
 from rollout.prerequisites import config_size_problem
-from rollout.leftovers import cleanup_refusal
-from rollout.rollouts import RolloutBudget, moved_workloads, wait_for_rollouts
+from rollout.leftovers import cleanup_refusal, injected_revision
+from rollout.rollouts import RolloutBudget, moved_workloads, stray_revisions, wait_for_rollouts
 from rollout.gates import GateRunner, GateVerdict
 from rollout.history import rollback_target
 from rollout.journal import Journal, RunState
@@ -466,17 +466,54 @@ class Orchestrator:
             self.journal.save(state)
             restored = self._spec_of({**request.base_config, **state.applied})
             self._await_rollouts(state, failed_spec, restored, rollback=True)  # the moved waves, restarting back
-            verdict = self._judge(state, restored, GateScope("verify"), "rollback")
+            scope = GateScope("verify", strays=stray_revisions(plan_for(failed_spec), plan_for(restored)))
+            verdict = self._judge(state, restored, scope, "rollback")
         except MeshliftError as error:  # no target, the platform gone, every attempt failed
             state.rollback = {"error": str(error)}
             self._move(state, Phase.FAILED, error=str(error))
             return
         state.rollback = {"to_update": entry.version, "describe": entry.describe(), "update": applied.update}
+        left = self._left_on_revision(state, restored, scope)
+        if left:
+            state.rollback["left_on_revision"] = left
         if not verdict.passed:
             state.rollback["error"] = f"the mesh is unhealthy after re-applying update {entry.version}: {verdict.message}"
             self._move(state, Phase.FAILED, **state.rollback)
             return
         self._move(state, Phase.ROLLED_BACK, **state.rollback)
+
+    def _left_on_revision(self, state: RunState, restored: MeshSpec, scope: GateScope) -> list[dict[str, str]]:
+        """Name the pods the rollback gate judged on the revision the moved tag injected (`scope.strays`):
+        the rollback does not restart their workloads, so they keep that proxy until their owners do."""
+        if not scope.strays:
+            return []
+        kinds = {(stray.namespace, stray.name): stray.kind for stray in scope.strays}
+        left: list[dict[str, str]] = []
+        for selector in (s for s in selectors_for(plan_for(restored), scope) if s.also_runs):
+            revisions = dict(selector.also_runs)
+            kind = kinds[(selector.namespace, selector.name)]
+            try:
+                pods = self.platform.workload_pods(selector.namespace, selector.label_selector)
+            except PlatformError as error:
+                self._emit(state, "warning", message=f"cannot tell which pods of {kind} {selector.namespace}/"
+                                                     f"{selector.name} the moved tag injected: {error}")
+                continue
+            for pod in pods:
+                meta, phase = pod.get("metadata") or {}, (pod.get("status") or {}).get("phase")
+                revision = injected_revision(pod)
+                if revision not in revisions or phase in ("Succeeded", "Failed") or meta.get("deletionTimestamp"):
+                    continue
+                left.append({"pod": f"{selector.namespace}/{meta.get('name')}",
+                             "workload": f"{kind} {selector.namespace}/{selector.name}",
+                             "revision": revision, "version": revisions[revision],
+                             "restart": f"kubectl rollout restart {kind.lower()}/{selector.name} "
+                                        f"-n {selector.namespace}"})
+        if left:
+            self._emit(state, "warning", pods=[p["pod"] for p in left],
+                       message="left on the revision the moved tag injected (no wave restarted their workloads; "
+                               "judged for that revision, which stays installed): "
+                               + ", ".join(f"{p['pod']} ({p['revision']})" for p in left))
+        return left
 
     def _reapply(self, entry: Any, *, state: RunState | None = None) -> Applied:
         if state is not None:

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from meshmodel.plan import MeshPlan
 from rollout.errors import PlatformError, RolloutFailed
+from rollout.platforms.base import StrayRevision
 
 WorkloadKey = tuple[str, str, str]  # namespace, kind, name
 ListWorkloads = Callable[[Sequence[str]], dict[str, list[dict[str, Any]]]]
@@ -113,6 +114,24 @@ def moved_workloads(before: MeshPlan, after: MeshPlan) -> set[WorkloadKey]:
     old = {(w.namespace, w.kind, w.name): w.restart_revision for w in before.workloads}
     new = {(w.namespace, w.kind, w.name): w.restart_revision for w in after.workloads}
     return {key for key in old.keys() | new.keys() if old.get(key) != new.get(key)}
+
+
+def stray_revisions(failed: MeshPlan, restored: MeshPlan) -> tuple[StrayRevision, ...]:
+    """After rolling `failed` back to `restored`: the workloads the rollback does not restart whose
+    namespace the failed stage enrolled in another revision that `restored` still runs (a moved tag).
+    Their pods created meanwhile run that revision; restarting them would disrupt workloads no wave
+    touched, during an incident, so the rollback gate judges each pod for the revision that injected it."""
+    enrolled = {namespace.name: namespace.revision for namespace in failed.namespaces}
+    installed = {plane.revision: plane.version for plane in restored.control_planes}
+    moved = moved_workloads(failed, restored)
+    strays = []
+    for workload in restored.workloads:
+        revision = enrolled.get(workload.namespace)
+        key = (workload.namespace, workload.kind, workload.name)
+        if key in moved or revision is None or revision == workload.proxy_revision or revision not in installed:
+            continue
+        strays.append(StrayRevision(*key, revision=revision, version=installed[revision]))
+    return tuple(strays)
 
 
 @dataclass(frozen=True)

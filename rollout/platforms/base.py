@@ -46,11 +46,25 @@ class Applied:
 
 
 @dataclass(frozen=True)
+class StrayRevision:
+    """After a rollback: a workload no wave restarted, whose pods created while the tag pointed at
+    the new revision (a scale-up, an eviction, a replaced node) run that revision's proxy."""
+
+    namespace: str
+    kind: str
+    name: str
+    revision: str  # the revision the moved tag injected; still installed after the rollback
+    version: str
+
+
+@dataclass(frozen=True)
 class GateScope:
     """Which proxies a gate judges: the canaries, the waves promoted so far, or all."""
 
     kind: ScopeKind
     waves: tuple[int, ...] = ()
+    # The rollback gate: pods of these workloads are judged for the revision that injected them.
+    strays: tuple[StrayRevision, ...] = ()
     baseline_pods: int | None = None  # pods read per baseline workload (None: all); gates' baselinePodsPerWorkload
 
     def sampling(self, settings: Any) -> GateScope:

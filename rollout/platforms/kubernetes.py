@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
+from dataclasses import replace
 from typing import Any
 
 from meshmodel.plan import MeshPlan
@@ -166,8 +167,10 @@ class KubeDiscovery:
                 chosen = choose(pods, selector.sample, name=lambda pod: pod.metadata.name)
                 self.sampled.append(Sampled(f"{selector.namespace}/{selector.name}", selector.role,
                                             tuple(pod.metadata.name for pod in chosen), len(pods)))
-                targets += self._open.enter_context(pod_targets(
+                found = self._open.enter_context(pod_targets(
                     core_v1, chosen, role=selector.role, expected_version=selector.expected_version))
+                targets += [replace(t, expected_version=selector.version_for(t.pod.revision if t.pod else None))
+                            for t in found] if selector.also_runs else found
         except Exception as error:  # API unreachable, RBAC, a pod gone: the gate cannot judge
             self._open.close()
             raise PlatformError(f"cannot discover the proxies to gate: {error}") from error

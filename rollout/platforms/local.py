@@ -211,7 +211,7 @@ class LocalPlatform:
                                    tuple(pod.name for pod in chosen), len(pods)))
             for pod in chosen:
                 target = Target(name=pod.name, admin_url=pod.proxy.admin_url, role=selector.role,  # type: ignore[arg-type]
-                                expected_version=selector.expected_version,
+                                expected_version=selector.version_for(pod.revision),
                                 labels={"namespace": pod.key[0], "workload": pod.key[1],
                                         "revision": pod.revision, "track": pod.track})
                 (canary if selector.role == "canary" else baseline).append(target)

@@ -30,6 +30,13 @@ class PodSelector:
     without: tuple[str, ...] = ()  # label keys the pods must not carry
     expressions: tuple[dict[str, Any], ...] = ()  # the workload's matchExpressions
     sample: int | None = None  # pods of it a gate reads (None: every one)
+    # (revision, version): another revision its pods may run (see GateScope.strays)
+    also_runs: tuple[tuple[str, str], ...] = ()
+
+    def version_for(self, revision: str | None) -> str | None:
+        """The version a pod injected by `revision` must run: that revision's, when the workload may
+        hold its pods, else the workload's own (a pod of any other revision fails the version check)."""
+        return dict(self.also_runs).get(revision or "", self.expected_version)
 
     @property
     def label_selector(self) -> str:
@@ -96,9 +103,11 @@ def _workloads(plan: MeshPlan, scope: GateScope) -> list[PodSelector]:
                 selectors.append(_live(workload, "baseline"))
         return selectors
     # Workloads that will not move keep the old proxy: they are in no wave's gate.
+    strays = {(s.namespace, s.kind, s.name): ((s.revision, s.version),) for s in scope.strays}
     for workload in (w for w in plan.workloads if _selects(w) and w.moves):
         under_test = scope.kind == "verify" or workload.wave in scope.waves
-        selectors.append(_live(workload, "canary" if under_test else "baseline"))
+        selectors.append(_live(workload, "canary" if under_test else "baseline",
+                               strays.get((workload.namespace, workload.kind, workload.name), ())))
     return selectors
 
 
@@ -106,10 +115,11 @@ def _selects(workload: WorkloadPlan) -> bool:
     return bool(workload.selector or workload.selector_expressions)
 
 
-def _live(workload: WorkloadPlan, role: str) -> PodSelector:
+def _live(workload: WorkloadPlan, role: str, also_runs: tuple[tuple[str, str], ...] = ()) -> PodSelector:
     # The live selector (often `app` alone) matches its canary clone's pods too.
     return PodSelector(workload.namespace, workload.name, dict(workload.selector), role, workload.proxy_version,
-                       workload.wave, without=(CANARY_OF_LABEL,), expressions=workload.selector_expressions)
+                       workload.wave, without=(CANARY_OF_LABEL,), expressions=workload.selector_expressions,
+                       also_runs=also_runs)
 
 
 def promotion_warnings(spec: MeshSpec, live_workloads: Callable[[Sequence[str]], dict[str, list[dict[str, Any]]]]

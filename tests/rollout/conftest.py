@@ -31,9 +31,10 @@ class Rig:
         self.gate = gate or ScriptedGate()
         self.reporter = ListReporter()
         self.cluster = FakeCluster()
+        self.discover = fake_discovery  # one target per selector; PodDiscovery(cluster): one per pod
 
     def orchestrator(self, **options) -> Orchestrator:
-        platform = KubernetesPlatform(self.engine, discover=fake_discovery, live=self.cluster)
+        platform = KubernetesPlatform(self.engine, discover=self.discover, live=self.cluster)
         options = {"retry_wait_s": 0, "approval_poll_s": 0, "rollout_poll_s": 0.01, "rollout_timeout_s": 2,
                    **options}
         return Orchestrator(platform=platform, journal=self.journal, gate=self.gate, reporter=self.reporter,

@@ -109,12 +109,57 @@ class ListReporter:
 
 
 class FakeTarget:
-    def __init__(self, name: str, role: str, expected_version: str | None = None) -> None:
+    def __init__(self, name: str, role: str, expected_version: str | None = None, running: str | None = None) -> None:
         self.name, self.role, self.expected_version = name, role, expected_version
+        self.running = running  # the version its proxy reports (PodDiscovery's targets)
 
 
 def fake_discovery(selectors: Any) -> list[FakeTarget]:
     return [FakeTarget(f"{s.namespace}/{s.name}", s.role, s.expected_version) for s in selectors]
+
+
+VERSIONS = {"1-39-3": "1.39.3", "1-40-0": "1.40.0"}  # the revisions mesh_config's upgrade to 1.40.0 runs
+
+
+def injected_pod(namespace: str, name: str, *, app: str, revision: str, phase: str = "Running") -> dict[str, Any]:
+    """A pod of `live_workload(namespace, app)` as Istio's injector leaves it: its revision in the status annotation."""
+    status = json.dumps({"containers": ["istio-proxy"], "revision": revision})
+    return {"kind": "Pod", "metadata": {"namespace": namespace, "name": name, "labels": {"app": app, "version": "v1"},
+                                        "annotations": {"sidecar.istio.io/status": status}},
+            "status": {"phase": phase}}
+
+
+class PodDiscovery:
+    """Discovery over a FakeCluster's pods, one target per pod, each expecting what its selector says a pod
+    of its revision must run, and running the version of the revision that injected it."""
+
+    def __init__(self, cluster: FakeCluster) -> None:
+        self.cluster = cluster
+
+    def __call__(self, selectors: Any) -> list[FakeTarget]:
+        from rollout.leftovers import injected_revision
+
+        targets = []
+        for selector in selectors:
+            for pod in self.cluster.pods(selector.namespace, selector.label_selector):
+                revision = injected_revision(pod)
+                targets.append(FakeTarget(f"{selector.namespace}/{pod['metadata']['name']}", selector.role,
+                                          selector.version_for(revision), VERSIONS.get(revision or "")))
+        return targets
+
+
+class VersionGate(ScriptedGate):
+    """A scripted gate that also fails, as the proxy-version check does, on any proxy under test that runs
+    another version than it is expected to."""
+
+    def __call__(self, gate: str, targets: GateTargets, settings: Any, *, on_sample: Any = None) -> GateVerdict:
+        wrong = [f"{t.name} runs {t.running}, expected {t.expected_version}" for t in targets.canary
+                 if getattr(t, "running", None) != t.expected_version]
+        verdict = super().__call__(gate, targets, settings, on_sample=on_sample)
+        if not wrong:
+            return verdict
+        return GateVerdict(gate, "failed", f"Halt {gate} advancement: proxy runs another version: " + "; ".join(wrong),
+                           failing_checks=["proxy-version"])
 
 
 class FakeCluster:
