@@ -40,7 +40,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
+import tempfile
 import subprocess
 import threading
 from collections.abc import Callable, Mapping
@@ -185,8 +187,6 @@ class IstioSidecar:
 
 def _envoy_launcher(workdir: Path, envoy: Path) -> Path:
     """The binary pilot-agent runs: Envoy, told to die with the agent (no Envoy outlives a killed test run)."""
-    import shutil
-
     setpriv = shutil.which("setpriv")
     if setpriv is None:
         return envoy
@@ -268,6 +268,10 @@ class IstioSidecars:
     errors: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        # Each agent's working directory holds Unix sockets Envoy dials by absolute path (XDS, SDS), and a
+        # socket path has at most 107 bytes: the directories live under a short root, logs under `workdir`.
+        self._root = Path(tempfile.mkdtemp(prefix="meshlift-sc-"))
+        self._started = 0
         self._sidecars: dict[str, IstioSidecar] = {}  # pod uid -> sidecar
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -314,6 +318,7 @@ class IstioSidecars:
             self._sidecars.clear()
         for sidecar in sidecars:
             sidecar.stop()
+        shutil.rmtree(self._root, ignore_errors=True)
         lm.forget_stopper(f"istio-sidecars-{id(self)}")
 
     # ---- the pod watch -------------------------------------------------------------------------
@@ -416,7 +421,8 @@ class IstioSidecars:
         root_cert = self._root_certificate(namespace)
         if not root_cert:
             return None
-        workdir = self.workdir / f"{namespace}-{name}"
+        self._started += 1
+        workdir = self._root / str(self._started)
         self._lay_out(workdir, pod, revision, root_cert)
         container = next(c for c in pod.spec.containers + (pod.spec.init_containers or []) if c.name == "istio-proxy")
         admin, status, prometheus, envoy_status = lm.free_ports(4)
