@@ -15,6 +15,8 @@ import socket
 import threading
 from collections.abc import Callable
 
+from localmesh import cut_connections
+
 Target = Callable[[], "tuple[str, int] | None"]
 _CHUNK = 65536
 
@@ -60,11 +62,7 @@ class Relay:
     def _drop_all(self) -> None:
         with self._lock:
             conns = list(self._conns)
-        for conn in conns:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        cut_connections(conns)
 
     def _accept_loop(self) -> None:
         while not self._stop.is_set():

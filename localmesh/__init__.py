@@ -103,7 +103,7 @@ from ._process import wait_until
 from ._proxy import Proxy, ProxySpec
 from ._registry import forget_stopper, install_signal_handlers, live_pids, on_stop, stop_all
 from ._traffic import TrafficResult, send_traffic
-from ._upstream import Upstream, UpstreamEndpoint
+from ._upstream import Upstream, UpstreamEndpoint, cut_connections
 from ._xds import XdsFiles
 
 
@@ -151,6 +151,7 @@ __all__ = [
     "UpstreamEndpoint",
     "XdsFiles",
     "closed_port",
+    "cut_connections",
     "expired_cert",
     "expiring_cert",
     "free_port",

@@ -27,6 +27,15 @@ from ._ports import LOOPBACK
 _STATUS_PATH = re.compile(r"^/status/(\d{3})(?:[/?]|$)")
 
 
+def cut_connections(conns: list[socket.socket]) -> None:
+    """Shut every connection down both ways (the peers see them cut); ones already closed are skipped."""
+    for conn in conns:
+        try:
+            conn.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like a real service behind Envoy
     # Headers and body leave in two writes; with Nagle on, delayed ACKs held each
@@ -105,11 +114,7 @@ class UpstreamEndpoint:
         # go unnoticed until the pool recycled them.
         with self._lock:
             conns = list(self._conns)
-        for conn in conns:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        cut_connections(conns)
 
     def fail_with(self, status: int | None) -> None:
         """Answer `status` to every request on this endpoint; `None` restores normal answers."""
