@@ -271,6 +271,7 @@ class IstioSidecars:
         # Each agent's working directory holds Unix sockets Envoy dials by absolute path (XDS, SDS), and a
         # socket path has at most 107 bytes: the directories live under a short root, logs under `workdir`.
         self._root = Path(tempfile.mkdtemp(prefix="meshlift-sc-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self._started = 0
         self._sidecars: dict[str, IstioSidecar] = {}  # pod uid -> sidecar
         self._lock = threading.Lock()

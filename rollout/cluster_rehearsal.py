@@ -218,6 +218,13 @@ def rehearse_on_cluster(*, fault: str, program_root: Path, say: Say, extra_args:
                         _wait(lambda: sum(injected_revision(p) == FROM_REV
                                           for ns, _ in TEAMS for p in core.list_namespaced_pod(ns).items
                                           if p.status.phase == "Running") >= 4, "the teams' pods injected by 1.30.3")
+                        try:
+                            _wait(lambda: len(sidecars.by_pod()) >= 6, "Istio sidecars for the injected pods")
+                        except TimeoutError as error:
+                            say(f"{error}: " + ("; ".join(sidecars.errors[-3:]) or "no error reported"))
+                            return 3
+                        say(f"sidecars: {len(sidecars.by_pod())} pilot-agents running (Istio's bootstrap, istiod's "
+                            "certificates and xDS)")
                         say(f"meshlift upgrade -s {STACK} --to {TO}")
                         upgrade = subprocess.run([str(python_prefix / "bin" / "meshlift"), "upgrade", "-s", STACK,
                                                   "--to", TO, *(extra_args or [])], cwd=project, env=env,

@@ -29,3 +29,15 @@ def test_an_istiod_flag_is_replaced_in_either_spelling() -> None:
     assert with_flag(["discovery", flag, "30m", "--x=1"], flag, "15s") == ["discovery", "--x=1", f"{flag}=15s"]
     assert with_flag([f"{flag}=30m"], flag, "15s") == [f"{flag}=15s"]
     assert with_flag(["discovery"], flag, "15s") == ["discovery", f"{flag}=15s"]
+
+
+def test_the_supervisor_makes_its_log_directory_and_removes_its_working_root(tmp_path) -> None:
+    from localcluster.sidecars import IstioSidecars
+
+    sidecars = IstioSidecars(core_v1=None, custom=None, agent_for_revision={}, envoy_for_revision={},
+                             bootstrap_for_revision={}, apps=None, workdir=tmp_path / "logs" / "sidecars")
+    assert sidecars.workdir.is_dir()
+    root = sidecars._root
+    assert root.is_dir() and len(str(root / "999" / "etc/istio/proxy/XDS")) < 107  # a Unix socket path fits
+    sidecars.close()
+    assert not root.exists()
