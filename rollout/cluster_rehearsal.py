@@ -29,12 +29,13 @@ from typing import Any
 
 import yaml
 
+from localcluster.sidecars import TEAM_MANAGER  # the teams' own field manager, one spelling
+
 FROM, TO = "1.30.3", "1.31.0"
 FROM_REV, TO_REV = "1-30-3", "1-31-0"
 STACK = "rehearsal"
-TEAM_MANAGER = "team-kubectl"
 TEAMS = (("shop", "web"), ("payments", "api"))
-PROGRAM_PARTS = ("__main__.py", "components", "rollout", "checks", "localmesh")
+PROGRAM_PARTS = ("__main__.py", "meshmodel", "components", "rollout", "checks", "localmesh", "localcluster")
 
 Say = Callable[[str], None]
 
