@@ -47,11 +47,15 @@ def config_from_pulumi() -> dict[str, Any]:
     return merged
 
 
-def promotion_hooks(spec, plan) -> pulumi.ResourceHookBinding | None:
-    """The orchestrator's gate, as hooks on the promotion resources, judging the stack's own cluster."""
+def stack_cluster_config() -> dict[str, str | None]:
+    """The cluster the stack's Kubernetes provider talks to (`kubernetes:kubeconfig`, `kubernetes:context`)."""
     kubernetes = pulumi.Config("kubernetes")
-    cluster = stack_cluster({"kubernetes:kubeconfig": kubernetes.get("kubeconfig"),
-                             "kubernetes:context": kubernetes.get("context")})
+    return stack_cluster({"kubernetes:kubeconfig": kubernetes.get("kubeconfig"),
+                          "kubernetes:context": kubernetes.get("context")})
+
+
+def promotion_hooks(spec, plan, cluster: dict[str, str | None]) -> pulumi.ResourceHookBinding | None:
+    """The orchestrator's gate, as hooks on the promotion resources, judging the stack's own cluster."""
     binding = gate.gate_hooks(spec, plan, discover=KubeDiscovery(**cluster))
     return None if binding is None else registered_once(binding)
 
@@ -65,7 +69,8 @@ def main() -> None:
         # RunError: Pulumi prints the message (every key path) without a traceback.
         raise pulumi.RunError(str(error)) from error
     plan = plan_for(spec)
-    hooks = promotion_hooks(spec, plan)
+    cluster = stack_cluster_config()
+    hooks = promotion_hooks(spec, plan, cluster)
 
     base = MeshBase("istio-base", MeshBaseArgs(
         istio_namespace=plan.istio_namespace,
@@ -131,7 +136,8 @@ def main() -> None:
         labelled = enrolled[ns.name].labelled
         if ns.name in workloads:
             Workloads(ns.name, WorkloadsArgs(
-                namespace=ns.name, plans=workloads[ns.name], depends_on=[labelled], promotion_hooks=hooks,
+                namespace=ns.name, plans=workloads[ns.name], cluster=cluster, depends_on=[labelled],
+                promotion_hooks=hooks,
             ))
         if ns.name in canaries:
             Canaries(ns.name, CanariesArgs(

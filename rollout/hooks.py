@@ -23,9 +23,10 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from components._restarts import RESTARTS
 from meshmodel.plan import MeshPlan, plan_for
 from meshmodel.spec import MeshSpec, Stage
 from rollout.gates import ChecksGate, GateRunner, GateVerdict
@@ -81,7 +82,7 @@ class PromotionGate:
         self._error: Exception | None = None
 
     def __call__(self, args: Any = None) -> Awaitable[None] | None:
-        if os.environ.get(GATED_ENV) or _dry_run():
+        if os.environ.get(GATED_ENV) or _dry_run() or only_takes_restarts_back(args):
             return None
         return self._check(args)
 
@@ -124,6 +125,20 @@ class PromotionGate:
 
             self.discover = KubeDiscovery()
         return self.discover
+
+
+def only_takes_restarts_back(args: Any) -> bool:
+    """An update of a namespace's restarts that adds or changes none of them: a rollback moving pods back.
+
+    Taking restarts back is how a rollback through the stack history returns
+    workloads to the revision they ran before; gating it on the health of the
+    promotion it undoes would block the way out.
+    """
+    old = (getattr(args, "old_outputs", None) or getattr(args, "old_inputs", None) or {}).get(RESTARTS)
+    new = (getattr(args, "new_inputs", None) or {}).get(RESTARTS)
+    if not isinstance(old, Mapping) or not isinstance(new, Mapping):
+        return False
+    return all(old.get(key) == revision for key, revision in new.items())
 
 
 def _dry_run() -> bool:

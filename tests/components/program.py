@@ -56,6 +56,9 @@ class Registration:
     import_id: str  # the `import_` option: an existing object taken into the stack ("" when created)
 
 
+RESTARTS_TYPE = "pulumi-python:dynamic/meshlift:NamespaceRestarts"
+
+
 @dataclass
 class ProgramRun:
     registrations: list[Registration] = field(default_factory=list)
@@ -76,6 +79,21 @@ class ProgramRun:
         found = [r for r in self.registrations if r.name == name and type in (None, r.type)]
         assert len(found) == 1, f"expected one resource named {name!r}, found {[r.urn for r in found]}"
         return found[0]
+
+    def restarts(self) -> dict[tuple[str, str], str]:
+        """(namespace, workload) -> the revision meshlift's restart annotation names, from every namespace's
+        restarts resource."""
+        from components._restarts import RESTARTS, split_key
+
+        return {(r.inputs["namespace"], split_key(key)[1]): revision
+                for r in self.of_type(RESTARTS_TYPE) for key, revision in r.inputs[RESTARTS].items()}
+
+    def restart_kinds(self) -> dict[tuple[str, str], str]:
+        """(namespace, workload) -> the kind of the workload a restart entry patches."""
+        from components._restarts import RESTARTS, split_key
+
+        return {(r.inputs["namespace"], split_key(key)[1]): split_key(key)[0]
+                for r in self.of_type(RESTARTS_TYPE) for key in r.inputs[RESTARTS]}
 
     def maybe(self, name: str) -> Registration | None:
         found = [r for r in self.registrations if r.name == name]

@@ -8,7 +8,7 @@ from meshmodel.outputs import stack_outputs
 from meshmodel.plan import PROXY_REVISION_ANNOTATION, REVISION_LABEL, TRACK_LABEL, plan_for
 from meshmodel.spec import STAGE_ORDER
 from meshmodel.spec_check import load_spec
-from tests.components.program import run_program, stack_config, with_rollout
+from tests.components.program import RESTARTS_TYPE, run_program, stack_config, with_rollout
 
 ENVS = ("dev", "staging", "prod")
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -130,37 +130,36 @@ def test_gateways_run_their_revision_and_a_canary_only_when_planned(built):
         assert (canary is not None) == (gateway.canary_revision is not None), primary.urn
 
 
-PATCH_TYPES = {kind: f"kubernetes:apps/v1:{kind}Patch" for kind in ("Deployment", "StatefulSet", "DaemonSet")}
-
-
-def test_live_workloads_are_only_ever_patched_with_meshlifts_one_annotation_once_their_wave_comes(built):
+def test_live_workloads_are_only_ever_restarted_by_meshlifts_one_annotation_once_their_wave_comes(built):
     plan, run = built
+    restarts = run.restarts()
+    kinds = run.restart_kinds()
     for workload in plan.workloads:
-        patch = run.maybe(f"{workload.namespace}.{workload.name}-restart")
-        owned = [r for r in run if r.type.startswith("kubernetes:apps/v1:") and not r.type.endswith("Patch")
+        key = (workload.namespace, workload.name)
+        owned = [r for r in run if r.type.startswith("kubernetes:apps/v1:")
                  and r.inputs["metadata"]["name"] == workload.name
                  and r.inputs["metadata"]["namespace"] == workload.namespace]
         assert owned == [], f"{workload.namespace}/{workload.name} must never become a resource meshlift owns"
         if workload.restart_revision is None:
-            assert patch is None, f"{patch.urn}: nothing restarts before its wave"
+            assert key not in restarts, f"{key}: nothing restarts before its wave"
             continue
-        assert patch.type == PATCH_TYPES[workload.kind], patch.urn
-        assert patch.inputs["metadata"] == {
-            "name": workload.name, "namespace": workload.namespace,
-            "annotations": {"pulumi.com/patchFieldManager": "meshlift"},  # never patchForce
-        }, patch.urn
-        assert patch.inputs["spec"] == {
-            "template": {"metadata": {"annotations": {PROXY_REVISION_ANNOTATION: workload.restart_revision}}}
-        }, f"{patch.urn} must send meshlift's one field and nothing else"
-        assert not patch.retain_on_delete, f"{patch.urn}: deleting it must drop the annotation (restart back)"
-        enrollment = run.named(workload.namespace, type=ENROLLMENT)
-        assert run.depends_on(patch, enrollment), f"{patch.urn} must wait for its namespace's enrollment"
+        assert restarts[key] == workload.restart_revision, key
+        assert kinds[key] == workload.kind, key
+    for resource in run.of_type(RESTARTS_TYPE):
+        assert not resource.retain_on_delete, f"{resource.urn}: deleting it must drop the annotations (restart back)"
+        enrollment = run.named(resource.inputs["namespace"], type=ENROLLMENT)
+        assert run.depends_on(resource, enrollment), f"{resource.urn} must wait for its namespace's enrollment"
 
 
-def test_each_namespace_holds_its_patches_and_canaries_in_one_component_each(built):
+def test_each_namespace_holds_its_restarts_in_one_resource_and_its_canaries_in_one_component(built):
     plan, run = built
     patched = [w for w in plan.workloads if w.restart_revision is not None]
-    for kind, planned in ((WORKLOADS, patched), (CANARIES, plan.canaries)):
+    for component in run.of_type(WORKLOADS):
+        held = run.children(component)
+        assert [r.type for r in held] == [RESTARTS_TYPE], component.urn
+        assert held[0].inputs["namespace"] == component.name, component.urn
+    assert {r.name for r in run.of_type(WORKLOADS)} == {w.namespace for w in patched}
+    for kind, planned in ((CANARIES, plan.canaries),):
         namespaces = {item.namespace for item in planned}
         components = {r.name: r for r in run.of_type(kind)}
         assert set(components) == namespaces, f"one {kind} per namespace with any"

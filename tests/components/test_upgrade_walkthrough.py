@@ -57,11 +57,8 @@ def tag_target(run: ProgramRun, tag: str = "stable") -> str:
 
 
 def restart_revision(run: ProgramRun, namespace: str, workload: str) -> str | None:
-    """The value meshlift's patch gives the workload's pod-template annotation (None: no patch)."""
-    patch = run.maybe(f"{namespace}.{workload}-restart")
-    if patch is None:
-        return None
-    return patch.inputs["spec"]["template"]["metadata"]["annotations"][PROXY_REVISION_ANNOTATION]
+    """The value meshlift's restart gives the workload's pod-template annotation (None: not restarted)."""
+    return run.restarts().get((namespace, workload))
 
 
 def live_pod_labels(namespace: str, workload: str) -> dict[str, str]:

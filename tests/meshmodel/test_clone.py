@@ -60,7 +60,7 @@ def test_the_inventory_records_the_annotation_a_past_upgrade_left():
     assert entry["proxyRevision"] == "1-30-3" and entry["selector"] == {"app": "web", "version": "v1"}
 
 
-def test_a_statefulset_canary_reads_a_statefulset_and_a_daemonset_restarts_by_its_own_patch():
+def test_a_statefulset_canary_reads_a_statefulset_and_a_daemonset_restarts_by_its_kind():
     cluster = Cluster(live_workload("shop", "web"), live_workload("shop", "ledger", kind="StatefulSet"))
     workloads = [{"name": "web"}, {"name": "ledger", "kind": "StatefulSet", "canary": True, "canaryReplicas": 2},
                  {"name": "agent", "kind": "DaemonSet"}]
@@ -71,9 +71,7 @@ def test_a_statefulset_canary_reads_a_statefulset_and_a_daemonset_restarts_by_it
     assert clone.type == "kubernetes:apps/v1:StatefulSet"
     assert clone.inputs["spec"]["replicas"] == 2 and "serviceName" not in clone.inputs["spec"]
     cleanup = run_program(with_rollout(config, stage="cleanup"), cluster=cluster)
-    assert {r.name: r.type for r in cleanup if r.name.endswith("-restart")} == {
-        "shop.web-restart": "kubernetes:apps/v1:DeploymentPatch",
-        "shop.ledger-restart": "kubernetes:apps/v1:StatefulSetPatch",
-        "shop.agent-restart": "kubernetes:apps/v1:DaemonSetPatch",
+    assert cleanup.restart_kinds() == {
+        ("shop", "web"): "Deployment", ("shop", "ledger"): "StatefulSet", ("shop", "agent"): "DaemonSet",
     }
     assert cleanup.reads == [], "restarts need no read: the patch names the object"

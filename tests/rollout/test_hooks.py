@@ -63,6 +63,27 @@ def test_failing_gate_blocks_the_resource_with_the_halt_message(monkeypatch):
         _run(hook)
 
 
+def test_an_update_that_only_takes_restarts_back_is_not_gated_but_one_that_adds_or_moves_any_is(monkeypatch):
+    from pulumi import ResourceHookArgs
+
+    monkeypatch.delenv("MESHLIFT_GATED", raising=False)
+    gate = ScriptedGate({"canary": "failed"})
+    hook = PromotionGate(*hook_scope(_spec(Stage.PROMOTE, 1)), gate=gate, discover=fake_discovery)
+    old = {"namespace": "shop", "restarts": {"Deployment/web": "1-40-0", "Deployment/cart": "1-40-0"}}
+
+    def update(restarts):
+        return ResourceHookArgs(urn="urn:shop-restarts", id="shop", name="shop-restarts", type="t",
+                                old_inputs=old, old_outputs={**old, "missing": []},
+                                new_inputs={**old, "restarts": restarts})
+
+    _run(hook, update({"Deployment/web": "1-40-0"}))  # a rollback to wave 1 takes cart back
+    _run(hook, update({}))
+    assert gate.calls == []
+    for restarts in ({"Deployment/web": "1-40-0", "Deployment/pay": "1-40-0"}, {"Deployment/web": "1-41-0"}):
+        with pytest.raises(GateBlocked):
+            _run(hook, update(restarts))
+
+
 @pytest.mark.parametrize("outcome", ["inconclusive", "error", "no targets"])
 def test_gate_fails_closed(monkeypatch, outcome):
     monkeypatch.delenv("MESHLIFT_GATED", raising=False)
