@@ -23,8 +23,9 @@ def shape(workloads: int) -> tuple[int, int]:
     return namespaces, -(-workloads // namespaces)
 
 
-def mesh_config(workloads: int) -> dict[str, Any]:
-    """A stack config with `workloads` canaried workloads spread over namespaces in 3 waves."""
+def mesh_config(workloads: int, canaries: int | None = None) -> dict[str, Any]:
+    """A stack config with `workloads` workloads spread over namespaces in 3 waves; every one canaried,
+    or only `canaries` of them (the first workload of that many namespaces)."""
     namespaces, per = shape(workloads)
     made = 0
     spaces = []
@@ -33,7 +34,8 @@ def mesh_config(workloads: int) -> dict[str, Any]:
         for w in range(per):
             if made == workloads:
                 break
-            items.append({"name": f"svc-{w}", "canary": True})
+            canaried = canaries is None or (w == 0 and n < canaries)
+            items.append({"name": f"svc-{w}", **({"canary": True} if canaried else {})})
             made += 1
         spaces.append({"name": f"team-{n}", "revision": "stable", "wave": 1 + n % 3, "workloads": items})
     inventory = {space["name"]: [inventory_entry(live_object(space["name"], item["name"])) for item in space["workloads"]]

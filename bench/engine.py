@@ -1,22 +1,26 @@
-"""Benchmark 5: the real engine — `pulumi preview` and `pulumi up` for 100 and 1,000 workloads, and a whole upgrade.
+"""Benchmark 5: the real engine — every stage of an upgrade at 100 and 1,000 workloads, the all-canary case, a whole upgrade.
 
 Everything is the real path, on a local cluster (localcluster/): the pinned Pulumi
 CLI, its Python language host and the Kubernetes provider against kube-apiserver,
 etcd, controller-manager, scheduler and kwok nodes, Istio's own charts, and istiod
-run as the real pilot-discovery per istiod pod (so every canary pod is injected by
+run as the real pilot-discovery per istiod pod (so every new pod is injected by
 Istio's injector). No container image runs: kwok plays the kubelets.
 
-Per size, on a fresh cluster: the teams' Deployments exist before meshlift (one
-replica each, namespaces of `bench/_specs.py`'s shape); `pulumi up` installs the
-mesh with the inventory recorded; at the canary stage every workload is read and
-cloned (one canary replica each), so `pulumi preview` and `pulumi up` there are
-where the workload count weighs. A preview right after shows the steady-state cost.
-The program alone under mocks (benchmark 4's worker, the same workloads) tells the
-program's share; the rest is the engine, the provider and the cluster (an up waits
-for every Deployment to be available, each canary pod injected by istiod).
+The rollout shape (bench/_engine_rollout.py): 100 and 1,000 workloads in 10 and 50
+namespaces, 10 canaries, 3 waves; each stage's `pulumi up`, the previews with
+nothing to change, the resources in the state, the slowest resources of each
+stage, and the gate's sample through real port-forwards.
+
+Every workload canaried (the heaviest canary stage): per size, on a fresh cluster,
+the teams' Deployments exist before meshlift (one replica each); `pulumi up`
+installs the mesh with the inventory recorded; at the canary stage every workload
+is read and cloned (one canary replica each), so `pulumi preview` and `pulumi up`
+there are where the workload count weighs. A preview right after shows the
+steady-state cost. The program alone under mocks (benchmark 4's worker, the same
+workloads) tells the program's share.
 
 Last, `meshlift rehearse --cluster` runs a whole upgrade (two teams, gates on real
-Envoys): each stage's `pulumi up` as Pulumi reports it, and the upgrade's total.
+Istio sidecars): each stage's `pulumi up` as Pulumi reports it, and the upgrade's total.
 """
 
 from __future__ import annotations
@@ -54,13 +58,14 @@ def _say(message: str) -> None:
     print(f"   {message}", flush=True)
 
 
-def engine_config(workloads: int, cluster: Any, chart_repository: str) -> dict[str, Any]:
+def engine_config(workloads: int, cluster: Any, chart_repository: str, *, canaries: int | None = None
+                  ) -> dict[str, Any]:
     """benchmark 4's mesh for `workloads`, on this cluster: namespaces that exist, one ClusterIP gateway,
     the inventory packed as meshlift writes it.
 
     A LoadBalancer Service would wait for an address nothing here hands out.
     """
-    config = mesh_config(workloads)
+    config = mesh_config(workloads, canaries)
     config.update({
         "kubernetes:kubeconfig": str(cluster.kubeconfig),
         "kubernetes:context": cluster.context,
@@ -84,14 +89,19 @@ def create_workloads(core: Any, apps: Any, config: dict[str, Any]) -> None:
         for workload in namespace["workloads"]:
             deployment = team_deployment(namespace["name"], workload["name"])
             deployment["spec"]["replicas"] = 1
+            # The pod labels the recorded inventory selects by (bench/_specs.py).
+            for labels in (deployment["spec"]["selector"]["matchLabels"],
+                           deployment["spec"]["template"]["metadata"]["labels"]):
+                labels["version"] = "v1"
             apps.create_namespaced_deployment(namespace["name"], deployment, field_manager=TEAM_MANAGER)
 
 
-def _pulumi(project: Any, *args: str) -> Any:
+def _pulumi(project: Any, *args: str, env: dict[str, str] | None = None) -> Any:
     """One `pulumi` command on the benchmark's stack (the e2e suite's project runner); fails loudly."""
-    done = project.pulumi(*args, stack=STACK, timeout=PULUMI_TIMEOUT_S)
+    done = project.pulumi(*args, stack=STACK, timeout=PULUMI_TIMEOUT_S, env=env)
     if done.returncode != 0:
-        raise RuntimeError(f"pulumi {' '.join(args)} failed:\n{done.output[-4000:]}")
+        errors = "\n".join(line for line in done.output.splitlines() if "error" in line.lower())
+        raise RuntimeError(f"pulumi {' '.join(args)} failed:\n{errors[-4000:]}\n{done.output[-2000:]}")
     return done
 
 
@@ -176,30 +186,45 @@ def whole_upgrade() -> dict[str, Any]:
     return {**parsed, "wall": wall}
 
 
+ROLLOUT_SIZES = [100, 1000]
+# Every workload cloned: two resources per workload stay in that stage by design, so its
+# cost still grows with the mesh; measured where a run stays within minutes.
+ALL_CANARY_SIZES = [100, 300]
+
+
 def run(*, quick: bool) -> Section:
     from localcluster import charts, toolchain
 
+    from . import _engine_rollout
     from .program import measure_program
 
-    sizes = [3] if quick else [100, 1000]
+    sizes = [3] if quick else ALL_CANARY_SIZES
+    rollout_sizes = [12] if quick else ROLLOUT_SIZES
     built = toolchain.ensure(progress=_say)
     results: dict[int, dict[str, Any]] = {}
+    rollouts: dict[int, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="meshlift-bench-engine-") as tmp:
         with charts.serve(Path(tmp) / "charts") as repository:
+            for workloads in rollout_sizes:
+                rollouts[workloads] = _engine_rollout.measure_rollout(
+                    workloads, built, repository.url, Path(tmp) / f"rollout{workloads}",
+                    cluster_index=CLUSTER_INDEX, nodes=nodes_for(workloads))
             for workloads in sizes:
                 results[workloads] = measure_size(workloads, built, repository.url, Path(tmp) / f"n{workloads}")
     for workloads, figures in results.items():
         figures["program under mocks"] = measure_program(workloads, 1)["times"][0]
     upgrade = None if quick else whole_upgrade()
+    rollout_tables, rollout_targets, rollout_notes = _engine_rollout.report(rollouts)
 
     steps = ["install: up", "canary: preview", "canary: up", "canary: preview, no changes"]
     rows = [[f"{n:,}", f"{f['resources']:,}", f"{f['pods']:,}", *(f"{f[s]:.1f} s" for s in steps),
              f"{f['program under mocks']:.1f} s"] for n, f in results.items()]
-    tables = [Table("pulumi preview and up on the real engine",
+    tables = [*rollout_tables, Table("Every workload canaried: the canary stage's pulumi preview and up",
                     ["workloads", "resources in the stack", "pods in the cluster", *steps,
                      "the program alone (mocks)"], rows)]
     data: dict[str, Any] = {str(n): f for n, f in results.items()}
-    targets = []
+    data["rollout"] = {str(n): f for n, f in rollouts.items()}
+    targets = list(rollout_targets)
     if len(results) > 1:
         small, big = (results[n] for n in sorted(results))
         growth = {s: big[s] / small[s] for s in ("canary: preview", "canary: up")}
@@ -227,7 +252,7 @@ def run(*, quick: bool) -> Section:
             + [["whole upgrade (meshlift's figure, gates and waits included)", f"{upgrade['total']:.1f} s"],
                ["whole rehearsal (toolchain cached, cluster start and the mesh's first install included)",
                 f"{upgrade['wall']:.1f} s"]]))
-    notes = []
+    notes = list(rollout_notes)
     for n, f in results.items():
         engine_share = f["canary: preview"] - f["program under mocks"]
         notes.append(
