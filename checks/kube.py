@@ -200,11 +200,74 @@ def pod_facts(pod: Any) -> PodFacts:
     )
 
 
+class ChannelStream:
+    """One pod port through the API server's port-forward websocket: the bytes of its data channel.
+
+    Kubernetes frames every websocket message with a channel byte (per forwarded
+    port, data on an even channel and errors on the next); the first message of
+    each channel carries only the port number.
+    """
+
+    def __init__(self, websocket: Any) -> None:
+        self._websocket = websocket
+        self._opened: set[int] = set()
+        self.error = ""
+
+    def send(self, data: bytes) -> None:
+        self._websocket.send_binary(b"\x00" + data)
+
+    def recv(self) -> bytes | None:
+        """The pod's next bytes; None once the stream has ended (or the pod side reported an error)."""
+        from websocket import ABNF, WebSocketException
+
+        while True:
+            try:
+                opcode, frame = self._websocket.recv_data_frame(True)
+            except (WebSocketException, OSError):
+                return None
+            if opcode == ABNF.OPCODE_CLOSE:
+                return None
+            if opcode != ABNF.OPCODE_BINARY or not frame.data:
+                continue
+            channel, payload = frame.data[0], frame.data[1:]
+            if channel not in self._opened:
+                self._opened.add(channel)  # the port number, once per channel
+                continue
+            if channel == 1:
+                self.error += payload.decode(errors="replace")
+                return None
+            if channel == 0 and payload:
+                return payload
+
+    def close(self) -> None:
+        try:
+            self._websocket.close()
+        except Exception:  # noqa: BLE001 - a stream that is gone is closed
+            pass
+
+
+def open_channel_stream(configuration: Any, namespace: str, pod: str, port: int) -> ChannelStream:
+    """A port-forward websocket to `pod`'s `port`, opened with the API client's configuration.
+
+    The client library's own port-forward multiplexes with `select()`, which fails
+    once a process holds more than 1,024 file descriptors (a gate over a few
+    hundred pods); here each direction blocks in a thread of its own instead.
+    """
+    from kubernetes.stream.ws_client import create_websocket
+
+    url = f"{configuration.host}/api/v1/namespaces/{namespace}/pods/{pod}/portforward?ports={port}"
+    url = "ws" + url[len("http"):] if url.startswith("http") else url
+    headers = {setting["key"].lower(): setting["value"] for setting in configuration.auth_settings().values()
+               if setting.get("in") == "header" and setting.get("value")}
+    return ChannelStream(create_websocket(configuration, url, headers))
+
+
 class PortForward:
     """A local 127.0.0.1 listener that forwards each connection to a pod's port via the API server."""
 
     def __init__(self, stream_api: StreamApi, namespace: str, pod: str, port: int = ADMIN_PORT) -> None:
         self._stream_api, self.namespace, self.pod, self.port = stream_api, namespace, pod, port
+        self._configuration: Any = None
         self._server = socket.create_server(("127.0.0.1", 0))
         self._server.settimeout(0.1)  # how soon the accept loop notices close
         self._closed = threading.Event()
@@ -234,53 +297,43 @@ class PortForward:
             threading.Thread(target=self._bridge, args=(local,), daemon=True).start()
 
     def _bridge(self, local: socket.socket) -> None:
-        from kubernetes.stream import portforward  # imported late: it patches the API object
-
-        api = None
         try:
-            api = self._stream_api()
-            forward = portforward(
-                api.connect_get_namespaced_pod_portforward, self.pod, self.namespace, ports=str(self.port)
-            )
-            remote = forward.socket(self.port)
+            if self._configuration is None:
+                self._configuration = self._stream_api().api_client.configuration
+            stream = open_channel_stream(self._configuration, self.namespace, self.pod, self.port)
         except Exception:  # noqa: BLE001 - the client sees a closed connection: AdminUnreachable
             local.close()
-            _close_api(api)
             return
-        remote.setblocking(True)
-        pumps = [
-            threading.Thread(target=_pump, args=(local, remote), daemon=True),
-            threading.Thread(target=_pump, args=(remote, local), daemon=True),
-        ]
-        for p in pumps:
-            p.start()
-        for p in pumps:
-            p.join()
-        forward.close()
-        _close_api(api)
-
-
-def _close_api(api: Any) -> None:
-    closer = getattr(getattr(api, "api_client", None), "close", None)
-    if callable(closer):
+        upstream = threading.Thread(target=_send_all, args=(local, stream), daemon=True)
+        upstream.start()
         try:
-            closer()
-        except Exception:  # noqa: BLE001 - closing a pool must not hide the forward's own outcome
+            while (data := stream.recv()) is not None:
+                local.sendall(data)
+        except OSError:
             pass
+        finally:
+            _shut(local)
+            upstream.join()
+            stream.close()
+            local.close()
 
 
-def _pump(src: socket.socket, dst: socket.socket) -> None:
+def _send_all(local: socket.socket, stream: ChannelStream) -> None:
     try:
-        while chunk := src.recv(65536):
-            dst.sendall(chunk)
-    except OSError:
+        while chunk := local.recv(65536):
+            stream.send(chunk)
+    except Exception:  # noqa: BLE001 - either side gone: the forward is over
         pass
     finally:
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        stream.close()  # ends the other direction's recv
+        _shut(local)
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 @contextmanager

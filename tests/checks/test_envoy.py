@@ -334,31 +334,41 @@ async def test_kube_targets_reach_a_real_admin_through_the_port_forward_bridge(
     socket to a real Envoy's admin port, so our local listener and bridge carry real HTTP."""
     import socket
 
-    import kubernetes.stream
     from kubernetes import client as k8s
 
+    import checks.kube
     from checks.kube import kube_targets
 
     from .test_kube import PODS, RecordedApiServer
 
-    opened: list[tuple[str, str, str]] = []
+    opened: list[tuple[str, str, int]] = []
 
     class AdminStream:
         def __init__(self) -> None:
             self.sock = socket.create_connection(("127.0.0.1", healthy.admin_port), timeout=5)
 
-        def socket(self, port: int) -> socket.socket:
-            assert port == 15000
-            return self.sock
+        def send(self, data: bytes) -> None:
+            self.sock.sendall(data)
+
+        def recv(self) -> bytes | None:
+            try:
+                return self.sock.recv(65536) or None
+            except OSError:
+                return None
 
         def close(self) -> None:
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             self.sock.close()
 
-    def fake_portforward(connect, name: str, namespace: str, *, ports: str) -> AdminStream:
-        opened.append((namespace, name, ports))
+    def fake_stream(configuration, namespace: str, name: str, port: int) -> AdminStream:
+        assert configuration.host == "https://kube.test:6443"
+        opened.append((namespace, name, port))
         return AdminStream()
 
-    monkeypatch.setattr(kubernetes.stream, "portforward", fake_portforward)
+    monkeypatch.setattr(checks.kube, "open_channel_stream", fake_stream)
     api_client = k8s.ApiClient(k8s.Configuration(host="https://kube.test:6443"))
     api_client.rest_client.pool_manager = RecordedApiServer(PODS.read_bytes())
     with kube_targets(k8s.CoreV1Api(api_client), namespace="bookinfo", revision="1-40-0",
@@ -369,7 +379,7 @@ async def test_kube_targets_reach_a_real_admin_through_the_port_forward_bridge(
     assert all(t.result("proxy-version").status is Status.PASS for t in report.targets)
     assert by_pod["ratings"].result("app-started-after-proxy").status is Status.WARN
     assert by_pod["reviews"].result("app-started-after-proxy").status is Status.PASS
-    assert {(ns, ports) for ns, _, ports in opened} == {("bookinfo", "15000")}
+    assert {(ns, port) for ns, _, port in opened} == {("bookinfo", 15000)}
 
 
 async def test_restart_between_samples_fails(fresh, settings: GateSettings) -> None:

@@ -171,3 +171,53 @@ def test_gate_discovery_forwards_only_the_baseline_sample_and_reports_it(api) ->
         assert all(t.admin_url.startswith("http://127.0.0.1:") for t in targets)
     finally:
         discovery.close()
+
+
+class FramedWebsocket:
+    """The API server's side of a port-forward websocket, as recorded frames."""
+
+    def __init__(self, frames: list[tuple[int, bytes]]) -> None:
+        self.frames, self.sent, self.closed = list(frames), [], False
+
+    def recv_data_frame(self, control: bool):
+        from websocket import ABNF, WebSocketConnectionClosedException
+
+        if not self.frames:
+            raise WebSocketConnectionClosedException("closed")
+        opcode, data = self.frames.pop(0)
+        return opcode, ABNF(opcode=opcode, data=data)
+
+    def send_binary(self, data: bytes) -> None:
+        self.sent.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_the_port_forward_stream_skips_the_port_frames_and_strips_the_channel_byte() -> None:
+    from websocket import ABNF
+
+    from checks.kube import ChannelStream
+
+    port = (15000).to_bytes(2, "little")
+    socket = FramedWebsocket([(ABNF.OPCODE_BINARY, b"\x00" + port), (ABNF.OPCODE_BINARY, b"\x01" + port),
+                              (ABNF.OPCODE_PING, b""), (ABNF.OPCODE_BINARY, b"\x00HTTP/1.1 200 OK\r\n"),
+                              (ABNF.OPCODE_BINARY, b"\x00"), (ABNF.OPCODE_BINARY, b"\x00\r\nLIVE")])
+    stream = ChannelStream(socket)
+    stream.send(b"GET /ready HTTP/1.1\r\n\r\n")
+    assert socket.sent == [b"\x00GET /ready HTTP/1.1\r\n\r\n"]
+    assert [stream.recv(), stream.recv(), stream.recv()] == [b"HTTP/1.1 200 OK\r\n", b"\r\nLIVE", None]
+
+
+def test_an_error_from_the_pod_side_ends_the_stream_and_is_kept() -> None:
+    from websocket import ABNF
+
+    from checks.kube import ChannelStream
+
+    port = (15000).to_bytes(2, "little")
+    stream = ChannelStream(FramedWebsocket([
+        (ABNF.OPCODE_BINARY, b"\x00" + port), (ABNF.OPCODE_BINARY, b"\x01" + port),
+        (ABNF.OPCODE_BINARY, b"\x01error forwarding port 15000: connection refused"),
+        (ABNF.OPCODE_BINARY, b"\x00never read")]))
+    assert stream.recv() is None
+    assert stream.error == "error forwarding port 15000: connection refused"

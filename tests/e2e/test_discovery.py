@@ -115,3 +115,28 @@ def test_hundreds_of_concurrent_port_forwarded_reads_leave_discovery_working(two
             statuses = list(reads)
     assert statuses.count(200) == 240, {s: statuses.count(s) for s in set(statuses)}
     assert during == [8] * 20
+
+
+def test_port_forwards_work_when_the_process_holds_more_than_1024_file_descriptors(two_clusters, envoy) -> None:
+    """A gate over a few hundred pods holds a socket or two per forward and per connection; the
+    client library's own port-forward multiplexes with select(), which cannot take a descriptor
+    numbered past 1,023. Here every new socket is numbered past it, as at that scale."""
+    import os
+
+    east, _ = two_clusters
+    kube = Kube.of(east)
+    pods = [injected_pod(f"many-{i}", app="many") for i in range(4)]
+    create_running(kube, "many", pods)
+    for pod in pods:
+        forward_pod(kube.custom, "many", pod["metadata"]["name"], {15000: envoy.admin_port})
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        assert min(held[-10:]) > 1024
+        core = api_for(kubeconfig=str(east.kubeconfig), context=east.context)
+        with kube_targets(core, namespace="many", selector="app=many", revision=REVISION) as targets:
+            with httpx.Client(timeout=30) as client:
+                statuses = [client.get(f"{t.admin_url}/server_info").status_code for t in targets for _ in range(3)]
+    finally:
+        for fd in held:
+            os.close(fd)
+    assert statuses == [200] * 12
