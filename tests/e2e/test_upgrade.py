@@ -20,6 +20,7 @@ import pytest
 
 import localmesh as lm
 from checks.kube import injected_revision
+from components._restarts import FIELD_MANAGER as RESTART_MANAGER
 from localcluster.sidecars import SIDECAR_FAULTS
 from rollout.cluster_rehearsal import TEAM_MANAGER, TEAMS, create_teams, restart_teams, stack_config, stand_ins
 from tests.e2e.conftest import cluster_with_istiod
@@ -135,7 +136,7 @@ def test_an_upgrade_runs_from_install_to_cleanup_on_the_real_engine(project, hea
         deployment = kube.apps.read_namespaced_deployment(app, namespace)
         managers = {entry.manager: entry for entry in deployment.metadata.managed_fields}
         assert TEAM_MANAGER in managers, "the team still owns its workload"
-        owned = json.dumps(managers["meshlift"].fields_v1) if "meshlift" in managers else ""
+        owned = json.dumps(managers[RESTART_MANAGER].fields_v1) if RESTART_MANAGER in managers else ""
         assert "meshlift.io/proxy-revision" in owned and "f:containers" not in owned
     assert not [d for d in kube.apps.list_namespaced_deployment("shop").items if d.metadata.name.endswith("-canary")]
 
