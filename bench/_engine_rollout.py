@@ -45,6 +45,9 @@ def _say(message: str) -> None:
     print(f"   {message}", flush=True)
 
 
+SPANNING = ("pulumi:pulumi:Stack", "meshlift:index:")
+
+
 def slowest_resources(event_log: Path, top: int = 3) -> list[tuple[str, float]]:
     """The resources that took longest from their step's start to its outputs, from Pulumi's event log."""
     started: dict[str, float] = {}
@@ -58,7 +61,8 @@ def slowest_resources(event_log: Path, top: int = 3) -> list[tuple[str, float]]:
             if kind in event:
                 metadata = event[kind].get("metadata") or {}
                 urn = metadata.get("urn", "")
-                if metadata.get("op") in (None, "same", "read"):
+                # The stack and meshlift's components span their children: only the objects themselves count.
+                if metadata.get("op") in (None, "same", "read") or metadata.get("type", "").startswith(SPANNING):
                     continue
                 if kind == "resourcePreEvent":
                     started[urn] = event.get("timestamp", 0)
