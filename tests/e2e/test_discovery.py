@@ -47,6 +47,14 @@ def create_running(kube: Kube, namespace: str, pods: list[dict]) -> None:
                         if p.status.phase == "Running"} >= names, what=f"pods running in {namespace}")
 
 
+def forwarded_pods(kube: Kube, app: str, count: int, envoy) -> None:
+    """`count` running pods of `app` in the namespace of that name, each one's port 15000 forwarded to `envoy`."""
+    pods = [injected_pod(f"{app}-{i}", app=app) for i in range(count)]
+    create_running(kube, app, pods)
+    for pod in pods:
+        forward_pod(kube.custom, app, pod["metadata"]["name"], {15000: envoy.admin_port})
+
+
 @pytest.fixture(scope="module")
 def two_clusters(clusters):
     return clusters.start("east"), clusters.start("west")
@@ -93,11 +101,7 @@ def test_gates_judge_the_stacks_cluster_not_the_current_context(two_clusters, tm
 
 def test_hundreds_of_concurrent_port_forwarded_reads_leave_discovery_working(two_clusters, envoy) -> None:
     east, _ = two_clusters
-    kube = Kube.of(east)
-    pods = [injected_pod(f"api-{i}", app="api") for i in range(8)]
-    create_running(kube, "api", pods)
-    for pod in pods:
-        forward_pod(kube.custom, "api", pod["metadata"]["name"], {15000: envoy.admin_port})
+    forwarded_pods(Kube.of(east), "api", 8, envoy)
     core = api_for(kubeconfig=str(east.kubeconfig), context=east.context)
     with kube_targets(core, namespace="api", selector="app=api", revision=REVISION) as targets:
         assert len(targets) == 8
@@ -124,11 +128,7 @@ def test_port_forwards_work_when_the_process_holds_more_than_1024_file_descripto
     import os
 
     east, _ = two_clusters
-    kube = Kube.of(east)
-    pods = [injected_pod(f"many-{i}", app="many") for i in range(4)]
-    create_running(kube, "many", pods)
-    for pod in pods:
-        forward_pod(kube.custom, "many", pod["metadata"]["name"], {15000: envoy.admin_port})
+    forwarded_pods(Kube.of(east), "many", 4, envoy)
     held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
     try:
         assert min(held[-10:]) > 1024
