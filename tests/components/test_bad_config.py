@@ -127,6 +127,12 @@ CASES = {
     "gateway values setting the revision": (
         minimal(gateways=gw(values={"revision": "1-31-0"})), "meshlift:gateways[0].values.revision",
         "meshlift sets this value"),
+    "gateway values setting the replica count the 'replicas' key sets": (
+        minimal(gateways=gw(values={"replicaCount": 5})), "meshlift:gateways[0].values.replicaCount",
+        "set the gateway's 'replicas' key instead"),
+    "gateway values setting the Service ports the 'service' key sets": (
+        minimal(gateways=gw(values={"service": {"ports": [{"name": "tcp", "port": 31400}]}})),
+        "meshlift:gateways[0].values.service.ports", "set the gateway's 'service.ports' key instead"),
     "base values setting the default revision": (
         minimal(baseValues={"defaultRevision": "1-31-0"}), "meshlift:baseValues.defaultRevision",
         "set meshlift:defaultRevision instead"),
