@@ -200,16 +200,17 @@ def _gateways(spec: MeshSpec) -> list[Problem]:
 def _ports(ports, key: str) -> list[Problem]:
     problems = []
     names: dict[str, int] = {}
-    numbers: dict[int, int] = {}
+    numbers: dict[tuple[int, str], int] = {}  # a Service may use one number for TCP and UDP (HTTP/3)
     for index, port in enumerate(ports):
         if port.name in names:
             problems.append(Problem(f"{key}[{index}].name",
                                     f"port name '{port.name}' is already used at [{names[port.name]}]"))
-        if port.port in numbers:
+        if (port.port, port.protocol) in numbers:
             problems.append(Problem(f"{key}[{index}].port",
-                                    f"port {port.port} is already used at [{numbers[port.port]}]"))
+                                    f"port {port.port}/{port.protocol} is already used at "
+                                    f"[{numbers[port.port, port.protocol]}]"))
         names.setdefault(port.name, index)
-        numbers.setdefault(port.port, index)
+        numbers.setdefault((port.port, port.protocol), index)
     return problems
 
 

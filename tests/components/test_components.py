@@ -96,6 +96,15 @@ def test_gateway_service_settings_and_replicas_are_sent_beside_passthrough_value
     assert values["podDisruptionBudget"] == {"minAvailable": 1}
 
 
+def test_a_gateway_port_keeps_its_protocol_so_http3_shares_443_with_https():
+    ports = [{"name": "https", "port": 443}, {"name": "http3", "port": 443, "protocol": "UDP"}]
+    gateways = [{"name": "ingress", "namespace": "istio-ingress", "revision": "stable", "service": {"ports": ports}}]
+    release = run_program(minimal(gateways=gateways)).named("ingress-release")
+    assert release.inputs["values"]["service"]["ports"] == [
+        {"name": "https", "port": 443, "targetPort": 443, "protocol": "TCP"},
+        {"name": "http3", "port": 443, "targetPort": 443, "protocol": "UDP"}], release.urn
+
+
 def test_a_gateways_stated_hpa_is_sent_over_meshlifts_default():
     gateways = [{"name": "ingress", "namespace": "istio-ingress", "revision": "stable", "replicas": 3,
                  "values": {"autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 6}}}]

@@ -133,10 +133,11 @@ def test_service_ports_compare_with_the_api_servers_defaults():
     # A platform's extra port written without protocol or targetPort is the port meshlift sends with both.
     ports = [{"name": "status-port", "port": 15021, "protocol": "TCP", "targetPort": 15021},
              {"name": "http2", "port": 80, "targetPort": 8080},
-             {"name": "tcp", "port": 31400}]
+             {"name": "tcp", "port": 31400},
+             {"name": "http3", "port": 443, "protocol": "UDP"}]
     installed = {"autoscaling": {"enabled": False}, "service": {"type": "ClusterIP", "ports": ports}}
     stated_ports = [{"name": "status-port", "port": 15021}, {"name": "http2", "port": 80, "targetPort": 8080},
-                    {"name": "tcp", "port": 31400}]
+                    {"name": "tcp", "port": 31400}, {"name": "http3", "port": 443, "protocol": "UDP"}]
     stated = {"replicas": 2, "service": {"type": "ClusterIP", "ports": stated_ports},
               "values": {"autoscaling": {"enabled": False}}}
     assert adopted_gateway(installed, stated) == []
