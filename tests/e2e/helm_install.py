@@ -72,13 +72,15 @@ PLATFORM_GATEWAY_VALUES = {
     },
 }
 # The unrevisioned istiod's mesh config: only registered destinations leave the mesh, every
-# proxy writes an access log, traces go to the platform's OpenTelemetry collector. The trust
-# domain stays Istio's: changing it changes every workload's identity, no takeover's business.
+# proxy writes an access log (meshlift's proxy profile writes the same), traces go to the
+# platform's OpenTelemetry collector by default. The trust domain stays Istio's: changing it
+# changes every workload's identity, no takeover's business.
 PLATFORM_MESH_CONFIG = {
     "accessLogFile": "/dev/stdout",
     "outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"},
     "extensionProviders": [{"name": "otel-tracing", "opentelemetry": {
         "service": "otel-collector.observability.svc.cluster.local", "port": 4317}}],
+    "defaultProviders": {"tracing": ["otel-tracing"]},
 }
 
 

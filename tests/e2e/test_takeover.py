@@ -141,7 +141,7 @@ def test_takes_over_a_helm_installed_istio_keeping_the_platforms_values(
                   "service.annotations.cloud.google.com/neg:",
                   '"tcp-postgres", "port": 5432}] -> [',
                   "meshlift:revisions[0].values: the unrevisioned istiod (istio-system/istiod) runs with values",
-                  'meshConfig.accessLogFile: "/dev/stdout" -> ""',
+                  'meshConfig.defaultProviders.tracing: ["otel-tracing"] -> the chart\'s default',
                   'meshConfig.outboundTrafficPolicy.mode: "REGISTRY_ONLY" -> the chart\'s default',
                   'meshConfig.extensionProviders: [{"name": "otel-tracing"'):
         assert named in refused.stderr, f"{named!r} not in:\n{refused.stderr}"
@@ -198,6 +198,7 @@ def test_takes_over_a_helm_installed_istio_keeping_the_platforms_values(
     mesh = mesh_of(kube, f"istio-{FROM_REV}")
     assert mesh["accessLogFile"] == "/dev/stdout", mesh
     assert mesh["outboundTrafficPolicy"] == {"mode": "REGISTRY_ONLY"}, mesh
+    assert mesh["defaultProviders"] == {"tracing": ["otel-tracing"]}, mesh
     assert PLATFORM_MESH_CONFIG["extensionProviders"][0] in mesh["extensionProviders"], mesh
 
     # Every enrolled namespace: the legacy label gone, meshlift's tag set, and exactly the
