@@ -188,13 +188,19 @@ def adopted_value_problems(spec: MeshSpec, reader: Any) -> list[Problem]:
                 "own. State each where it says (the same value keeps it)")))
     installed = release_values(reader.helm_release_secrets(spec.istio_namespace, UNREVISIONED_ISTIOD))
     if installed:
+        # Revisions with the same values miss the same ones: one problem, at the first. The
+        # revision `meshlift upgrade --to` adds copies its source's values, and is in no file.
+        alike: dict[str, list[int]] = {}
         for index, revision in enumerate(spec.revisions):
+            alike.setdefault(json.dumps(revision.values, sort_keys=True), []).append(index)
+        for first, *others in alike.values():
             sent = layered_values(deep_merge(DEFAULT_ISTIOD_VALUES, istiod_values(spec.proxy_profile)),
-                                  revision.values, {})
+                                  spec.revisions[first].values, {})
             changed = differences(installed, sent, only=CARRIED_ISTIOD_VALUES)
+            also = "".join(f" (so does revisions[{index}], which has the same values)" for index in others)
             if changed:
-                problems.append(Problem(key_path("revisions", index, "values"), (
+                problems.append(Problem(key_path("revisions", first, "values"), (
                     f"the unrevisioned istiod ({spec.istio_namespace}/{UNREVISIONED_ISTIOD}) runs with values this "
-                    f"revision does not carry ({'; '.join(map(str, changed))}): pods moving to it would change "
+                    f"revision does not carry{also} ({'; '.join(map(str, changed))}): pods moving to it would change "
                     "identity, policy or image source. Reproduce them in this revision's values")))
     return problems

@@ -26,9 +26,9 @@ import yaml
 from kubernetes import client
 
 from checks.kube import injected_revision
+from localcluster.cluster import LocalCluster
 from rollout.cluster_rehearsal import TEAM_MANAGER, create_teams, restart_teams
 from tests.e2e.conftest import cluster_with_istiod
-from localcluster.cluster import LocalCluster
 from tests.e2e.helm_install import (
     PLATFORM_AUTOSCALING,
     PLATFORM_EXTRA_PORT,
@@ -83,7 +83,7 @@ def gateway_scaling(cluster: LocalCluster) -> tuple[int, int, object]:
 
 
 @contextmanager
-def fewest_replicas(cluster: LocalCluster) -> Iterator[list[int]]:
+def gateway_replicas_during(cluster: LocalCluster) -> Iterator[list[int]]:
     """The gateway Deployment's spec.replicas, read every 0.2 s on a client of its own while the block runs."""
     seen: list[int] = []
     done = threading.Event()
@@ -145,6 +145,9 @@ def test_takes_over_a_helm_installed_istio_keeping_the_platforms_values(
                   'meshConfig.outboundTrafficPolicy.mode: "REGISTRY_ONLY" -> the chart\'s default',
                   'meshConfig.extensionProviders: [{"name": "otel-tracing"'):
         assert named in refused.stderr, f"{named!r} not in:\n{refused.stderr}"
+    # The revision `--to` adds copies revisions[0]'s values: named there, not as a problem of its own.
+    assert "(so does revisions[1], which has the same values)" in refused.stderr, refused.stderr
+    assert "meshlift:revisions[1].values:" not in refused.stderr, refused.stderr
     assert {r: kube.helm_releases(ns)[r]["version"] for ns, r in
             (("istio-system", "istio-base"), ("istio-system", "istiod"), GATEWAY)} == {
         "istio-base": 1, "istiod": 1, "istio-ingress": 1}
@@ -158,7 +161,7 @@ def test_takes_over_a_helm_installed_istio_keeping_the_platforms_values(
     assert plan.returncode == 0, plan.output
     cluster_findings = json.loads(plan.stdout)["cluster"]
     assert cluster_findings["read"] and cluster_findings["problems"] == [], cluster_findings
-    with fewest_replicas(cluster) as replicas_seen:
+    with gateway_replicas_during(cluster) as replicas_seen:
         up = project.up(STACK, label="pulumi up: take over a Helm-installed Istio")
     assert up.returncode == 0, up.output
     # Never scaled down, not even for a moment, and the HPA never had to scale it back.

@@ -69,7 +69,9 @@ def test_the_unrevisioned_istiods_mesh_config_must_be_carried_into_each_revision
             "pilot": {"replicaCount": 5}}
     cluster.helm_secrets[("istio-system", "istiod")] = [helm_record("istiod", "istio-system", 1, mesh)]
     problems = adopted_value_problems(load_spec(minimal()), cluster)
-    assert [p.key for p in problems] == ["meshlift:revisions[0].values", "meshlift:revisions[1].values"]
+    # Both revisions have the same (no) values: one problem, which names the other.
+    assert [p.key for p in problems] == ["meshlift:revisions[0].values"]
+    assert "(so does revisions[1], which has the same values)" in problems[0].reason
     assert 'meshConfig.trustDomain: "corp.example" -> the chart\'s default' in problems[0].reason
     assert "pilot.replicaCount" not in problems[0].reason  # istiod's own sizing moves nobody's pods
     carried = [{"version": v, "values": {"meshConfig": mesh["meshConfig"]}} for v in ("1.30.3", "1.31.0")]
@@ -143,3 +145,12 @@ def test_service_ports_compare_with_the_api_servers_defaults():
     assert adopted_gateway(installed, stated) == []
     [problem] = adopted_gateway(installed, {**stated, "service": {"type": "ClusterIP", "ports": stated_ports[:2]}})
     assert problem.reason.count("service.ports: ") == 1 and "[state it in service.ports]" in problem.reason
+
+
+def test_each_revision_with_values_of_its_own_is_judged_on_them():
+    cluster = FakeCluster()
+    mesh = {"meshConfig": {"outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"}}}
+    cluster.helm_secrets[("istio-system", "istiod")] = [helm_record("istiod", "istio-system", 1, mesh)]
+    revisions = [{"version": "1.30.3", "values": mesh}, {"version": "1.31.0", "values": {"pilot": {"replicaCount": 3}}}]
+    [problem] = adopted_value_problems(load_spec(minimal(revisions=revisions)), cluster)
+    assert problem.key == "meshlift:revisions[1].values" and "so does" not in problem.reason
