@@ -73,7 +73,8 @@ def gateway_values(plan: GatewayPlan, *, revision_label: str, revision: str, rep
         service = {
             "type": plan.service_type,
             "ports": [
-                {"name": p["name"], "port": p["port"], "targetPort": p.get("targetPort", p["port"]), "protocol": "TCP"}
+                {"name": p["name"], "port": p["port"], "targetPort": p.get("targetPort", p["port"]),
+                 "protocol": p.get("protocol", "TCP")}
                 for p in plan.ports
             ],
             "annotations": dict(plan.service_annotations),

@@ -83,6 +83,7 @@ class ServicePort(ConfigModel):
     name: Name
     port: Annotated[int, Field(ge=1, le=65535)]
     target_port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    protocol: Literal["TCP", "UDP", "SCTP"] = "TCP"  # UDP for HTTP/3 (QUIC) on a gateway
 
 
 def _default_gateway_ports() -> list[ServicePort]:

@@ -8,6 +8,7 @@ instead of raising, so one run reports everything that is wrong.
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 from meshmodel.chart_support import installable
 from meshmodel.plan import (
@@ -41,7 +42,13 @@ _OWNED_VALUES = {
         "revision": "the revision name is derived from 'version'",
         "revisionTags": "tags are separate webhook objects managed from meshlift:tags",
     },
-    "gateways": {"revision": "set the gateway's 'revision' key instead"},
+    "gateways": {
+        "revision": "set the gateway's 'revision' key instead",
+        # The typed keys win over these: a replica count here would be replaced by `replicas` (2 unless set).
+        "replicaCount": "set the gateway's 'replicas' key instead",
+        "service.type": "set the gateway's 'service.type' key instead",
+        "service.ports": "set the gateway's 'service.ports' key instead",
+    },
 }
 
 
@@ -96,10 +103,18 @@ def _owned_values(spec: MeshSpec) -> list[Problem]:
                                         f"meshlift sets this value: {reason}"))
     for index, gateway in enumerate(spec.gateways):
         for key, reason in _OWNED_VALUES["gateways"].items():
-            if key in gateway.values:
-                problems.append(Problem(key_path("gateways", index, "values", key),
+            path = key.split(".")
+            parent = _at(gateway.values, path[:-1])
+            if isinstance(parent, dict) and path[-1] in parent:
+                problems.append(Problem(key_path("gateways", index, "values", *path),
                                         f"meshlift sets this value: {reason}"))
     return problems
+
+
+def _at(values: Any, path: list[str]) -> Any:
+    for part in path:
+        values = values.get(part) if isinstance(values, dict) else None
+    return values
 
 
 def _revisions(spec: MeshSpec) -> list[Problem]:
@@ -185,16 +200,17 @@ def _gateways(spec: MeshSpec) -> list[Problem]:
 def _ports(ports, key: str) -> list[Problem]:
     problems = []
     names: dict[str, int] = {}
-    numbers: dict[int, int] = {}
+    numbers: dict[tuple[int, str], int] = {}  # a Service may use one number for TCP and UDP (HTTP/3)
     for index, port in enumerate(ports):
         if port.name in names:
             problems.append(Problem(f"{key}[{index}].name",
                                     f"port name '{port.name}' is already used at [{names[port.name]}]"))
-        if port.port in numbers:
+        if (port.port, port.protocol) in numbers:
             problems.append(Problem(f"{key}[{index}].port",
-                                    f"port {port.port} is already used at [{numbers[port.port]}]"))
+                                    f"port {port.port}/{port.protocol} is already used at "
+                                    f"[{numbers[port.port, port.protocol]}]"))
         names.setdefault(port.name, index)
-        numbers.setdefault(port.port, index)
+        numbers.setdefault((port.port, port.protocol), index)
     return problems
 
 

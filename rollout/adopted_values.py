@@ -9,7 +9,11 @@ given at install or upgrade) are compared with what meshlift would send:
 
 - an adopted gateway: every value the operator set that meshlift's values do not
   reproduce (an HPA turned off, fewer replicas, Service annotations, a
-  `loadBalancerIP`, extra ports: a cloud load balancer may get a new address);
+  `loadBalancerIP`, extra ports: a cloud load balancer may get a new address),
+  and every chart default the installation ran with that meshlift's own values
+  would override (the chart's HPA, on by default, that meshlift turns off unless
+  stated). Service ports compare as the API server stores them (`protocol` TCP
+  and `targetPort` = `port` when left out);
 - the unrevisioned `istiod` (never adopted: meshlift's revisions run beside it):
   the values that decide what its pods become when they move to a revision of
   meshlift's — mesh config (trust domain, outbound policy, extension providers),
@@ -28,6 +32,7 @@ import base64
 import gzip
 import json
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from meshmodel.plan import PROXY_REVISION_ANNOTATION, plan_for
@@ -40,17 +45,40 @@ UNREVISIONED_ISTIOD = "istiod"
 _ABSENT = object()
 
 
-def release_values(secrets: list[Mapping[str, Any]]) -> dict[str, Any] | None:
-    """`config` of the newest deployed release among Helm's release Secrets (API JSON), or None."""
-    newest: tuple[int, dict[str, Any]] | None = None
+# Istio's charts keep their values.yaml under this key and merge the user's values onto it in
+# their templates (`zzz_profile.yaml`), so Helm's own merge never sees the defaults.
+_CHART_DEFAULTS_KEY = "_internal_defaults_do_not_set"
+# Where a gateway's stack states a value meshlift sets from a typed key rather than `values`.
+_TYPED_GATEWAY_KEYS = (("replicaCount", "replicas"), ("service.type", "service.type"),
+                       ("service.ports", "service.ports"), ("service.annotations", "service.annotations"))
+
+
+def deployed_release(secrets: list[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The newest deployed release record among Helm's release Secrets (API JSON), or None."""
+    newest: dict[str, Any] | None = None
     for secret in secrets:
         labels = (secret.get("metadata") or {}).get("labels") or {}
         if labels.get("owner") != "helm" or labels.get("status") != "deployed":
             continue
         record = json.loads(gzip.decompress(base64.b64decode(base64.b64decode((secret.get("data") or {})["release"]))))
-        if newest is None or record["version"] > newest[0]:
-            newest = (record["version"], record.get("config") or {})
-    return None if newest is None else newest[1]
+        if newest is None or record["version"] > newest["version"]:
+            newest = record
+    return newest
+
+
+def release_values(secrets: list[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """`config` (the values given at install or upgrade) of the newest deployed release, or None."""
+    record = deployed_release(secrets)
+    return None if record is None else record.get("config") or {}
+
+
+def chart_defaults(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The defaults of the chart a release record was installed from (its values.yaml)."""
+    from components._helm import deep_merge
+
+    values = (record.get("chart") or {}).get("values") or {}
+    rest = {key: value for key, value in values.items() if key != _CHART_DEFAULTS_KEY}
+    return deep_merge(values.get(_CHART_DEFAULTS_KEY) or {}, rest)
 
 
 def leaves(values: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
@@ -76,18 +104,60 @@ def _under(path: tuple[str, ...], prefixes: tuple[str, ...]) -> bool:
     return any(path[:len(p.split("."))] == tuple(p.split(".")) for p in prefixes)
 
 
+def comparable(path: tuple[str, ...], value: Any) -> Any:
+    """A value as the cluster ends up with it: a Service port without `protocol` is TCP, without
+    `targetPort` it targets its own port (the API server's defaults)."""
+    if path == ("service", "ports") and isinstance(value, list):
+        return [{"protocol": "TCP", "targetPort": port.get("port"), **port} if isinstance(port, Mapping) else port
+                for port in value]
+    return value
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One value the installation runs with and what meshlift would send instead."""
+
+    path: tuple[str, ...]
+    installed: str  # as shown: JSON, marked when it is the chart's default
+    sent: str
+
+    def __str__(self) -> str:
+        return f"{'.'.join(self.path)}: {self.installed} -> {self.sent}"
+
+
 def differences(installed: Mapping[str, Any], sent: Mapping[str, Any], *, only: tuple[str, ...] = (),
-                ignore: tuple[str, ...] = ()) -> list[str]:
-    """`path: installed -> sent` for every installed value the sent values do not reproduce."""
+                ignore: tuple[str, ...] = ()) -> list[Difference]:
+    """Every installed value the sent values do not reproduce."""
     found = []
     for path, value in leaves(installed):
         if (only and not _under(path, only)) or _under(path, ignore):
             continue
         now = value_at(sent, path)
-        if now != value:
+        if comparable(path, now) != comparable(path, value):
             shown = "the chart's default" if now is _ABSENT else json.dumps(now)
-            found.append(f"{'.'.join(path)}: {json.dumps(value)} -> {shown}")
+            found.append(Difference(path, json.dumps(value), shown))
     return found
+
+
+def overridden_defaults(defaults: Mapping[str, Any], installed: Mapping[str, Any], sent: Mapping[str, Any], *,
+                        ignore: tuple[str, ...] = ()) -> list[Difference]:
+    """Every chart default the installation ran with (it set nothing there) that the sent values replace."""
+    found = []
+    for path, value in leaves(sent):
+        if _under(path, ignore) or value_at(installed, path) is not _ABSENT:
+            continue
+        default = value_at(defaults, path)
+        if default is _ABSENT or default is None:  # nothing the installation ran with
+            continue
+        if comparable(path, default) != comparable(path, value):
+            found.append(Difference(path, f"{json.dumps(default)} (the chart's default)", json.dumps(value)))
+    return found
+
+
+def _stated_at(difference: Difference) -> str:
+    """A gateway's difference with the key that states its value: a typed key, else `values.<path>`."""
+    typed = next((key for prefix, key in _TYPED_GATEWAY_KEYS if _under(difference.path, (prefix,))), None)
+    return f"{difference} [state it in {typed or 'values.' + '.'.join(difference.path)}]"
 
 
 def adopted_value_problems(spec: MeshSpec, reader: Any) -> list[Problem]:
@@ -102,27 +172,35 @@ def adopted_value_problems(spec: MeshSpec, reader: Any) -> list[Problem]:
     for index, gateway in enumerate(spec.gateways):
         if f"{gateway.namespace}/{gateway.name}" not in spec.adopt:
             continue
-        installed = release_values(reader.helm_release_secrets(gateway.namespace, gateway.name))
-        if PROXY_REVISION_ANNOTATION in ((installed or {}).get("podAnnotations") or {}):
+        record = deployed_release(reader.helm_release_secrets(gateway.namespace, gateway.name)) or {}
+        installed = record.get("config") or {}
+        if PROXY_REVISION_ANNOTATION in (installed.get("podAnnotations") or {}):
             continue  # meshlift's own values since the takeover: changing them is the stack's business
         planned = next(g for g in plan.gateways if g.name == gateway.name)
         sent = gateway_values(planned, revision_label=planned.revision_label, revision=planned.revision,
                               replicas=planned.replicas, canary=False, chart_version=planned.version)
-        changed = differences(installed or {}, sent, ignore=("revision",))
+        changed = [*differences(installed, sent, ignore=("revision",)),
+                   *overridden_defaults(chart_defaults(record), installed, sent, ignore=("revision",))]
         if changed:
             problems.append(Problem(key_path("gateways", index), (
-                f"the adopted release {gateway.namespace}/{gateway.name} was installed with values meshlift would "
-                f"replace ({'; '.join(changed)}): Helm keeps none of them once meshlift sends its own. State each in "
-                "this gateway's replicas, service or values (the same value keeps it)")))
+                f"the adopted release {gateway.namespace}/{gateway.name} runs with values meshlift would "
+                f"replace ({'; '.join(map(_stated_at, changed))}): Helm keeps none of them once meshlift sends its "
+                "own. State each where it says (the same value keeps it)")))
     installed = release_values(reader.helm_release_secrets(spec.istio_namespace, UNREVISIONED_ISTIOD))
     if installed:
+        # Revisions with the same values miss the same ones: one problem, at the first. The
+        # revision `meshlift upgrade --to` adds copies its source's values, and is in no file.
+        alike: dict[str, list[int]] = {}
         for index, revision in enumerate(spec.revisions):
+            alike.setdefault(json.dumps(revision.values, sort_keys=True), []).append(index)
+        for first, *others in alike.values():
             sent = layered_values(deep_merge(DEFAULT_ISTIOD_VALUES, istiod_values(spec.proxy_profile)),
-                                  revision.values, {})
+                                  spec.revisions[first].values, {})
             changed = differences(installed, sent, only=CARRIED_ISTIOD_VALUES)
+            also = "".join(f" (so does revisions[{index}], which has the same values)" for index in others)
             if changed:
-                problems.append(Problem(key_path("revisions", index, "values"), (
+                problems.append(Problem(key_path("revisions", first, "values"), (
                     f"the unrevisioned istiod ({spec.istio_namespace}/{UNREVISIONED_ISTIOD}) runs with values this "
-                    f"revision does not carry ({'; '.join(changed)}): pods moving to it would change identity, "
-                    "policy or image source. Reproduce them in this revision's values")))
+                    f"revision does not carry{also} ({'; '.join(map(str, changed))}): pods moving to it would change "
+                    "identity, policy or image source. Reproduce them in this revision's values")))
     return problems

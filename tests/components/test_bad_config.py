@@ -127,6 +127,16 @@ CASES = {
     "gateway values setting the revision": (
         minimal(gateways=gw(values={"revision": "1-31-0"})), "meshlift:gateways[0].values.revision",
         "meshlift sets this value"),
+    "gateway values setting the replica count the 'replicas' key sets": (
+        minimal(gateways=gw(values={"replicaCount": 5})), "meshlift:gateways[0].values.replicaCount",
+        "set the gateway's 'replicas' key instead"),
+    "gateway values setting the Service ports the 'service' key sets": (
+        minimal(gateways=gw(values={"service": {"ports": [{"name": "tcp", "port": 31400}]}})),
+        "meshlift:gateways[0].values.service.ports", "set the gateway's 'service.ports' key instead"),
+    "a gateway port number used twice for one protocol": (
+        minimal(gateways=gw(service={"ports": [{"name": "https", "port": 443},
+                                               {"name": "tls", "port": 443, "protocol": "TCP"}]})),
+        "meshlift:gateways[0].service.ports[1].port", "port 443/TCP is already used at [0]"),
     "base values setting the default revision": (
         minimal(baseValues={"defaultRevision": "1-31-0"}), "meshlift:baseValues.defaultRevision",
         "set meshlift:defaultRevision instead"),

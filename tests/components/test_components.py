@@ -80,11 +80,11 @@ def test_gateway_namespace_is_not_labelled_for_injection_and_is_created_once_whe
     assert egress.inputs["values"]["revision"] == "1-30-3", egress.urn
 
 
-def test_gateway_service_settings_and_replicas_override_passthrough_values():
+def test_gateway_service_settings_and_replicas_are_sent_beside_passthrough_values():
     gateways = [{
         "name": "ingress", "namespace": "istio-ingress", "revision": "stable", "replicas": 3,
         "service": {"type": "ClusterIP", "ports": [{"name": "https", "port": 443, "targetPort": 8443}]},
-        "values": {"replicaCount": 9, "resources": {"requests": {"cpu": "1"}}},
+        "values": {"resources": {"requests": {"cpu": "1"}}, "service": {"loadBalancerSourceRanges": ["10.0.0.0/8"]}},
     }]
     release = run_program(minimal(gateways=gateways)).named("ingress-release")
     values = release.inputs["values"]
@@ -92,7 +92,26 @@ def test_gateway_service_settings_and_replicas_override_passthrough_values():
     assert values["resources"] == {"requests": {"cpu": "1"}}, release.urn
     assert values["service"]["type"] == "ClusterIP"
     assert values["service"]["ports"] == [{"name": "https", "port": 443, "targetPort": 8443, "protocol": "TCP"}]
+    assert values["service"]["loadBalancerSourceRanges"] == ["10.0.0.0/8"], release.urn
     assert values["podDisruptionBudget"] == {"minAvailable": 1}
+
+
+def test_a_gateway_port_keeps_its_protocol_so_http3_shares_443_with_https():
+    ports = [{"name": "https", "port": 443}, {"name": "http3", "port": 443, "protocol": "UDP"}]
+    gateways = [{"name": "ingress", "namespace": "istio-ingress", "revision": "stable", "service": {"ports": ports}}]
+    release = run_program(minimal(gateways=gateways)).named("ingress-release")
+    assert release.inputs["values"]["service"]["ports"] == [
+        {"name": "https", "port": 443, "targetPort": 443, "protocol": "TCP"},
+        {"name": "http3", "port": 443, "targetPort": 443, "protocol": "UDP"}], release.urn
+
+
+def test_a_gateways_stated_hpa_is_sent_over_meshlifts_default():
+    gateways = [{"name": "ingress", "namespace": "istio-ingress", "revision": "stable", "replicas": 3,
+                 "values": {"autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 6}}}]
+    release = run_program(minimal(gateways=gateways)).named("ingress-release")
+    values = release.inputs["values"]
+    assert values["autoscaling"] == {"enabled": True, "minReplicas": 3, "maxReplicas": 6}, release.urn
+    assert values["replicaCount"] == 3, release.urn
 
 
 def test_istiod_holds_applications_in_both_forms_with_user_values_merged_on_top():

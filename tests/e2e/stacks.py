@@ -26,10 +26,16 @@ def mesh_stack(cluster: LocalCluster, repository: ChartRepository, *, stage: str
     return config
 
 
-def takeover_stack(cluster: LocalCluster, repository: ChartRepository) -> dict[str, Any]:
-    """The mesh as meshlift declares it over an Istio installed with Helm per Istio's docs."""
+def takeover_stack(cluster: LocalCluster, repository: ChartRepository, *, gateway: dict[str, Any] | None = None,
+                   mesh_config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The mesh as meshlift declares it over an Istio installed with Helm per Istio's docs; `gateway`
+    and `mesh_config` state what the installation runs with (the adopted gateway's keys, the mesh
+    config the unrevisioned istiod's pods keep on meshlift's revision)."""
     config = stack_config(cluster.kubeconfig, cluster.context, repository.url)
     config["meshlift:gateways"] = [{"name": "istio-ingress", "namespace": "istio-ingress", "revision": "stable",
-                                    "replicas": 1, "service": {"type": "ClusterIP"}}]
+                                    "replicas": 1, "service": {"type": "ClusterIP"}, **(gateway or {})}]
+    if mesh_config is not None:
+        for revision in config["meshlift:revisions"]:
+            revision["values"] = {**revision.get("values", {}), "meshConfig": mesh_config}
     config["meshlift:adopt"] = ["istio-system/istio-base", "istio-ingress/istio-ingress"]
     return config

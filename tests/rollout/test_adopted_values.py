@@ -13,9 +13,11 @@ from tests.components.configs import minimal
 from tests.rollout.doubles import FakeCluster
 
 
-def helm_record(name: str, namespace: str, version: int, config: dict[str, Any], status: str = "deployed") -> dict:
+def helm_record(name: str, namespace: str, version: int, config: dict[str, Any], status: str = "deployed",
+                chart_values: dict[str, Any] | None = None) -> dict:
     """A `sh.helm.release.v1.<name>.v<N>` Secret as the API server returns it (data: base64 of Helm's base64)."""
-    record = {"name": name, "namespace": namespace, "version": version, "config": config, "info": {"status": status}}
+    record = {"name": name, "namespace": namespace, "version": version, "config": config, "info": {"status": status},
+              "chart": {"metadata": {"name": "gateway"}, "values": chart_values or {}}}
     helm = base64.b64encode(gzip.compress(json.dumps(record).encode())).decode()
     return {"metadata": {"name": f"sh.helm.release.v1.{name}.v{version}", "namespace": namespace,
                          "labels": {"owner": "helm", "name": name, "status": status, "version": str(version)}},
@@ -67,7 +69,9 @@ def test_the_unrevisioned_istiods_mesh_config_must_be_carried_into_each_revision
             "pilot": {"replicaCount": 5}}
     cluster.helm_secrets[("istio-system", "istiod")] = [helm_record("istiod", "istio-system", 1, mesh)]
     problems = adopted_value_problems(load_spec(minimal()), cluster)
-    assert [p.key for p in problems] == ["meshlift:revisions[0].values", "meshlift:revisions[1].values"]
+    # Both revisions have the same (no) values: one problem, which names the other.
+    assert [p.key for p in problems] == ["meshlift:revisions[0].values"]
+    assert "(so does revisions[1], which has the same values)" in problems[0].reason
     assert 'meshConfig.trustDomain: "corp.example" -> the chart\'s default' in problems[0].reason
     assert "pilot.replicaCount" not in problems[0].reason  # istiod's own sizing moves nobody's pods
     carried = [{"version": v, "values": {"meshConfig": mesh["meshConfig"]}} for v in ("1.30.3", "1.31.0")]
@@ -80,3 +84,73 @@ def test_a_gateway_taken_over_already_is_the_stacks_to_change():
     cluster.helm_secrets[("istio-ingress", "istio-ingress")] = [helm_record("istio-ingress", "istio-ingress", 2, ours)]
     spec = load_spec(minimal(gateways=[{**GATEWAY, "replicas": 4}], adopt=["istio-ingress/istio-ingress"]))
     assert adopted_value_problems(spec, cluster) == []
+
+
+# What istio/gateway 1.30's values.yaml holds, in part: Istio's charts nest their defaults under this key.
+GATEWAY_CHART_VALUES = {"_internal_defaults_do_not_set": {
+    "replicaCount": None,
+    "autoscaling": {"enabled": True, "minReplicas": 1, "maxReplicas": 5},
+    "service": {"type": "LoadBalancer", "annotations": {}, "ports": [
+        {"name": "status-port", "port": 15021, "protocol": "TCP", "targetPort": 15021},
+        {"name": "http2", "port": 80, "protocol": "TCP", "targetPort": 80},
+        {"name": "https", "port": 443, "protocol": "TCP", "targetPort": 443}]},
+    "podDisruptionBudget": {},
+}}
+
+
+def adopted_gateway(installed: dict[str, Any], stated: dict[str, Any]) -> list:
+    cluster = FakeCluster()
+    cluster.helm_secrets[("istio-ingress", "istio-ingress")] = [helm_record(
+        "istio-ingress", "istio-ingress", 1, installed, chart_values=GATEWAY_CHART_VALUES)]
+    spec = load_spec(minimal(gateways=[{**GATEWAY, **stated}], adopt=["istio-ingress/istio-ingress"]))
+    return adopted_value_problems(spec, cluster)
+
+
+def test_the_charts_own_hpa_is_not_turned_off_unless_the_stack_states_it():
+    # Installed with no values at all: the chart's HPA (on by default) runs; meshlift's default is off.
+    [problem] = adopted_gateway({}, {})
+    assert ('autoscaling.enabled: true (the chart\'s default) -> false [state it in values.autoscaling.enabled]'
+            in problem.reason), problem.reason
+    assert problem.reason.count(" -> ") == 1, problem.reason  # the chart's Service and ports are meshlift's too
+    assert adopted_gateway({}, {"values": {"autoscaling": {"enabled": True}}}) == []
+
+
+def test_each_difference_names_the_stack_key_that_states_it():
+    installed = {"replicaCount": 3, "autoscaling": {"enabled": False},
+                 "service": {"type": "ClusterIP", "annotations": {"cloud.google.com/neg": "{}"},
+                             "loadBalancerSourceRanges": ["10.0.0.0/8"]}}
+    [problem] = adopted_gateway(installed, {})
+    assert "replicaCount: 3 -> 2 [state it in replicas]" in problem.reason
+    assert 'service.type: "ClusterIP" -> "LoadBalancer" [state it in service.type]' in problem.reason
+    assert "[state it in service.annotations]" in problem.reason
+    assert ('service.loadBalancerSourceRanges: ["10.0.0.0/8"] -> the chart\'s default '
+            '[state it in values.service.loadBalancerSourceRanges]') in problem.reason
+    stated = {"replicas": 3, "service": {"type": "ClusterIP", "annotations": {"cloud.google.com/neg": "{}"}},
+              "values": {"autoscaling": {"enabled": False},
+                         "service": {"loadBalancerSourceRanges": ["10.0.0.0/8"]}}}
+    assert adopted_gateway(installed, stated) == []
+
+
+def test_service_ports_compare_with_the_api_servers_defaults():
+    # A platform's extra port written without protocol or targetPort is the port meshlift sends with both.
+    ports = [{"name": "status-port", "port": 15021, "protocol": "TCP", "targetPort": 15021},
+             {"name": "http2", "port": 80, "targetPort": 8080},
+             {"name": "tcp", "port": 31400},
+             {"name": "http3", "port": 443, "protocol": "UDP"}]
+    installed = {"autoscaling": {"enabled": False}, "service": {"type": "ClusterIP", "ports": ports}}
+    stated_ports = [{"name": "status-port", "port": 15021}, {"name": "http2", "port": 80, "targetPort": 8080},
+                    {"name": "tcp", "port": 31400}, {"name": "http3", "port": 443, "protocol": "UDP"}]
+    stated = {"replicas": 2, "service": {"type": "ClusterIP", "ports": stated_ports},
+              "values": {"autoscaling": {"enabled": False}}}
+    assert adopted_gateway(installed, stated) == []
+    [problem] = adopted_gateway(installed, {**stated, "service": {"type": "ClusterIP", "ports": stated_ports[:2]}})
+    assert problem.reason.count("service.ports: ") == 1 and "[state it in service.ports]" in problem.reason
+
+
+def test_each_revision_with_values_of_its_own_is_judged_on_them():
+    cluster = FakeCluster()
+    mesh = {"meshConfig": {"outboundTrafficPolicy": {"mode": "REGISTRY_ONLY"}}}
+    cluster.helm_secrets[("istio-system", "istiod")] = [helm_record("istiod", "istio-system", 1, mesh)]
+    revisions = [{"version": "1.30.3", "values": mesh}, {"version": "1.31.0", "values": {"pilot": {"replicaCount": 3}}}]
+    [problem] = adopted_value_problems(load_spec(minimal(revisions=revisions)), cluster)
+    assert problem.key == "meshlift:revisions[1].values" and "so does" not in problem.reason
