@@ -31,7 +31,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-STACK = "bench"
+from ._engine_stack import STACK, say
+
 CANARIES = 10
 SHARED_ENVOYS = 16
 ROLLOUT_DEADLINE_S = 1800
@@ -39,10 +40,6 @@ TEAMS_INJECTED = "teams' pods injected"
 # `--event-log` needs PULUMI_DEBUG_COMMANDS; MESHLIFT_GATED stands the program's gate hook down, as the
 # orchestrator does for the `up`s it has gated already.
 UP_ENV = {"PULUMI_DEBUG_COMMANDS": "true", "MESHLIFT_GATED": "1"}
-
-
-def _say(message: str) -> None:
-    print(f"   {message}", flush=True)
 
 
 SPANNING = ("pulumi:pulumi:Stack", "meshlift:index:")
@@ -154,7 +151,7 @@ def measure_rollout(workloads: int, built: Any, chart_repository: str, root: Pat
     """Every stage of an upgrade at `workloads` on a fresh cluster: up, waits, previews, resources, gate samples."""
     from kubernetes import client
 
-    from bench.engine import _pulumi, create_workloads, engine_config
+    from bench._engine_stack import create_workloads, engine_config, run_pulumi as _pulumi
     from localcluster.cluster import LocalCluster
     from localcluster.istiod import IstiodRunner
     from rollout.platforms.base import GateScope
@@ -185,7 +182,7 @@ def measure_rollout(workloads: int, built: Any, chart_repository: str, root: Pat
                 config["meshlift:rollout"] = {"from": rollout["from"], "to": rollout["to"], **stage}
                 project.write_stack(STACK, config)
                 log = root / f"events-{label.replace(' ', '')}.jsonl"
-                _say(f"{workloads} workloads: pulumi up ({label})")
+                say(f"{workloads} workloads: pulumi up ({label})")
                 up = _pulumi(project, "up", "--yes", "--skip-preview", "--suppress-progress", "--event-log", str(log),
                              env=UP_ENV)
                 entry: dict[str, Any] = {"up": up.seconds}
@@ -229,7 +226,7 @@ def _gate_through_forwards(core: Any, custom: Any, config: dict[str, Any], clust
         try:
             started = time.monotonic()
             forwarded = forward_every_pod(core, custom, namespaces, envoys)
-            _say(f"{forwarded} pods forwarded to {len(envoys)} Envoys in {time.monotonic() - started:.0f} s")
+            say(f"{forwarded} pods forwarded to {len(envoys)} Envoys in {time.monotonic() - started:.0f} s")
             return gate_sample(config, cluster, scope)
         finally:
             lm.stop_proxies(envoys)

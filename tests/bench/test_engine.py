@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.engine import engine_config, parse_upgrade
+from bench._engine_stack import engine_config
+from bench.engine import parse_upgrade
 from meshmodel.packed import is_packed
 from meshmodel.spec_check import load_spec
 
