@@ -19,6 +19,7 @@ from components.control_plane import ControlPlaneArgs, ControlPlaneRevision
 from components.gateway import Gateway, GatewayArgs
 from components.mesh_base import MeshBase, MeshBaseArgs
 from components.namespace_enrollment import NamespaceEnrollment, NamespaceEnrollmentArgs
+from components.pinned_config import PinnedConfig, PinnedConfigArgs
 from components.promotion import registered_once
 from components.revision_tags import RevisionTags, RevisionTagsArgs
 from components.workload import Workloads, WorkloadsArgs
@@ -100,6 +101,11 @@ def main() -> None:
         """What must exist before pods labelled `label` can be injected: istiod, and the tag."""
         return [planes[revision], *([tags.webhooks[label]] if label in tags.webhooks else [])]
 
+    # Pinned Istio config follows the tags, before any workload restarts onto the new revision.
+    pinned = PinnedConfig("pinned-config", PinnedConfigArgs(
+        relabels=plan.relabels, depends_on=[planes[r.revision] for r in plan.relabels[:1]], promotion_hooks=hooks,
+    )) if plan.relabels else None
+
     gateway_namespaces: dict[str, Gateway] = {}
     for gw in plan.gateways:
         owner = gateway_namespaces.get(gw.namespace)
@@ -131,7 +137,8 @@ def main() -> None:
         labelled = enrolled[ns.name].labelled
         if ns.name in workloads:
             Workloads(ns.name, WorkloadsArgs(
-                namespace=ns.name, plans=workloads[ns.name], depends_on=[labelled], promotion_hooks=hooks,
+                namespace=ns.name, plans=workloads[ns.name], depends_on=[labelled, *([pinned] if pinned else [])],
+                promotion_hooks=hooks,
             ))
         if ns.name in canaries:
             Canaries(ns.name, CanariesArgs(
