@@ -133,6 +133,8 @@ def plan(
     Reads the stack's cluster too, when it can: what the upgrade would refuse there,
     and what happens to namespaces meshlift enrolled that the config no longer lists.
     """
+    from rollout.inventory import with_recorded
+    from rollout.pinned_config import PINNED_OBJECTS_KEY, pinned_records
     from rollout.preflight import findings_for_plan
     from rollout.stages import before_rollout, planned_stages, upgrade_target
     from rollout.workload_report import with_live_workloads
@@ -147,11 +149,13 @@ def plan(
     except SpecError as error:
         raise spec_error_at(error, path) from None
     target, workloads, not_listed = with_live_workloads(target, config)
+    found, unread = findings_for_plan(target.spec, config)
+    if target.spec.pinned_config == "relabel":  # the stages then relabel what the run would record
+        target = with_recorded(target, config, {PINNED_OBJECTS_KEY: pinned_records(found.pinned)})
     stages = planned_stages(target.spec, current=before_rollout(target.spec))
     least = sum(s.min_s for s in stages)
     rollout = target.spec.rollout
     assert rollout is not None
-    found, unread = findings_for_plan(target.spec, config)
     cluster = {"read": unread is None, "unreadable": unread, "notes": found.notes,
                "problems": [str(problem) for problem in found.problems]}
     if as_json:

@@ -32,7 +32,8 @@ from rollout.errors import (
     RolloutFailed,
     UsageError,
 )
-from rollout.inventory import INVENTORY_KEY, inventory_of, with_inventory, without_workloads
+from rollout.inventory import INVENTORY_KEY, inventory_of, with_inventory, with_recorded, without_workloads
+from rollout.pinned_config import PINNED_OBJECTS_KEY
 from rollout.prerequisites import config_size_problem
 from rollout.leftovers import cleanup_refusal, injected_revision
 from rollout.rollouts import RolloutBudget, moved_workloads, stray_revisions, wait_for_rollouts
@@ -211,9 +212,26 @@ class Orchestrator:
                 for warning in row.warnings:
                     self._emit(state, "warning", message=f"{row.workload} in {row.namespace}: {warning}")
         request.target = with_inventory(request.target, request.base_config, recorded)
+        self._record_pinned_config(state, request)
         problem = config_size_problem({**request.base_config, **request.target.extra})
         if problem:
             raise ConfigTooLarge(f"cannot start: {problem}. Nothing was changed.")
+
+    def _record_pinned_config(self, state: RunState, request: RunRequest) -> None:
+        """With `pinnedConfig: relabel`: fix which Istio config objects the run relabels, as the inventory
+        is fixed (recorded by the first apply, or listed now)."""
+        spec = request.target.spec
+        if spec.pinned_config != "relabel" or spec.rollout is None:
+            return
+        recorded = (state.applied or {}).get(PINNED_OBJECTS_KEY)
+        if recorded is None:
+            try:
+                recorded = self.platform.pinned_config(spec.rollout.from_revision)
+            except PlatformError as error:
+                raise PlatformUnavailable(f"{error}; nothing was changed") from error
+            self._emit(state, "pinned", relabel=[f"{o['kind']} {o['namespace']}/{o['name']}" for o in recorded],
+                       revision=spec.rollout.to_revision)
+        request.target = with_recorded(request.target, request.base_config, {PINNED_OBJECTS_KEY: recorded})
 
     def _current_spec(self, state: RunState, request: RunRequest) -> MeshSpec:
         if state.applied is None:

@@ -29,7 +29,7 @@ from rollout.namespace_checks import (
     unlisted_namespace_notes,
 )
 from rollout.adopted_values import adopted_value_problems
-from rollout.pinned_config import pinned_config_notes, pinned_config_problems, pinned_objects
+from rollout.pinned_config import PinnedObject, pinned_config_notes, pinned_config_problems, pinned_objects
 from rollout.project import spec_error_at
 
 PLAN_TIMEOUT_S = 5.0  # `meshlift plan` must stay quick when the cluster is away
@@ -39,6 +39,7 @@ PLAN_TIMEOUT_S = 5.0  # `meshlift plan` must stay quick when the cluster is away
 class Findings:
     problems: list[Problem] = field(default_factory=list)  # refuse the upgrade
     notes: list[str] = field(default_factory=list)  # what the plan says besides its stages
+    pinned: list[PinnedObject] = field(default_factory=list)  # Istio config pinned to the rollout's `from`
 
 
 def live_reader(config: Mapping[str, Any], *, timeout_s: float | None = None) -> Any:
@@ -61,6 +62,7 @@ def findings(spec: MeshSpec, reader: Any) -> Findings:
         problems=[*existing_namespace_problems(spec, namespaces), *foreign_injection_label_problems(spec, namespaces),
                   *pinned_config_problems(spec, pinned), *adopted_value_problems(spec, reader)],
         notes=[*unlisted_namespace_notes(spec, namespaces), *pinned_config_notes(spec, pinned)],
+        pinned=pinned,
     )
 
 
