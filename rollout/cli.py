@@ -342,12 +342,25 @@ def status(stack: StackOpt = "dev", as_json: JsonOpt = False) -> None:
             console.print_line(f"no rollout recorded for stack {stack}")
         return
     events = journal.events(state.run_id)
+    warnings = _status_warnings(stack)
     if as_json:
         run = {**state.to_json(), "started_at": rfc3339(state.started_at), "updated_at": rfc3339(state.updated_at)}
-        console.print_json(document("status", stack=stack, run=run,
+        console.print_json(document("status", stack=stack, run=run, warnings=warnings,
                                     events=[{**e, "ts": rfc3339(e.get("ts"))} for e in events[-20:]]))
         return
     console.print_status(state, events, driven=_driven(journal))
+    for warning in warnings:
+        console.print_line(f"[yellow]‼[/] {warning}")
+
+
+def _status_warnings(stack: str) -> list[str]:
+    """What the stack's cluster says now that the journal cannot: labels put back on enrolled namespaces."""
+    from rollout.preflight import namespace_warnings
+    from rollout.rehearsal import STACK as REHEARSAL
+
+    if stack == REHEARSAL:
+        return []  # local Envoys: no cluster, no namespace labels
+    return namespace_warnings(stack_config(stack)[1])
 
 
 def _driven(journal: Journal) -> bool:

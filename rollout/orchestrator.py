@@ -40,6 +40,7 @@ from rollout.rollouts import RolloutBudget, moved_workloads, stray_revisions, wa
 from rollout.gates import GateRunner, GateVerdict
 from rollout.history import rollback_target
 from rollout.journal import Journal, RunState
+from rollout.namespace_checks import returned_injection_label_warnings
 from rollout.phases import Phase, next_forward
 from rollout.platforms.base import Applied, GateScope, Platform, StageChange
 from rollout.platforms.scope import selectors_for
@@ -110,6 +111,7 @@ class Orchestrator:
         self.rollout_timeout_s = rollout_timeout_s
         self.rollout_poll_s = rollout_poll_s
         self.rollout_progress_s = rollout_progress_s
+        self._warned: set[str] = set()  # warnings already given in this process
 
     # ------------------------------------------------------------------ entry points
 
@@ -384,6 +386,7 @@ class Orchestrator:
         self._emit(state, "rollout", status="done", workloads=names, evicted=outcome.evicted, gone=outcome.gone)
 
     def _apply(self, state: RunState, change: StageChange) -> Applied:
+        self._warn_returned_labels(state, change.spec)
         self._emit(state, "apply", stage=change.spec.rollout.stage.value if change.spec.rollout else None,
                    message=change.message, status="started")
         applied = self._with_retries(lambda: self.platform.apply(change, log=self._log), APPLY_ATTEMPTS)
@@ -394,6 +397,18 @@ class Orchestrator:
         for warning in applied.warnings:
             self._emit(state, "warning", message=warning)
         return applied
+
+    def _warn_returned_labels(self, state: RunState, spec: MeshSpec) -> None:
+        """Before each stage: an `istio-injection` label put back on an enrolled namespace (a GitOps self-heal)
+        sends its new pods to another injector; said once per run and label."""
+        try:
+            warnings = returned_injection_label_warnings(spec, self.platform.namespaces())
+        except PlatformError as error:
+            warnings = [f"cannot check the enrolled namespaces' istio-injection labels: {error}"]
+        for warning in warnings:
+            if warning not in self._warned:
+                self._warned.add(warning)
+                self._emit(state, "warning", message=warning)
 
     def _gate(self, state: RunState, spec: MeshSpec, scope: GateScope) -> bool:
         """Run one gate; on failure record it and move to RollingBack. True if it passed."""
