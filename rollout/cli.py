@@ -363,6 +363,18 @@ def _status_warnings(stack: str) -> list[str]:
     return namespace_warnings(stack_config(stack)[1])
 
 
+@app.command("retire-check", epilog="Example: meshlift retire-check -s prod --json")
+def retire_check(stack: StackOpt = "dev", as_json: JsonOpt = False) -> None:
+    """Whether the unrevisioned istiod a takeover left can be uninstalled: what still depends on it, and the fix.
+
+    Exit 0: nothing does (the helm command to uninstall it is printed). Exit 2: refused,
+    naming each pod, namespace and workload it still serves. Changes nothing.
+    """
+    from rollout.retire_command import retire_check as check
+
+    check(stack, as_json)
+
+
 def _driven(journal: Journal) -> bool:
     """True while another meshlift process holds the stack's lock (it is driving the run now)."""
     try:
