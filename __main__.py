@@ -101,9 +101,10 @@ def main() -> None:
         """What must exist before pods labelled `label` can be injected: istiod, and the tag."""
         return [planes[revision], *([tags.webhooks[label]] if label in tags.webhooks else [])]
 
-    # Pinned Istio config follows the tags, before any workload restarts onto the new revision.
+    # Pinned Istio config follows the tags, before any workload restarts onto the new revision;
+    # every label names the same revision, whose istiod must exist first.
     pinned = PinnedConfig("pinned-config", PinnedConfigArgs(
-        relabels=plan.relabels, depends_on=[planes[r.revision] for r in plan.relabels[:1]], promotion_hooks=hooks,
+        relabels=plan.relabels, depends_on=[planes[plan.relabels[0].revision]], promotion_hooks=hooks,
     )) if plan.relabels else None
 
     gateway_namespaces: dict[str, Gateway] = {}

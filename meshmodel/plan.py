@@ -352,8 +352,12 @@ def plan_for(spec: MeshSpec) -> MeshPlan:
                     expected_proxy_version=versions[new],  # type: ignore[index]
                 ))
 
-    relabels = [RelabelPlan(o.api_version, o.kind, o.namespace, o.name, new if promoting else old)  # type: ignore[arg-type]
-                for o in spec.pinned_objects or []] if rollout is not None and spec.pinned_config == "relabel" else []
+    relabels = []
+    if rollout is not None and spec.pinned_config == "relabel":
+        # Old until the tags move, so a rollback to an earlier stage puts the old label back.
+        label = new if promoting else old
+        relabels = [RelabelPlan(o.api_version, o.kind, o.namespace, o.name, label)  # type: ignore[arg-type]
+                    for o in spec.pinned_objects or []]
 
     return MeshPlan(
         stage=stage,

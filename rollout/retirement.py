@@ -36,12 +36,10 @@ from meshmodel.spec import MeshSpec
 from rollout.leftovers import (
     Leftover,
     Sources,
-    _job_finished,
     _meta,
-    _owner,
-    _pod_template,
     injected_revision,
     old_revision_pods,
+    own_templates,
     revision_source_leftovers,
 )
 
@@ -136,22 +134,14 @@ def legacy_injection_leftovers(spec: MeshSpec, sources: Sources) -> list[Leftove
             f"list it under meshlift:namespaces (create: false) to enrol it in a revision or tag, or label it "
             f"yourself (kubectl label namespace {name} {INJECTION_LABEL}- {REVISION_LABEL}=<tag>) and restart its "
             "workloads", blocking=True, kind="Namespace"))
-    for template in sources.get("templates") or []:
-        metadata, kind = _meta(template), str(template.get("kind"))
-        namespace, name = metadata.get("namespace", ""), metadata.get("name", "")
-        owner = _owner(metadata) or "no owner"
-        if (kind, owner.partition("/")[0]) in (("ReplicaSet", "Deployment"), ("Job", "CronJob")):
-            continue  # judged through its owner
-        labels = (_pod_template(template).get("metadata") or {}).get("labels") or {}
-        if labels.get(INJECT_LABEL) != "true" or REVISION_LABEL in labels or namespace in labelled:
+    for template in own_templates(sources, spec.istio_namespace):
+        labels = template.labels
+        if labels.get(INJECT_LABEL) != "true" or REVISION_LABEL in labels or template.namespace in labelled:
             continue  # not asking; asking a revision by name; or its namespace's label decides
-        finished = kind == "Job" and _job_finished(template)
-        found.append(Leftover(
-            namespace, name, owner, "finished" if finished else "-",
+        found.append(template.leftover(
             f"its pod template is labelled {INJECT_LABEL}=true in a namespace without an injection label: only a "
             "default injector injects its pods",
-            "finished; delete it to tidy up" if finished else
-            f"label its pod template {REVISION_LABEL}=<tag> (a tag meshlift moves), or enrol namespace {namespace}, "
-            "then restart it", blocking=not finished, kind=kind))
+            f"label its pod template {REVISION_LABEL}=<tag> (a tag meshlift moves), or enrol namespace "
+            f"{template.namespace}, then restart it"))
     return found
 
