@@ -24,9 +24,9 @@ Read from the namespaces as the API server returns them (labels, annotations,
   `istio-injection` label there was put back afterwards: a GitOps self-heal
   (Argo CD, Flux) or a hand. meshlift does not remove it again until the
   namespace is enrolled anew, and it overrides `istio.io/rev`: new pods there are
-  injected by the default injector, or not at all. Checked before every stage of
-  a run and by `meshlift status`; the warning names who set it (the namespace's
-  `managedFields`) and the fix.
+  injected by the default injector, or not at all. Checked before every stage
+  and gate of a run and by `meshlift status`; the warning names who set it (the
+  namespace's `managedFields`) and the fix.
 - **Un-listing is shown.** A namespace meshlift created or patched that the
   spec no longer lists: a created one is kept with everything in it (meshlift
   never deletes a namespace); a patched one loses the `istio.io/rev` label

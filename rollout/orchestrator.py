@@ -399,8 +399,8 @@ class Orchestrator:
         return applied
 
     def _warn_returned_labels(self, state: RunState, spec: MeshSpec) -> None:
-        """Before each stage: an `istio-injection` label put back on an enrolled namespace (a GitOps self-heal)
-        sends its new pods to another injector; said once per run and label."""
+        """Before each stage and each gate: an `istio-injection` label put back on an enrolled namespace (a GitOps
+        self-heal) sends its new pods to another injector; said once per process and label."""
         try:
             warnings = returned_injection_label_warnings(spec, self.platform.namespaces())
         except PlatformError as error:
@@ -420,6 +420,7 @@ class Orchestrator:
         return False
 
     def _judge(self, state: RunState, spec: MeshSpec, scope: GateScope, name: str) -> GateVerdict:
+        self._warn_returned_labels(state, spec)  # a label back since the stage's apply: said before its gate
         plan = plan_for(spec)
         scope = scope.sampling(spec.gates)
         if not any(selector.role == "canary" for selector in selectors_for(plan, scope)):

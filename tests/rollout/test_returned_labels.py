@@ -26,7 +26,7 @@ def test_a_label_a_self_heal_puts_back_after_install_is_warned_about_once_before
     state = rig.run()
 
     assert state.phase is Phase.SUCCEEDED
-    assert listings[:2] == [0, 1], "read before every stage, the first one included"
+    assert listings[:3] == [0, 1, 2], "read before every stage and gate, the first one included"
     warnings = [data["message"] for kind, data in rig.reporter.events if kind == "warning"]
     assert len(warnings) == 1, warnings
     assert warnings[0].startswith("namespace shop: its istio-injection=enabled label is back since meshlift "
