@@ -29,7 +29,11 @@ from meshmodel.proxy_profile import istiod_values
 from meshmodel.spec import SpecError
 from meshmodel.spec_check import load_spec
 from rollout import hooks as gate
+from rollout.pinned_config import PinnedTargetCheck
+from rollout.platforms.kube_live import KubeLive
 from rollout.platforms.kubernetes import KubeDiscovery, stack_cluster
+
+PINNED_TARGET_HOOK = "meshlift-pinned-target-exists"
 
 # Python's default is 10. A full (oldest-generation) GC pass re-scans every live
 # object, and in a Pulumi program nearly everything lives until the end: every
@@ -48,13 +52,23 @@ def config_from_pulumi() -> dict[str, Any]:
     return merged
 
 
+def the_stacks_cluster() -> dict[str, str | None]:
+    kubernetes = pulumi.Config("kubernetes")
+    return stack_cluster({"kubernetes:kubeconfig": kubernetes.get("kubeconfig"),
+                          "kubernetes:context": kubernetes.get("context")})
+
+
 def promotion_hooks(spec, plan) -> pulumi.ResourceHookBinding | None:
     """The orchestrator's gate, as hooks on the promotion resources, judging the stack's own cluster."""
-    kubernetes = pulumi.Config("kubernetes")
-    cluster = stack_cluster({"kubernetes:kubeconfig": kubernetes.get("kubeconfig"),
-                             "kubernetes:context": kubernetes.get("context")})
-    binding = gate.gate_hooks(spec, plan, discover=KubeDiscovery(**cluster))
+    binding = gate.gate_hooks(spec, plan, discover=KubeDiscovery(**the_stacks_cluster()))
     return None if binding is None else registered_once(binding)
+
+
+def pinned_config_hooks(hooks: pulumi.ResourceHookBinding | None) -> pulumi.ResourceHookBinding:
+    """The promotion gate, and before any label patch is created: the object it labels exists."""
+    exists = pulumi.ResourceHook(PINNED_TARGET_HOOK, PinnedTargetCheck(lambda: KubeLive(**the_stacks_cluster())))
+    return pulumi.ResourceHookBinding(before_create=[*((hooks.before_create or []) if hooks else []), exists],
+                                      before_update=hooks.before_update if hooks else None)
 
 
 def main() -> None:
@@ -104,7 +118,8 @@ def main() -> None:
     # Pinned Istio config follows the tags, before any workload restarts onto the new revision;
     # every label names the same revision, whose istiod must exist first.
     pinned = PinnedConfig("pinned-config", PinnedConfigArgs(
-        relabels=plan.relabels, depends_on=[planes[plan.relabels[0].revision]], promotion_hooks=hooks,
+        relabels=plan.relabels, depends_on=[planes[plan.relabels[0].revision]],
+        promotion_hooks=pinned_config_hooks(hooks),
     )) if plan.relabels else None
 
     gateway_namespaces: dict[str, Gateway] = {}

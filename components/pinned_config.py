@@ -21,7 +21,11 @@ under meshlift's field manager (`pulumi.com/patchFieldManager: meshlift`):
   revision.)
 
 The patches are promotion resources: they accept the gate's resource hooks, so a
-plain `pulumi up` relabels only once the promotion gate passed. One component
+plain `pulumi up` relabels only once the promotion gate passed. The wiring also
+hands them a `before_create` hook that refuses to create a patch whose object is
+gone (`rollout.pinned_config.PinnedTargetCheck`): the provider's server-side apply
+would otherwise create the object with nothing but the label, and an
+AuthorizationPolicy without a spec denies every request in its namespace. One component
 holds them all; children are named `pinned.<namespace>.<kind>.<name>` (a dot
 cannot appear in a namespace or a kind).
 """

@@ -17,7 +17,8 @@ whole rollout.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import asyncio
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,3 +100,46 @@ def pinned_config_notes(spec: MeshSpec, pinned: Iterable[PinnedObject]) -> list[
 def pinned_records(pinned: Iterable[PinnedObject]) -> list[dict[str, str]]:
     """`meshlift:pinnedObjects`: what `relabel` patches, fixed when the run starts."""
     return [o.record() for o in pinned]
+
+
+class PinnedTargetMissing(RuntimeError):
+    """Raised inside the hook: Pulumi fails the patch's creation and creates nothing."""
+
+
+class PinnedTargetCheck:
+    """The `before_create` hook of each label patch: the object it labels must exist.
+
+    A patch is server-side apply, and the provider creates what it applies when the
+    object is missing (pulumi-kubernetes `await.Creation` always sends an apply
+    patch): an AuthorizationPolicy with nothing but metadata is an allow-nothing
+    policy, which denies every request in its namespace. An object deleted since the
+    run listed it (or gone before a rollback re-creates its patch) must never be
+    created that way. Updates need no hook: the provider reads the live object first
+    and fails when it is gone. Unlike the promotion gate it never stands down.
+    """
+
+    def __init__(self, reader: Callable[[], Any]) -> None:
+        self._reader = reader  # () -> a KubeLive of the stack's cluster, made when first needed
+        self.__name__ = "meshlift_pinned_target_exists"
+
+    async def __call__(self, args: Any) -> None:
+        inputs = getattr(args, "new_inputs", None) or {}
+        await asyncio.to_thread(self.check, inputs)
+
+    def check(self, inputs: Mapping[str, Any]) -> None:
+        api_version, kind = str(inputs.get("apiVersion", "")), str(inputs.get("kind", ""))
+        meta = inputs.get("metadata") or {}
+        namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
+        group, _, version = api_version.rpartition("/")
+        plural = next((p for g, _, p, k in ISTIO_CONFIG_KINDS if (g, k) == (group, kind)), None)
+        where = f"{kind} {namespace}/{name}"
+        try:
+            found = plural is not None and self._reader().custom_object(group, version, plural, namespace, name)
+        except Exception as error:  # fail closed: an unreadable cluster creates nothing either
+            raise PinnedTargetMissing(f"cannot tell whether {where} exists ({error}); its label patch was not "
+                                      "applied") from error
+        if not found:
+            raise PinnedTargetMissing(
+                f"{where} no longer exists: its {REVISION_LABEL} label patch would create it with nothing but "
+                f"that label, so it was not applied. Start the upgrade again (`meshlift upgrade`) to list the "
+                f"pinned config anew")

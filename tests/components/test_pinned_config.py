@@ -54,7 +54,8 @@ def test_the_relabel_is_a_promotion_step_and_workloads_restart_only_after_it(mon
     patches = [r for r in run if r.name.startswith("pinned.")]
     assert len(patches) == 2
     for patch in patches:
-        assert set(patch.hooks) == {"before_create", "before_update"}, patch.urn
+        assert patch.hooks == {"before_create": ("meshlift-promotion-before_create-0", "meshlift-pinned-target-exists"),
+                               "before_update": ("meshlift-promotion-before_update-0",)}, patch.urn
         # The new revision's istiod exists before its label names it.
         assert any("istiod-1-31-0" in dependency for dependency in patch.dependencies), patch.dependencies
     restart = run.named("shop.web-restart")
@@ -69,3 +70,9 @@ def test_nothing_is_relabelled_unless_the_stack_says_relabel(overrides):
     config.update({f"meshlift:{k}": v for k, v in overrides.items() if v is not None})
     run = run_program(config)
     assert not [r.urn for r in run if r.name.startswith("pinned")]
+
+
+def test_before_promotion_each_patch_is_created_only_once_its_object_is_found(without_gate_hooks):
+    run = run_program(relabel_config("install"))
+    for patch in [r for r in run if r.name.startswith("pinned.")]:
+        assert patch.hooks == {"before_create": ("meshlift-pinned-target-exists",)}, patch.urn

@@ -86,3 +86,27 @@ def test_a_resumed_run_relabels_what_its_first_apply_recorded(make_rig):
     assert rig.run().phase is Phase.SUCCEEDED
     assert rig.engine.config["meshlift:pinnedObjects"] == [RECORD]
     assert not [e for kind, e in rig.reporter.events if kind == "pinned"][1:], "listed once, when the run started"
+
+
+def test_a_label_patch_is_never_created_for_an_object_gone_since_it_was_listed():
+    import asyncio
+    from types import SimpleNamespace
+
+    import pytest
+
+    from rollout.errors import PlatformError
+    from rollout.pinned_config import PinnedTargetCheck, PinnedTargetMissing
+    from tests.rollout.doubles import FakeCluster
+
+    cluster = FakeCluster()
+    hook = PinnedTargetCheck(lambda: cluster)
+    inputs = {**RECORD, "metadata": {"namespace": "shop", "name": "deny-all", "labels": {"istio.io/rev": "1-39-3"}}}
+    args = SimpleNamespace(new_inputs=inputs)
+    with pytest.raises(PinnedTargetMissing, match="AuthorizationPolicy shop/deny-all no longer exists: its "
+                                                  "istio.io/rev label patch would create it"):
+        asyncio.run(hook(args))
+    cluster.custom_list = [_deny_all("1-39-3")]
+    asyncio.run(hook(args))  # there: the patch may be applied
+    cluster.fail_with = PlatformError("cannot read authorizationpolicies: connection refused")
+    with pytest.raises(PinnedTargetMissing, match="cannot tell whether AuthorizationPolicy shop/deny-all exists"):
+        asyncio.run(hook(args))
