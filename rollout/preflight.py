@@ -46,16 +46,16 @@ class Findings:
     pinned: list[PinnedObject] = field(default_factory=list)  # Istio config pinned to the rollout's `from`
 
 
-def live_reader(config: Mapping[str, Any], *, timeout_s: float | None = None) -> Any:
+def live_reader(config: Mapping[str, Any], *, timeout_s: float | None = None, retry_s: float | None = None) -> Any:
     """The stack's cluster, read-only (a KubeLive)."""
-    from rollout.platforms.kube_live import REQUEST_TIMEOUT_S, KubeLive
+    from rollout.platforms.kube_live import REQUEST_TIMEOUT_S, RETRY_S, KubeLive
 
     def text(key: str) -> str | None:
         value = config.get(key)
         return str(value) if value not in (None, "") else None
 
     return KubeLive(context=text("kubernetes:context"), kubeconfig=text("kubernetes:kubeconfig"),
-                    timeout_s=timeout_s or REQUEST_TIMEOUT_S)
+                    timeout_s=timeout_s or REQUEST_TIMEOUT_S, retry_s=RETRY_S if retry_s is None else retry_s)
 
 
 def findings(spec: MeshSpec, reader: Any) -> Findings:
@@ -97,7 +97,9 @@ def namespace_warnings(config: Mapping[str, Any]) -> list[str]:
 
     try:
         spec = load_spec(dict(config))
-        return returned_injection_label_warnings(spec, live_reader(config, timeout_s=PLAN_TIMEOUT_S).namespaces())
+        # One quick read: a status must not wait out an API server that is away.
+        reader = live_reader(config, timeout_s=PLAN_TIMEOUT_S, retry_s=0)
+        return returned_injection_label_warnings(spec, reader.namespaces())
     except SpecError:
         return []  # `meshlift validate` says what is wrong; status reports the run
     except PlatformError as error:

@@ -58,3 +58,16 @@ def test_plan_notes_a_label_put_back_by_hand_and_leaves_a_declared_one_to_the_re
         note for note in cluster["notes"] if note.startswith("namespace shop: its istio-injection=enabled")]
     assert len([note for note in cluster["notes"] if "label is back" in note]) == 1
     assert [problem for problem in cluster["problems"] if "namespace 'pay'" in problem], cluster["problems"]
+
+
+def test_status_says_when_it_could_not_read_the_cluster_and_still_reports_the_run(project, capsys):  # noqa: F811
+    from rollout.errors import PlatformError
+
+    assert run(cli.app, ["upgrade", "-s", "dev", "--to", "1.40.0", "--json"]) == 0
+    capsys.readouterr()
+    project.cluster.fail_with = PlatformError("cannot list what runs in the cluster: connection refused")
+    assert run(cli.app, ["status", "-s", "dev", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["run"]["phase"] == "Succeeded"
+    assert document["warnings"] == ["cannot check the enrolled namespaces' istio-injection labels: cannot list what "
+                                    "runs in the cluster: connection refused"]
