@@ -19,6 +19,7 @@ from components.control_plane import ControlPlaneArgs, ControlPlaneRevision
 from components.gateway import Gateway, GatewayArgs
 from components.mesh_base import MeshBase, MeshBaseArgs
 from components.namespace_enrollment import NamespaceEnrollment, NamespaceEnrollmentArgs
+from components.pinned_config import PinnedConfig, PinnedConfigArgs
 from components.promotion import registered_once
 from components.revision_tags import RevisionTags, RevisionTagsArgs
 from components.workload import Workloads, WorkloadsArgs
@@ -28,7 +29,11 @@ from meshmodel.proxy_profile import istiod_values
 from meshmodel.spec import SpecError
 from meshmodel.spec_check import load_spec
 from rollout import hooks as gate
+from rollout.pinned_config import PinnedTargetCheck
+from rollout.platforms.kube_live import KubeLive
 from rollout.platforms.kubernetes import KubeDiscovery, stack_cluster
+
+PINNED_TARGET_HOOK = "meshlift-pinned-target-exists"
 
 # Python's default is 10. A full (oldest-generation) GC pass re-scans every live
 # object, and in a Pulumi program nearly everything lives until the end: every
@@ -47,7 +52,7 @@ def config_from_pulumi() -> dict[str, Any]:
     return merged
 
 
-def stack_cluster_config() -> dict[str, str | None]:
+def the_stacks_cluster() -> dict[str, str | None]:
     """The cluster the stack's Kubernetes provider talks to (`kubernetes:kubeconfig`, `kubernetes:context`)."""
     kubernetes = pulumi.Config("kubernetes")
     return stack_cluster({"kubernetes:kubeconfig": kubernetes.get("kubeconfig"),
@@ -60,6 +65,13 @@ def promotion_hooks(spec, plan, cluster: dict[str, str | None]) -> pulumi.Resour
     return None if binding is None else registered_once(binding)
 
 
+def pinned_config_hooks(hooks: pulumi.ResourceHookBinding | None) -> pulumi.ResourceHookBinding:
+    """The promotion gate, and before any label patch is created: the object it labels exists."""
+    exists = pulumi.ResourceHook(PINNED_TARGET_HOOK, PinnedTargetCheck(lambda: KubeLive(**the_stacks_cluster())))
+    return pulumi.ResourceHookBinding(before_create=[*((hooks.before_create or []) if hooks else []), exists],
+                                      before_update=hooks.before_update if hooks else None)
+
+
 def main() -> None:
     young, middle, _ = gc.get_threshold()
     gc.set_threshold(young, middle, FULL_GC_EVERY_MIDDLE_PASSES)
@@ -69,7 +81,7 @@ def main() -> None:
         # RunError: Pulumi prints the message (every key path) without a traceback.
         raise pulumi.RunError(str(error)) from error
     plan = plan_for(spec)
-    cluster = stack_cluster_config()
+    cluster = the_stacks_cluster()
     hooks = promotion_hooks(spec, plan, cluster)
 
     base = MeshBase("istio-base", MeshBaseArgs(
@@ -105,6 +117,13 @@ def main() -> None:
         """What must exist before pods labelled `label` can be injected: istiod, and the tag."""
         return [planes[revision], *([tags.webhooks[label]] if label in tags.webhooks else [])]
 
+    # Pinned Istio config follows the tags, before any workload restarts onto the new revision;
+    # every label names the same revision, whose istiod must exist first.
+    pinned = PinnedConfig("pinned-config", PinnedConfigArgs(
+        relabels=plan.relabels, depends_on=[planes[plan.relabels[0].revision]],
+        promotion_hooks=pinned_config_hooks(hooks),
+    )) if plan.relabels else None
+
     gateway_namespaces: dict[str, Gateway] = {}
     for gw in plan.gateways:
         owner = gateway_namespaces.get(gw.namespace)
@@ -136,7 +155,8 @@ def main() -> None:
         labelled = enrolled[ns.name].labelled
         if ns.name in workloads:
             Workloads(ns.name, WorkloadsArgs(
-                namespace=ns.name, plans=workloads[ns.name], cluster=cluster, depends_on=[labelled],
+                namespace=ns.name, plans=workloads[ns.name], cluster=cluster,
+                depends_on=[labelled, *([pinned] if pinned else [])],
                 promotion_hooks=hooks,
             ))
         if ns.name in canaries:

@@ -16,6 +16,11 @@ Stage semantics (a rollout from revision A to revision B):
   annotation is patched). Later waves keep running A until their wave comes.
 - cleanup: everything is promoted; revision A is removed.
 
+With `meshlift:pinnedConfig: relabel`, each recorded Istio config object pinned to
+A (`meshlift:pinnedObjects`) gets a label patch: `istio.io/rev: A` until
+promotion, B from promotion on (the moment the tags move), so a rollback to an
+earlier stage puts A back instead of dropping the label.
+
 Workloads are selected, never declared: a namespace's workloads are the ones
 `meshlift:inventory` records as running there (narrowed by the namespace's
 `select`), or, with no inventory, the ones its `workloads` list names. A
@@ -134,6 +139,20 @@ class NamespacePlan:
 
 
 @dataclass(frozen=True)
+class RelabelPlan:
+    """An Istio config object pinned to the rollout's `from` revision, and the revision its label says now."""
+
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+    revision: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
 class MeshPlan:
     stage: Stage | None
     istio_namespace: str
@@ -152,6 +171,7 @@ class MeshPlan:
     to_revision: str | None = None
     from_version: str | None = None
     to_version: str | None = None
+    relabels: list[RelabelPlan] = field(default_factory=list)  # pinned config moved with the tags
 
     @property
     def base_version(self) -> str:
@@ -332,6 +352,13 @@ def plan_for(spec: MeshSpec) -> MeshPlan:
                     expected_proxy_version=versions[new],  # type: ignore[index]
                 ))
 
+    relabels = []
+    if rollout is not None and spec.pinned_config == "relabel":
+        # Old until the tags move, so a rollback to an earlier stage puts the old label back.
+        label = new if promoting else old
+        relabels = [RelabelPlan(o.api_version, o.kind, o.namespace, o.name, label)  # type: ignore[arg-type]
+                    for o in spec.pinned_objects or []]
+
     return MeshPlan(
         stage=stage,
         istio_namespace=spec.istio_namespace,
@@ -350,4 +377,5 @@ def plan_for(spec: MeshSpec) -> MeshPlan:
         to_revision=new,
         from_version=rollout.from_version if rollout else None,
         to_version=rollout.to_version if rollout else None,
+        relabels=relabels,
     )

@@ -45,7 +45,7 @@ __all__ = [  # the field types are re-exported: most readers of the config need 
     "Stage", "IstioVersion", "revision_name", "check_dns_label", "parse_duration",
     "Version", "Name", "Duration", "PositiveInt", "NonNegativeInt", "Fraction",
     "RevisionSpec", "ServicePort", "GatewayServiceSpec", "GatewaySpec", "WorkloadKind", "WorkloadSelection",
-    "WorkloadSpec", "LiveWorkload", "NamespaceSpec", "RestartPolicy", "GateSettings", "RolloutSpec", "MeshSpec",
+    "WorkloadSpec", "LiveWorkload", "PinnedConfigObject", "NamespaceSpec", "RestartPolicy", "GateSettings", "RolloutSpec", "MeshSpec",
     "Problem", "SpecError", "key_path",
 ]
 
@@ -166,6 +166,16 @@ class LiveWorkload(ConfigModel):
     autoscalers: list[str] = Field(default_factory=list, max_length=MAX_ITEMS)  # "HorizontalPodAutoscaler/web"
 
 
+class PinnedConfigObject(ConfigModel):
+    """One Istio config object labelled with the rollout's `from` revision: what `meshlift:pinnedObjects`
+    records (written by meshlift from the cluster when `pinnedConfig: relabel`, never by hand)."""
+
+    api_version: Annotated[str, Field(min_length=1, max_length=253)]  # e.g. security.istio.io/v1beta1
+    kind: Annotated[str, Field(min_length=1, max_length=63)]
+    namespace: Name
+    name: Annotated[str, Field(min_length=1, max_length=253)]
+
+
 class RestartPolicy(ConfigModel):
     """`meshlift:restarts`: what a wave does with workloads that do not simply roll, and how long it waits."""
 
@@ -283,8 +293,11 @@ class MeshSpec(ConfigModel):
     # namespace, and then upgraded to what the config says (docs/takeover.md).
     adopt: list[str] = Field(default_factory=list, max_length=1000)
     # Istio config labelled istio.io/rev=<the rollout's from revision>: the new istiod ignores it.
-    # `leave`: upgrade anyway (docs/config.md); unset, `meshlift upgrade` refuses while such config exists.
-    pinned_config: Literal["leave"] | None = None
+    # `leave`: upgrade anyway; `relabel`: promotion moves the label to the new revision (docs/config.md);
+    # unset, `meshlift upgrade` refuses while such config exists.
+    pinned_config: Literal["leave", "relabel"] | None = None
+    # The objects `relabel` moves, recorded when the run starts (written by meshlift)
+    pinned_objects: Annotated[list[PinnedConfigObject], Field(max_length=MAX_ITEMS)] | None = None
 
     @field_validator("inventory", mode="before")
     @classmethod

@@ -133,6 +133,8 @@ def plan(
     Reads the stack's cluster too, when it can: what the upgrade would refuse there,
     and what happens to namespaces meshlift enrolled that the config no longer lists.
     """
+    from rollout.inventory import with_recorded
+    from rollout.pinned_config import PINNED_OBJECTS_KEY, pinned_records
     from rollout.preflight import findings_for_plan
     from rollout.stages import before_rollout, planned_stages, upgrade_target
     from rollout.workload_report import with_live_workloads
@@ -147,11 +149,13 @@ def plan(
     except SpecError as error:
         raise spec_error_at(error, path) from None
     target, workloads, not_listed = with_live_workloads(target, config)
+    found, unread = findings_for_plan(target.spec, config)
+    if target.spec.pinned_config == "relabel":  # the stages then relabel what the run would record
+        target = with_recorded(target, config, {PINNED_OBJECTS_KEY: pinned_records(found.pinned)})
     stages = planned_stages(target.spec, current=before_rollout(target.spec))
     least = sum(s.min_s for s in stages)
     rollout = target.spec.rollout
     assert rollout is not None
-    found, unread = findings_for_plan(target.spec, config)
     cluster = {"read": unread is None, "unreadable": unread, "notes": found.notes,
                "problems": [str(problem) for problem in found.problems]}
     if as_json:
@@ -338,12 +342,37 @@ def status(stack: StackOpt = "dev", as_json: JsonOpt = False) -> None:
             console.print_line(f"no rollout recorded for stack {stack}")
         return
     events = journal.events(state.run_id)
+    warnings = _status_warnings(stack)
     if as_json:
         run = {**state.to_json(), "started_at": rfc3339(state.started_at), "updated_at": rfc3339(state.updated_at)}
-        console.print_json(document("status", stack=stack, run=run,
+        console.print_json(document("status", stack=stack, run=run, warnings=warnings,
                                     events=[{**e, "ts": rfc3339(e.get("ts"))} for e in events[-20:]]))
         return
     console.print_status(state, events, driven=_driven(journal))
+    for warning in warnings:
+        console.print_line(f"[yellow]‼[/] {warning}")
+
+
+def _status_warnings(stack: str) -> list[str]:
+    """What the stack's cluster says now that the journal cannot: labels put back on enrolled namespaces."""
+    from rollout.preflight import namespace_warnings
+    from rollout.rehearsal import STACK as REHEARSAL
+
+    if stack == REHEARSAL:
+        return []  # local Envoys: no cluster, no namespace labels
+    return namespace_warnings(stack_config(stack)[1])
+
+
+@app.command("retire-check", epilog="Example: meshlift retire-check -s prod --json")
+def retire_check(stack: StackOpt = "dev", as_json: JsonOpt = False) -> None:
+    """Whether the unrevisioned istiod a takeover left can be uninstalled: what still depends on it, and the fix.
+
+    Exit 0: nothing does (the helm command to uninstall it is printed). Exit 2: refused,
+    naming each pod, namespace and workload it still serves. Changes nothing.
+    """
+    from rollout.retire_command import retire_check as check
+
+    check(stack, as_json)
 
 
 def _driven(journal: Journal) -> bool:

@@ -43,8 +43,13 @@ def inventory_of(namespaces: Iterable[str], live: Mapping[str, Iterable[Mapping[
 def with_inventory(target: UpgradeTarget, base_config: Mapping[str, Any], inventory: Inventory | str) -> UpgradeTarget:
     """The same upgrade with `inventory` recorded (packed, as every stage's config carries it; a recorded
     one may already be); SpecError if the config names workloads that do not run."""
+    return with_recorded(target, base_config, {INVENTORY_KEY: pack(inventory)})
+
+
+def with_recorded(target: UpgradeTarget, base_config: Mapping[str, Any], recorded: Mapping[str, Any]) -> UpgradeTarget:
+    """The same upgrade with `recorded` (keys meshlift writes from the cluster) in every stage's config."""
     assert target.spec.rollout is not None
-    extra = {**target.extra, INVENTORY_KEY: pack(inventory)}
+    extra = {**target.extra, **recorded}
     rollout = target.spec.rollout.model_dump(by_alias=True, mode="json", exclude_none=True)
     spec = load_spec({**base_config, **extra, ROLLOUT_KEY: rollout})
     return replace(target, spec=spec, extra=extra)

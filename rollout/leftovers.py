@@ -257,24 +257,13 @@ def revision_source_leftovers(sources: Sources, *, old_revision: str, istio_name
                 "the removed revision and would start without a sidecar",
                 f"label it with a tag or the new revision (kubectl label namespace {name} "
                 f"{REVISION_LABEL}=<tag> --overwrite), then restart its workloads", blocking=True, kind="Namespace"))
-    for template in sources.get("templates") or []:
-        metadata, kind = _meta(template), str(template.get("kind"))
-        namespace, name = metadata.get("namespace", ""), metadata.get("name", "")
-        owner = _owner(metadata) or "no owner"
-        if (kind, owner.partition("/")[0]) in (("ReplicaSet", "Deployment"), ("Job", "CronJob")) \
-                or namespace == istio_namespace and (metadata.get("labels") or {}).get("app") in NOT_SIDECARS:
-            continue  # judged through its owner; or istiod's own
-        labels = (_pod_template(template).get("metadata") or {}).get("labels") or {}
-        if labels.get(REVISION_LABEL) != old_revision or not unlabelled(namespace):
+    for template in own_templates(sources, istio_namespace):
+        if template.labels.get(REVISION_LABEL) != old_revision or not unlabelled(template.namespace):
             continue
-        finished = kind == "Job" and _job_finished(template)
-        found.append(Leftover(
-            namespace, name, owner, "finished" if finished else "-",
+        found.append(template.leftover(
             f"its pod template pins {REVISION_LABEL}={old_revision}: its next pods would ask for the removed "
             "revision and start without a sidecar",
-            "finished; delete it to tidy up" if finished else
-            f"set {REVISION_LABEL} in its pod template to a tag or the new revision",
-            blocking=not finished, kind=kind))
+            f"set {REVISION_LABEL} in its pod template to a tag or the new revision"))
     for gateway in sources.get("gateways") or []:
         metadata = _meta(gateway)
         if (metadata.get("labels") or {}).get(REVISION_LABEL) == old_revision:
@@ -284,6 +273,41 @@ def revision_source_leftovers(sources: Sources, *, old_revision: str, istio_name
                 f"label it with a tag or the new revision (kubectl label gateway.gateway.networking.k8s.io "
                 f"{metadata.get('name')} -n {metadata.get('namespace')} {REVISION_LABEL}=<tag> --overwrite)",
                 blocking=True, kind="Gateway"))
+    return found
+
+
+@dataclass(frozen=True)
+class PodTemplate:
+    """A workload's pod template judged for itself: what its next pods will carry."""
+
+    kind: str
+    namespace: str
+    name: str
+    owner: str
+    labels: Mapping[str, str]  # its pod template's labels
+    finished: bool  # a Job that ran to its end makes no more pods
+
+    def leftover(self, reason: str, hint: str) -> Leftover:
+        """A Leftover for it: blocking unless finished (then only listed, to tidy up)."""
+        return Leftover(self.namespace, self.name, self.owner, "finished" if self.finished else "-", reason,
+                        "finished; delete it to tidy up" if self.finished else hint, blocking=not self.finished,
+                        kind=self.kind)
+
+
+def own_templates(sources: Sources, istio_namespace: str) -> list[PodTemplate]:
+    """The listed pod templates of every kind, but a Deployment's ReplicaSets and a CronJob's Jobs (judged
+    through their owner) and istiod's or ztunnel's own."""
+    found = []
+    for template in sources.get("templates") or []:
+        metadata, kind = _meta(template), str(template.get("kind"))
+        namespace = metadata.get("namespace", "")
+        owner = _owner(metadata) or "no owner"
+        if (kind, owner.partition("/")[0]) in (("ReplicaSet", "Deployment"), ("Job", "CronJob")) \
+                or namespace == istio_namespace and (metadata.get("labels") or {}).get("app") in NOT_SIDECARS:
+            continue
+        found.append(PodTemplate(kind, namespace, metadata.get("name", ""), owner,
+                                 (_pod_template(template).get("metadata") or {}).get("labels") or {},
+                                 kind == "Job" and _job_finished(template)))
     return found
 
 

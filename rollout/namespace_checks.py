@@ -19,6 +19,14 @@ Read from the namespaces as the API server returns them (labels, annotations,
   set imperatively (`kubectl label`, `kubectl edit`, a one-off patch: `operation:
   Update` and no last-applied record) does not come back, and meshlift takes it
   over as before.
+- **A label that comes back is warned about.** Once meshlift enrolled a
+  namespace (it created it, or its enrollment patch removed the label), an
+  `istio-injection` label there was put back afterwards: a GitOps self-heal
+  (Argo CD, Flux) or a hand. meshlift does not remove it again until the
+  namespace is enrolled anew, and it overrides `istio.io/rev`: new pods there are
+  injected by the default injector, or not at all. Checked before every stage
+  and gate of a run and by `meshlift status`; the warning names who set it (the
+  namespace's `managedFields`) and the fix.
 - **Un-listing is shown.** A namespace meshlift created or patched that the
   spec no longer lists: a created one is kept with everything in it (meshlift
   never deletes a namespace); a patched one loses the `istio.io/rev` label
@@ -74,25 +82,38 @@ def existing_namespace_problems(spec: MeshSpec, namespaces: Iterable[Namespace])
     return problems
 
 
+def _label_managers(namespace: Namespace, label: str) -> list[tuple[str, str]]:
+    """(manager, operation) of every managedFields entry but meshlift's enrollment that owns `label`."""
+    field = f"f:{label}"
+    return [(str(entry.get("manager", "")), str(entry.get("operation", "")))
+            for entry in _meta(namespace).get("managedFields") or []
+            if field in (((entry.get("fieldsV1") or {}).get("f:metadata") or {}).get("f:labels") or {})
+            and not str(entry.get("manager", "")).startswith(ENROLL_MANAGER_PREFIX)]
+
+
+def _last_applied(namespace: Namespace, label: str) -> list[str]:
+    """A client-side `kubectl apply` that lists `label` in its record, named."""
+    recorded = (_meta(namespace).get("annotations") or {}).get(LAST_APPLIED)
+    if not recorded:
+        return []
+    try:
+        applied = json.loads(recorded)
+    except ValueError:
+        applied = {}
+    listed = label in ((((applied or {}).get("metadata") or {}).get("labels")) or {})
+    return ["`kubectl apply` (its last-applied-configuration lists the label)"] if listed else []
+
+
 def label_owners(namespace: Namespace, label: str) -> list[str]:
     """Who applies `label` declaratively: server-side-apply managers, and a client-side apply's record."""
-    owners = []
-    field = f"f:{label}"
-    for entry in _meta(namespace).get("managedFields") or []:
-        manager = entry.get("manager", "")
-        labels = ((entry.get("fieldsV1") or {}).get("f:metadata") or {}).get("f:labels") or {}
-        if (field in labels and entry.get("operation") == "Apply"
-                and not manager.startswith(ENROLL_MANAGER_PREFIX)):
-            owners.append(f"{manager!r} (server-side apply)")
-    recorded = (_meta(namespace).get("annotations") or {}).get(LAST_APPLIED)
-    if recorded:
-        try:
-            applied = json.loads(recorded)
-        except ValueError:
-            applied = {}
-        if label in (((applied or {}).get("metadata") or {}).get("labels") or {}):
-            owners.append("`kubectl apply` (its last-applied-configuration lists the label)")
-    return owners
+    return [f"{manager!r} (server-side apply)" for manager, operation in _label_managers(namespace, label)
+            if operation == "Apply"] + _last_applied(namespace, label)
+
+
+def label_setters(namespace: Namespace, label: str) -> list[str]:
+    """Everyone but meshlift who set `label`, declaratively or not (`kubectl label` is an Update)."""
+    return [f"{manager!r} ({operation or 'Update'})" for manager, operation in _label_managers(namespace, label)
+            ] + _last_applied(namespace, label)
 
 
 def foreign_injection_label_problems(spec: MeshSpec, namespaces: Iterable[Namespace]) -> list[Problem]:
@@ -114,6 +135,32 @@ def foreign_injection_label_problems(spec: MeshSpec, namespaces: Iterable[Namesp
                 f"it is declared (in Git): remove {INJECTION_LABEL} and set {REVISION_LABEL}: {wanted.revision}, "
                 "or stop that tool managing the label; then run again"))
     return problems
+
+
+def returned_injection_label_warnings(spec: MeshSpec, namespaces: Iterable[Namespace], *,
+                                      skip_declared: bool = False) -> list[str]:
+    """Listed namespaces meshlift enrolled whose `istio-injection` label is back since. `skip_declared`:
+    not those whose label is applied declaratively (refused before an upgrade, see above)."""
+    live = {_meta(ns).get("name"): ns for ns in namespaces}
+    warnings = []
+    for wanted in spec.namespaces:
+        found = live.get(wanted.name)
+        if found is None or not (created_by_meshlift(found) or patched_by_meshlift(found)):
+            continue
+        labels = _meta(found).get("labels") or {}
+        setters = label_setters(found, INJECTION_LABEL)
+        if INJECTION_LABEL not in labels or (labels[INJECTION_LABEL] == "" and not setters):
+            continue  # absent, or meshlift's own empty value between its two enrollment patches
+        if skip_declared and label_owners(found, INJECTION_LABEL):
+            continue
+        warnings.append(
+            f"namespace {wanted.name}: its {INJECTION_LABEL}={labels[INJECTION_LABEL]} label is back since meshlift "
+            f"enrolled it, set by {' and '.join(setters) or 'a manager its managedFields do not name'}. It overrides "
+            f"{REVISION_LABEL}={labels.get(REVISION_LABEL, wanted.revision)}: new pods there are injected by the "
+            f"default injector, or not at all, and meshlift does not remove it again. Remove it where it is declared "
+            f"(in Git, if a GitOps tool's self-heal put it back), then `kubectl label namespace {wanted.name} "
+            f"{INJECTION_LABEL}-`")
+    return warnings
 
 
 def unlisted_namespace_notes(spec: MeshSpec, namespaces: Iterable[Namespace]) -> list[str]:

@@ -32,13 +32,15 @@ from rollout.errors import (
     RolloutFailed,
     UsageError,
 )
-from rollout.inventory import INVENTORY_KEY, inventory_of, with_inventory, without_workloads
+from rollout.inventory import INVENTORY_KEY, inventory_of, with_inventory, with_recorded, without_workloads
+from rollout.pinned_config import PINNED_OBJECTS_KEY
 from rollout.prerequisites import config_size_problem
 from rollout.leftovers import cleanup_refusal, injected_revision
 from rollout.rollouts import RolloutBudget, moved_workloads, stray_revisions, wait_for_rollouts
 from rollout.gates import GateRunner, GateVerdict
 from rollout.history import rollback_target
 from rollout.journal import Journal, RunState
+from rollout.namespace_checks import returned_injection_label_warnings
 from rollout.phases import Phase, next_forward
 from rollout.platforms.base import Applied, GateScope, Platform, StageChange
 from rollout.platforms.scope import selectors_for
@@ -109,6 +111,7 @@ class Orchestrator:
         self.rollout_timeout_s = rollout_timeout_s
         self.rollout_poll_s = rollout_poll_s
         self.rollout_progress_s = rollout_progress_s
+        self._warned: set[str] = set()  # warnings already given in this process
 
     # ------------------------------------------------------------------ entry points
 
@@ -211,9 +214,26 @@ class Orchestrator:
                 for warning in row.warnings:
                     self._emit(state, "warning", message=f"{row.workload} in {row.namespace}: {warning}")
         request.target = with_inventory(request.target, request.base_config, recorded)
+        self._record_pinned_config(state, request)
         problem = config_size_problem({**request.base_config, **request.target.extra})
         if problem:
             raise ConfigTooLarge(f"cannot start: {problem}. Nothing was changed.")
+
+    def _record_pinned_config(self, state: RunState, request: RunRequest) -> None:
+        """With `pinnedConfig: relabel`: fix which Istio config objects the run relabels, as the inventory
+        is fixed (recorded by the first apply, or listed now)."""
+        spec = request.target.spec
+        if spec.pinned_config != "relabel" or spec.rollout is None:
+            return
+        recorded = (state.applied or {}).get(PINNED_OBJECTS_KEY)
+        if recorded is None:
+            try:
+                recorded = self.platform.pinned_config(spec.rollout.from_revision)
+            except PlatformError as error:
+                raise PlatformUnavailable(f"{error}; nothing was changed") from error
+            self._emit(state, "pinned", relabel=[f"{o['kind']} {o['namespace']}/{o['name']}" for o in recorded],
+                       revision=spec.rollout.to_revision)
+        request.target = with_recorded(request.target, request.base_config, {PINNED_OBJECTS_KEY: recorded})
 
     def _current_spec(self, state: RunState, request: RunRequest) -> MeshSpec:
         if state.applied is None:
@@ -366,6 +386,7 @@ class Orchestrator:
         self._emit(state, "rollout", status="done", workloads=names, evicted=outcome.evicted, gone=outcome.gone)
 
     def _apply(self, state: RunState, change: StageChange) -> Applied:
+        self._warn_returned_labels(state, change.spec)
         self._emit(state, "apply", stage=change.spec.rollout.stage.value if change.spec.rollout else None,
                    message=change.message, status="started")
         applied = self._with_retries(lambda: self.platform.apply(change, log=self._log), APPLY_ATTEMPTS)
@@ -377,6 +398,18 @@ class Orchestrator:
             self._emit(state, "warning", message=warning)
         return applied
 
+    def _warn_returned_labels(self, state: RunState, spec: MeshSpec) -> None:
+        """Before each stage and each gate: an `istio-injection` label put back on an enrolled namespace (a GitOps
+        self-heal) sends its new pods to another injector; said once per process and label."""
+        try:
+            warnings = returned_injection_label_warnings(spec, self.platform.namespaces())
+        except PlatformError as error:
+            warnings = [f"cannot check the enrolled namespaces' istio-injection labels: {error}"]
+        for warning in warnings:
+            if warning not in self._warned:
+                self._warned.add(warning)
+                self._emit(state, "warning", message=warning)
+
     def _gate(self, state: RunState, spec: MeshSpec, scope: GateScope) -> bool:
         """Run one gate; on failure record it and move to RollingBack. True if it passed."""
         verdict = self._judge(state, spec, scope, scope.label)
@@ -387,6 +420,7 @@ class Orchestrator:
         return False
 
     def _judge(self, state: RunState, spec: MeshSpec, scope: GateScope, name: str) -> GateVerdict:
+        self._warn_returned_labels(state, spec)  # a label back since the stage's apply: said before its gate
         plan = plan_for(spec)
         scope = scope.sampling(spec.gates)
         if not any(selector.role == "canary" for selector in selectors_for(plan, scope)):

@@ -3,11 +3,14 @@
 `meshlift upgrade` reads the stack's cluster once, right after the prerequisite
 checks and before a run is recorded, and refuses (exit 2, each problem with its
 key path and stack-file line) a config that would take over or fight over what
-others run there (`rollout.namespace_checks`), or that would silently drop Istio
+others run there (`rollout.namespace_checks`; an `istio-injection` label put back
+by hand since meshlift enrolled the namespace is a note, and is checked again
+before every stage), or that would silently drop Istio
 config pinned to the revision it leaves (`rollout.pinned_config`), or replace the
 values an adopted installation runs with (`rollout.adopted_values`). `meshlift plan` reads the same
 facts and shows them with its stages; a cluster it cannot reach is said, not
-fatal, since the upgrade checks again.
+fatal, since the upgrade checks again. `meshlift status` reads the namespaces again
+for labels put back since they were enrolled.
 
 The reader is the one `rollout.platforms.kube_live.KubeLive` of the stack's
 cluster (`kubernetes:context` / `kubernetes:kubeconfig` of the stack file, which
@@ -26,10 +29,11 @@ from rollout.errors import ClusterConflict, PlatformError, PlatformUnavailable
 from rollout.namespace_checks import (
     existing_namespace_problems,
     foreign_injection_label_problems,
+    returned_injection_label_warnings,
     unlisted_namespace_notes,
 )
 from rollout.adopted_values import adopted_value_problems
-from rollout.pinned_config import pinned_config_notes, pinned_config_problems, pinned_objects
+from rollout.pinned_config import PinnedObject, pinned_config_notes, pinned_config_problems, pinned_objects
 from rollout.project import spec_error_at
 
 PLAN_TIMEOUT_S = 5.0  # `meshlift plan` must stay quick when the cluster is away
@@ -39,18 +43,19 @@ PLAN_TIMEOUT_S = 5.0  # `meshlift plan` must stay quick when the cluster is away
 class Findings:
     problems: list[Problem] = field(default_factory=list)  # refuse the upgrade
     notes: list[str] = field(default_factory=list)  # what the plan says besides its stages
+    pinned: list[PinnedObject] = field(default_factory=list)  # Istio config pinned to the rollout's `from`
 
 
-def live_reader(config: Mapping[str, Any], *, timeout_s: float | None = None) -> Any:
+def live_reader(config: Mapping[str, Any], *, timeout_s: float | None = None, retry_s: float | None = None) -> Any:
     """The stack's cluster, read-only (a KubeLive)."""
-    from rollout.platforms.kube_live import REQUEST_TIMEOUT_S, KubeLive
+    from rollout.platforms.kube_live import REQUEST_TIMEOUT_S, RETRY_S, KubeLive
 
     def text(key: str) -> str | None:
         value = config.get(key)
         return str(value) if value not in (None, "") else None
 
     return KubeLive(context=text("kubernetes:context"), kubeconfig=text("kubernetes:kubeconfig"),
-                    timeout_s=timeout_s or REQUEST_TIMEOUT_S)
+                    timeout_s=timeout_s or REQUEST_TIMEOUT_S, retry_s=RETRY_S if retry_s is None else retry_s)
 
 
 def findings(spec: MeshSpec, reader: Any) -> Findings:
@@ -60,7 +65,9 @@ def findings(spec: MeshSpec, reader: Any) -> Findings:
     return Findings(
         problems=[*existing_namespace_problems(spec, namespaces), *foreign_injection_label_problems(spec, namespaces),
                   *pinned_config_problems(spec, pinned), *adopted_value_problems(spec, reader)],
-        notes=[*unlisted_namespace_notes(spec, namespaces), *pinned_config_notes(spec, pinned)],
+        notes=[*unlisted_namespace_notes(spec, namespaces), *pinned_config_notes(spec, pinned),
+               *returned_injection_label_warnings(spec, namespaces, skip_declared=True)],
+        pinned=pinned,
     )
 
 
@@ -81,3 +88,19 @@ def findings_for_plan(spec: MeshSpec, config: Mapping[str, Any]) -> tuple[Findin
         return findings(spec, live_reader(config, timeout_s=PLAN_TIMEOUT_S)), None
     except PlatformError as error:
         return Findings(), str(error)
+
+
+def namespace_warnings(config: Mapping[str, Any]) -> list[str]:
+    """`meshlift status`: `istio-injection` labels put back on namespaces the stack enrolled, read briefly."""
+    from meshmodel.spec import SpecError
+    from meshmodel.spec_check import load_spec
+
+    try:
+        spec = load_spec(dict(config))
+        # One quick read: a status must not wait out an API server that is away.
+        reader = live_reader(config, timeout_s=PLAN_TIMEOUT_S, retry_s=0)
+        return returned_injection_label_warnings(spec, reader.namespaces())
+    except SpecError:
+        return []  # `meshlift validate` says what is wrong; status reports the run
+    except PlatformError as error:
+        return [f"cannot check the enrolled namespaces' istio-injection labels: {error}"]

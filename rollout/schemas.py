@@ -30,8 +30,10 @@ SCHEMAS: dict[str, tuple[str, dict[str, Any]]] = {
                                         "result": None}),
     "rollback": ("meshlift.rollback/v1", {"stack": None, "rolled_back_to": None, "describe": None, "update": None}),
     "abandon": ("meshlift.abandon/v1", {"stack": None, "run": None, "abandoned": False}),
-    "status": ("meshlift.status/v1", {"stack": None, "run": None, "events": []}),
+    "status": ("meshlift.status/v1", {"stack": None, "run": None, "events": [], "warnings": []}),
     "history": ("meshlift.history/v1", {"stack": None, "entries": []}),
+    "retire-check": ("meshlift.retire/v1", {"stack": None, "refused": None, "defaultTag": None, "leftovers": [],
+                                            "message": None}),
     "check": ("meshlift.checks/v2", {"success": False, "taken_at": None, "targets": []}),
     "inspect": ("meshlift.inspect/v1", {"proxies": [], "diffs": []}),
     # every fleet subcommand (plan, upgrade, resume, status)

@@ -155,6 +155,9 @@ def plan_changes(before: MeshPlan | None, after: MeshPlan) -> list[str]:
         if previous is not None and previous != workload.proxy_revision:
             changes.append(f"restart {workload.namespace}/{workload.name} (wave {workload.wave}): "
                            f"{previous} -> {workload.proxy_revision}")
+    old_labels = {str(r): r.revision for r in before.relabels} if before else {}
+    changes += [f"relabel {r}: istio.io/rev {old_labels[str(r)]} -> {r.revision}" for r in after.relabels
+                if old_labels.get(str(r), r.revision) != r.revision]
     old_gateways = {(g.namespace, g.name): g for g in before.gateways} if before else {}
     for gateway in after.gateways:
         previous_gateway = old_gateways.get((gateway.namespace, gateway.name))

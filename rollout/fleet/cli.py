@@ -100,7 +100,7 @@ def plan(to: ToOpt = None, fleet_file: FleetOpt = None, rehearse: RehearseOpt = 
 
     name, fleet, _ = _fleet(fleet_file)
     version = _target(to, rehearse)
-    stacks = prepare(fleet, _source(name, fleet, rehearse=rehearse, fault=None), version)
+    stacks = prepare(fleet, _source(name, fleet, rehearse=rehearse, fault=None), version, preflight=False)
     rows = []
     for ring in fleet.rings:
         members = [s for s in stacks if s.ring is ring]

@@ -379,6 +379,14 @@ class _Guarded:
         self._check()
         return self._platform.revision_sources()
 
+    def pinned_config(self, revision: str) -> list[dict[str, str]]:
+        self._check()
+        return self._platform.pinned_config(revision)
+
+    def namespaces(self) -> list[dict[str, Any]]:
+        self._check()
+        return self._platform.namespaces()
+
     def workload_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         self._check()
         return self._platform.workload_pods(namespace, selector)

@@ -2,8 +2,13 @@
 
 Each stack's config must accept the upgrade (version skew, chart source, the whole
 spec, as `meshlift upgrade` would check it), its journal must not hold another
-unfinished run, and the ring's re-gate settings must fit its gates' timing. One
-UsageError lists every problem, each prefixed with the stack file it is in.
+unfinished run, and the ring's re-gate settings must fit its gates' timing. Before
+an upgrade (not a plan), each stack also passes the checks `meshlift upgrade -s
+<stack>` runs before it records anything (`StackSource.preflight`: the Pulumi CLI,
+the state backend and the kube context; what the stack's cluster already holds:
+namespaces, `istio-injection` labels others apply, Istio config pinned to the old
+revision, adopted values). One UsageError lists every problem, each prefixed with
+the stack file it is in.
 """
 
 from __future__ import annotations
@@ -43,8 +48,9 @@ class FleetStack:
         return self.target.change(Stage.CLEANUP).spec
 
 
-def prepare(fleet: FleetSpec, source: StackSource, to: str) -> list[FleetStack]:
-    """Every stack of `fleet`, ready to upgrade to `to`; UsageError listing every problem otherwise."""
+def prepare(fleet: FleetSpec, source: StackSource, to: str, *, preflight: bool = True) -> list[FleetStack]:
+    """Every stack of `fleet`, ready to upgrade to `to`; UsageError listing every problem otherwise.
+    `preflight`: also each stack's cluster checks (a plan reads no cluster)."""
     problems: list[str] = []
     stacks: list[FleetStack] = []
     for index, ring in enumerate(fleet.rings):
@@ -59,6 +65,13 @@ def prepare(fleet: FleetSpec, source: StackSource, to: str) -> list[FleetStack]:
             except UsageError as error:
                 problems += [f"{where}: {detail}" for detail in error.details] or [f"{where}: {error}"]
                 continue
+            if preflight:
+                try:
+                    source.preflight(stack, config, target)
+                except SpecError as error:  # the cluster contradicts the config (ClusterConflict)
+                    problems += [f"{where}: {problem}" for problem in error.problems]
+                except UsageError as error:  # a prerequisite is missing, the cluster cannot be read
+                    problems += [f"{where}: {error}", *(f"{where}: {detail}" for detail in error.details)]
             gates = ring_gates(target.spec.gates, ring)
             timing = gate_timing_problem(gates)
             if timing:

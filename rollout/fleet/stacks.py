@@ -21,6 +21,7 @@ from meshmodel.stackfile import read_stack_file
 from rollout.errors import UsageError
 from rollout.journal import STATE_DIR, Journal
 from rollout.platforms.base import Platform
+from rollout.stages import UpgradeTarget
 
 
 
@@ -39,6 +40,10 @@ class StackSource(Protocol):
     def journal(self, stack: str) -> Journal: ...
 
     def platform(self, stack: str, config: dict[str, Any]) -> Platform: ...
+
+    def preflight(self, stack: str, config: dict[str, Any], target: UpgradeTarget) -> None:
+        """What `meshlift upgrade -s <stack>` checks before it records anything; raises the same errors."""
+        ...
 
     def reset(self) -> None:
         """A new fleet run starts (after a finished one): forget what only the last one needed."""
@@ -76,6 +81,14 @@ class KubernetesStacks:
         # The stack's own cluster (kubernetes:kubeconfig / kubernetes:context), as `meshlift upgrade -s` uses.
         return make_platform("kubernetes", project_dir=self.project_dir, stack=stack,
                              discover=KubeDiscovery(**stack_cluster(config)))
+
+    def preflight(self, stack: str, config: dict[str, Any], target: UpgradeTarget) -> None:
+        from rollout.preflight import check_before_upgrade
+        from rollout.prerequisites import check_cluster_prerequisites
+
+        # The very calls `meshlift upgrade` makes, in its order.
+        check_cluster_prerequisites(self.project_dir, config)
+        check_before_upgrade(target.spec, config, self._path(stack))
 
     def reset(self) -> None:
         return None  # each stack's own journal and history decide what is already done
@@ -131,6 +144,9 @@ class RehearsalStacks:
         fleet = [FleetWorkload(namespace="shop", name="web", replicas=1, image="local/web:1", labels={"team": "shop"})]
         return LocalPlatform(state_dir=self.journal(stack).root, base_config=config, fleet=fleet, fault=fault,
                              traffic_rate_per_s=REHEARSAL_TRAFFIC_PER_S)
+
+    def preflight(self, stack: str, config: dict[str, Any], target: UpgradeTarget) -> None:
+        return None  # a fresh local mesh: no cluster, no Pulumi CLI, nothing anyone else runs there
 
     def reset(self) -> None:
         """Fresh meshes: every stack's journal and local history go (the fleet journal stays)."""

@@ -131,6 +131,15 @@ class Platform(Protocol):
         and Gateway API `gateways`; PlatformError if unknowable."""
         ...
 
+    def pinned_config(self, revision: str) -> list[dict[str, str]]:
+        """The Istio config objects labelled `istio.io/rev=<revision>`, as `meshlift:pinnedObjects` records
+        them (apiVersion, kind, namespace, name); PlatformError if unknowable."""
+        ...
+
+    def namespaces(self) -> list[dict[str, Any]]:
+        """Every namespace with its labels and managedFields; PlatformError if unknowable."""
+        ...
+
     def workload_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         """The pods of one namespace that a label selector matches."""
         ...

@@ -31,7 +31,8 @@ RBAC: `list` on deployments, statefulsets, daemonsets (apps) and
 horizontalpodautoscalers in the enrolled namespaces; `list` cluster-wide on
 pods, namespaces, deployments, statefulsets, daemonsets, replicasets, jobs,
 cronjobs and gateways.gateway.networking.k8s.io (the cleanup guard) and on
-Istio's config kinds; `list` on the Secrets of adopted releases' namespaces
+Istio's config kinds (`get` too: a pinned object's label patch is created only
+once the object is read); `list` on the Secrets of adopted releases' namespaces
 (Helm's release records); `create`
 on pods/eviction and `delete` on pods in the enrolled namespaces (only used
 with `meshlift:restarts.onDelete: evict` and for a stuck StatefulSet pod).
@@ -154,6 +155,24 @@ class KubeLive:
         with client.ApiClient(self._config()) as api:
             return self._optional_items(client.CustomObjectsApi(api).list_cluster_custom_object, group, version,
                                         plural, label_selector=label_selector)
+
+    def custom_object(self, group: str, version: str, plural: str, namespace: str,
+                      name: str) -> dict[str, Any] | None:
+        """One custom object; None when it (or its kind) does not exist."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        with client.ApiClient(self._config()) as api:
+            calls = client.CustomObjectsApi(api)
+            try:
+                response = self._retrying(lambda: calls.get_namespaced_custom_object(
+                    group, version, namespace, plural, name, _preload_content=False,
+                    _request_timeout=self.timeout_s), what=f"read {plural}.{group} {namespace}/{name}")
+            except PlatformError as error:
+                if isinstance(error.__cause__, ApiException) and error.__cause__.status == 404:
+                    return None
+                raise
+        return json.loads(response.data)
 
     def evict(self, namespace: str, pod: str) -> bool:
         """Ask the API server to evict one pod; False when a PodDisruptionBudget does not allow it now."""

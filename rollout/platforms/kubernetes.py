@@ -76,6 +76,14 @@ class KubernetesPlatform:
     def revision_sources(self) -> dict[str, list[dict[str, Any]]]:
         return self._live_reader().revision_sources()
 
+    def pinned_config(self, revision: str) -> list[dict[str, str]]:
+        from rollout.pinned_config import pinned_objects, pinned_records
+
+        return pinned_records(pinned_objects(self._live_reader(), revision))
+
+    def namespaces(self) -> list[dict[str, Any]]:
+        return self._live_reader().namespaces()
+
     def workload_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         return self._live_reader().pods(namespace, selector)
 

@@ -185,6 +185,12 @@ class LocalPlatform:
     def revision_sources(self) -> dict[str, list[dict[str, Any]]]:
         return {"namespaces": [], "templates": [], "gateways": []}  # only pods here: the fleet's workloads roll
 
+    def pinned_config(self, revision: str) -> list[dict[str, str]]:
+        return []  # no Istio config objects: the rehearsal's control planes are files
+
+    def namespaces(self) -> list[dict[str, Any]]:
+        return []  # namespaces are names here, with no labels anyone could put back
+
     def workload_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         return []  # the fleet has no OnDelete workload, so nothing is evicted
 

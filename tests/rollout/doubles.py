@@ -245,6 +245,14 @@ class FakeCluster:
                 if (o["apiVersion"].split("/")[0], o["plural"]) == (group, plural)
                 and (o["metadata"].get("labels") or {}).get(key) == value]
 
+    def custom_object(self, group: str, version: str, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        self.calls.append(f"custom object {plural}.{group} {namespace}/{name}")
+        if self.fail_with is not None:
+            raise self.fail_with
+        return next((json.loads(json.dumps(o)) for o in self.custom_list
+                     if (o["apiVersion"].split("/")[0], o["plural"]) == (group, plural)
+                     and (o["metadata"].get("namespace"), o["metadata"]["name"]) == (namespace, name)), None)
+
     def helm_release_secrets(self, namespace: str, release: str) -> list[dict[str, Any]]:
         return [json.loads(json.dumps(s)) for s in self.helm_secrets.get((namespace, release), [])]
 

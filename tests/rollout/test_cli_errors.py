@@ -112,7 +112,7 @@ def test_status_json_has_the_same_shape_with_and_without_a_run(project, capsys):
     capsys.readouterr()
     assert run(cli.app, ["status", "-s", "dev", "--json"]) == 0
     full = json.loads(capsys.readouterr().out)
-    assert list(empty) == list(full) == ["schema", "stack", "run", "events", "error"]
+    assert list(empty) == list(full) == ["schema", "stack", "run", "events", "warnings", "error"]
     assert empty["run"] is None and full["run"]["phase"] == "Succeeded"
     assert full["run"]["started_at"].endswith("Z") and full["events"][0]["ts"].endswith("Z")
 

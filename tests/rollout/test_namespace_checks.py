@@ -11,6 +11,7 @@ from rollout.namespace_checks import (
     MANAGED_BY,
     existing_namespace_problems,
     foreign_injection_label_problems,
+    returned_injection_label_warnings,
     unlisted_namespace_notes,
 )
 from tests.rollout.doubles import mesh_config
@@ -95,3 +96,39 @@ def test_unlisting_says_a_created_namespace_stays_and_a_patched_one_leaves_the_m
                                "istio.io/rev=stable label")
     assert "pods created there afterwards get no sidecar" in notes[0]
     assert notes[1].startswith("namespace old-shop is no longer listed: it is kept with everything in it")
+
+
+def enrolled(name: str, *, labels: dict[str, str], managed: list[dict[str, Any]]) -> dict[str, Any]:
+    """A namespace meshlift patched (its enrollment manager owns istio.io/rev), with labels as they are now."""
+    return namespace(name, labels={"istio.io/rev": "stable", **labels},
+                     managed=[owns_label(f"{ENROLL_MANAGER_PREFIX}{name}", "Apply", "istio.io/rev"), *managed])
+
+
+def test_an_injection_label_put_back_after_enrollment_is_warned_about_with_who_set_it_and_the_fix():
+    healed = enrolled("shop", labels={"istio-injection": "enabled"},
+                      managed=[owns_label("argocd-controller", "Update", "istio-injection")])
+    created = namespace("pay", labels={**dict([MANAGED_BY]), "istio.io/rev": "stable", "istio-injection": "enabled"},
+                        managed=[owns_label("kubectl-label", "Update", "istio-injection")])
+    (shop, pay) = returned_injection_label_warnings(spec(), [healed, created])
+    assert shop.startswith("namespace shop: its istio-injection=enabled label is back since meshlift enrolled it, "
+                           "set by 'argocd-controller' (Update). It overrides istio.io/rev=stable: new pods there "
+                           "are injected by the default injector, or not at all"), shop
+    assert shop.endswith("Remove it where it is declared (in Git, if a GitOps tool's self-heal put it back), then "
+                         "`kubectl label namespace shop istio-injection-`"), shop
+    assert "set by 'kubectl-label' (Update)" in pay
+
+
+def test_no_warning_without_the_label_before_meshlift_enrolled_or_between_its_own_two_patches():
+    clean = enrolled("shop", labels={}, managed=[])
+    mid_enrollment = enrolled("pay", labels={"istio-injection": ""}, managed=[])  # meshlift's own empty value
+    assert returned_injection_label_warnings(spec(), [clean, mid_enrollment]) == []
+    never_enrolled = namespace("shop", labels={"istio-injection": "enabled"},
+                               managed=[owns_label("kubectl-label", "Update", "istio-injection")])
+    assert returned_injection_label_warnings(spec(), [never_enrolled]) == []
+
+
+def test_a_declared_label_is_left_to_the_refusal_when_asked():
+    flux = enrolled("shop", labels={"istio-injection": "enabled"},
+                    managed=[owns_label("kustomize-controller", "Apply", "istio-injection")])
+    assert "'kustomize-controller' (Apply)" in returned_injection_label_warnings(spec(), [flux])[0]
+    assert returned_injection_label_warnings(spec(), [flux], skip_declared=True) == []

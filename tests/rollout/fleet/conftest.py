@@ -31,6 +31,8 @@ class RecordedStacks:
         self.root = root / ".meshlift" / "fleet" / name
         self.project = root
         self.configs = {stack: stack_config(stack) for stack in stacks} | (configs or {})
+        self.clusters: dict[str, FakeCluster] = {}  # what preflight reads, per stack (none: nothing to judge)
+        self.preflighted: list[str] = []
         self.engines = {}
         for stack, config in self.configs.items():
             engine = RecordingEngine(stack, config=config)
@@ -54,6 +56,17 @@ class RecordedStacks:
         live = FakeCluster(*[live_workload(ns["name"], w["name"], replicas=2)
                              for ns in config["meshlift:namespaces"] for w in ns.get("workloads", [])])
         return KubernetesPlatform(self.engines[stack], discover=fake_discovery, live=live)
+
+    def preflight(self, stack: str, config: dict[str, Any], target: Any) -> None:
+        """What `meshlift upgrade` judges in a stack's cluster, on `clusters[stack]` when a test sets one."""
+        from rollout.errors import ClusterConflict
+        from rollout.preflight import findings
+
+        self.preflighted.append(stack)
+        if stack in self.clusters:
+            problems = findings(target.spec, self.clusters[stack]).problems
+            if problems:
+                raise ClusterConflict(problems)
 
     def reset(self) -> None:
         return None

@@ -57,6 +57,28 @@ def test_an_invalid_stack_anywhere_stops_the_fleet_before_anything_changes(tmp_p
     assert FleetJournal(source.root).load() is None
 
 
+def test_a_stack_whose_cluster_fails_the_upgrades_preflight_stops_the_fleet_before_anything_changes(
+        tmp_path, three_rings):
+    from tests.rollout.doubles import FakeCluster
+
+    source = RecordedStacks(tmp_path, STACKS)
+    pinned = FakeCluster()
+    pinned.custom_list = [{"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
+                           "plural": "authorizationpolicies",
+                           "metadata": {"namespace": "shop", "name": "deny-all", "labels": {"istio.io/rev": "1-39-3"}}}]
+    source.clusters["prodeu"] = pinned
+
+    with pytest.raises(UsageError) as raised:
+        _driver(three_rings, source, StackGate()).run("1.40.0")
+
+    assert sorted(source.preflighted) == sorted(STACKS), "every stack is checked, as `meshlift upgrade -s` checks it"
+    (detail,) = raised.value.details
+    assert detail.startswith("stacks/Pulumi.prodeu.yaml: meshlift:pinnedConfig: 1 Istio config object(s) carry "
+                             "istio.io/rev=1-39-3: AuthorizationPolicy shop/deny-all"), detail
+    assert all(engine.named("set_config") == [] and engine.named("up") == [] for engine in source.engines.values())
+    assert FleetJournal(source.root).load() is None
+
+
 def test_a_failed_stack_is_rolled_back_and_stops_the_line(tmp_path, three_rings):
     source = RecordedStacks(tmp_path, STACKS)
 
