@@ -58,7 +58,7 @@ def test_the_relabel_is_a_promotion_step_and_workloads_restart_only_after_it(mon
                                "before_update": ("meshlift-promotion-before_update-0",)}, patch.urn
         # The new revision's istiod exists before its label names it.
         assert any("istiod-1-31-0" in dependency for dependency in patch.dependencies), patch.dependencies
-    restart = run.named("shop.web-restart")
+    restart = run.named("shop-restarts")
     assert {patch.urn for patch in patches} <= set(restart.dependencies), restart.dependencies
 
 
