@@ -51,14 +51,15 @@ class Istioctl:
         return cls(built.path("istioctl"), cluster.kubeconfig, cluster.context)
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(self.binary), *args, "--kubeconfig", str(self.kubeconfig), "--context", self.context],
-                              capture_output=True, text=True, timeout=TIMEOUT_SECONDS, stdin=subprocess.DEVNULL)
+        command = [str(self.binary), *args, "--kubeconfig", str(self.kubeconfig), "--context", self.context]
+        return subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_SECONDS, stdin=subprocess.DEVNULL)
 
     def tags(self) -> set[TagRow]:
         """`istioctl tag list`: every tag with its revision and the namespaces labelled with it."""
         listed = self.run("tag", "list", "-o", "json")
         assert listed.returncode == 0, listed.stdout + listed.stderr
-        return {TagRow(row["tag"], row["revision"], tuple(row.get("namespaces") or ())) for row in json.loads(listed.stdout)}
+        rows = json.loads(listed.stdout)
+        return {TagRow(row["tag"], row["revision"], tuple(row.get("namespaces") or ())) for row in rows}
 
     def analysis(self, revision: str = DEFAULT_REVISION) -> list[dict[str, Any]]:
         """`istioctl analyze -A --revision <revision>`: every message, Info included, over all namespaces."""
