@@ -48,13 +48,18 @@ namespaces.
 
 Where a pod-revision webhook lives: a configuration of its own,
 `meshlift-pod-revision-<rev>`, labelled `istio.io/rev=<rev>` so that istiod patches
-its `caBundle` (`pkg/webhooks/webhookpatch.go`), and `istio.io/tag` so that
-`istioctl tag` still finds one canonical injector per revision
-(`istio.io/rev=<rev>,!istio.io/tag`). The cost: `istioctl tag list` shows it as a
-tag. Adding the entry to the chart's own `istio-sidecar-injector-<rev>` by
-server-side apply instead was tried on the real engine: the provider stores the
-whole patched list and diffs it by position, so every later `pulumi preview`
-proposed a change to it.
+its `caBundle` (`pkg/webhooks/webhookpatch.go`), and never `istio.io/tag`:
+`istioctl tag list` and istiod's tag watcher (`pkg/revisions/tag_watcher.go`) take
+every configuration carrying that label for a tag of its revision, so a label
+`istio.io/tag: meshlift-pod-revision-<rev>` listed one fake tag per revision.
+Labelled with the revision alone, it reads as the revision itself: `tag list`
+folds it into the revision's own row. The cost: `istioctl tag set|generate
+--revision <rev>` wants exactly one configuration labelled
+`istio.io/rev=<rev>,!istio.io/tag` and refuses with two; meshlift owns the tags,
+so they are moved in the stack, not by istioctl. Adding the entry to the chart's
+own `istio-sidecar-injector-<rev>` by server-side apply instead was tried on the
+real engine: the provider stores the whole patched list and diffs it by
+position, so every later `pulumi preview` proposed a change to it.
 """
 
 from __future__ import annotations
@@ -99,11 +104,6 @@ def tag_webhook_name(tag: str, istio_namespace: str) -> str:
 
 
 DEFAULT_TAG = "default"
-
-
-def pod_revision_tag(revision: str) -> str:
-    """The `istio.io/tag` value of a pod-revision webhook (never a tag any namespace uses)."""
-    return f"meshlift-pod-revision-{revision}"
 
 
 def pod_revision_webhook_name(revision: str, istio_namespace: str) -> str:
@@ -154,10 +154,8 @@ class RevisionTags(pulumi.ComponentResource):
                 metadata=ObjectMetaArgs(
                     name=pod_revision_webhook_name(revision, args.istio_namespace),
                     # istio.io/rev: istiod of the revision patches the caBundle of webhooks so labelled.
-                    # istio.io/tag: `istioctl tag` finds a revision's canonical injector with
-                    # `istio.io/rev=<rev>,!istio.io/tag`; without it this webhook made two matches.
-                    labels={REVISION_LABEL: revision, TAG_LABEL: pod_revision_tag(revision), "app": "sidecar-injector",
-                            **MANAGED_BY},
+                    # Never istio.io/tag: istioctl and istiod take every configuration carrying it for a tag.
+                    labels={REVISION_LABEL: revision, "app": "sidecar-injector", **MANAGED_BY},
                 ),
                 webhooks=[_webhook(
                     "pod-revision.", revision, args.istio_namespace,

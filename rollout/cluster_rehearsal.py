@@ -74,7 +74,7 @@ def stack_config(kubeconfig: Path, context: str, chart_repository: str) -> dict[
     """The mesh before the upgrade: 1.30.3, tag `stable`, a gateway, two teams' namespaces in two waves.
     Its revisions leave out what the local sidecars' Envoy cannot load (LOCAL_REVISION_VALUES); the
     upgrade's target revision inherits those values."""
-    from localcluster.sidecars import LOCAL_REVISION_VALUES
+    from localcluster.sidecars import GATEWAY_PORT, LOCAL_REVISION_VALUES
 
     return {
         "kubernetes:kubeconfig": str(kubeconfig),
@@ -83,8 +83,11 @@ def stack_config(kubeconfig: Path, context: str, chart_repository: str) -> dict[
         "meshlift:revisions": [{"version": FROM, "values": LOCAL_REVISION_VALUES}],
         "meshlift:defaultRevision": FROM_REV,
         "meshlift:tags": {"stable": FROM_REV},
+        # Its Service carries the port the platform's Gateway listens on (localcluster.sidecars.gateway_resources).
         "meshlift:gateways": [{"name": "istio-ingressgateway", "namespace": "istio-ingress", "revision": "stable",
-                               "replicas": 2, "service": {"type": "ClusterIP"}}],
+                               "replicas": 2, "service": {"type": "ClusterIP", "ports": [
+                                   {"name": "status-port", "port": 15021, "targetPort": 15021},
+                                   {"name": "http", "port": 80, "targetPort": GATEWAY_PORT}]}}],
         "meshlift:namespaces": [
             {"name": "shop", "revision": "stable", "wave": 1, "create": False,
              "workloads": [{"name": "web", "canary": True}]},

@@ -84,9 +84,9 @@ def test_base_chart_points_the_default_validator_at_an_installed_revision(built)
 
 def test_tag_webhooks_point_at_the_planned_revision(built):
     plan, run = built
+    # What `istioctl tag list` and istiod take for tags: every configuration labelled istio.io/tag.
     webhooks = [w for w in run.of_type("kubernetes:admissionregistration.k8s.io/v1:MutatingWebhookConfiguration")
-                if "istio.io/tag" in w.inputs["metadata"]["labels"]
-                and not w.inputs["metadata"]["name"].startswith("meshlift-pod-revision-")]
+                if "istio.io/tag" in w.inputs["metadata"]["labels"]]
     assert {w.inputs["metadata"]["labels"]["istio.io/tag"]: w.inputs["metadata"]["labels"][REVISION_LABEL]
             for w in webhooks} == plan.tags
     for webhook in webhooks:
@@ -98,8 +98,8 @@ def test_tag_webhooks_point_at_the_planned_revision(built):
 
 def test_every_installed_revision_injects_pods_that_ask_for_it_by_label(built):
     plan, run = built
-    # A configuration of its own per revision, labelled so that istiod patches its CA (istio.io/rev) and
-    # istioctl still finds one canonical injector per revision (istio.io/tag).
+    # A configuration of its own per revision, labelled so that istiod patches its CA (istio.io/rev), and
+    # not as a tag (istio.io/tag): Istio's tools read it as the revision itself.
     webhooks = {w.inputs["metadata"]["name"]: w
                 for w in run.of_type("kubernetes:admissionregistration.k8s.io/v1:MutatingWebhookConfiguration")
                 if w.inputs["metadata"]["name"].startswith("meshlift-pod-revision-")}
@@ -108,7 +108,7 @@ def test_every_installed_revision_injects_pods_that_ask_for_it_by_label(built):
         webhook = webhooks[f"meshlift-pod-revision-{cp.revision}"]
         assert webhook.name == f"revision-tags-pod-revision-{cp.revision}", webhook.urn
         labels = webhook.inputs["metadata"]["labels"]
-        assert labels["istio.io/rev"] == cp.revision and labels["istio.io/tag"] == f"meshlift-pod-revision-{cp.revision}"
+        assert labels["istio.io/rev"] == cp.revision and "istio.io/tag" not in labels, webhook.urn
         [hook] = webhook.inputs["webhooks"]
         assert hook["name"] == "pod-revision.sidecar-injector.istio.io", webhook.urn
         assert hook["clientConfig"]["service"]["name"] == f"istiod-{cp.revision}", webhook.urn

@@ -6,8 +6,12 @@ gets its revision's own pilot-agent, which starts a real Envoy (1.30.3 pods: Env
 1.39.3, 1.31.0 pods: Envoy 1.40.0) with Istio's bootstrap, a 24 h workload
 certificate from that revision's istiod and xDS from it, behind a kwok PortForward
 of port 15000, with traffic through it. meshlift's gates find those pods and reach
-those proxies with the same discovery and port-forward code users run. A bad canary
-is rolled back through the real stack history.
+those proxies with the same discovery and port-forward code users run. At each stage
+(before the upgrade, the canary waiting for approval, promoted, cleaned up) Istio's
+own `istioctl tag list` shows exactly the stack's tags, and `istioctl analyze -A`
+(by default and per revision) raises no error and no warning but the one its
+per-revision view causes (tests/e2e/istioctl.py). A bad canary is rolled back
+through the real stack history.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from components._restarts import FIELD_MANAGER as RESTART_MANAGER
 from localcluster.sidecars import SIDECAR_FAULTS
 from rollout.cluster_rehearsal import TEAM_MANAGER, TEAMS, create_teams, restart_teams, stack_config, stand_ins
 from tests.e2e.conftest import cluster_with_istiod
+from tests.e2e.istioctl import Istioctl, TagRow
 from tests.e2e.kube import Kube, eventually
 from tests.e2e.stacks import FROM_REV, TO, TO_REV
 
@@ -40,6 +45,7 @@ CANARY_FAULTS = {
     "draining": {"proxy-not-draining", "proxy-ready"},  # the canary's Envoy told to fail health checks
 }
 current_fault = {"name": "none"}
+GATEWAY = "istio-ingress/istio-ingressgateway"  # the stack's gateway Deployment
 
 
 def faulty_canaries(sidecar) -> None:
@@ -102,9 +108,27 @@ def restart_istiod_once_canaries_run(kube: Kube, revision: str) -> threading.Thr
     return thread
 
 
-def test_an_upgrade_runs_from_install_to_cleanup_on_the_real_engine(project, healthy_mesh, chart_repository) -> None:
+def upgrade_in_the_background(project, *args: str, label: str) -> tuple[threading.Thread, dict]:
+    """`meshlift upgrade` in a thread (its result in `done["result"]`), so a test can look at the mesh meanwhile."""
+    done: dict = {}
+    thread = threading.Thread(target=lambda: done.update(result=project.meshlift("upgrade", *args, label=label)),
+                              daemon=True)
+    thread.start()
+    return thread, done
+
+
+def run_phase(project, stack: str) -> str | None:
+    status = project.meshlift("status", "-s", stack, "--json")
+    run = json.loads(status.stdout)["run"] if status.returncode == 0 else None
+    return run["phase"] if run else None
+
+
+def test_an_upgrade_runs_from_install_to_cleanup_on_the_real_engine(project, healthy_mesh, chart_repository,
+                                                                   built_toolchain) -> None:
     cluster, kube, proxies = healthy_mesh
+    istioctl = Istioctl.of(cluster, built_toolchain)
     the_mesh_before_the_upgrade(project, cluster, chart_repository, kube, proxies)
+    istioctl.assert_reads(TagRow("stable", FROM_REV, ("payments", "shop")), gateways={GATEWAY: FROM_REV})
     # A bare pod no wave restarts, injected by the old revision: cleanup must wait for it.
     kube.core.create_namespaced_pod("shop", {"metadata": {"name": "batch-once", "labels": {"app": "batch"}},
                                              "spec": {"containers": [{"name": "batch", "image": "example/batch:1"}]}},
@@ -114,17 +138,34 @@ def test_an_upgrade_runs_from_install_to_cleanup_on_the_real_engine(project, hea
     # While the canary gate reads the canaries, their istiod is restarted (`kubectl rollout restart`): the
     # sidecars reconnect to the new pods, and a healthy gate stays healthy.
     restarted = restart_istiod_once_canaries_run(kube, TO_REV)
-    refused = project.meshlift("upgrade", "-s", "e2e", "--to", TO, label="meshlift upgrade (cleanup refused)")
+    # The run waits for approval after the canary gate: Istio's own tools read the canary stage meanwhile.
+    approval = ("--require-approval", "--approve-from", "promote")
+    upgrading, done = upgrade_in_the_background(project, "-s", "e2e", "--to", TO, *approval,
+                                                label="meshlift upgrade (cleanup refused)")
+    eventually(lambda: run_phase(project, "e2e") == "WaitingApproval" or not upgrading.is_alive(), timeout=600,
+               every=2, what="the canary waiting for approval")
+    assert upgrading.is_alive(), done["result"].output[-4000:]
+    istioctl.assert_reads(TagRow("stable", FROM_REV, ("payments", "shop")), TagRow("", TO_REV),
+                          gateways={GATEWAY: FROM_REV, f"{GATEWAY}-canary": TO_REV})
+    approved = project.meshlift("promote", "-s", "e2e", "--yes")
+    assert approved.returncode == 0, approved.output
+    upgrading.join(timeout=600)
+    refused = done["result"]
     restarted.join(timeout=5)
     assert restarted.done, "istiod was restarted during the canary gate"
     assert refused.returncode == 2, refused.output[-4000:]
     assert "Cleanup refused" in refused.output and "shop/batch-once" in refused.output
+    # Promoted, both revisions still installed: the tag moved to the new one, the old one is a bare revision.
+    istioctl.assert_reads(TagRow("stable", TO_REV, ("payments", "shop")), TagRow("", FROM_REV),
+                          gateways={GATEWAY: TO_REV})
 
     kube.core.delete_namespaced_pod("batch-once", "shop", grace_period_seconds=0)
     eventually(lambda: not kube.core.list_namespaced_pod("shop", label_selector="app=batch").items,
                what="the batch pod gone")
-    upgrade = project.meshlift("upgrade", "-s", "e2e", "--to", TO, "--json", label="meshlift upgrade (resumed at cleanup)")
+    upgrade = project.meshlift("upgrade", "-s", "e2e", "--to", TO, *approval, "--json",
+                               label="meshlift upgrade (resumed at cleanup)")
     assert upgrade.returncode == 0, upgrade.output[-6000:]
+    istioctl.assert_reads(TagRow("stable", TO_REV, ("payments", "shop")), gateways={GATEWAY: TO_REV})
 
     assert set(kube.helm_releases("istio-system")) == {"istio-base", f"istiod-{TO_REV}"}
     tag = kube.mutating_webhooks()["istio-revision-tag-stable"]

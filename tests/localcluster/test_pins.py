@@ -61,3 +61,19 @@ def test_a_tool_that_renames_binaries_names_every_package(name: str) -> None:
     assert not tool.binary_names or set(tool.binary_names) == set(tool.packages), (
         "renamed binaries are built one package per `go build -o FILE`: name each package's binary"
     )
+
+
+def _replaces(go_mod: str) -> dict[str, str]:
+    block = re.search(r"^replace \((.*?)^\)", go_mod, flags=re.M | re.S)
+    return dict(re.findall(r"^\s*(\S+) => \S+ (v\S+)", block.group(1), flags=re.M)) if block else {}
+
+
+def test_istioctl_is_built_from_its_istiods_snapshot_with_every_shared_module_at_the_same_version() -> None:
+    # Same code as the istiod it reads, and the Go build cache reuses what that istiod's build compiled.
+    istioctl = TOOLS["istioctl-1.30"]
+    istiod = next(t for name, t in TOOLS.items() if name.startswith("istiod-") and t.release == istioctl.release)
+    assert (istioctl.module, istioctl.version, istioctl.ldflags) == (istiod.module, istiod.version, istiod.ldflags)
+    ours, theirs = ((t.wrapper / "go.mod").read_text() for t in (istioctl, istiod))
+    shared = _requires(theirs)
+    assert {m: v for m, v in _requires(ours).items() if m in shared} == shared
+    assert _replaces(ours) == _replaces(theirs)
