@@ -141,6 +141,8 @@ async def run_gate(
     node, an eviction). The gate goes on with what it finds, and a failing sample
     whose failing targets are gone is not counted (its verdict is `retargeted`):
     a pod that ended is replaced by its successor instead of failing the gate.
+    When no canary runs yet (a one-replica canary's successor still starting),
+    each sample is forgiven the same way until one does, or the window ends.
     Returns a `GateResult`; raises ValueError only for a bad configuration
     (unknown check ids, no canary targets).
     """
@@ -167,11 +169,12 @@ async def run_gate(
             if verdict == "fail" and retarget is not None:
                 fresh = _fresh_targets(retarget)
                 if fresh is not None:
-                    canary_targets, baseline = fresh
-                    targets = [*canary_targets, *(t for t in baseline if t not in canary_targets)]
-                    found = {t.name for t in targets}
+                    found = {t.name for t in (*fresh[0], *fresh[1])}
                     if any(target not in found for target, _ in failing):
                         verdict = "retargeted"  # the pod ended: its successor is judged next
+                    if fresh[0]:  # else its successor is not running yet: found again after the next sample
+                        canary_targets, baseline = fresh
+                        targets = [*canary_targets, *(t for t in baseline if t not in canary_targets)]
             sample = GateSample(index, clock() - started, verdict, failing, no_data, report)
             samples.append(sample)
             if on_sample is not None:
@@ -214,12 +217,13 @@ async def run_gate(
 
 def _fresh_targets(retarget: Callable[[], tuple[Sequence[Target], Sequence[Target]]]
                    ) -> tuple[list[Target], list[Target]] | None:
-    """The targets found again; None when they cannot be (the failing sample then counts as it is)."""
+    """The targets found again (no canary: the ones that ended have no successor running yet); None when
+    they cannot be found (the failing sample then counts as it is)."""
     try:
         canary, baseline = retarget()
     except Exception:  # noqa: BLE001 - discovery failing is no reason to forgive a failing sample
         return None
-    return (list(canary), list(baseline)) if canary else None
+    return list(canary), list(baseline)
 
 
 def _as_role(target: Target, role: str) -> Target:
