@@ -23,7 +23,6 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -68,28 +67,13 @@ def ledger(churn_project, mesh, chart_repository) -> str:
     return "ledger-0"
 
 
-def journal_events(project: Project, since: float) -> list[dict[str, Any]]:
-    path = project.directory / ".meshlift" / STACK / "journal.jsonl"
-    if not path.exists():
-        return []
-    events = []
-    for line in path.read_text().splitlines():
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue  # a line being written
-        if event.get("ts", 0) >= since:
-            events.append(event)
-    return events
-
-
 def when_journaled(project: Project, since: float, match: Callable[[dict[str, Any]], bool],
                    act: Callable[[dict[str, Any]], Any]) -> threading.Thread:
     """A thread that calls `act(event)` once the run journals an event `match` accepts; its result in `.result`."""
     def watch() -> None:
         deadline = time.monotonic() + 900
         while time.monotonic() < deadline:
-            event = next((e for e in journal_events(project, since) if match(e)), None)
+            event = next((e for e in project.journal(STACK, since=since) if match(e)), None)
             if event is not None:
                 thread.result = act(event)
                 return
@@ -208,7 +192,7 @@ def test_a_canary_pod_deleted_and_an_api_server_restart_neither_fail_a_gate_nor_
 
     # The canary gate lost the pod it started with and judged its successor.
     assert deleted.result, "a canary pod was deleted during the canary gate"
-    journaled = journal_events(churn_project, since)
+    journaled = churn_project.journal(STACK, since=since)
     canary_done = [e for e in journaled if e.get("event") == "gate" and e.get("gate") == "canary"
                    and e.get("status") == "done"]  # the journal keeps the evidence: the deciding sample
     assert [e["outcome"] for e in canary_done] == ["passed"], canary_done
