@@ -141,6 +141,10 @@ async def run_gate(
     node, an eviction). The gate goes on with what it finds, and a failing sample
     whose failing targets are gone is not counted (its verdict is `retargeted`):
     a pod that ended is replaced by its successor instead of failing the gate.
+    A successor whose istio-proxy is not ready yet is not judged until it is (the
+    targets are found again after every sample meanwhile); when no canary is ready
+    (a one-replica canary's successor still starting), each sample is forgiven the
+    same way until one is, or the window ends.
     Returns a `GateResult`; raises ValueError only for a bad configuration
     (unknown check ids, no canary targets).
     """
@@ -155,6 +159,7 @@ async def run_gate(
     started = clock()
     previous: Report | None = None
     several = len(canary_targets) > 1
+    starting: set[str] = set()  # successors found whose proxy is not ready yet: found again every sample
     try:
         index = 0
         while True:
@@ -164,14 +169,18 @@ async def run_gate(
             )
             previous = report
             verdict, failing, no_data = _classify(report)
-            if verdict == "fail" and retarget is not None:
+            if retarget is not None and (verdict == "fail" or starting):
                 fresh = _fresh_targets(retarget)
                 if fresh is not None:
-                    canary_targets, baseline = fresh
-                    targets = [*canary_targets, *(t for t in baseline if t not in canary_targets)]
-                    found = {t.name for t in targets}
-                    if any(target not in found for target, _ in failing):
+                    found = {t.name for t in (*fresh[0], *fresh[1])}
+                    if verdict == "fail" and any(target not in found for target, _ in failing):
                         verdict = "retargeted"  # the pod ended: its successor is judged next
+                    judged = {t.name for t in canary_targets}
+                    starting = {t.name for t in fresh[0] if _still_starting(t, judged)}
+                    ready = [t for t in fresh[0] if t.name not in starting]
+                    if ready:  # else no successor is ready yet: found again after the next sample
+                        canary_targets, baseline = ready, fresh[1]
+                        targets = [*canary_targets, *(t for t in baseline if t not in canary_targets)]
             sample = GateSample(index, clock() - started, verdict, failing, no_data, report)
             samples.append(sample)
             if on_sample is not None:
@@ -214,12 +223,21 @@ async def run_gate(
 
 def _fresh_targets(retarget: Callable[[], tuple[Sequence[Target], Sequence[Target]]]
                    ) -> tuple[list[Target], list[Target]] | None:
-    """The targets found again; None when they cannot be (the failing sample then counts as it is)."""
+    """The targets found again (no canary: the ones that ended have no successor running yet); None when
+    they cannot be found (the failing sample then counts as it is)."""
     try:
         canary, baseline = retarget()
     except Exception:  # noqa: BLE001 - discovery failing is no reason to forgive a failing sample
         return None
-    return (list(canary), list(baseline)) if canary else None
+    return list(canary), list(baseline)
+
+
+def _still_starting(target: Target, judged: set[str]) -> bool:
+    """A pod found mid-window, not judged yet, whose istio-proxy container is not ready: its kubelet sends
+    it no traffic yet, and judging it now would fail it for starting. A pod already judged is judged
+    whatever its readiness (a proxy that stops being ready is what a gate is for)."""
+    proxy = target.pod.proxy if target.pod is not None else None
+    return target.name not in judged and proxy is not None and not proxy.ready
 
 
 def _as_role(target: Target, role: str) -> Target:

@@ -110,8 +110,12 @@ class LocalCluster:
                 },
                 {
                     "name": "kube-controller-manager",
-                    "extraArgs": [{"key": "service-cluster-ip-range", "value": self.service_cidr}],
+                    # One instance, and nothing here restarts it: with leader election, an API server
+                    # restart longer than its renew deadline (10 s) would end it for good.
+                    "extraArgs": [{"key": "service-cluster-ip-range", "value": self.service_cidr},
+                                  {"key": "leader-elect", "value": "false"}],
                 },
+                {"name": "kube-scheduler", "extraArgs": [{"key": "leader-elect", "value": "false"}]},
             ],
         }
         kwok = {
@@ -199,6 +203,49 @@ class LocalCluster:
         from kubernetes import config
 
         return config.new_client_from_config(config_file=str(self.kubeconfig), context=self.context)
+
+    def restart_api_server(self, *, down_s: float = 3.0, timeout: float = START_TIMEOUT_SECONDS) -> float:
+        """Stop kube-apiserver, keep it down `down_s`, start it again with the command line, directory and
+        environment kwokctl gave it (kwokctl itself stops and starts only whole clusters), and wait until
+        it serves. Returns how long it did not answer, in seconds. etcd and every other component keep
+        running, as during a managed control plane's upgrade or an API server's crash."""
+        import psutil
+
+        pid_file = self.cluster_dir / "pids" / "kube-apiserver.pid"
+        process = psutil.Process(int(pid_file.read_text().strip()))
+        command, cwd, env = process.cmdline(), process.cwd(), process.environ()
+        stopped = time.monotonic()
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except psutil.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        time.sleep(down_s)
+        with open(self.logs_dir / "kube-apiserver.log", "ab") as log:
+            started = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, start_new_session=True)
+        pid_file.write_text(str(started.pid))  # kwokctl stops components by their pid file
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if started.poll() is not None:
+                raise ClusterError(f"cluster {self.name}: kube-apiserver exited {started.returncode} on restart\n"
+                                   f"{self.log_tail()}")
+            if self._serves():
+                return time.monotonic() - stopped
+            time.sleep(0.2)
+        raise ClusterError(f"cluster {self.name}: kube-apiserver not serving {timeout:.0f} s after a restart\n"
+                           f"{self.log_tail()}")
+
+    def _serves(self) -> bool:
+        from kubernetes import client
+
+        try:
+            with self.api_client() as api:
+                client.VersionApi(api).get_code(_request_timeout=2)
+        except Exception:  # noqa: BLE001 - refused, reset, TLS not ready yet: not serving
+            return False
+        return True
 
     @property
     def kept_logs(self) -> Path:

@@ -72,12 +72,20 @@ class Relay:
                 continue
             except OSError:
                 return
-            target = None if self._cut.is_set() else self.target()
+            target = None if self._cut.is_set() else self._lookup()
             if target is None:
                 client.close()  # cut off, or no istiod to reach: the agent sees a reset, as on a severed network
                 continue
             threading.Thread(target=self._bridge, args=(client, target), daemon=True,
                              name=f"relay-{self.name}-conn").start()
+
+    def _lookup(self) -> tuple[str, int] | None:
+        """Where istiod answers now; None when that cannot be told (the API server restarting): this
+        connection is refused, and the agent's next attempt asks again."""
+        try:
+            return self.target()
+        except Exception:  # noqa: BLE001 - one failed lookup must not end the relay for good
+            return None
 
     def _bridge(self, client: socket.socket, target: tuple[str, int]) -> None:
         try:

@@ -149,9 +149,10 @@ def restart_teams(apps: Any, custom: Any, restarted_at: str = "before-the-upgrad
 
 
 def stand_ins(core: Any, custom: Any, built: Any, apps: Any, workdir: Path, *,
-              on_start: Callable[[Any], None] | None = None) -> Any:
-    """Istio sidecars for the injected pods of the teams' and the gateway's namespaces: each revision's own
-    pilot-agent, with Envoy 1.39.3 standing in for 1.30.3's istio-proxy and 1.40.0 for 1.31.0's."""
+              on_start: Callable[[Any], None] | None = None, more_namespaces: tuple[str, ...] = ()) -> Any:
+    """Istio sidecars for the injected pods of the teams' and the gateway's namespaces (and `more_namespaces`):
+    each revision's own pilot-agent, with Envoy 1.39.3 standing in for 1.30.3's istio-proxy and 1.40.0 for
+    1.31.0's."""
     import localmesh as lm
     from localcluster.sidecars import IstioSidecars, releases
 
@@ -159,7 +160,8 @@ def stand_ins(core: Any, custom: Any, built: Any, apps: Any, workdir: Path, *,
     return IstioSidecars(core_v1=core, custom=custom, agent_for_revision=agents, bootstrap_for_revision=bootstraps,
                          envoy_for_revision={FROM_REV: lm.stable_envoy(), TO_REV: lm.target_envoy()},
                          apps=apps, workdir=workdir,
-                         namespaces=(*(namespace for namespace, _ in TEAMS), "istio-ingress"), on_start=on_start)
+                         namespaces=(*(namespace for namespace, _ in TEAMS), "istio-ingress", *more_namespaces),
+                         on_start=on_start)
 
 
 def _wait(probe: Callable[[], bool], what: str, timeout: float = 180) -> None:

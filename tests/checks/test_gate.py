@@ -249,6 +249,55 @@ async def test_a_canary_pod_that_ends_mid_window_is_replaced_by_its_successor_no
     assert set(result.samples[-1].report.to_dict()["targets"][i]["name"] for i in range(2)) == {"a", "c"}
 
 
+async def test_a_one_replica_canary_replaced_mid_window_waits_for_its_successor_instead_of_failing() -> None:
+    admin = Churning()
+    sim = Simulation(admin)
+    for name in ("b", "b2"):
+        healthy_then_warm(sim, name)
+    finds = [[], [], [admin.target("b2", role="canary")]]  # the successor runs from the third discovery on
+
+    def retarget():
+        return (finds.pop(0) if len(finds) > 1 else finds[0]), []
+
+    result = await gate(sim, GateSettings(consecutive_passes=2, failure_limit=1), ["b"],
+                        on_sample=_churn(1, sim, admin), retarget=retarget)
+    assert result.outcome is GateOutcome.PASSED, result.message
+    assert [s.verdict for s in result.samples] == ["pass", "retargeted", "retargeted", "retargeted", "pass", "pass"]
+    assert [t["name"] for t in result.samples[-1].report.to_dict()["targets"]] == ["b2"]
+
+
+async def test_a_successor_is_judged_once_its_proxy_is_ready_not_while_it_starts() -> None:
+    from checks.target import ContainerFacts, PodFacts
+
+    admin = Churning()
+    sim = Simulation(admin)
+    for name in ("a", "b", "b2"):
+        healthy_then_warm(sim, name)
+    admin.gone.add("b2")  # its Envoy is not listening yet: judged now, it would fail
+    readiness = iter([False, False, True])
+    found = []
+
+    def successor() -> object:
+        ready = next(readiness, True)
+        if ready:
+            admin.gone.discard("b2")
+        proxy = ContainerFacts("istio-proxy", None, ready, is_proxy=True)
+        return admin.target("b2", role="canary", pod=PodFacts("shop", "b2", "1-31-0", (proxy,)))
+
+    def retarget():
+        canaries = [admin.target("a", role="canary"), successor()]
+        found.append([t.name for t in canaries])
+        return canaries, []
+
+    result = await gate(sim, GateSettings(consecutive_passes=4, failure_limit=1), ["a", "b"],
+                        on_sample=_churn(1, sim, admin), retarget=retarget)
+    assert result.outcome is GateOutcome.PASSED, result.message
+    assert [s.verdict for s in result.samples] == ["pass", "retargeted", "pass", "pass", "pass", "pass"]
+    judged = [[t["name"] for t in s.report.to_dict()["targets"]] for s in result.samples]
+    assert judged[2:4] == [["a"], ["a"]], "not judged while its proxy starts"
+    assert judged[4:] == [["a", "b2"], ["a", "b2"]] and len(found) == 3, "found again each sample until ready"
+
+
 async def test_without_retargeting_or_when_the_pod_is_still_there_a_failing_sample_counts() -> None:
     admin = Churning()
     sim = Simulation(admin)

@@ -115,6 +115,19 @@ class Project:
         assert result.returncode == 0, result.output
         return json.loads(result.stdout)
 
+    def journal(self, stack: str, *, since: float = 0.0) -> list[dict[str, Any]]:
+        """The events meshlift journaled for the stack (`.meshlift/<stack>/journal.jsonl`) from `since` (epoch s)."""
+        path = self.directory / ".meshlift" / stack / "journal.jsonl"
+        events = []
+        for line in path.read_text().splitlines() if path.exists() else []:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue  # a line being written
+            if event.get("ts", 0) >= since:
+                events.append(event)
+        return events
+
     def meshlift(self, *args: str, env: dict[str, str] | None = None, timeout: float = PULUMI_TIMEOUT_SECONDS,
                  label: str | None = None) -> Completed:
         return self.run(str(Path(sys.prefix) / "bin" / "meshlift"), *args, env=env, timeout=timeout, label=label)

@@ -54,13 +54,15 @@ def faulty_canaries(sidecar) -> None:
         SIDECAR_FAULTS[current_fault["name"]](sidecar)
 
 
-def _mesh(name, clusters, built_toolchain, istiod_runners, tmp_path_factory, on_start=None):
-    """A cluster whose teams run web (shop) and api (payments), with stand-in Envoys for injected pods."""
+def _mesh(name, clusters, built_toolchain, istiod_runners, tmp_path_factory, on_start=None, more_namespaces=()):
+    """A cluster whose teams run web (shop) and api (payments), with stand-in Envoys for injected pods
+    (theirs, the gateway's and those of `more_namespaces`)."""
     cluster = cluster_with_istiod(name, clusters, built_toolchain, istiod_runners, tmp_path_factory)
     kube = Kube.of(cluster)
     create_teams(kube.core, kube.apps)
     with lm.Upstream(name="apps") as apps, stand_ins(
         kube.core, kube.custom, built_toolchain, apps, tmp_path_factory.mktemp("sidecars"), on_start=on_start,
+        more_namespaces=tuple(more_namespaces),
     ) as proxies:
         yield cluster, kube, proxies
 

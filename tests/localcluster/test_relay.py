@@ -64,3 +64,19 @@ def test_a_cut_drops_open_streams_and_refuses_new_ones_until_restored(echo) -> N
 def test_no_target_means_the_connection_is_closed(echo) -> None:
     with Relay(lambda: None) as relay, socket.create_connection(relay.address, timeout=2) as conn:
         assert _closed_by_peer(conn)
+
+
+def test_a_target_that_cannot_be_found_refuses_that_connection_and_the_relay_goes_on(echo) -> None:
+    answers = iter([ConnectionRefusedError("the API server is restarting")])
+
+    def target() -> tuple[str, int]:
+        error = next(answers, None)
+        if error is not None:
+            raise error
+        return echo
+
+    with Relay(target) as relay:
+        with socket.create_connection(relay.address, timeout=2) as refused:
+            refused.sendall(b"a")
+            assert _closed_by_peer(refused), "no istiod to reach: closed, as on a severed network"
+        assert _round_trip(relay.address) == b"xds", "the next connection reaches istiod again"
