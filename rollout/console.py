@@ -91,6 +91,10 @@ class LiveReporter:
                 self._set(step, "running", "applying")
             else:
                 self._set(step, "running", f"applied (update {data.get('update')})")
+        elif kind == "wave" and data.get("parts"):
+            self._set(f"wave {data['wave']}", "running",
+                      f"part {data['part']}/{data['parts']}: {data['restarted']} of {data['workloads']} workloads "
+                      + ("rolled out" if data.get("status") == "restarted" else "restarting"))
         elif kind == "gate":
             step = data.get("gate", "")
             if data.get("status") == "started":
