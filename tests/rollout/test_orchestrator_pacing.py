@@ -199,3 +199,19 @@ def test_the_gate_after_the_last_part_failing_rolls_the_whole_wave_back_to_insta
 
     assert state.phase is Phase.ROLLED_BACK and state.rollback["to_update"] == 2
     assert rig.engine.named("set_config")[-1]["meshlift:rollout"]["stage"] == "install"
+
+
+def test_a_canaried_workload_changed_during_the_canary_is_reported_once_not_once_per_part(make_rig):
+    rig = _paced_rig(make_rig)
+    web = rig.cluster.find("shop", "web")
+
+    def deployed_during_the_canary(cluster) -> None:
+        if (rig.engine.config.get("meshlift:rollout") or {}).get("stage") == "promote":
+            web["spec"]["template"]["spec"]["containers"][0]["image"] = "registry.example.com/shop/web:2.15.0"
+
+    rig.cluster.on_poll = deployed_during_the_canary
+    state = rig.run()
+
+    assert state.phase is Phase.SUCCEEDED
+    warnings = [d["message"] for k, d in rig.reporter.events if k == "warning"]
+    assert len(warnings) == 1 and "Deployment shop/web changed during the canary stage" in warnings[0]
