@@ -312,7 +312,8 @@ class Orchestrator:
             progress = {"part": -(-reached // step), "parts": -(-count // step), "restarted": reached,
                         "workloads": count} if paced else {}
             self._emit(state, "wave", wave=wave, of=total, status="applied", **progress)
-            before = target.change(Stage.PROMOTE, wave, previous) if previous else target.change(Stage.PROMOTE, wave - 1)
+            before = (target.change(Stage.PROMOTE, wave, previous) if previous
+                      else target.change(Stage.PROMOTE, wave - 1))
             try:
                 self._await_rollouts(state, before.spec, change.spec)
             except RolloutFailed as error:
