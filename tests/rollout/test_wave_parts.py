@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 
 from meshmodel.plan import plan_for
@@ -157,3 +158,16 @@ def test_the_live_view_says_which_part_of_a_wave_is_rolling_out():
     reporter.event("wave", {"wave": 1, "of": 2, "status": "restarted", "part": 2, "parts": 3, "restarted": 4,
                             "workloads": 5})
     assert reporter.steps["wave 1"] == ["running", "part 2/3: 4 of 5 workloads rolled out"]
+
+
+def test_status_says_how_far_an_interrupted_wave_got(make_rig, capsys):
+    from rollout.console import print_status
+    from tests.rollout.doubles import ScriptedGate
+
+    rig = _paced_rig(make_rig, gate=ScriptedGate(interrupt_on="wave 1"))
+    with pytest.raises(KeyboardInterrupt):
+        rig.run()
+
+    print_status(rig.journal.load(), [])
+
+    assert "is Promoting; waves 0/2 (wave 1: 5 workload(s) restarted)" in capsys.readouterr().out
