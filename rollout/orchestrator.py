@@ -44,7 +44,7 @@ from rollout.platforms.base import Applied, GateScope, Platform, StageChange
 from rollout.platforms.scope import selectors_for
 from rollout.schemas import rfc3339
 from rollout.text import plain
-from rollout.stages import UpgradeTarget, wave_parts
+from rollout.stages import ROLLOUT_KEY, UpgradeTarget, wave_parts
 from rollout.workload_report import workload_rows
 
 GATED_ENV = "MESHLIFT_GATED"  # set for `up`s the orchestrator gates itself: the resource hook stands down
@@ -298,11 +298,11 @@ class Orchestrator:
         wave = min(state.waves_done + 1, total)
         self._skip_deleted_workloads(state, request, wave)
         target = request.target
-        parts = wave_parts(target.spec, wave, reached=state.wave_restarted)
         count = len(wave_restart_order(target.spec, target.spec.waves[wave - 1])) if wave else 0
+        parts = wave_parts(target.spec, wave, reached=_reached(state, wave, count))
         step = target.spec.restarts.max_rolling or max(count, 1)
-        paced = len(parts) > 1 or state.wave_restarted > 0
-        previous = max(((parts[0] or count) - 1) // step * step, 0)  # a resumed part waits for its own only
+        paced = step < count  # the events say which part of how many
+        previous = 0  # a resumed part also waits for the earlier parts' workloads (done: one listing each)
         for restarted in parts:
             change = target.change(Stage.PROMOTE, wave, restarted)
             reached = count if restarted is None else restarted
@@ -548,6 +548,15 @@ class Orchestrator:
     def _log(self, line: str) -> None:
         """Platform output (`pulumi up` lines, proxies started): shown, not journaled."""
         self.reporter.event("log", {"line": line.rstrip()})
+
+
+def _reached(state: RunState, wave: int, count: int) -> int:
+    """How many workloads of `wave` the run restarted so far: the part it recorded, or the part its last applied
+    config holds (a run recorded before parts existed, or applied whole before `maxRolling` was set)."""
+    applied = (state.applied or {}).get(ROLLOUT_KEY) or {}
+    if applied.get("stage") != Stage.PROMOTE.value or applied.get("promotedWaves") != wave:
+        return state.wave_restarted
+    return max(state.wave_restarted, applied.get("restartedInWave") or count)
 
 
 def gated_env() -> dict[str, str]:

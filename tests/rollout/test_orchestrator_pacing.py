@@ -131,7 +131,7 @@ def test_a_run_killed_mid_wave_resumes_at_the_part_it_reached_never_an_earlier_o
 
     assert state.phase is Phase.SUCCEEDED
     assert _trace(rig)[before:before + 4] == [
-        ("apply", ("promote", 1, 4)), ("wait", _shop("c", "d")),
+        ("apply", ("promote", 1, 4)), ("wait", _shop("a", "b", "c", "d")),
         ("apply", ("promote", 1, None)), ("wait", _shop("web")),
     ], "the part it reached is re-applied (declarative), then the rest; never part 1"
     assert [g for _, g in (s for s in _trace(rig) if s[0] == "gate")] == ["canary", "wave 1", "wave 2", "verify"]
@@ -155,7 +155,7 @@ def test_a_run_killed_during_a_parts_up_resumes_at_that_part(make_rig):
 
     rig.run()
 
-    assert _trace(rig)[before:before + 2] == [("apply", ("promote", 1, 4)), ("wait", _shop("c", "d"))]
+    assert _trace(rig)[before:before + 2] == [("apply", ("promote", 1, 4)), ("wait", _shop("a", "b", "c", "d"))]
 
 
 def test_a_run_killed_after_the_last_part_re_applies_only_the_whole_wave_and_gates_it(make_rig):
@@ -169,7 +169,7 @@ def test_a_run_killed_after_the_last_part_re_applies_only_the_whole_wave_and_gat
 
     assert state.phase is Phase.SUCCEEDED
     assert _trace(rig)[before:before + 3] == [
-        ("apply", ("promote", 1, None)), ("wait", _shop("web")), ("gate", "wave 1")]
+        ("apply", ("promote", 1, None)), ("wait", _shop(*SHOP)), ("gate", "wave 1")]
 
 
 def test_a_lowered_max_rolling_on_resume_still_goes_on_from_the_part_reached(make_rig):
@@ -215,3 +215,19 @@ def test_a_canaried_workload_changed_during_the_canary_is_reported_once_not_once
     assert state.phase is Phase.SUCCEEDED
     warnings = [d["message"] for k, d in rig.reporter.events if k == "warning"]
     assert len(warnings) == 1 and "Deployment shop/web changed during the canary stage" in warnings[0]
+
+
+def test_a_wave_applied_whole_before_max_rolling_was_set_is_not_split_on_resume(make_rig):
+    rig = _paced_rig(make_rig, max_rolling=None, gate=ScriptedGate(interrupt_on="wave 1"))
+    with pytest.raises(KeyboardInterrupt):
+        rig.run()
+    stopped = rig.journal.load()
+    stopped.wave_restarted = 0  # as a run recorded before parts existed
+    rig.journal.save(stopped)
+    rig.config["meshlift:restarts"] = {"maxRolling": 2}
+    before = len(_trace(rig))
+
+    rig.run()
+
+    assert _trace(rig)[before:before + 3] == [("apply", ("promote", 1, None)), ("wait", _shop(*SHOP)),
+                                              ("gate", "wave 1")], "never part 1: it would restart c, d, web back"
