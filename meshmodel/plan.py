@@ -14,6 +14,8 @@ Stage semantics (a rollout from revision A to revision B):
   follows, gateways on A are upgraded in place, canaries are removed, and the
   workloads of waves 1..promotedWaves restart onto B (meshlift's pod-template
   annotation is patched). Later waves keep running A until their wave comes.
+  With `restartedInWave: k` only the first k workloads of the last promoted
+  wave restart (`wave_restart_order`): a wave applied in parts.
 - cleanup: everything is promoted; revision A is removed.
 
 With `meshlift:pinnedConfig: relabel`, each recorded Istio config object pinned to
@@ -251,6 +253,28 @@ def selected_workloads(spec: MeshSpec, namespace: NamespaceSpec) -> list[Selecte
     ]
 
 
+def _moves(spec: MeshSpec, live: SelectedWorkload) -> bool:
+    """Whether its wave patches it: a workload that will not move (OnDelete left alone, paused, owned) is never
+    patched, its pods keep their proxy."""
+    return live.movement == "rolls" or (live.movement == "onDelete" and spec.restarts.on_delete == "evict")
+
+
+def wave_restart_order(spec: MeshSpec, wave: int) -> list[tuple[str, str, str]]:
+    """(namespace, kind, name) of the workloads promoting wave number `wave` restarts, in the order a wave
+    applied in parts restarts them; `rollout.restartedInWave: k` restarts the first k."""
+    return sorted((namespace.name, live.kind, live.name)
+                  for namespace in spec.namespaces for live in selected_workloads(spec, namespace)
+                  if namespace.wave_of(live.name, live.kind) == wave and _moves(spec, live))
+
+
+def _held_back(spec: MeshSpec, waves_done: int) -> set[tuple[str, str, str]]:
+    """Workloads of the last promoted wave that its parts have not restarted yet."""
+    rollout = spec.rollout
+    if rollout is None or rollout.stage is not Stage.PROMOTE or rollout.restarted_in_wave is None or not waves_done:
+        return set()
+    return set(wave_restart_order(spec, spec.waves[waves_done - 1])[rollout.restarted_in_wave:])
+
+
 def plan_for(spec: MeshSpec) -> MeshPlan:
     rollout = spec.rollout
     stage = rollout.stage if rollout else None
@@ -259,6 +283,7 @@ def plan_for(spec: MeshSpec) -> MeshPlan:
     new = rollout.to_revision if rollout else None
     waves_done = len(spec.waves) if stage is Stage.CLEANUP else (rollout.promoted_waves if rollout else 0)
     promoted_wave_numbers = set(spec.waves[:waves_done]) if promoting else set()
+    held_back = _held_back(spec, waves_done)
 
     tags = dict(spec.tags)
     if promoting:
@@ -320,8 +345,8 @@ def plan_for(spec: MeshSpec) -> MeshPlan:
         for live in selected_workloads(spec, namespace):
             wave = namespace.wave_of(live.name, live.kind)
             evicted = live.movement == "onDelete" and spec.restarts.on_delete == "evict"
-            # A workload that will not move is never patched: its pods keep their proxy.
-            promoted = wave in promoted_wave_numbers and (live.movement == "rolls" or evicted)
+            promoted = (wave in promoted_wave_numbers and _moves(spec, live)
+                        and (namespace.name, live.kind, live.name) not in held_back)
             # Until its wave restarts, a workload's pods keep the proxy they started with,
             # even when a moved tag already injects the new one into fresh pods.
             running = label_revision if promoted else spec.resolve(namespace.revision)

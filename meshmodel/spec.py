@@ -185,6 +185,9 @@ class RestartPolicy(ConfigModel):
     # least its progressDeadlineSeconds, the controller's own verdict on being stuck).
     budget: Duration = 120.0
     per_replica: Duration = 30.0
+    # Workloads one promotion wave restarts at once: the wave is applied in parts of at most this many,
+    # each rolled out before the next (capacity, disruption budgets, image pulls). None: the whole wave.
+    max_rolling: PositiveInt | None = None
 
 
 class NamespaceSpec(ConfigModel):
@@ -254,6 +257,9 @@ class RolloutSpec(ConfigModel):
     to_version: Version = Field(alias="to")
     stage: Stage = Stage.INSTALL
     promoted_waves: NonNegativeInt = 0  # promote stage: waves restarted so far
+    # Of the last promoted wave, how many workloads are restarted so far (in `wave_restart_order`);
+    # None: all of them. Set only while a wave is applied in parts (`restarts.maxRolling`).
+    restarted_in_wave: PositiveInt | None = None
     promote_tags: Annotated[list[Name], Field(max_length=MAX_ITEMS)] | None = None  # default: all tags on `from`
     require_approval: bool = False
 

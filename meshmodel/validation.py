@@ -380,6 +380,9 @@ def _rollout(spec: MeshSpec) -> list[Problem]:
     if rollout.promoted_waves and rollout.stage in (Stage.INSTALL, Stage.CANARY):
         problems.append(Problem(key_path("rollout", "promotedWaves"),
                                 f"waves are promoted in the promote stage, not in '{rollout.stage.value}'"))
+    if rollout.restarted_in_wave is not None and (rollout.stage is not Stage.PROMOTE or not rollout.promoted_waves):
+        problems.append(Problem(key_path("rollout", "restartedInWave"),
+                                "only a promote stage with promotedWaves of at least 1 restarts a wave in parts"))
     for index, tag in enumerate(rollout.promote_tags or []):
         if tag not in spec.tags:
             problems.append(Problem(key_path("rollout", "promoteTags", index), f"tag '{tag}' is not defined in tags"))

@@ -91,6 +91,10 @@ class LiveReporter:
                 self._set(step, "running", "applying")
             else:
                 self._set(step, "running", f"applied (update {data.get('update')})")
+        elif kind == "wave" and data.get("parts"):
+            self._set(f"wave {data['wave']}", "running",
+                      f"part {data['part']}/{data['parts']}: {data['restarted']} of {data['workloads']} workloads "
+                      + ("rolled out" if data.get("status") == "restarted" else "restarting"))
         elif kind == "gate":
             step = data.get("gate", "")
             if data.get("status") == "started":
@@ -377,7 +381,9 @@ def print_workloads(rows: list[Any], not_listed: str | None) -> None:
 def print_status(state: Any, events: list[dict[str, Any]], *, driven: bool = False) -> None:
     params = ", ".join(f"{k}={plain(v)}" for k, v in sorted(state.params.items()))
     out.print(f"stack {state.stack}: {state.command} run {state.run_id} ({params}) is "
-              f"[bold]{state.phase.value}[/]; waves {state.waves_done}/{state.waves_total}", soft_wrap=True)
+              f"[bold]{state.phase.value}[/]; waves {state.waves_done}/{state.waves_total}"
+              + (f" (wave {state.waves_done + 1}: {state.wave_restarted} workload(s) restarted)"
+                 if state.phase.value == "Promoting" and state.wave_restarted else ""), soft_wrap=True)
     if state.failure:
         out.print(f"  gate {state.failure.get('gate')} failed: {state.failure.get('message')}", soft_wrap=True)
     if state.rollback:

@@ -81,7 +81,8 @@ class HistoryEntry:
             return "?"
         source, target = (str(IstioVersion.parse(rollout[key])) for key in ("from", "to"))
         waves = self._waves()
-        if stage is Stage.PROMOTE and waves is not None and int(rollout.get("promotedWaves") or 0) >= waves:
+        if (stage is Stage.PROMOTE and waves is not None and int(rollout.get("promotedWaves") or 0) >= waves
+                and rollout.get("restartedInWave") is None):
             return target  # every wave restarted: only the old control plane is left, serving no proxy
         return f"{source} + {target}"
 
@@ -109,6 +110,8 @@ class HistoryEntry:
         text = f"{rollout.get('from')} -> {rollout.get('to')} stage {rollout.get('stage', 'install')}"
         if rollout.get("promotedWaves"):
             text += f" waves {rollout['promotedWaves']}"
+            if rollout.get("restartedInWave") is not None:
+                text += f" (first {rollout['restartedInWave']} workload(s) of wave {rollout['promotedWaves']})"
         return text
 
 

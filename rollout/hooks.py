@@ -8,6 +8,8 @@ updated, the hook runs the same gate the orchestrator runs:
 - promote wave 1 (or promote with no waves): the canary gate, canaries against
   their stable baseline (the canaries still run until promotion removes them);
 - promote wave N > 1: the gate of the waves already promoted (1..N-1);
+- a part of wave N (`restartedInWave`, see `restarts.maxRolling`): the gate of
+  the wave's first part, whichever part it is;
 - cleanup: the gate over everything (the data plane must be healthy on the
   new revision before the old one goes).
 

@@ -17,8 +17,9 @@ Layout under `.meshlift/<stack>/` (created on first use, ignored by git):
     lock           flock()ed by the one process driving this stack; the kernel
                    drops the lock when that process dies, however it dies
 
-A new process reads `run.json`: a run that is not terminal resumes at its phase
-and wave (each stage's apply is declarative, so re-applying it is harmless).
+A new process reads `run.json`: a run that is not terminal resumes at its phase,
+wave and part of the wave (each stage's apply is declarative, so re-applying it
+is harmless).
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ class RunState:
     phase: Phase = Phase.PLANNED
     waves_total: int = 0
     waves_done: int = 0  # waves promoted *and* gated
+    # Workloads of wave waves_done+1 restarted by the part being applied or applied (`restartedInWave`):
+    # a resumed run goes on from that part, never an earlier one, which would restart workloads back.
+    wave_restarted: int = 0
     applied: dict[str, Any] | None = None  # the last stage config applied (meshlift:rollout)
     baseline_update: int | None = None  # the stack's update before this run changed anything
     failure: dict[str, Any] | None = None  # gate, message, checks: why it rolled back

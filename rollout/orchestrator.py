@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_fixed
 
-from meshmodel.plan import plan_for
+from meshmodel.plan import plan_for, wave_restart_order
 from meshmodel.spec import MeshSpec, Stage
 from meshmodel.spec_check import load_spec
 from rollout.approval import Approval, ApprovalWait, Approved
@@ -46,7 +46,7 @@ from rollout.platforms.base import Applied, GateScope, Platform, StageChange
 from rollout.platforms.scope import selectors_for
 from rollout.schemas import rfc3339
 from rollout.text import plain
-from rollout.stages import UpgradeTarget
+from rollout.stages import ROLLOUT_KEY, UpgradeTarget, wave_parts
 from rollout.workload_report import workload_rows
 
 GATED_ENV = "MESHLIFT_GATED"  # set for `up`s the orchestrator gates itself: the resource hook stands down
@@ -312,23 +312,43 @@ class Orchestrator:
             raise CleanupRefused(refusal.message)
 
     def _promote_next_wave(self, state: RunState, request: RunRequest) -> None:
+        """One wave: its parts (`restarts.maxRolling` workloads each, one `up` and its rollouts per part),
+        then the wave gate once."""
         total = len(request.target.spec.waves)
         wave = min(state.waves_done + 1, total)
         self._skip_deleted_workloads(state, request, wave)
         target = request.target
-        self._apply(state, target.change(Stage.PROMOTE, wave))
-        self._emit(state, "wave", wave=wave, of=total, status="applied")
+        count = len(wave_restart_order(target.spec, target.spec.waves[wave - 1])) if wave else 0
+        parts = wave_parts(target.spec, wave, reached=_reached(state, wave, count))
+        step = target.spec.restarts.max_rolling or max(count, 1)
+        paced = step < count  # the events say which part of how many
+        previous = 0  # a resumed part also waits for the earlier parts' workloads (done: one listing each)
+        for restarted in parts:
+            change = target.change(Stage.PROMOTE, wave, restarted)
+            reached = count if restarted is None else restarted
+            state.wave_restarted = reached  # before the `up`: killed during it, the run resumes at this part
+            self.journal.save(state)
+            self._apply(state, change)
+            progress = {"part": -(-reached // step), "parts": -(-count // step), "restarted": reached,
+                        "workloads": count} if paced else {}
+            self._emit(state, "wave", wave=wave, of=total, status="applied", **progress)
+            before = (target.change(Stage.PROMOTE, wave, previous) if previous
+                      else target.change(Stage.PROMOTE, wave - 1))
+            try:
+                self._await_rollouts(state, before.spec, change.spec)
+            except RolloutFailed as error:
+                self._fail(state, gate=f"wave {wave}", message=f"Halt wave {wave} advancement: {error}",
+                           checks=["rollout"])
+                return
+            if paced:
+                self._emit(state, "wave", wave=wave, of=total, status="restarted", **progress)
+            previous = reached
         spec = target.change(Stage.PROMOTE, wave).spec
-        try:
-            self._await_rollouts(state, target.change(Stage.PROMOTE, wave - 1).spec, spec)
-        except RolloutFailed as error:
-            self._fail(state, gate=f"wave {wave}", message=f"Halt wave {wave} advancement: {error}",
-                       checks=["rollout"])
-            return
         waves = tuple(target.spec.waves[:wave])
         if not self._gate(state, spec, GateScope("wave", waves)):
             return
         state.waves_done = wave
+        state.wave_restarted = 0
         self.journal.save(state)
         self._emit(state, "wave", wave=wave, of=total, status="verified")
         self._move(state, Phase.PROMOTING if wave < total else Phase.VERIFYING, wave=wave)
@@ -562,6 +582,15 @@ class Orchestrator:
     def _log(self, line: str) -> None:
         """Platform output (`pulumi up` lines, proxies started): shown, not journaled."""
         self.reporter.event("log", {"line": line.rstrip()})
+
+
+def _reached(state: RunState, wave: int, count: int) -> int:
+    """How many workloads of `wave` the run restarted so far: the part it recorded, or the part its last applied
+    config holds (a run recorded before parts existed, or applied whole before `maxRolling` was set)."""
+    applied = (state.applied or {}).get(ROLLOUT_KEY) or {}
+    if applied.get("stage") != Stage.PROMOTE.value or applied.get("promotedWaves") != wave:
+        return state.wave_restarted
+    return max(state.wave_restarted, applied.get("restartedInWave") or count)
 
 
 def gated_env() -> dict[str, str]:

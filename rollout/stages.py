@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from meshmodel.plan import MeshPlan, plan_for
+from meshmodel.plan import MeshPlan, plan_for, wave_restart_order
 from meshmodel.spec import CONFIG_NAMESPACE, IstioVersion, MeshSpec, RolloutSpec, SpecError, Stage
 from meshmodel.spec_check import load_spec
 from rollout.errors import UsageError
@@ -19,32 +19,57 @@ ROLLOUT_KEY = f"{CONFIG_NAMESPACE}:rollout"
 REVISIONS_KEY = f"{CONFIG_NAMESPACE}:revisions"
 
 
-def rollout_config(rollout: RolloutSpec, stage: Stage, waves: int = 0) -> dict[str, Any]:
-    """The `meshlift:rollout` value for one stage (what `set_config` writes)."""
+def rollout_config(rollout: RolloutSpec, stage: Stage, waves: int = 0, restarted: int | None = None) -> dict[str, Any]:
+    """The `meshlift:rollout` value for one stage (what `set_config` writes); `restarted`: the part of
+    the last promoted wave applied so far (None: all of it)."""
     value = rollout.model_dump(by_alias=True, mode="json", exclude_none=True)
     value["stage"] = stage.value
     value["promotedWaves"] = waves if stage is Stage.PROMOTE else 0
+    value.pop("restartedInWave", None)
+    if stage is Stage.PROMOTE and waves and restarted is not None:
+        value["restartedInWave"] = restarted
     if not value.get("requireApproval"):
         value.pop("requireApproval", None)
     return value
 
 
-def spec_at(spec: MeshSpec, stage: Stage, waves: int = 0) -> MeshSpec:
+def spec_at(spec: MeshSpec, stage: Stage, waves: int = 0, restarted: int | None = None) -> MeshSpec:
     assert spec.rollout is not None
-    rollout = spec.rollout.model_copy(update={"stage": stage, "promoted_waves": waves if stage is Stage.PROMOTE else 0})
+    promote = stage is Stage.PROMOTE
+    rollout = spec.rollout.model_copy(update={"stage": stage, "promoted_waves": waves if promote else 0,
+                                              "restarted_in_wave": restarted if promote and waves else None})
     return spec.model_copy(update={"rollout": rollout})
 
 
-def change_for(spec: MeshSpec, stage: Stage, waves: int = 0, *, extra: dict[str, Any] | None = None) -> StageChange:
+def change_for(spec: MeshSpec, stage: Stage, waves: int = 0, *, extra: dict[str, Any] | None = None,
+               restarted: int | None = None) -> StageChange:
     """The StageChange of one stage: the whole spec at that stage plus the config to set."""
     assert spec.rollout is not None
     rollout = spec.rollout
     label = stage.value + (f" wave {waves}/{len(spec.waves)}" if stage is Stage.PROMOTE else "")
+    if stage is Stage.PROMOTE and waves and restarted is not None:
+        label += f" ({restarted}/{len(wave_restart_order(spec, spec.waves[waves - 1]))} workloads)"
     return StageChange(
-        spec=spec_at(spec, stage, waves),
-        config={**(extra or {}), ROLLOUT_KEY: rollout_config(rollout, stage, waves)},
+        spec=spec_at(spec, stage, waves, restarted),
+        config={**(extra or {}), ROLLOUT_KEY: rollout_config(rollout, stage, waves, restarted)},
         message=f"meshlift: {label} {rollout.from_version} -> {rollout.to_version}",
     )
+
+
+def wave_parts(spec: MeshSpec, waves: int, *, reached: int = 0) -> list[int | None]:
+    """The `restartedInWave` of each part promoting waves 1..`waves` applies, in order; None: the whole wave.
+
+    Parts of at most `restarts.maxRolling` workloads each; a run that reached `reached` workloads of the
+    wave resumes there (re-applying that part), never at an earlier one, which would restart some back.
+    """
+    count = len(wave_restart_order(spec, spec.waves[waves - 1])) if waves else 0
+    step = spec.restarts.max_rolling
+    if step is None or count <= step or reached >= count:
+        return [None]
+    parts = [reached or step]
+    while parts[-1] + step < count:
+        parts.append(parts[-1] + step)
+    return [*parts, None]
 
 
 @dataclass(frozen=True)
@@ -55,8 +80,8 @@ class UpgradeTarget:
     extra: dict[str, Any]  # e.g. meshlift:revisions with the target appended
     already_done: bool = False  # the stack config already records this rollout as cleaned up
 
-    def change(self, stage: Stage, waves: int = 0) -> StageChange:
-        return change_for(self.spec, stage, waves, extra=self.extra)
+    def change(self, stage: Stage, waves: int = 0, restarted: int | None = None) -> StageChange:
+        return change_for(self.spec, stage, waves, extra=self.extra, restarted=restarted)
 
 
 def upgrade_target(config: dict[str, Any], to: str, *, require_approval: bool | None = None) -> UpgradeTarget:
@@ -94,6 +119,7 @@ def upgrade_target(config: dict[str, Any], to: str, *, require_approval: bool | 
     if require_approval is not None:
         rollout["requireApproval"] = require_approval
     rollout["stage"], rollout["promotedWaves"] = Stage.INSTALL.value, 0
+    rollout.pop("restartedInWave", None)
     merged = {**config, **extra, ROLLOUT_KEY: rollout}
     try:
         spec = load_spec(merged)
@@ -183,26 +209,32 @@ class PlannedStage:
 
 
 def planned_stages(spec: MeshSpec, *, current: MeshSpec | None = None) -> list[PlannedStage]:
-    """Every stage of the upgrade `spec.rollout`, what it changes and which gate follows."""
+    """Every stage of the upgrade `spec.rollout`, what it changes and which gate follows; a wave applied
+    in parts (`restarts.maxRolling`) is one stage per part, its gate after the last."""
     least, most = gate_duration(spec)
     total = len(spec.waves)
     before = plan_for(current) if current is not None else None
     stages: list[PlannedStage] = []
     for stage, waves in stage_sequence(spec):
-        after = plan_for(spec_at(spec, stage, waves))
-        if stage is Stage.INSTALL:
-            gate, label = None, "install"
-        elif stage is Stage.CANARY:
-            gate, label = "canary (canaries vs. their stable baseline)", "canary"
-        elif stage is Stage.PROMOTE:
-            gate = f"wave {waves} (waves 1..{waves} vs. the rest)" + (" then verify (everything)" if waves == total else "")
-            label = f"promote wave {waves}/{total}"
-        else:
-            gate, label = None, "cleanup"
-        gates = 0 if gate is None else (2 if "verify" in gate else 1)
-        stages.append(PlannedStage(stage, waves, label, plan_changes(before, after), gate,
-                                   gates * least, gates * most))
-        before = after
+        parts = wave_parts(spec, waves) if stage is Stage.PROMOTE else [None]
+        for part, restarted in enumerate(parts, 1):
+            after = plan_for(spec_at(spec, stage, waves, restarted))
+            last = part == len(parts)
+            if stage is Stage.INSTALL:
+                gate, label = None, "install"
+            elif stage is Stage.CANARY:
+                gate, label = "canary (canaries vs. their stable baseline)", "canary"
+            elif stage is Stage.PROMOTE:
+                gate = (f"wave {waves} (waves 1..{waves} vs. the rest)" + (" then verify (everything)"
+                                                                          if waves == total else "")
+                        if last else None)
+                label = f"promote wave {waves}/{total}" + (f" part {part}/{len(parts)}" if len(parts) > 1 else "")
+            else:
+                gate, label = None, "cleanup"
+            gates = 0 if gate is None else (2 if "verify" in gate else 1)
+            stages.append(PlannedStage(stage, waves, label, plan_changes(before, after), gate,
+                                       gates * least, gates * most))
+            before = after
     if spec.rollout is not None and spec.rollout.require_approval:
         canary = next(i for i, s in enumerate(stages) if s.stage is Stage.CANARY)
         stages.insert(canary + 1, PlannedStage(Stage.CANARY, 0, "approval",

@@ -124,12 +124,16 @@ def _live(workload: WorkloadPlan, role: str, also_runs: tuple[tuple[str, str], .
 
 def promotion_warnings(spec: MeshSpec, live_workloads: Callable[[Sequence[str]], dict[str, list[dict[str, Any]]]]
                        ) -> list[str]:
-    """At the first promotion: canaried workloads whose template changed since the run recorded them."""
+    """At the first promotion (the first part of wave 1): canaried workloads whose template changed since the
+    run recorded them."""
     from rollout.inventory import changed_canaried, inventory_of
+    from rollout.stages import wave_parts
 
     rollout = spec.rollout
     if rollout is None or rollout.stage is not Stage.PROMOTE or rollout.promoted_waves > 1 or spec.inventory is None:
         return []
+    if rollout.promoted_waves and wave_parts(spec, 1)[0] != rollout.restarted_in_wave:
+        return []  # a later part of wave 1: its first part said it
     namespaces = [ns.name for ns in spec.namespaces if any(w.canary for w in ns.workloads)]
     if not namespaces:
         return []

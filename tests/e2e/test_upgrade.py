@@ -26,7 +26,16 @@ import localmesh as lm
 from checks.kube import injected_revision
 from components._restarts import FIELD_MANAGER as RESTART_MANAGER
 from localcluster.sidecars import SIDECAR_FAULTS
-from rollout.cluster_rehearsal import TEAM_MANAGER, TEAMS, create_teams, restart_teams, stack_config, stand_ins
+from rollout.cluster_rehearsal import (
+    TEAM_MANAGER,
+    TEAMS,
+    create_teams,
+    restart_teams,
+    stack_config,
+    stand_ins,
+    team_deployment,
+    team_service,
+)
 from tests.e2e.conftest import cluster_with_istiod
 from tests.e2e.istioctl import Istioctl, TagRow
 from tests.e2e.kube import Kube, eventually
@@ -110,6 +119,22 @@ def restart_istiod_once_canaries_run(kube: Kube, revision: str) -> threading.Thr
     return thread
 
 
+def a_second_workload_in_wave_1_restarted_one_at_a_time(project, kube: Kube, stack: str = "e2e") -> None:
+    """shop/cart beside shop/web, and `restarts.maxRolling: 1`: wave 1 is applied in two parts."""
+    kube.core.create_namespaced_service("shop", team_service("shop", "cart"), field_manager=TEAM_MANAGER)
+    kube.apps.create_namespaced_deployment("shop", team_deployment("shop", "cart"), field_manager=TEAM_MANAGER)
+    eventually(lambda: injected_revisions(kube, "shop", "cart") == {FROM_REV}, timeout=120,
+               what=f"shop/cart injected by {FROM_REV}")
+    config = project.stack_config(stack)
+    config["meshlift:restarts"] = {"maxRolling": 1}
+    project.write_stack(stack, config)
+
+
+def wave_events(project, stack: str = "e2e") -> list[dict]:
+    lines = (project.directory / ".meshlift" / stack / "journal.jsonl").read_text().splitlines()
+    return [e for e in map(json.loads, lines) if e["event"] in ("wave", "rollout") and e.get("status") != "progress"]
+
+
 def upgrade_in_the_background(project, *args: str, label: str) -> tuple[threading.Thread, dict]:
     """`meshlift upgrade` in a thread (its result in `done["result"]`), so a test can look at the mesh meanwhile."""
     done: dict = {}
@@ -130,6 +155,7 @@ def test_an_upgrade_runs_from_install_to_cleanup_on_the_real_engine(project, hea
     cluster, kube, proxies = healthy_mesh
     istioctl = Istioctl.of(cluster, built_toolchain)
     the_mesh_before_the_upgrade(project, cluster, chart_repository, kube, proxies)
+    a_second_workload_in_wave_1_restarted_one_at_a_time(project, kube)
     istioctl.assert_reads(TagRow("stable", FROM_REV, ("payments", "shop")), gateways={GATEWAY: FROM_REV})
     # A bare pod no wave restarts, injected by the old revision: cleanup must wait for it.
     kube.core.create_namespaced_pod("shop", {"metadata": {"name": "batch-once", "labels": {"app": "batch"}},
@@ -174,7 +200,7 @@ def test_an_upgrade_runs_from_install_to_cleanup_on_the_real_engine(project, hea
     assert {w.client_config.service.name for w in tag.webhooks} == {f"istiod-{TO_REV}"}
     validator = kube.validating_webhooks()["istiod-default-validator"]
     assert {w.client_config.service.name for w in validator.webhooks} == {f"istiod-{TO_REV}"}
-    for namespace, app in TEAMS:
+    for namespace, app in (*TEAMS, ("shop", "cart")):
         assert injected_revisions(kube, namespace, app) == {TO_REV}
         deployment = kube.apps.read_namespaced_deployment(app, namespace)
         managers = {entry.manager: entry for entry in deployment.metadata.managed_fields}
@@ -182,6 +208,13 @@ def test_an_upgrade_runs_from_install_to_cleanup_on_the_real_engine(project, hea
         owned = json.dumps(managers[RESTART_MANAGER].fields_v1) if RESTART_MANAGER in managers else ""
         assert "meshlift.io/proxy-revision" in owned and "f:containers" not in owned
     assert not [d for d in kube.apps.list_namespaced_deployment("shop").items if d.metadata.name.endswith("-canary")]
+    # Wave 1 in two parts, each rolled out before the next (namespace, kind, name order: cart, then web).
+    wave1 = [(e["event"], e["status"], e.get("part"), e.get("workloads") if e["event"] == "rollout" else None)
+             for e in wave_events(project) if e["event"] == "rollout" or e["wave"] == 1][:7]
+    assert wave1 == [("wave", "applied", 1, None), ("rollout", "waiting", None, ["Deployment shop/cart"]),
+                     ("rollout", "done", None, ["Deployment shop/cart"]), ("wave", "restarted", 1, None),
+                     ("wave", "applied", 2, None), ("rollout", "waiting", None, ["Deployment shop/web"]),
+                     ("rollout", "done", None, ["Deployment shop/web"])], wave1
 
 
 def test_each_bad_canary_is_rolled_back_through_the_stack_history(project, faulty_mesh, chart_repository) -> None:
