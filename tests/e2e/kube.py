@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -83,3 +84,20 @@ def injecting_webhooks(kube: Kube, namespace_labels: dict[str, str], pod_labels:
                     label_selector_matches(webhook.object_selector, pod_labels):
                 matched.append(f"{configuration.metadata.name}/{webhook.name}")
     return matched
+
+
+def act_once(found: Callable[[], Any], act: Callable[[Any], Any], *, timeout: float, every: float) -> threading.Thread:
+    """A thread that calls `act(x)` once `found()` returns something (x); `.done` and `.result` tell what it did."""
+    def watch() -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = found()
+            if value:
+                thread.result, thread.done = act(value), True
+                return
+            time.sleep(every)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.result, thread.done = None, False
+    thread.start()
+    return thread

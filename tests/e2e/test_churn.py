@@ -30,7 +30,7 @@ import pytest
 from checks.kube import injected_revision
 from localcluster.sidecars import APP_PORT
 from rollout.cluster_rehearsal import TEAM_MANAGER
-from tests.e2e.kube import Kube, eventually
+from tests.e2e.kube import Kube, act_once, eventually
 from tests.e2e.project import Project
 from tests.e2e.stacks import FROM_REV, TO, TO_REV
 from tests.e2e.test_upgrade import _mesh, injected_revisions, the_mesh_before_the_upgrade
@@ -70,19 +70,8 @@ def ledger(churn_project, mesh, chart_repository) -> str:
 def when_journaled(project: Project, since: float, match: Callable[[dict[str, Any]], bool],
                    act: Callable[[dict[str, Any]], Any]) -> threading.Thread:
     """A thread that calls `act(event)` once the run journals an event `match` accepts; its result in `.result`."""
-    def watch() -> None:
-        deadline = time.monotonic() + 900
-        while time.monotonic() < deadline:
-            event = next((e for e in project.journal(STACK, since=since) if match(e)), None)
-            if event is not None:
-                thread.result = act(event)
-                return
-            time.sleep(0.2)
-
-    thread = threading.Thread(target=watch, daemon=True)
-    thread.result = None
-    thread.start()
-    return thread
+    return act_once(lambda: next((e for e in project.journal(STACK, since=since) if match(e)), None), act,
+                    timeout=900, every=0.2)
 
 
 class NeverReady:

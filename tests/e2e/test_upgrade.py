@@ -38,7 +38,7 @@ from rollout.cluster_rehearsal import (
 )
 from tests.e2e.conftest import cluster_with_istiod
 from tests.e2e.istioctl import Istioctl, TagRow
-from tests.e2e.kube import Kube, eventually
+from tests.e2e.kube import Kube, act_once, eventually
 from tests.e2e.stacks import FROM_REV, TO, TO_REV
 
 def injected_revisions(kube: Kube, namespace: str, app: str) -> set[str | None]:
@@ -102,21 +102,13 @@ def the_mesh_before_the_upgrade(project, cluster, chart_repository, kube, proxie
 
 def restart_istiod_once_canaries_run(kube: Kube, revision: str) -> threading.Thread:
     """A thread that restarts the revision's istiod Deployment as soon as a canary pod of shop runs."""
-    def restart() -> None:
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            pods = kube.core.list_namespaced_pod("shop", label_selector="meshlift.io/track=canary").items
-            if any(p.status.phase == "Running" for p in pods):
-                kube.apps.patch_namespaced_deployment(f"istiod-{revision}", "istio-system", {"spec": {"template": {
-                    "metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": "during-the-canary-gate"}}}}})
-                thread.done = True
-                return
-            time.sleep(0.5)
+    def canary_running() -> bool:
+        pods = kube.core.list_namespaced_pod("shop", label_selector="meshlift.io/track=canary").items
+        return any(p.status.phase == "Running" for p in pods)
 
-    thread = threading.Thread(target=restart, daemon=True)
-    thread.done = False
-    thread.start()
-    return thread
+    return act_once(canary_running, lambda _: kube.apps.patch_namespaced_deployment(
+        f"istiod-{revision}", "istio-system", {"spec": {"template": {"metadata": {"annotations": {
+            "kubectl.kubernetes.io/restartedAt": "during-the-canary-gate"}}}}}), timeout=600, every=0.5)
 
 
 def a_second_workload_in_wave_1_restarted_one_at_a_time(project, kube: Kube, stack: str = "e2e") -> None:
