@@ -41,7 +41,9 @@ from __future__ import annotations
 
 import json
 import re
+import select
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -216,28 +218,40 @@ class ChannelStream:
     def send(self, data: bytes) -> None:
         self._websocket.send_binary(b"\x00" + data)
 
-    def recv(self) -> bytes | None:
-        """The pod's next bytes; None once the stream has ended (or the pod side reported an error)."""
+    def fileno(self) -> int:
+        return self._websocket.sock.fileno()
+
+    def pending(self) -> bool:
+        """Bytes already decrypted inside the TLS layer, which poll() cannot see."""
+        sock = self._websocket.sock
+        return isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
+
+    def recv_frame(self) -> bytes | None:
+        """The data of the next frame (b"" for a frame that carries none); None once the stream has ended."""
         from websocket import ABNF, WebSocketException
 
-        while True:
-            try:
-                opcode, frame = self._websocket.recv_data_frame(True)
-            except (WebSocketException, OSError):
-                return None
-            if opcode == ABNF.OPCODE_CLOSE:
-                return None
-            if opcode != ABNF.OPCODE_BINARY or not frame.data:
-                continue
-            channel, payload = frame.data[0], frame.data[1:]
-            if channel not in self._opened:
-                self._opened.add(channel)  # the port number, once per channel
-                continue
-            if channel == 1:
-                self.error += payload.decode(errors="replace")
-                return None
-            if channel == 0 and payload:
-                return payload
+        try:
+            opcode, frame = self._websocket.recv_data_frame(True)
+        except (WebSocketException, OSError):
+            return None
+        if opcode == ABNF.OPCODE_CLOSE:
+            return None
+        if opcode != ABNF.OPCODE_BINARY or not frame.data:
+            return b""
+        channel, payload = frame.data[0], frame.data[1:]
+        if channel not in self._opened:
+            self._opened.add(channel)  # the port number, once per channel
+            return b""
+        if channel == 1:
+            self.error += payload.decode(errors="replace")
+            return None
+        return payload if channel == 0 else b""
+
+    def recv(self) -> bytes | None:
+        """The pod's next bytes; None once the stream has ended (or the pod side reported an error)."""
+        while (data := self.recv_frame()) == b"":
+            pass
+        return data
 
     def close(self) -> None:
         try:
@@ -251,7 +265,7 @@ def open_channel_stream(configuration: Any, namespace: str, pod: str, port: int)
 
     The client library's own port-forward multiplexes with `select()`, which fails
     once a process holds more than 1,024 file descriptors (a gate over a few
-    hundred pods); here each direction blocks in a thread of its own instead.
+    hundred pods); `_relay` polls instead.
     """
     from kubernetes.stream.ws_client import create_websocket
 
@@ -305,29 +319,40 @@ class PortForward:
         except Exception:  # noqa: BLE001 - the client sees a closed connection: AdminUnreachable
             local.close()
             return
-        upstream = threading.Thread(target=_send_all, args=(local, stream), daemon=True)
-        upstream.start()
         try:
-            while (data := stream.recv()) is not None:
-                local.sendall(data)
-        except OSError:
+            _relay(local, stream)
+        except OSError:  # the client went away mid-answer: nothing left to forward
             pass
         finally:
             _shut(local)
-            upstream.join()
             stream.close()
             local.close()
 
 
-def _send_all(local: socket.socket, stream: ChannelStream) -> None:
-    try:
-        while chunk := local.recv(65536):
+def _relay(local: socket.socket, stream: ChannelStream) -> None:
+    """Move bytes both ways in one thread until either side ends.
+
+    One thread, because a TLS socket must not be read and written from two threads
+    at once (interleaved records corrupt the stream); poll(), because select()
+    cannot take a descriptor numbered past 1,023.
+    """
+    poller = select.poll()
+    poller.register(local, select.POLLIN)
+    poller.register(stream.fileno(), select.POLLIN)
+    remote = stream.fileno()
+    while True:
+        ready = {remote} if stream.pending() else {fd for fd, _ in poller.poll()}
+        if remote in ready:
+            data = stream.recv_frame()
+            if data is None:
+                return
+            if data:
+                local.sendall(data)
+        if local.fileno() in ready:
+            chunk = local.recv(65536)
+            if not chunk:
+                return
             stream.send(chunk)
-    except Exception:  # noqa: BLE001 - either side gone: the forward is over
-        pass
-    finally:
-        stream.close()  # ends the other direction's recv
-        _shut(local)
 
 
 def _shut(sock: socket.socket) -> None:

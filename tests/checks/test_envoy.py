@@ -350,7 +350,13 @@ async def test_kube_targets_reach_a_real_admin_through_the_port_forward_bridge(
         def send(self, data: bytes) -> None:
             self.sock.sendall(data)
 
-        def recv(self) -> bytes | None:
+        def fileno(self) -> int:
+            return self.sock.fileno()
+
+        def pending(self) -> bool:
+            return False
+
+        def recv_frame(self) -> bytes | None:
             try:
                 return self.sock.recv(65536) or None
             except OSError:
