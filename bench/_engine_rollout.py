@@ -151,7 +151,7 @@ def measure_rollout(workloads: int, built: Any, chart_repository: str, root: Pat
     """Every stage of an upgrade at `workloads` on a fresh cluster: up, waits, previews, resources, gate samples."""
     from kubernetes import client
 
-    from bench._engine_stack import create_workloads, engine_config, run_pulumi as _pulumi
+    from bench._engine_stack import create_workloads, engine_config, run_pulumi
     from localcluster.cluster import LocalCluster
     from localcluster.istiod import IstiodRunner
     from rollout.platforms.base import GateScope
@@ -172,7 +172,7 @@ def measure_rollout(workloads: int, built: Any, chart_repository: str, root: Pat
             create_workloads(core, apps, config)
             project = Project.create(root / "project", built)
             project.write_stack(STACK, config)
-            _pulumi(project, "stack", "init")
+            run_pulumi(project, "stack", "init")
             rollout = config["meshlift:rollout"]
             waves = sorted({n["wave"] for n in config["meshlift:namespaces"]})
             stages = [("install", {"stage": "install"}), ("canary", {"stage": "canary"}),
@@ -183,7 +183,7 @@ def measure_rollout(workloads: int, built: Any, chart_repository: str, root: Pat
                 project.write_stack(STACK, config)
                 log = root / f"events-{label.replace(' ', '')}.jsonl"
                 say(f"{workloads} workloads: pulumi up ({label})")
-                up = _pulumi(project, "up", "--yes", "--skip-preview", "--suppress-progress", "--event-log", str(log),
+                up = run_pulumi(project, "up", "--yes", "--skip-preview", "--suppress-progress", "--event-log", str(log),
                              env=UP_ENV)
                 entry: dict[str, Any] = {"up": up.seconds}
                 figures["slowest"][label] = slowest_resources(log)
@@ -194,12 +194,12 @@ def measure_rollout(workloads: int, built: Any, chart_repository: str, root: Pat
                     wave = int(label.split()[1])
                     rolled = [n["name"] for n in config["meshlift:namespaces"] if n["wave"] == wave]
                     entry["rollouts waited"] = wait_for_rollouts(apps, rolled)
-                exported = json.loads(_pulumi(project, "stack", "export").stdout)
+                exported = json.loads(run_pulumi(project, "stack", "export").stdout)
                 resources = exported["deployment"].get("resources") or []
                 entry["resources"] = len(resources)
                 entry["resource types"] = dict(Counter(r["type"] for r in resources).most_common(4))
                 if label in ("canary", f"wave {len(waves)}"):
-                    entry["preview, no changes"] = _pulumi(
+                    entry["preview, no changes"] = run_pulumi(
                         project, "preview", "--expect-no-changes", "--suppress-progress").seconds
                 if label in ("canary", "wave 1"):
                     scope = GateScope("canary") if label == "canary" else GateScope("wave", (1,))

@@ -142,7 +142,7 @@ def run(*, quick: bool) -> Section:
 
     sizes = [3] if quick else ALL_CANARY_SIZES
     rollout_sizes = [12] if quick else ROLLOUT_SIZES
-    built = toolchain.ensure(progress=_say)
+    built = toolchain.ensure(progress=say)
     results: dict[int, dict[str, Any]] = {}
     rollouts: dict[int, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="meshlift-bench-engine-") as tmp:
