@@ -266,8 +266,10 @@ def report(results: dict[int, dict[str, Any]]) -> tuple[list[Any], list[Any], li
         rows.append(row + [""] * (2 * len(sizes)))
     headers = ["stage", *(f"`pulumi up`, {n:,} workloads" for n in sizes), *(["growth"] if both else []),
                *(f"resources, {n:,}" for n in sizes), *(f"rollouts waited, {n:,}" for n in sizes)]
+    waves = sum(1 for stage in stages if stage.startswith("wave"))
     tables = [Table(f"An upgrade's stages on the real engine ({CANARIES} canaries, "
-                    f"{', '.join(str(results[n]['namespaces']) for n in sizes)} namespaces, 3 waves)", headers, rows)]
+                    f"{', '.join(str(results[n]['namespaces']) for n in sizes)} namespaces, {waves} waves)",
+                    headers, rows)]
     tables.append(Table(f"The slowest resources of each stage at {big['workloads']:,} workloads (Pulumi's event log)",
                         ["stage", "resources (seconds from step start to outputs)"],
                         [[stage, ", ".join(f"{name} {seconds:.0f} s" for name, seconds in big["slowest"][stage])]
