@@ -90,7 +90,7 @@ class KubeApply:
         from kubernetes import client, config
 
         kubeconfig, context = cluster.get("kubeconfig") or None, cluster.get("context") or None
-        if kubeconfig and ("\n" in kubeconfig or kubeconfig.lstrip().startswith(("apiVersion", "{"))):
+        if kubeconfig and not _is_path(kubeconfig):
             import yaml
 
             api_client = config.new_client_from_config_dict(yaml.safe_load(kubeconfig), context=context)
