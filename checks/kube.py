@@ -45,7 +45,7 @@ import select
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
@@ -62,7 +62,6 @@ STATUS_ANNOTATION = "sidecar.istio.io/status"
 REVISION_LABEL = "istio.io/rev"
 _HOLD = re.compile(r"holdApplicationUntilProxyStarts\"?\s*:\s*\"?true", re.IGNORECASE)
 
-StreamApi = Callable[[], Any]  # a fresh CoreV1Api on an ApiClient of its own
 
 
 def api_for(*, kubeconfig: str | None = None, context: str | None = None) -> Any:
@@ -80,16 +79,6 @@ def api_for(*, kubeconfig: str | None = None, context: str | None = None) -> Any
     else:
         api_client = config.new_client_from_config(config_file=kubeconfig or None, context=context)
     return client.CoreV1Api(api_client)
-
-
-def fresh_stream_api(core_v1: Any) -> StreamApi:
-    """A factory of CoreV1Api objects sharing `core_v1`'s configuration but not its ApiClient."""
-    def make() -> Any:
-        from kubernetes import client
-
-        return client.CoreV1Api(client.ApiClient(configuration=core_v1.api_client.configuration))
-
-    return make
 
 
 def revision_in_status(annotations: Mapping[str, str]) -> str | None:
@@ -247,12 +236,6 @@ class ChannelStream:
             return None
         return payload if channel == 0 else b""
 
-    def recv(self) -> bytes | None:
-        """The pod's next bytes; None once the stream has ended (or the pod side reported an error)."""
-        while (data := self.recv_frame()) == b"":
-            pass
-        return data
-
     def close(self) -> None:
         try:
             self._websocket.close()
@@ -279,9 +262,9 @@ def open_channel_stream(configuration: Any, namespace: str, pod: str, port: int)
 class PortForward:
     """A local 127.0.0.1 listener that forwards each connection to a pod's port via the API server."""
 
-    def __init__(self, stream_api: StreamApi, namespace: str, pod: str, port: int = ADMIN_PORT) -> None:
-        self._stream_api, self.namespace, self.pod, self.port = stream_api, namespace, pod, port
-        self._configuration: Any = None
+    def __init__(self, configuration: Any, namespace: str, pod: str, port: int = ADMIN_PORT) -> None:
+        # The API client's configuration (server, credentials): each connection opens its own websocket.
+        self._configuration, self.namespace, self.pod, self.port = configuration, namespace, pod, port
         self._server = socket.create_server(("127.0.0.1", 0))
         self._server.settimeout(0.1)  # how soon the accept loop notices close
         self._closed = threading.Event()
@@ -313,8 +296,6 @@ class PortForward:
 
     def _bridge(self, local: socket.socket) -> None:
         try:
-            if self._configuration is None:
-                self._configuration = self._stream_api().api_client.configuration
             stream = open_channel_stream(self._configuration, self.namespace, self.pod, self.port)
         except Exception:  # noqa: BLE001 - the client sees a closed connection: AdminUnreachable
             local.close()
@@ -372,7 +353,6 @@ def kube_targets(
     role: str = "proxy",
     expected_version: str | None = None,
     forward: bool = True,
-    stream_api: StreamApi | None = None,
 ) -> Iterator[list[Target]]:
     """Targets for the selected pods, each reached through its own port-forward while open.
 
@@ -380,8 +360,7 @@ def kube_targets(
     admin URL is the pod IP's 15000, which only works from inside the pod.
     """
     pods = discover_pods(core_v1, namespace=namespace, selector=selector, revision=revision)
-    with pod_targets(core_v1, pods, role=role, expected_version=expected_version, forward=forward,
-                     stream_api=stream_api) as targets:
+    with pod_targets(core_v1, pods, role=role, expected_version=expected_version, forward=forward) as targets:
         yield targets
 
 
@@ -393,16 +372,14 @@ def pod_targets(
     role: str = "proxy",
     expected_version: str | None = None,
     forward: bool = True,
-    stream_api: StreamApi | None = None,
 ) -> Iterator[list[Target]]:
     """Targets for these pods (`V1Pod`s already discovered), each with its port-forward while open."""
-    streams = stream_api or fresh_stream_api(core_v1)
     with ExitStack() as stack:
         targets: list[Target] = []
         for pod in pods:
             facts = pod_facts(pod)
             if forward:
-                url = stack.enter_context(PortForward(streams, facts.namespace, facts.name)).url
+                url = stack.enter_context(PortForward(core_v1.api_client.configuration, facts.namespace, facts.name)).url
             else:
                 url = f"http://{pod.status.pod_ip or '127.0.0.1'}:{ADMIN_PORT}"
             targets.append(

@@ -206,7 +206,8 @@ def test_the_port_forward_stream_skips_the_port_frames_and_strips_the_channel_by
     stream = ChannelStream(socket)
     stream.send(b"GET /ready HTTP/1.1\r\n\r\n")
     assert socket.sent == [b"\x00GET /ready HTTP/1.1\r\n\r\n"]
-    assert [stream.recv(), stream.recv(), stream.recv()] == [b"HTTP/1.1 200 OK\r\n", b"\r\nLIVE", None]
+    assert [stream.recv_frame() for _ in range(6)] == [b"", b"", b"", b"HTTP/1.1 200 OK\r\n", b"", b"\r\nLIVE"]
+    assert stream.recv_frame() is None
 
 
 def test_an_error_from_the_pod_side_ends_the_stream_and_is_kept() -> None:
@@ -219,5 +220,5 @@ def test_an_error_from_the_pod_side_ends_the_stream_and_is_kept() -> None:
         (ABNF.OPCODE_BINARY, b"\x00" + port), (ABNF.OPCODE_BINARY, b"\x01" + port),
         (ABNF.OPCODE_BINARY, b"\x01error forwarding port 15000: connection refused"),
         (ABNF.OPCODE_BINARY, b"\x00never read")]))
-    assert stream.recv() is None
+    assert [stream.recv_frame(), stream.recv_frame(), stream.recv_frame()] == [b"", b"", None]
     assert stream.error == "error forwarding port 15000: connection refused"
