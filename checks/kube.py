@@ -20,17 +20,13 @@ Reaching the admin interface: Istio binds Envoy's admin port 15000 to
 127.0.0.1 inside the pod, so the API server's *pod proxy*
 (`/api/v1/namespaces/<ns>/pods/<pod>:15000/proxy/`) cannot reach it; only a
 **port-forward** can (it connects from inside the pod's network namespace).
-`PortForward` opens one local listener per pod on 127.0.0.1 and, for each
-connection to it, a port-forward stream to the pod's 15000 through the API
-server (`pods/portforward`, the same as `kubectl port-forward`; needs the
-`create` verb on `pods/portforward`). The client's `stream()` swaps the
-`ApiClient`'s request function for the duration of the call without a lock, so
-every stream gets an `ApiClient` of its own: concurrent port-forwards and
-discovery never share one. Ports 15020 (merged Prometheus stats,
-`/healthz/ready`), 15021 (health) and 15090 (Envoy Prometheus) listen on the
-pod IP and *are* reachable through the API-server pod proxy, but they expose
-stats only, not /server_info, /certs or /config_dump, so every check here uses
-15000 via port-forward.
+`PortForward` (`checks.portforward`) opens one local listener per pod on 127.0.0.1
+and, for each connection to it, a port-forward stream to the pod's 15000 through
+the API server (`pods/portforward`, the same as `kubectl port-forward`).
+Ports 15020 (merged Prometheus stats, `/healthz/ready`), 15021 (health) and
+15090 (Envoy Prometheus) listen on the pod IP and *are* reachable through the
+API-server pod proxy, but they expose stats only, not /server_info, /certs or
+/config_dump, so every check here uses 15000 via port-forward.
 
 Pod-level facts (container start times, native sidecar, the
 `pilot-agent wait` postStart hook of holdApplicationUntilProxyStarts) come
@@ -41,14 +37,11 @@ from __future__ import annotations
 
 import json
 import re
-import select
-import socket
-import ssl
-import threading
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
+from .portforward import ADMIN_PORT, PortForward
 from .target import ContainerFacts, PodFacts, Target
 
 __all__ = [
@@ -56,12 +49,10 @@ __all__ = [
     "ADMIN_PORT", "PROXY_CONTAINER", "STATUS_ANNOTATION",
 ]
 
-ADMIN_PORT = 15000
 PROXY_CONTAINER = "istio-proxy"
 STATUS_ANNOTATION = "sidecar.istio.io/status"
 REVISION_LABEL = "istio.io/rev"
 _HOLD = re.compile(r"holdApplicationUntilProxyStarts\"?\s*:\s*\"?true", re.IGNORECASE)
-
 
 
 def api_for(*, kubeconfig: str | None = None, context: str | None = None) -> Any:
@@ -189,158 +180,6 @@ def pod_facts(pod: Any) -> PodFacts:
         log_level=annotations.get("sidecar.istio.io/logLevel") or None,
         component_log_level=annotations.get("sidecar.istio.io/componentLogLevel") or None,
     )
-
-
-class ChannelStream:
-    """One pod port through the API server's port-forward websocket: the bytes of its data channel.
-
-    Kubernetes frames every websocket message with a channel byte (per forwarded
-    port, data on an even channel and errors on the next); the first message of
-    each channel carries only the port number.
-    """
-
-    def __init__(self, websocket: Any) -> None:
-        self._websocket = websocket
-        self._opened: set[int] = set()
-        self.error = ""
-
-    def send(self, data: bytes) -> None:
-        self._websocket.send_binary(b"\x00" + data)
-
-    def fileno(self) -> int:
-        return self._websocket.sock.fileno()
-
-    def pending(self) -> bool:
-        """Bytes already decrypted inside the TLS layer, which poll() cannot see."""
-        sock = self._websocket.sock
-        return isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
-
-    def recv_frame(self) -> bytes | None:
-        """The data of the next frame (b"" for a frame that carries none); None once the stream has ended."""
-        from websocket import ABNF, WebSocketException
-
-        try:
-            opcode, frame = self._websocket.recv_data_frame(True)
-        except (WebSocketException, OSError):
-            return None
-        if opcode == ABNF.OPCODE_CLOSE:
-            return None
-        if opcode != ABNF.OPCODE_BINARY or not frame.data:
-            return b""
-        channel, payload = frame.data[0], frame.data[1:]
-        if channel not in self._opened:
-            self._opened.add(channel)  # the port number, once per channel
-            return b""
-        if channel == 1:
-            self.error += payload.decode(errors="replace")
-            return None
-        return payload if channel == 0 else b""
-
-    def close(self) -> None:
-        try:
-            self._websocket.close()
-        except Exception:  # noqa: BLE001 - a stream that is gone is closed
-            pass
-
-
-def open_channel_stream(configuration: Any, namespace: str, pod: str, port: int) -> ChannelStream:
-    """A port-forward websocket to `pod`'s `port`, opened with the API client's configuration.
-
-    The client library's own port-forward multiplexes with `select()`, which fails
-    once a process holds more than 1,024 file descriptors (a gate over a few
-    hundred pods); `_relay` polls instead.
-    """
-    from kubernetes.stream.ws_client import create_websocket
-
-    url = f"{configuration.host}/api/v1/namespaces/{namespace}/pods/{pod}/portforward?ports={port}"
-    url = "ws" + url[len("http"):] if url.startswith("http") else url
-    headers = {setting["key"].lower(): setting["value"] for setting in configuration.auth_settings().values()
-               if setting.get("in") == "header" and setting.get("value")}
-    return ChannelStream(create_websocket(configuration, url, headers))
-
-
-class PortForward:
-    """A local 127.0.0.1 listener that forwards each connection to a pod's port via the API server."""
-
-    def __init__(self, configuration: Any, namespace: str, pod: str, port: int = ADMIN_PORT) -> None:
-        # The API client's configuration (server, credentials): each connection opens its own websocket.
-        self._configuration, self.namespace, self.pod, self.port = configuration, namespace, pod, port
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self._server.settimeout(0.1)  # how soon the accept loop notices close
-        self._closed = threading.Event()
-        self._thread = threading.Thread(target=self._accept, name=f"pf-{namespace}/{pod}", daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.getsockname()[1]}"
-
-    def __enter__(self) -> PortForward:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        # Not joined: the accept loop sees the flag within its 0.1 s timeout and ends by itself.
-        # A gate closes a forward per pod; waiting for each in turn cost 0.1 s per pod.
-        self._closed.set()
-        self._server.close()
-
-    def _accept(self) -> None:
-        while not self._closed.is_set():
-            try:
-                local, _ = self._server.accept()
-            except (TimeoutError, socket.timeout):
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._bridge, args=(local,), daemon=True).start()
-
-    def _bridge(self, local: socket.socket) -> None:
-        try:
-            stream = open_channel_stream(self._configuration, self.namespace, self.pod, self.port)
-        except Exception:  # noqa: BLE001 - the client sees a closed connection: AdminUnreachable
-            local.close()
-            return
-        try:
-            _relay(local, stream)
-        except OSError:  # the client went away mid-answer: nothing left to forward
-            pass
-        finally:
-            _shut(local)
-            stream.close()
-            local.close()
-
-
-def _relay(local: socket.socket, stream: ChannelStream) -> None:
-    """Move bytes both ways in one thread until either side ends.
-
-    One thread, because a TLS socket must not be read and written from two threads
-    at once (interleaved records corrupt the stream); poll(), because select()
-    cannot take a descriptor numbered past 1,023.
-    """
-    poller = select.poll()
-    poller.register(local, select.POLLIN)
-    poller.register(stream.fileno(), select.POLLIN)
-    remote = stream.fileno()
-    while True:
-        ready = {remote} if stream.pending() else {fd for fd, _ in poller.poll()}
-        if remote in ready:
-            data = stream.recv_frame()
-            if data is None:
-                return
-            if data:
-                local.sendall(data)
-        if local.fileno() in ready:
-            chunk = local.recv(65536)
-            if not chunk:
-                return
-            stream.send(chunk)
-
-
-def _shut(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
 
 
 @contextmanager

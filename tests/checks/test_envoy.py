@@ -332,11 +332,9 @@ async def test_kube_targets_reach_a_real_admin_through_the_port_forward_bridge(
 ) -> None:
     """Pods from an API-shaped PodList; the API server's port-forward stream is replaced by a
     socket to a real Envoy's admin port, so our local listener and bridge carry real HTTP."""
-    import socket
-
     from kubernetes import client as k8s
 
-    import checks.kube
+    import checks.portforward
     from checks.kube import kube_targets
 
     from .test_kube import PODS, RecordedApiServer
@@ -344,37 +342,29 @@ async def test_kube_targets_reach_a_real_admin_through_the_port_forward_bridge(
     opened: list[tuple[str, str, int]] = []
 
     class AdminStream:
-        def __init__(self) -> None:
-            self.sock = socket.create_connection(("127.0.0.1", healthy.admin_port), timeout=5)
+        """A connection to the real admin port, in place of the API server's channel stream."""
 
-        def send(self, data: bytes) -> None:
-            self.sock.sendall(data)
+        async def open(self) -> AdminStream:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", healthy.admin_port)
+            return self
 
-        def fileno(self) -> int:
-            return self.sock.fileno()
+        async def send(self, data: bytes) -> None:
+            self.writer.write(data)
+            await self.writer.drain()
 
-        def pending(self) -> bool:
-            return False
+        async def __aiter__(self):
+            while chunk := await self.reader.read(65536):
+                yield chunk
 
-        def recv_frame(self) -> bytes | None:
-            try:
-                return self.sock.recv(65536) or None
-            except OSError:
-                return None
+        async def close(self) -> None:
+            self.writer.close()
 
-        def close(self) -> None:
-            try:
-                self.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            self.sock.close()
-
-    def fake_stream(configuration, namespace: str, name: str, port: int) -> AdminStream:
+    async def fake_stream(configuration, namespace: str, name: str, port: int) -> AdminStream:
         assert configuration.host == "https://kube.test:6443"
         opened.append((namespace, name, port))
-        return AdminStream()
+        return await AdminStream().open()
 
-    monkeypatch.setattr(checks.kube, "open_channel_stream", fake_stream)
+    monkeypatch.setattr(checks.portforward, "open_pod_stream", fake_stream)
     api_client = k8s.ApiClient(k8s.Configuration(host="https://kube.test:6443"))
     api_client.rest_client.pool_manager = RecordedApiServer(PODS.read_bytes())
     with kube_targets(k8s.CoreV1Api(api_client), namespace="bookinfo", revision="1-40-0",

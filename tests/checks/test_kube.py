@@ -174,51 +174,42 @@ def test_gate_discovery_forwards_only_the_baseline_sample_and_reports_it(api) ->
 
 
 class FramedWebsocket:
-    """The API server's side of a port-forward websocket, as recorded frames."""
+    """The API server's side of a port-forward websocket, as recorded messages (aiohttp's shape)."""
 
-    def __init__(self, frames: list[tuple[int, bytes]]) -> None:
-        self.frames, self.sent, self.closed = list(frames), [], False
+    def __init__(self, messages: list[tuple[str, bytes]]) -> None:
+        from aiohttp import WSMessage, WSMsgType
 
-    def recv_data_frame(self, control: bool):
-        from websocket import ABNF, WebSocketConnectionClosedException
+        self.messages = [WSMessage(WSMsgType[kind], data, None) for kind, data in messages]
+        self.sent: list[bytes] = []
 
-        if not self.frames:
-            raise WebSocketConnectionClosedException("closed")
-        opcode, data = self.frames.pop(0)
-        return opcode, ABNF(opcode=opcode, data=data)
+    async def __aiter__(self):
+        for message in self.messages:
+            yield message
 
-    def send_binary(self, data: bytes) -> None:
+    async def send_bytes(self, data: bytes) -> None:
         self.sent.append(data)
 
-    def close(self) -> None:
-        self.closed = True
 
-
-def test_the_port_forward_stream_skips_the_port_frames_and_strips_the_channel_byte() -> None:
-    from websocket import ABNF
-
-    from checks.kube import ChannelStream
+async def test_the_port_forward_stream_skips_the_port_frames_and_strips_the_channel_byte() -> None:
+    from checks.portforward import ChannelWebsocket
 
     port = (15000).to_bytes(2, "little")
-    socket = FramedWebsocket([(ABNF.OPCODE_BINARY, b"\x00" + port), (ABNF.OPCODE_BINARY, b"\x01" + port),
-                              (ABNF.OPCODE_PING, b""), (ABNF.OPCODE_BINARY, b"\x00HTTP/1.1 200 OK\r\n"),
-                              (ABNF.OPCODE_BINARY, b"\x00"), (ABNF.OPCODE_BINARY, b"\x00\r\nLIVE")])
-    stream = ChannelStream(socket)
-    stream.send(b"GET /ready HTTP/1.1\r\n\r\n")
-    assert socket.sent == [b"\x00GET /ready HTTP/1.1\r\n\r\n"]
-    assert [stream.recv_frame() for _ in range(6)] == [b"", b"", b"", b"HTTP/1.1 200 OK\r\n", b"", b"\r\nLIVE"]
-    assert stream.recv_frame() is None
+    websocket = FramedWebsocket([("BINARY", b"\x00" + port), ("BINARY", b"\x01" + port), ("PING", b""),
+                                 ("BINARY", b"\x00HTTP/1.1 200 OK\r\n"), ("BINARY", b"\x00"),
+                                 ("BINARY", b"\x00\r\nLIVE"), ("CLOSE", b""), ("BINARY", b"\x00never read")])
+    stream = ChannelWebsocket(websocket)
+    await stream.send(b"GET /ready HTTP/1.1\r\n\r\n")
+    assert websocket.sent == [b"\x00GET /ready HTTP/1.1\r\n\r\n"]
+    assert [payload async for payload in stream] == [b"HTTP/1.1 200 OK\r\n", b"\r\nLIVE"]
+    assert stream.error == ""
 
 
-def test_an_error_from_the_pod_side_ends_the_stream_and_is_kept() -> None:
-    from websocket import ABNF
-
-    from checks.kube import ChannelStream
+async def test_an_error_from_the_pod_side_ends_the_stream_and_is_kept() -> None:
+    from checks.portforward import ChannelWebsocket
 
     port = (15000).to_bytes(2, "little")
-    stream = ChannelStream(FramedWebsocket([
-        (ABNF.OPCODE_BINARY, b"\x00" + port), (ABNF.OPCODE_BINARY, b"\x01" + port),
-        (ABNF.OPCODE_BINARY, b"\x01error forwarding port 15000: connection refused"),
-        (ABNF.OPCODE_BINARY, b"\x00never read")]))
-    assert [stream.recv_frame(), stream.recv_frame(), stream.recv_frame()] == [b"", b"", None]
+    stream = ChannelWebsocket(FramedWebsocket([
+        ("BINARY", b"\x00" + port), ("BINARY", b"\x01" + port),
+        ("BINARY", b"\x01error forwarding port 15000: connection refused"), ("BINARY", b"\x00never read")]))
+    assert [payload async for payload in stream] == []
     assert stream.error == "error forwarding port 15000: connection refused"
