@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from .observe import Observation
 from .result import Status
 from .stats import Stats
 from .target import Target
 
-__all__ = ["Context", "Verdict", "GateSettingsLike", "Span", "BaselineView"]
+__all__ = ["Context", "Verdict", "GateSettingsLike", "Span", "BaselineView", "Baselines"]
+
+T = TypeVar("T")
 
 
 class GateSettingsLike(Protocol):
@@ -82,6 +85,26 @@ class BaselineView:
     start: Observation | None = None
 
 
+class Baselines(tuple):  # type: ignore[type-arg]
+    """A sample's baseline views, one object shared by every target's `Context`.
+
+    What a check derives from all the baselines is the same for every canary of the
+    sample, so it is derived once (`derive`), not once per canary: a wave gate
+    over hundreds of canaries and baselines spent most of its CPU repeating it.
+    """
+
+    def __new__(cls, views: Iterable[BaselineView] = ()) -> Baselines:
+        made = super().__new__(cls, views)
+        made._derived = {}
+        return made
+
+    def derive(self, key: str, compute: Callable[[], T]) -> T:
+        """`compute()`, once per `key` for these baselines (it must not depend on the canary asking)."""
+        if key not in self._derived:
+            self._derived[key] = compute()
+        return self._derived[key]
+
+
 @dataclass(frozen=True)
 class Context:
     """Everything one check may look at for one target in one sample.
@@ -99,7 +122,11 @@ class Context:
     previous: Observation | None = None
     recent: Observation | None = None
     start: Observation | None = None
-    baselines: tuple[BaselineView, ...] = field(default_factory=tuple)
+    baselines: Baselines = field(default_factory=Baselines)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.baselines, Baselines):  # a plain sequence of views, as tests give
+            object.__setattr__(self, "baselines", Baselines(self.baselines))
 
     def spans(self) -> list[Span]:
         """The spans rates are judged over: the recent lookback and the whole window so far."""

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .config_dump import ConfigSnapshot
-from .context import BaselineView, Context, Verdict
+from .context import Baselines, BaselineView, Context, Verdict
 from .observe import Read
 from meshmodel.parity_allow import KINDS, allowed
 from .result import Status
@@ -28,11 +28,18 @@ def peer_key(target: Target) -> tuple[str | None, str | None]:
 
 def matching_baselines(target: Target, baselines: Iterable[BaselineView]) -> list[BaselineView]:
     """The baselines of the same workload; every baseline when the target carries no workload labels."""
-    views = list(baselines)
+    views = baselines if isinstance(baselines, Baselines) else Baselines(baselines)
     key = peer_key(target)
     if key == (None, None):
-        return views
-    return [b for b in views if peer_key(b.target) == key]
+        return list(views)
+    return views.derive("by-workload", lambda: _by_workload(views)).get(key, [])
+
+
+def _by_workload(views: Iterable[BaselineView]) -> dict[tuple[str | None, str | None], list[BaselineView]]:
+    grouped: dict[tuple[str | None, str | None], list[BaselineView]] = {}
+    for view in views:
+        grouped.setdefault(peer_key(view.target), []).append(view)
+    return grouped
 
 
 def missing(reference: Mapping[str, frozenset[str]], candidate: Mapping[str, frozenset[str]],

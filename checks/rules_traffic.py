@@ -191,14 +191,8 @@ def upstream_connect_failures(ctx: Context) -> Verdict:
     return Verdict.ok(message, observed=total, threshold=bound)
 
 
-def canary_vs_baseline(ctx: Context) -> Verdict:
-    margin = ctx.settings.max_error_rate_delta
-    minimum = ctx.settings.min_requests
-    if ctx.target.role != "canary":
-        return Verdict.skip("not a canary")
-    if not ctx.baselines:
-        return Verdict.skip("no baseline proxies given")
-    canary_spans = {t.label.split(" ")[0]: t for t in (traffic(s) for s in ctx.spans())}
+def _baseline_traffic(ctx: Context) -> dict[str, Traffic]:
+    """Every baseline's traffic summed per span kind (`last`, `window`, `since`): the same for every canary."""
     base: dict[str, Traffic] = {}
     for view in ctx.baselines:
         if view.obs.stats_or_none() is None:
@@ -208,6 +202,18 @@ def canary_vs_baseline(ctx: Context) -> Verdict:
             key = t.label.split(" ")[0]
             prev = base.get(key)
             base[key] = Traffic(t.label, t.requests + (prev.requests if prev else 0), t.errors + (prev.errors if prev else 0))
+    return base
+
+
+def canary_vs_baseline(ctx: Context) -> Verdict:
+    margin = ctx.settings.max_error_rate_delta
+    minimum = ctx.settings.min_requests
+    if ctx.target.role != "canary":
+        return Verdict.skip("not a canary")
+    if not ctx.baselines:
+        return Verdict.skip("no baseline proxies given")
+    canary_spans = {t.label.split(" ")[0]: t for t in (traffic(s) for s in ctx.spans())}
+    base = ctx.baselines.derive("traffic", lambda: _baseline_traffic(ctx))
     pairs = [(canary_spans[k], base[k]) for k in canary_spans if k in base]
     judged = [(c, b) for c, b in pairs if c.requests >= minimum and b.requests >= minimum]
     details = {"pairs": [{"canary": c.to_dict(), "baseline": b.to_dict()} for c, b in pairs]}

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 from .catalog import CheckSpec, select_checks
 from .client import AdminClient
-from .context import BaselineView, Context, GateSettingsLike, Verdict
+from .context import Baselines, BaselineView, Context, GateSettingsLike, Verdict
 from .endpoint import Endpoint, assess
 from .observe import Observation, Read, observe
 from .result import SKIPPED_BY_CONFIGURATION, CheckResult, Report, Status, TargetReport
@@ -101,13 +101,14 @@ def evaluate(
         if t.role == "baseline":
             _, recent, start = _refs(history[t.name])
             baselines.append(BaselineView(t, history[t.name][-1], recent, start))
+    shared = Baselines(baselines)
     reports = []
     for target in targets:
         chain = history[target.name]
         previous, recent, start = _refs(chain)
         ctx = Context(
             target=target, settings=settings, obs=chain[-1], now=now,
-            previous=previous, recent=recent, start=start, baselines=tuple(baselines),
+            previous=previous, recent=recent, start=start, baselines=shared,
         )
         endpoint = assess(chain[-1], target.admin_url)
         results = [_not_read(spec) if target.role == "baseline" and spec.id not in BASELINE_REFERENCE
