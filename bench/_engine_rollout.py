@@ -141,7 +141,8 @@ def gate_sample(config: dict[str, Any], cluster: Any, scope: Any) -> dict[str, A
     finally:
         discovery.close()
     return {"scope": scope.label, "selectors": len(selectors), "pods read": len(targets),
-            "pods in scope": sum(s.found for s in discovery.sampled), "discovery_s": discovered,
+            "pods in scope": sum(s.found or 0 for s in discovery.sampled),
+            "workloads left out": sum(1 for s in discovery.sampled if s.found is None), "discovery_s": discovered,
             "first_s": samples["first_s"], "steady_s": samples["steady_s"], "interval_s": settings.interval,
             "errors": samples["errors"], "error_kinds": samples["error_kinds"]}
 
@@ -277,11 +278,13 @@ def report(results: dict[int, dict[str, Any]]) -> tuple[list[Any], list[Any], li
     gate_rows = []
     for n in sizes:
         for label, g in results[n]["gates"].items():
-            gate_rows.append([f"{n:,}", g["scope"], f"{g['pods in scope']:,}", f"{g['pods read']:,}",
+            gate_rows.append([f"{n:,}", g["scope"], f"{g['pods in scope']:,}",
+                              f"{g.get('workloads left out', 0):,}", f"{g['pods read']:,}",
                               f"{g['discovery_s']:.2f} s", f"{g['first_s']:.2f} s", f"{g['steady_s']:.2f} s",
                               f"{g['interval_s']:.0f} s", str(g["errors"])])
     tables.append(Table("A gate sample through real port-forwards (kube-apiserver, kwok node, real Envoy admin)",
-                        ["workloads", "gate", "pods selected", "pods read", "discovery and forwards",
+                        ["workloads", "gate", "pods selected", "baseline workloads left out", "pods read",
+                         "discovery and forwards",
                          "first sample", "later sample", "interval", "read errors"], gate_rows))
     targets = []
     if both:

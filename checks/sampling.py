@@ -40,7 +40,7 @@ class Sampled:
     workload: str  # namespace/name
     role: str  # canary | baseline
     chosen: tuple[str, ...]
-    found: int
+    found: int | None  # None: the workload was left out of the sample, its pods not even listed
 
     def to_dict(self) -> dict[str, Any]:
         return {"workload": self.workload, "role": self.role, "pods": list(self.chosen), "of": self.found}

@@ -225,6 +225,9 @@ class GateSettings(ConfigModel):
     # Pods of each baseline workload a gate reads (chosen deterministically, reported): a wave gate's
     # baseline is every workload not yet promoted, and reading all their pods every sample does not scale.
     baseline_pods_per_workload: Annotated[int, Field(ge=1, le=100)] = 2
+    # Workloads not yet promoted a wave gate reads (chosen deterministically, reported): they are only
+    # the canaries' error-rate reference, and a mesh of a thousand workloads cannot be read every second.
+    baseline_workloads: Annotated[int, Field(ge=1, le=100_000)] = 50
     checks: Annotated[list[str], Field(max_length=100)] | None = None
     skip_checks: list[str] = Field(default_factory=list, max_length=100)
     # Differences config-parity accepts: "<kind>:<glob>" over normalised names (see docs/checks.md).

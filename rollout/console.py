@@ -98,11 +98,13 @@ class LiveReporter:
         elif kind == "gate":
             step = data.get("gate", "")
             if data.get("status") == "started":
-                found = sum(s.get("of", 0) for s in data.get("sampled", []) if s.get("role") == "baseline")
+                sampled = [s for s in data.get("sampled", []) if s.get("role") == "baseline"]
+                found = sum(s.get("of") or 0 for s in sampled)
+                left_out = sum(1 for s in sampled if s.get("of") is None)
                 baseline = len(data.get("baseline", []))
                 self._set(step, "running", f"gating {len(data.get('canary', []))} proxies "
                                            f"(+{baseline} baseline" + (f" of {found}" if found > baseline else "")
-                                           + ")")
+                                           + (f"; {left_out} workloads left out" if left_out else "") + ")")
             else:
                 state = "passed" if data.get("outcome") == "passed" else "failed"
                 self._set(step, state, f"{data.get('message', '')} [{data.get('duration_s', 0):.1f}s]")

@@ -66,10 +66,13 @@ class GateScope:
     # The rollback gate: pods of these workloads are judged for the revision that injected them.
     strays: tuple[StrayRevision, ...] = ()
     baseline_pods: int | None = None  # pods read per baseline workload (None: all); gates' baselinePodsPerWorkload
+    # Baseline workloads a wave gate reads (None: all); gates' baselineWorkloads
+    baseline_workloads: int | None = None
 
     def sampling(self, settings: Any) -> GateScope:
         """This scope, reading the baseline sample `settings` (GateSettings) declares."""
-        return replace(self, baseline_pods=settings.baseline_pods_per_workload)
+        return replace(self, baseline_pods=settings.baseline_pods_per_workload,
+                       baseline_workloads=settings.baseline_workloads)
 
     @property
     def label(self) -> str:

@@ -171,6 +171,9 @@ class KubeDiscovery:
         targets: list[Any] = []
         try:
             for selector in selectors:
+                if selector.sample == 0:  # left out of a wave gate's baseline sample: not even listed
+                    self.sampled.append(Sampled(f"{selector.namespace}/{selector.name}", selector.role, (), None))
+                    continue
                 pods = discover_pods(core_v1, namespace=selector.namespace, selector=selector.label_selector)
                 chosen = choose(pods, selector.sample, name=lambda pod: pod.metadata.name)
                 self.sampled.append(Sampled(f"{selector.namespace}/{selector.name}", selector.role,

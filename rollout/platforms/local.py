@@ -211,6 +211,9 @@ class LocalPlatform:
 
         canary, baseline, sampled = [], [], []
         for selector in selectors_for(plan, scope):
+            if selector.sample == 0:  # left out of a wave gate's baseline sample
+                sampled.append(Sampled(f"{selector.namespace}/{selector.name}", selector.role, (), None))
+                continue
             pods = [pod for pod in self._pods.values() if pod.key[:2] == (selector.namespace, selector.name)]
             chosen = choose(pods, selector.sample, name=lambda pod: pod.name)
             sampled.append(Sampled(f"{selector.namespace}/{selector.name}", selector.role,

@@ -29,7 +29,7 @@ class PodSelector:
 
     without: tuple[str, ...] = ()  # label keys the pods must not carry
     expressions: tuple[dict[str, Any], ...] = ()  # the workload's matchExpressions
-    sample: int | None = None  # pods of it a gate reads (None: every one)
+    sample: int | None = None  # pods of it a gate reads (None: every one; 0: none, the workload is left out)
     # (revision, version): another revision its pods may run (see GateScope.strays)
     also_runs: tuple[tuple[str, str], ...] = ()
 
@@ -57,9 +57,23 @@ def requirement_text(expression: Mapping[str, Any]) -> str:
 
 def selectors_for(plan: MeshPlan, scope: GateScope) -> list[PodSelector]:
     """The pods under test (role canary, every one) and the stable comparison (role baseline,
-    `scope.baseline_pods` of each workload)."""
-    return [replace(s, sample=scope.baseline_pods) if s.role == "baseline" else s
-            for s in _workloads(plan, scope) + _gateways(plan, scope)]
+    `scope.baseline_pods` of each workload).
+
+    A wave gate's baseline is every workload not yet promoted; it reads `scope.baseline_workloads`
+    of them, chosen by a hash of `namespace/name` (`checks.sampling.choose`), and the others stay in
+    the list with `sample=0`: not read, but reported. They are only the canaries' error-rate
+    reference (no promoted workload has a pod among them to compare config or memory with). A
+    canary gate's baselines are the canaried workloads' own pods, and are all read.
+    """
+    from checks.sampling import choose
+
+    selectors = [replace(s, sample=scope.baseline_pods) if s.role == "baseline" else s
+                 for s in _workloads(plan, scope) + _gateways(plan, scope)]
+    if scope.kind != "wave":
+        return selectors
+    baseline = [s for s in selectors if s.role == "baseline"]
+    read = {id(s) for s in choose(baseline, scope.baseline_workloads, name=lambda s: f"{s.namespace}/{s.name}")}
+    return [s if s.role != "baseline" or id(s) in read else replace(s, sample=0) for s in selectors]
 
 
 def _gateways(plan: MeshPlan, scope: GateScope) -> list[PodSelector]:
