@@ -28,7 +28,7 @@ from components.workload import Workloads, WorkloadsArgs
 from meshmodel.outputs import stack_outputs
 from meshmodel.plan import BASE_RELEASE_NAME, by_namespace, istiod_release_name, plan_for
 from meshmodel.proxy_profile import istiod_values
-from meshmodel.spec import SpecError
+from meshmodel.spec import MeshSpec, SpecError
 from meshmodel.spec_check import load_spec
 from rollout import hooks as gate
 from rollout import preflight
@@ -76,11 +76,11 @@ def pinned_config_hooks(hooks: pulumi.ResourceHookBinding | None) -> pulumi.Reso
                                       before_update=hooks.before_update if hooks else None)
 
 
-def refuse_an_unstated_takeover(spec, config: dict[str, Any]) -> None:
+def refuse_an_unstated_takeover(spec: MeshSpec, config: dict[str, Any]) -> None:
     """A plain `pulumi up` refuses what `meshlift upgrade` refuses of a takeover, with the same message.
 
-    Every run of the program checks, the orchestrator's `up`s too (they agree: it refused
-    before its first one). Helm keeps none of a release's earlier values once new values are
+    Every run of the program checks, the orchestrator's `up`s too: MESHLIFT_GATED stands only
+    the gate hooks down, and the two agree (the orchestrator refused before its first `up`). Helm keeps none of a release's earlier values once new values are
     sent, so what is not stated would be lost by the first update of the adopted releases.
     """
     try:

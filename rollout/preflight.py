@@ -14,8 +14,8 @@ for labels put back since they were enrolled.
 
 The Pulumi program refuses the same takeover by itself (`check_takeover`), so a
 plain `pulumi up` or `pulumi preview` of a stack that adopts releases stops with
-the same problems before it registers anything: only the adopted values are read
-there, once per run of the program, and only when the stack adopts something.
+the same problems before it registers anything: only Helm's release records are
+read there, once per run of the program, and only when the stack adopts something.
 
 The reader is the one `rollout.platforms.kube_live.KubeLive` of the stack's
 cluster (`kubernetes:context` / `kubernetes:kubeconfig` of the stack file, which
@@ -24,6 +24,7 @@ the Kubernetes provider reads too); tests replace `live_reader`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,8 +109,6 @@ def check_takeover(spec: MeshSpec, config: Mapping[str, Any], *, stack: str) -> 
 
 def cluster_named(config: Mapping[str, Any]) -> str:
     """The stack's cluster as a person names it: its context and kubeconfig (never an inline kubeconfig's text)."""
-    import os
-
     context, kubeconfig = config.get("kubernetes:context"), config.get("kubernetes:kubeconfig")
     text = str(kubeconfig or "")
     if text and not os.path.exists(text) and ("\n" in text or text.lstrip().startswith("{")):
