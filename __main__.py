@@ -1,9 +1,11 @@
 """meshlift's Pulumi program: the stack's mesh spec, declared as resources for its stage.
 
 Only reads config and wires components. The stack config is validated first: a
-bad config raises before any resource is registered. What each stage looks like
-is decided by `meshmodel.plan.plan_for`; this program translates that plan into
-resources one to one, and exports the same plan as stack outputs.
+bad config raises before any resource is registered, and so does a takeover
+that would replace values the adopted installation runs with (the one read of
+the cluster at program time, only for a stack that adopts releases). What each
+stage looks like is decided by `meshmodel.plan.plan_for`; this program translates
+that plan into resources one to one, and exports the same plan as stack outputs.
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ from components.workload import Workloads, WorkloadsArgs
 from meshmodel.outputs import stack_outputs
 from meshmodel.plan import BASE_RELEASE_NAME, by_namespace, istiod_release_name, plan_for
 from meshmodel.proxy_profile import istiod_values
-from meshmodel.spec import SpecError
+from meshmodel.spec import MeshSpec, SpecError
 from meshmodel.spec_check import load_spec
 from rollout import hooks as gate
+from rollout import preflight
+from rollout.errors import MeshliftError, describe
 from rollout.pinned_config import PinnedTargetCheck
 from rollout.platforms.kube_live import KubeLive
 from rollout.platforms.kubernetes import KubeDiscovery, stack_cluster
@@ -72,14 +76,30 @@ def pinned_config_hooks(hooks: pulumi.ResourceHookBinding | None) -> pulumi.Reso
                                       before_update=hooks.before_update if hooks else None)
 
 
+def refuse_an_unstated_takeover(spec: MeshSpec, config: dict[str, Any]) -> None:
+    """A plain `pulumi up` refuses what `meshlift upgrade` refuses of a takeover, with the same message.
+
+    Every run of the program checks, the orchestrator's `up`s too: MESHLIFT_GATED stands only
+    the gate hooks down, and the two agree (the orchestrator refused before its first `up`). Helm keeps none of a release's earlier values once new values are
+    sent, so what is not stated would be lost by the first update of the adopted releases.
+    """
+    try:
+        preflight.check_takeover(spec, config, stack=pulumi.get_stack())
+    except (SpecError, MeshliftError) as error:
+        failure = describe(error)
+        raise pulumi.RunError("\n  ".join((failure.message, *failure.details))) from error
+
+
 def main() -> None:
     young, middle, _ = gc.get_threshold()
     gc.set_threshold(young, middle, FULL_GC_EVERY_MIDDLE_PASSES)
+    config = config_from_pulumi()
     try:
-        spec = load_spec(config_from_pulumi())
+        spec = load_spec(config)
     except SpecError as error:
         # RunError: Pulumi prints the message (every key path) without a traceback.
         raise pulumi.RunError(str(error)) from error
+    refuse_an_unstated_takeover(spec, config)
     plan = plan_for(spec)
     cluster = the_stacks_cluster()
     hooks = promotion_hooks(spec, plan, cluster)

@@ -12,6 +12,11 @@ facts and shows them with its stages; a cluster it cannot reach is said, not
 fatal, since the upgrade checks again. `meshlift status` reads the namespaces again
 for labels put back since they were enrolled.
 
+The Pulumi program refuses the same takeover by itself (`check_takeover`), so a
+plain `pulumi up` or `pulumi preview` of a stack that adopts releases stops with
+the same problems before it registers anything: only Helm's release records are
+read there, once per run of the program, and only when the stack adopts something.
+
 The reader is the one `rollout.platforms.kube_live.KubeLive` of the stack's
 cluster (`kubernetes:context` / `kubernetes:kubeconfig` of the stack file, which
 the Kubernetes provider reads too); tests replace `live_reader`.
@@ -19,13 +24,14 @@ the Kubernetes provider reads too); tests replace `live_reader`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from meshmodel.spec import MeshSpec, Problem
-from rollout.errors import ClusterConflict, PlatformError, PlatformUnavailable
+from rollout.errors import ClusterConflict, MeshliftError, PlatformError, PlatformUnavailable
 from rollout.namespace_checks import (
     existing_namespace_problems,
     foreign_injection_label_problems,
@@ -34,7 +40,7 @@ from rollout.namespace_checks import (
 )
 from rollout.adopted_values import adopted_value_problems
 from rollout.pinned_config import PinnedObject, pinned_config_notes, pinned_config_problems, pinned_objects
-from rollout.project import spec_error_at
+from rollout.project import spec_error_at, stack_config
 
 PLAN_TIMEOUT_S = 5.0  # `meshlift plan` must stay quick when the cluster is away
 
@@ -80,6 +86,47 @@ def check_before_upgrade(spec: MeshSpec, config: Mapping[str, Any], path: Path) 
     if found.problems:
         raise spec_error_at(ClusterConflict(found.problems), path)
     return found
+
+
+def check_takeover(spec: MeshSpec, config: Mapping[str, Any], *, stack: str) -> None:
+    """The Pulumi program's check, before it registers anything: a stack that adopts releases is refused
+    (ClusterConflict, at the stack file's lines) while the installation runs with values it does not state,
+    the problems `meshlift upgrade` refuses with. A cluster that cannot be read refuses too (PlatformUnavailable,
+    naming it): unchecked, the takeover would replace those values unasked. A stack that adopts nothing is
+    not read."""
+    if not spec.adopt:
+        return
+    try:
+        problems = adopted_value_problems(spec, live_reader(config))
+    except PlatformError as error:
+        raise PlatformUnavailable(
+            f"cannot read the Helm releases this stack adopts from {cluster_named(config)}: {error}. A takeover "
+            "replaces the values they run with unless the stack states them, so it is not applied unchecked; "
+            "nothing changed") from error
+    if problems:
+        raise _in_stack_file(ClusterConflict(problems), stack)
+
+
+def cluster_named(config: Mapping[str, Any]) -> str:
+    """The stack's cluster as a person names it: its context and kubeconfig (never an inline kubeconfig's text)."""
+    context, kubeconfig = config.get("kubernetes:context"), config.get("kubernetes:kubeconfig")
+    text = str(kubeconfig or "")
+    if text and not os.path.exists(text) and ("\n" in text or text.lstrip().startswith("{")):
+        where = "the kubeconfig given inline in kubernetes:kubeconfig"
+    else:
+        where = f"kubeconfig {kubeconfig}" if kubeconfig else "the kubeconfig of KUBECONFIG or ~/.kube/config"
+    return f"context {context!r} of {where}" if context else f"the current context of {where}"
+
+
+def _in_stack_file(error: ClusterConflict, stack: str) -> ClusterConflict:
+    """`error` at the lines of the stack's file; without them (no readable file) the key paths still say where."""
+    from meshmodel.stackfile import StackFileError
+
+    try:
+        path, _ = stack_config(stack)
+    except (MeshliftError, StackFileError, OSError):
+        return error
+    return spec_error_at(error, path)  # type: ignore[return-value]
 
 
 def findings_for_plan(spec: MeshSpec, config: Mapping[str, Any]) -> tuple[Findings, str | None]:

@@ -3,12 +3,17 @@
 Shaped like `kubectl get deployment -o json` on a real cluster for objects a
 team installed with Helm (managedFields of `helm`, the defaulted fields the API
 server adds, status). The mocks answer `Deployment.get` / `StatefulSet.get`
-with these, so the program clones exactly what a cluster would hand it.
+with these, so the program clones exactly what a cluster would hand it. The
+same cluster answers the program's read of Helm's release records (a takeover's
+installed values), in the shape of `kubectl get secret -o json`.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
+import gzip
+import json
 from typing import Any
 
 PROXY_CONFIG = "proxy.istio.io/config"
@@ -93,11 +98,41 @@ def live_workload(namespace: str, name: str, *, kind: str = "Deployment", replic
     }
 
 
+def helm_record(name: str, namespace: str, version: int, config: dict[str, Any], status: str = "deployed",
+                chart_values: dict[str, Any] | None = None) -> dict:
+    """A `sh.helm.release.v1.<name>.v<N>` Secret as the API server returns it (data: base64 of Helm's base64)."""
+    record = {"name": name, "namespace": namespace, "version": version, "config": config, "info": {"status": status},
+              "chart": {"metadata": {"name": "gateway"}, "values": chart_values or {}}}
+    helm = base64.b64encode(gzip.compress(json.dumps(record).encode())).decode()
+    return {"metadata": {"name": f"sh.helm.release.v1.{name}.v{version}", "namespace": namespace,
+                         "labels": {"owner": "helm", "name": name, "status": status, "version": str(version)}},
+            "data": {"release": base64.b64encode(helm.encode()).decode()}}
+
+
 class Cluster:
-    """What runs: `(kind, "namespace/name") -> object`, answered to the program's reads."""
+    """What runs: `(kind, "namespace/name") -> object`, answered to the program's reads.
+
+    Also the program's cluster reader (`rollout.preflight.live_reader`, replaced for each run by
+    tests.components.program): Helm's release records by `(namespace, release)`, each read kept in
+    `helm_reads`, the config of each reader built in `readers`; `fail_with` makes every read fail.
+    """
 
     def __init__(self, *objects: dict[str, Any]) -> None:
         self.objects = {(o["kind"], f"{o['metadata']['namespace']}/{o['metadata']['name']}"): o for o in objects}
+        self.helm_secrets: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self.helm_reads: list[tuple[str, str]] = []
+        self.readers: list[dict[str, Any]] = []
+        self.fail_with: Exception | None = None
+
+    def helm_release_secrets(self, namespace: str, release: str) -> list[dict[str, Any]]:
+        self.helm_reads.append((namespace, release))
+        if self.fail_with is not None:
+            raise self.fail_with
+        return copy.deepcopy(self.helm_secrets.get((namespace, release), []))
+
+    def installed(self, namespace: str, release: str, values: dict[str, Any], **record: Any) -> None:
+        """A release Helm installed (revision 1) with `values`."""
+        self.helm_secrets[(namespace, release)] = [helm_record(release, namespace, 1, values, **record)]
 
     def read(self, resource_type: str, resource_id: str) -> dict[str, Any]:
         kind = resource_type.rsplit(":", 1)[-1]

@@ -8,8 +8,10 @@ value a string, structured values as JSON), a new event loop and
 extended only to keep each `RegisterResourceRequest`'s parent, dependencies,
 hooks and options, each read (`Deployment.get`, answered with a live object of
 tests.components.cluster), and the stack's outputs, so tests can assert on them. The
-cyclic GC's thresholds are restored after each run, as the end of the program's
-process would.
+program's own read of the cluster (a takeover's Helm release records,
+`rollout.preflight.live_reader`) is answered by the same cluster: no test reaches a
+real one. The cyclic GC's thresholds are restored after each run, as the end of
+the program's process would.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import gc
 import json
 import runpy
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -233,13 +236,32 @@ def run_program(config: Mapping[str, Any], *, stack: str = "test", preview: bool
     Pass `record` to inspect what was registered even when the program raises.
     """
     run = record if record is not None else ProgramRun()
+    cluster = cluster or example_cluster()
     # The program tunes the GC for its own process; the test process gets its settings back.
     threshold = gc.get_threshold()
     try:
-        run_with_monitor(RecordingMonitor(run, cluster), config, stack=stack, preview=preview)
+        with reading(cluster):
+            run_with_monitor(RecordingMonitor(run, cluster), config, stack=stack, preview=preview)
     finally:
         gc.set_threshold(*threshold)
     return run
+
+
+@contextmanager
+def reading(cluster: Cluster) -> Iterator[None]:
+    """The program's cluster reader is `cluster` while the block runs (it keeps the config each reader is for)."""
+    import rollout.preflight
+
+    def reader(config: Mapping[str, Any], **options: Any) -> Cluster:
+        cluster.readers.append(dict(config))
+        return cluster
+
+    real = rollout.preflight.live_reader
+    rollout.preflight.live_reader = reader
+    try:
+        yield
+    finally:
+        rollout.preflight.live_reader = real
 
 
 def run_with_monitor(monitor: mocks.MockMonitor, config: Mapping[str, Any], *, stack: str,

@@ -7,11 +7,12 @@ port; istiod's mesh config: outbound policy, access log, a tracing provider); th
 team namespace `shop` labelled `istio-injection=enabled` and `payments` not in the
 mesh, each with a Deployment already running (shop's pods injected by that istiod).
 
-`meshlift upgrade` refuses while the stack does not state those values, naming each.
-With them stated, the stack adopts the two releases it also declares
-(`meshlift:adopt`); the first `pulumi up` imports them and upgrades them to the
-config, keeping every value, installs meshlift's revision beside the unrevisioned
-istiod with its mesh config, and moves both namespaces onto meshlift's tag.
+`meshlift upgrade` refuses while the stack does not state those values, naming each,
+and so does a plain `pulumi up` of the same stack. With them stated, the stack
+adopts the two releases it also declares (`meshlift:adopt`); the first `pulumi up`
+imports them and upgrades them to the config, keeping every value, installs
+meshlift's revision beside the unrevisioned istiod with its mesh config, and moves
+both namespaces onto meshlift's tag.
 """
 
 from __future__ import annotations
@@ -71,6 +72,13 @@ def running_pods(kube: Kube, namespace: str, selector: str) -> list:
 def mesh_of(kube: Kube, config_map: str) -> dict:
     """The mesh config istiod reads: the `mesh` key of its ConfigMap in istio-system."""
     return yaml.safe_load(kube.core.read_namespaced_config_map(config_map, "istio-system").data["mesh"])
+
+
+def installed_releases(kube: Kube) -> dict[str, tuple[int, dict]]:
+    """release -> (Helm revision, values given) of the platform's three releases, as Helm records them."""
+    releases = {**kube.helm_releases("istio-system"), **kube.helm_releases(GATEWAY[0])}
+    return {name: (releases[name]["version"], releases[name]["config"])
+            for name in ("istio-base", "istiod", GATEWAY[1])}
 
 
 def gateway_scaling(cluster: LocalCluster) -> tuple[int, int, object]:
@@ -148,11 +156,27 @@ def test_takes_over_a_helm_installed_istio_keeping_the_platforms_values(
     # The revision `--to` adds copies revisions[0]'s values: named there, not as a problem of its own.
     assert "(so does revisions[1], which has the same values)" in refused.stderr, refused.stderr
     assert "meshlift:revisions[1].values:" not in refused.stderr, refused.stderr
-    assert {r: kube.helm_releases(ns)[r]["version"] for ns, r in
-            (("istio-system", "istio-base"), ("istio-system", "istiod"), GATEWAY)} == {
+    installed = installed_releases(kube)
+    assert {name: version for name, (version, _) in installed.items()} == {
         "istio-base": 1, "istiod": 1, "istio-ingress": 1}
     history = project.pulumi("stack", "history", "--json", stack=STACK)
     assert history.returncode == 0 and json.loads(history.stdout or "[]") == [], history.output
+
+    # A plain `pulumi up` of the same stack, without meshlift's CLI, refuses the same takeover: the
+    # program reads the same Helm records before it declares anything, and nothing changes.
+    plain = project.up(STACK, label="pulumi up: takeover refused until the installed values are stated")
+    assert plain.returncode != 0, plain.output
+    for named in ("conflicts with what the cluster already holds (2 problem(s)); nothing changed",
+                  "meshlift:gateways[0]: the adopted release istio-ingress/istio-ingress runs with values",
+                  "autoscaling.enabled: true -> false [state it in values.autoscaling.enabled]",
+                  "replicaCount: 3 -> 1 [state it in replicas]",
+                  "meshlift:revisions[0].values: the unrevisioned istiod (istio-system/istiod) runs with values",
+                  'meshConfig.outboundTrafficPolicy.mode: "REGISTRY_ONLY" -> the chart\'s default'):
+        assert named in plain.output, f"{named!r} not in:\n{plain.output}"
+    assert "Traceback" not in plain.output, plain.output
+    assert installed_releases(kube) == installed  # every release at revision 1, its values as installed
+    resources = json.loads(project.pulumi("stack", "export", stack=STACK).stdout)["deployment"].get("resources")
+    assert {r["type"] for r in resources or []} <= {"pulumi:pulumi:Stack"}, resources
 
     # Stated as docs/takeover.md says: the plan finds nothing the takeover would replace.
     project.write_stack(STACK, takeover_stack(cluster, chart_repository, gateway=STATED_GATEWAY,

@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import base64
-import gzip
 import json
 from typing import Any
 
+import pytest
+
 from meshmodel.spec_check import load_spec
 from rollout.adopted_values import adopted_value_problems, release_values
+from rollout.errors import PlatformUnavailable
+from rollout.preflight import check_takeover
+from tests.components.cluster import helm_record
 from tests.components.configs import minimal
 from tests.rollout.doubles import FakeCluster
-
-
-def helm_record(name: str, namespace: str, version: int, config: dict[str, Any], status: str = "deployed",
-                chart_values: dict[str, Any] | None = None) -> dict:
-    """A `sh.helm.release.v1.<name>.v<N>` Secret as the API server returns it (data: base64 of Helm's base64)."""
-    record = {"name": name, "namespace": namespace, "version": version, "config": config, "info": {"status": status},
-              "chart": {"metadata": {"name": "gateway"}, "values": chart_values or {}}}
-    helm = base64.b64encode(gzip.compress(json.dumps(record).encode())).decode()
-    return {"metadata": {"name": f"sh.helm.release.v1.{name}.v{version}", "namespace": namespace,
-                         "labels": {"owner": "helm", "name": name, "status": status, "version": str(version)}},
-            "data": {"release": base64.b64encode(helm.encode()).decode()}}
-
 
 GATEWAY = {"name": "istio-ingress", "namespace": "istio-ingress", "revision": "stable", "replicas": 2}
 
@@ -154,3 +145,25 @@ def test_each_revision_with_values_of_its_own_is_judged_on_them():
     revisions = [{"version": "1.30.3", "values": mesh}, {"version": "1.31.0", "values": {"pilot": {"replicaCount": 3}}}]
     [problem] = adopted_value_problems(load_spec(minimal(revisions=revisions)), cluster)
     assert problem.key == "meshlift:revisions[1].values" and "so does" not in problem.reason
+
+
+def test_the_programs_check_fails_closed_on_a_cluster_it_cannot_reach_naming_it(tmp_path, monkeypatch):
+    # The real reader (rollout.preflight.live_reader, a KubeLive) of a stack whose API server is away.
+    import rollout.platforms.kube_live
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "prod",
+        "clusters": [{"name": "prod", "cluster": {"server": "http://127.0.0.1:9"}}],  # nothing listens there
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "prod", "context": {"cluster": "prod", "user": "u"}}]}))
+    monkeypatch.setattr(rollout.platforms.kube_live, "RETRY_S", 0.0)  # fail at once, not after 15 s
+    config = {**minimal(adopt=["istio-system/istio-base"]), "kubernetes:context": "prod",
+              "kubernetes:kubeconfig": str(kubeconfig)}
+    with pytest.raises(PlatformUnavailable) as refused:
+        check_takeover(load_spec(config), config, stack="prod")
+    assert str(refused.value).startswith(
+        f"cannot read the Helm releases this stack adopts from context 'prod' of kubeconfig {kubeconfig}: "
+        "cannot list what runs in the cluster: "), refused.value
+    assert str(refused.value).endswith("so it is not applied unchecked; nothing changed")
+    assert "127.0.0.1" in str(refused.value)  # the API server it tried
