@@ -29,14 +29,17 @@ as it runs.
 from __future__ import annotations
 
 import base64
+import binascii
 import gzip
 import json
+import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from meshmodel.plan import PROXY_REVISION_ANNOTATION, plan_for
 from meshmodel.spec import MeshSpec, Problem, key_path
+from rollout.errors import PlatformError
 
 # Values of the unrevisioned istiod whose loss changes identity, policy or image pulls.
 CARRIED_ISTIOD_VALUES = ("meshConfig", "global.hub", "global.imagePullSecrets", "global.meshID", "global.network",
@@ -60,10 +63,23 @@ def deployed_release(secrets: list[Mapping[str, Any]]) -> dict[str, Any] | None:
         labels = (secret.get("metadata") or {}).get("labels") or {}
         if labels.get("owner") != "helm" or labels.get("status") != "deployed":
             continue
-        record = json.loads(gzip.decompress(base64.b64decode(base64.b64decode((secret.get("data") or {})["release"]))))
+        record = _decoded(secret)
         if newest is None or record["version"] > newest["version"]:
             newest = record
     return newest
+
+
+def _decoded(secret: Mapping[str, Any]) -> dict[str, Any]:
+    """A release record (the Secret's `release`: base64 of gzip of JSON, base64 again by the API); PlatformError,
+    naming the Secret, when it is not one: what the installation runs with cannot be known from it."""
+    name = (secret.get("metadata") or {}).get("name", "?")
+    try:
+        record = json.loads(gzip.decompress(base64.b64decode(base64.b64decode((secret.get("data") or {})["release"]))))
+    except (KeyError, TypeError, ValueError, binascii.Error, OSError, EOFError, zlib.error) as error:
+        raise PlatformError(f"Helm's release record {name} cannot be read ({type(error).__name__}: {error})") from error
+    if not isinstance(record, dict) or not isinstance(record.get("version"), int):
+        raise PlatformError(f"Helm's release record {name} cannot be read (no release version in it)")
+    return record
 
 
 def release_values(secrets: list[Mapping[str, Any]]) -> dict[str, Any] | None:

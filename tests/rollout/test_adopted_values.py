@@ -24,6 +24,22 @@ def test_the_newest_deployed_record_holds_the_values():
     assert release_values([]) is None
 
 
+def test_a_release_record_that_is_not_helms_is_refused_naming_the_secret(monkeypatch):
+    import rollout.preflight
+    from rollout.errors import PlatformError
+
+    garbled = helm_record("gw", "ns", 3, {"a": 3})
+    garbled["data"]["release"] = "bm90IGd6aXA="  # base64 of "not gzip"
+    with pytest.raises(PlatformError, match=r"Helm's release record sh\.helm\.release\.v1\.gw\.v3 cannot be read"):
+        release_values([garbled])
+    config = {**minimal(adopt=["istio-system/istio-base"])}
+    cluster = FakeCluster()
+    cluster.helm_secrets[("istio-system", "istiod")] = [garbled]
+    monkeypatch.setattr(rollout.preflight, "live_reader", lambda config, **kw: cluster)
+    with pytest.raises(PlatformUnavailable, match="cannot read the Helm releases this stack adopts"):
+        check_takeover(load_spec(config), config, stack="prod")
+
+
 def test_an_adopted_gateway_installed_with_an_hpa_3_replicas_and_an_internal_lb_is_refused_naming_each():
     cluster = FakeCluster()
     cluster.helm_secrets[("istio-ingress", "istio-ingress")] = [helm_record("istio-ingress", "istio-ingress", 1, {
