@@ -22,6 +22,7 @@ descriptors.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import socket
 import ssl
 import threading
@@ -128,6 +129,7 @@ class _Relay:
         self.loop = asyncio.new_event_loop()
         self._session: Any = None
         threading.Thread(target=self.loop.run_forever, name="port-forwards", daemon=True).start()
+        atexit.register(self._close)  # else aiohttp warns of an unclosed session as the process ends
 
     def session(self) -> Any:
         import aiohttp
@@ -136,6 +138,13 @@ class _Relay:
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, force_close=True),
                                                   trust_env=False)
         return self._session
+
+    def _close(self) -> None:
+        if self._session is not None:
+            try:
+                self.run(self._session.close(), timeout=2.0)
+            except Exception:  # noqa: BLE001 - the process is ending either way
+                pass
 
     def run(self, coroutine: Awaitable[Any], timeout: float) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)  # type: ignore[arg-type]
