@@ -38,11 +38,27 @@ class PodSelector:
         hold its pods, else the workload's own (a pod of any other revision fails the version check)."""
         return dict(self.also_runs).get(revision or "", self.expected_version)
 
+    def selects(self, labels: Mapping[str, str]) -> bool:
+        """Whether a pod with `labels` is one of these, as the API server decides for `label_selector`."""
+        return (all(labels.get(key) == value for key, value in self.labels.items())
+                and not any(key in labels for key in self.without)
+                and all(_holds(expression, labels) for expression in self.expressions))
+
     @property
     def label_selector(self) -> str:
         return ",".join([f"{key}={value}" for key, value in sorted(self.labels.items())]
                         + [requirement_text(expression) for expression in self.expressions]
                         + [f"!{key}" for key in self.without])
+
+
+def _holds(expression: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """One matchExpressions entry against a pod's labels (In needs the key, NotIn does not)."""
+    key, operator, values = expression["key"], expression["operator"], expression.get("values") or []
+    if operator == "In":
+        return key in labels and labels[key] in values
+    if operator == "NotIn":
+        return key not in labels or labels[key] not in values
+    return (key in labels) == (operator == "Exists")
 
 
 def requirement_text(expression: Mapping[str, Any]) -> str:

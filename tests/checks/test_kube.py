@@ -148,25 +148,28 @@ def test_kube_targets_open_a_port_forward_listener_per_pod(api) -> None:
         assert all(u.startswith("http://127.0.0.1:") for u in urls) and len(set(urls)) == 3
 
 
-def test_gate_discovery_forwards_only_the_baseline_sample_and_reports_it(api) -> None:
+def test_gate_discovery_lists_each_namespace_once_forwards_only_the_sample_and_reports_it(api) -> None:
     from rollout.platforms.kubernetes import KubeDiscovery
     from rollout.platforms.scope import PodSelector
 
-    core, _ = api
+    core, server = api
     discovery = KubeDiscovery(core)
     try:
         targets = discovery([
             PodSelector("bookinfo", "reviews", {"app": "reviews"}, "canary", "1.40.0"),
             PodSelector("bookinfo", "details", {"app": "details"}, "baseline", "1.39.3", sample=2),
+            PodSelector("bookinfo", "ratings", {"app": "ratings"}, "baseline", "1.39.3", sample=0),
         ])
-        # The recorded API server answers every list with the same three running proxies.
-        canary = [t.name for t in targets if t.role == "canary"]
-        baseline = [t.name for t in targets if t.role == "baseline"]
-        assert len(canary) == 3 and len(baseline) == 2 and set(baseline) < set(canary)
+        # One list of the namespace; each selector keeps its running proxies (the pending reviews pod,
+        # the proxy-less mysql and everything of other apps are not theirs).
+        assert [urlsplit(url).path for _, url in server.calls] == ["/api/v1/namespaces/bookinfo/pods"]
+        assert "labelSelector" not in parse_qs(urlsplit(server.calls[0][1]).query)
+        assert [(t.name, t.role) for t in targets] == [("bookinfo/reviews-v1-7d8f9c6b5-abcde", "canary"),
+                                                       ("bookinfo/details-v1-6f7b8c9d4-klmno", "baseline")]
         assert [s.to_dict() for s in discovery.sampled] == [
-            {"workload": "bookinfo/reviews", "role": "canary", "pods": [n.split("/")[1] for n in canary], "of": 3},
-            {"workload": "bookinfo/details", "role": "baseline", "pods": [n.split("/")[1] for n in baseline],
-             "of": 3},
+            {"workload": "bookinfo/reviews", "role": "canary", "pods": ["reviews-v1-7d8f9c6b5-abcde"], "of": 1},
+            {"workload": "bookinfo/details", "role": "baseline", "pods": ["details-v1-6f7b8c9d4-klmno"], "of": 1},
+            {"workload": "bookinfo/ratings", "role": "baseline", "pods": [], "of": None},  # left out: not read
         ]
         assert all(t.admin_url.startswith("http://127.0.0.1:") for t in targets)
     finally:

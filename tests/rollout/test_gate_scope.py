@@ -78,3 +78,22 @@ def test_a_canary_gate_reads_every_canaried_workloads_own_pods_whatever_the_boun
     selectors = selectors_for(plan_for(spec), GateScope("canary").sampling(spec.gates))
     baseline = [s for s in selectors if s.role == "baseline"]
     assert len(baseline) == 3 and all(s.sample == spec.gates.baseline_pods_per_workload for s in baseline)
+
+
+def test_a_selector_selects_the_pods_its_label_selector_selects_on_the_api_server() -> None:
+    from rollout.platforms.scope import PodSelector
+    from tests.label_selectors import selects_text
+
+    selector = PodSelector("shop", "web", {"app": "web"}, "baseline", without=("meshlift.io/canary-of",),
+                           expressions=({"key": "tier", "operator": "In", "values": ["front", "edge"]},
+                                        {"key": "legacy", "operator": "NotIn", "values": ["yes"]},
+                                        {"key": "team", "operator": "Exists"},
+                                        {"key": "old", "operator": "DoesNotExist"}))
+    pods = [{"app": "web", "tier": "front", "team": "a"}, {"app": "web", "tier": "edge", "team": "a", "legacy": "no"},
+            {"app": "web", "tier": "front", "team": "a", "legacy": "yes"}, {"app": "web", "tier": "back", "team": "a"},
+            {"app": "web", "team": "a"}, {"app": "web", "tier": "front"}, {"app": "api", "tier": "front", "team": "a"},
+            {"app": "web", "tier": "front", "team": "a", "old": ""},
+            {"app": "web", "tier": "front", "team": "a", "meshlift.io/canary-of": "web"}]
+    assert [selector.selects(labels) for labels in pods] == [
+        selects_text(selector.label_selector, labels) for labels in pods]
+    assert [selector.selects(labels) for labels in pods] == [True, True] + [False] * 7
