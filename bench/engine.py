@@ -70,6 +70,10 @@ def measure_size(workloads: int, built: Any, chart_repository: str, root: Path) 
             started = time.monotonic()
             create_workloads(core, apps, config)
             figures["deployments created"] = time.monotonic() - started
+            # Installed into a cluster whose teams' pods already run, not one still creating them.
+            from ._engine_rollout import wait_for_rollouts
+
+            figures["teams settled"] = wait_for_rollouts(apps, [n["name"] for n in config["meshlift:namespaces"]])
             project = Project.create(root / "project", built)
             project.write_stack(STACK, config)
             run_pulumi(project, "stack", "init")
