@@ -116,10 +116,15 @@ def revision_label_patch(resource_name: str, *, deployment: str, namespace: str,
     The chart never renders that label on the Deployment (only on its pod template), so
     Helm never claims it: an upgrade's three-way merge keeps a label it never rendered.
     Forced, so a hand-set value is taken over rather than failing the run; only this
-    field is sent. It depends on the release: created after it, deleted (the label
-    relinquished) before it, and it follows the release's revision at promotion and
-    on a rollback. It takes no promotion hook: the release it follows is the gated
-    step, and a label changes no pod and no traffic.
+    field is sent. It depends on the release: created after it, and it follows the
+    release's revision at promotion and on a rollback. It takes no promotion hook: the
+    release it follows is the gated step, and a label changes no pod and no traffic.
+
+    Retained on delete: a patch goes only with its Deployment (the canary release at
+    promotion, a gateway taken out of the stack, a gateway switched to a DaemonSet),
+    so there is no label to hand back, and the provider's hand-back applies an empty
+    configuration, which for a Deployment already gone would try to create one and
+    fail the run.
     """
     return DeploymentPatch(
         resource_name,
@@ -131,7 +136,7 @@ def revision_label_patch(resource_name: str, *, deployment: str, namespace: str,
                 SKIP_AWAIT: "true",
             },
         ),
-        opts=pulumi.ResourceOptions(parent=parent, depends_on=[release]),
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[release], retain_on_delete=True),
     )
 
 

@@ -34,7 +34,8 @@ def assert_sends_only_the_label(patch: Registration, *, deployment: str, revisio
     assert metadata["labels"] == {REVISION_LABEL: revision}, patch.urn
     assert metadata["annotations"] == {"pulumi.com/patchFieldManager": "meshlift-gateway",
                                        "pulumi.com/patchForce": "true", "pulumi.com/skipAwait": "true"}, patch.urn
-    assert not patch.retain_on_delete, f"{patch.urn}: deleting it must relinquish the label"
+    # It goes only with its Deployment: nothing to hand back, and no apply to a Deployment already gone.
+    assert patch.retain_on_delete, patch.urn
 
 
 def test_a_tag_labelled_gateway_deployment_carries_the_revision_the_tag_resolves_to():
