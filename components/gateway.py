@@ -19,6 +19,15 @@
   traffic. It runs one replica without HPA or PDB, whatever the primary's
   scaling values, so it stays a small share. At promotion the canary release is removed and the primary moves to
   the new revision (the cut-over).
+- Each release's Deployment carries the metadata label `istio.io/rev=<the revision
+  injecting its pods>` (the resolved revision, never the tag), written by a
+  server-side-apply patch of that one label beside the release. `istioctl analyze`
+  reads a Deployment labelled `istio.io/rev` only in that revision's analysis, and
+  there that revision's injectors are visible (every injector of a mesh of
+  revisions carries its revision); an unlabelled gateway Deployment is read by
+  every analysis, and each one that cannot see its injector warns IST0146 (`image:
+  auto` without a matching injector). The chart has no value for a label of the
+  Deployment alone (`labels` also lands on the pod template), hence the patch.
 """
 
 from __future__ import annotations
@@ -28,18 +37,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
+from pulumi_kubernetes.apps.v1 import DeploymentPatch
 from pulumi_kubernetes.core.v1 import Namespace
-from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
+from pulumi_kubernetes.helm.v3 import Release
+from pulumi_kubernetes.meta.v1 import ObjectMetaArgs, ObjectMetaPatchArgs
 
 from components._helm import MANAGED_BY, adopted, layered_values, release
+from components.namespace_enrollment import PATCH_FIELD_MANAGER, PATCH_FORCE
 from meshmodel.chart_support import gateway_accepts_pod_disruption_budget
-from meshmodel.plan import PROXY_REVISION_ANNOTATION, GatewayPlan
+from meshmodel.plan import PROXY_REVISION_ANNOTATION, REVISION_LABEL, GatewayPlan
 from meshmodel.spec import IstioVersion
 
 CANARY_REPLICAS = 1
 # Scaling settings of the primary that would turn the canary into a second primary
 # (an HPA with the primary's minimum takes half the traffic); the canary drops them.
 _PRIMARY_ONLY_VALUES = ("autoscaling", "podDisruptionBudget", "replicaCount")
+# The manager of the one label meshlift writes onto the Deployments of its gateway releases.
+FIELD_MANAGER = "meshlift-gateway"
+SKIP_AWAIT = "pulumi.com/skipAwait"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,6 +102,42 @@ def gateway_values(plan: GatewayPlan, *, revision_label: str, revision: str, rep
         "podAnnotations": {PROXY_REVISION_ANNOTATION: revision},
     }
     return layered_values(defaults, user, owned)
+
+
+def renders_deployment(plan: GatewayPlan) -> bool:
+    """Whether the chart renders the gateway as a Deployment (its `kind` value, Deployment unless set)."""
+    return (plan.values.get("kind") or "Deployment") == "Deployment"
+
+
+def revision_label_patch(resource_name: str, *, deployment: str, namespace: str, revision: str,
+                         release: Release, parent: pulumi.Resource) -> DeploymentPatch:
+    """`istio.io/rev=<revision>` on the release's Deployment, and nothing else, by server-side apply.
+
+    The chart never renders that label on the Deployment (only on its pod template), so
+    Helm never claims it: an upgrade's three-way merge keeps a label it never rendered.
+    Forced, so a hand-set value is taken over rather than failing the run; only this
+    field is sent. It depends on the release: created after it, and it follows the
+    release's revision at promotion and on a rollback. It takes no promotion hook: the
+    release it follows is the gated step, and a label changes no pod and no traffic.
+
+    Retained on delete: a patch goes only with its Deployment (the canary release at
+    promotion, a gateway taken out of the stack, a gateway switched to a DaemonSet),
+    so there is no label to hand back, and the provider's hand-back applies an empty
+    configuration, which for a Deployment already gone would try to create one and
+    fail the run.
+    """
+    return DeploymentPatch(
+        resource_name,
+        metadata=ObjectMetaPatchArgs(
+            name=deployment, namespace=namespace, labels={REVISION_LABEL: revision},
+            annotations={
+                PATCH_FIELD_MANAGER: FIELD_MANAGER, PATCH_FORCE: "true",
+                # The release already waited for its pods; a label rolls nothing to wait for.
+                SKIP_AWAIT: "true",
+            },
+        ),
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[release], retain_on_delete=True),
+    )
 
 
 class Gateway(pulumi.ComponentResource):
@@ -137,6 +188,16 @@ class Gateway(pulumi.ComponentResource):
                 # After the primary: the canary has no Service and lives behind the primary's.
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release, *args.canary_depends_on]),
             )
+        # A DaemonSet gateway gets no label: the analyzer behind IST0146 judges Pods and Deployments only.
+        self.revision_labels: list[DeploymentPatch] = []
+        if renders_deployment(plan):
+            self.revision_labels.append(revision_label_patch(
+                f"{name}-revision-label", deployment=plan.name, namespace=plan.namespace, revision=plan.revision,
+                release=self.release, parent=self))
+            if self.canary is not None and plan.canary_revision is not None:
+                self.revision_labels.append(revision_label_patch(
+                    f"{name}-canary-revision-label", deployment=f"{plan.name}-canary", namespace=plan.namespace,
+                    revision=plan.canary_revision, release=self.canary, parent=self))
         self.register_outputs({
             "name": plan.name,
             "namespace": plan.namespace,

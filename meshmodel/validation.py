@@ -48,6 +48,10 @@ _OWNED_VALUES = {
         "replicaCount": "set the gateway's 'replicas' key instead",
         "service.type": "set the gateway's 'service.type' key instead",
         "service.ports": "set the gateway's 'service.ports' key instead",
+        # meshlift labels each gateway Deployment by server-side apply and finds it by the gateway's name.
+        "name": "the gateway's Deployment is named after its 'name' key (its canary after '<name>-canary')",
+        ("labels", "istio.io/rev"): "it would land on the Deployment too, where meshlift sets the revision "
+                                    "injecting its pods; set the gateway's 'revision' key instead",
     },
 }
 
@@ -103,7 +107,7 @@ def _owned_values(spec: MeshSpec) -> list[Problem]:
                                         f"meshlift sets this value: {reason}"))
     for index, gateway in enumerate(spec.gateways):
         for key, reason in _OWNED_VALUES["gateways"].items():
-            path = key.split(".")
+            path = list(key) if isinstance(key, tuple) else key.split(".")  # a label name holds dots
             parent = _at(gateway.values, path[:-1])
             if isinstance(parent, dict) and path[-1] in parent:
                 problems.append(Problem(key_path("gateways", index, "values", *path),

@@ -137,6 +137,12 @@ CASES = {
         minimal(gateways=gw(service={"ports": [{"name": "https", "port": 443},
                                                {"name": "tls", "port": 443, "protocol": "TCP"}]})),
         "meshlift:gateways[0].service.ports[1].port", "port 443/TCP is already used at [0]"),
+    "gateway values renaming the Deployment meshlift labels": (
+        minimal(gateways=gw(values={"name": "edge"})), "meshlift:gateways[0].values.name",
+        "named after its 'name' key"),
+    "gateway values labelling the Deployment with a revision": (
+        minimal(gateways=gw(values={"labels": {"istio.io/rev": "1-30-3", "team": "edge"}})),
+        "meshlift:gateways[0].values.labels.istio.io/rev", "meshlift sets the revision injecting its pods"),
     "base values setting the default revision": (
         minimal(baseValues={"defaultRevision": "1-31-0"}), "meshlift:baseValues.defaultRevision",
         "set meshlift:defaultRevision instead"),

@@ -128,6 +128,13 @@ def test_gateways_run_their_revision_and_a_canary_only_when_planned(built):
         assert run.depends_on(primary, run.named(f"istiod-{gateway.revision}")), primary.urn
         canary = run.maybe(f"{gateway.name}-canary-release")
         assert (canary is not None) == (gateway.canary_revision is not None), primary.urn
+    # One label patch per gateway release: istio.io/rev on its Deployment names the revision injecting it.
+    labels = {(r.inputs["metadata"]["namespace"], r.inputs["metadata"]["name"]):
+              r.inputs["metadata"]["labels"][REVISION_LABEL] for r in run.of_type("kubernetes:apps/v1:DeploymentPatch")}
+    assert labels == {
+        **{(g.namespace, g.name): g.revision for g in plan.gateways},
+        **{(g.namespace, f"{g.name}-canary"): g.canary_revision for g in plan.gateways if g.canary_revision},
+    }
 
 
 def test_live_workloads_are_only_ever_restarted_by_meshlifts_one_annotation_once_their_wave_comes(built):

@@ -51,6 +51,17 @@ class Kube:
     def validating_webhooks(self) -> dict[str, Any]:
         return {w.metadata.name: w for w in self.admission.list_validating_webhook_configuration().items}
 
+    def deployment_revisions(self, namespace: str) -> dict[str, str | None]:
+        """Deployment name -> its own `istio.io/rev` label (None without): the revision whose `istioctl analyze`
+        reads it (an unlabelled one is read by every revision's)."""
+        return {d.metadata.name: (d.metadata.labels or {}).get("istio.io/rev")
+                for d in self.apps.list_namespaced_deployment(namespace).items}
+
+    def fields_of(self, namespace: str, deployment: str, manager: str) -> str:
+        """The fields `manager` owns on the Deployment (its managedFields' fieldsV1, as JSON; "" when none)."""
+        entries = self.apps.read_namespaced_deployment(deployment, namespace).metadata.managed_fields or []
+        return "".join(json.dumps(e.fields_v1, sort_keys=True) for e in entries if e.manager == manager)
+
     def available(self, namespace: str, name: str) -> bool:
         deployment = self.apps.read_namespaced_deployment(name, namespace)
         return (deployment.status.available_replicas or 0) >= (deployment.spec.replicas or 0)

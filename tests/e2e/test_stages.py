@@ -2,8 +2,8 @@
 
 The objects each stage leaves are read back through the Kubernetes API: the Helm
 releases (as Helm records them), the revisions' istiod Deployments, the default
-validator, the tag webhooks, the gateway namespace and its canary, the namespace
-labels. istiod pods are served by the real pilot-discovery of their release, so
+validator, the tag webhooks, the gateway namespace and its canary (each Deployment
+labelled with the revision injecting it), the namespace labels. istiod pods are served by the real pilot-discovery of their release, so
 the gateway pods are injected by Istio's own injector.
 """
 
@@ -19,7 +19,7 @@ from tests.e2e.kube import Kube, eventually, injecting_webhooks
 from tests.e2e.stacks import FROM, FROM_REV, TO, TO_REV, mesh_stack
 
 STACK = "e2e"
-GATEWAY = "istio-ingress/istio-ingressgateway"  # its Deployment
+GATEWAY_NAMESPACE, GATEWAY = "istio-ingress", "istio-ingressgateway"  # its release and Deployment
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +74,8 @@ def test_each_stage_applies_on_the_real_engine(project, cluster, chart_repositor
         assert injecting_webhooks(kube, labels, {"app": "x"}) == [
             "istio-revision-tag-stable/rev.namespace.sidecar-injector.istio.io"]
     # Istio's own istioctl reads the tag the stack declares, and the new revision as a revision no tag uses.
-    istioctl.assert_reads(TagRow("stable", FROM_REV, ("payments", "shop")), TagRow("", TO_REV),
-                          gateways={GATEWAY: FROM_REV})
+    assert kube.deployment_revisions(GATEWAY_NAMESPACE) == {GATEWAY: FROM_REV}
+    istioctl.assert_reads(TagRow("stable", FROM_REV, ("payments", "shop")), TagRow("", TO_REV))
 
     project.set_rollout(STACK, stage="canary")
     up = project.up(STACK, label="pulumi up: canary")
@@ -86,5 +86,5 @@ def test_each_stage_applies_on_the_real_engine(project, cluster, chart_repositor
         p for p in kube.core.list_namespaced_pod("istio-ingress", label_selector="app=istio-ingressgateway").items
         if p.status.phase == "Running" and injected_revision(p) == TO_REV], what="canary gateway pod injected")
     assert len(canary_pods) == 1
-    istioctl.assert_reads(TagRow("stable", FROM_REV, ("payments", "shop")), TagRow("", TO_REV),
-                          gateways={GATEWAY: FROM_REV, f"{GATEWAY}-canary": TO_REV})
+    assert kube.deployment_revisions(GATEWAY_NAMESPACE) == {GATEWAY: FROM_REV, f"{GATEWAY}-canary": TO_REV}
+    istioctl.assert_reads(TagRow("stable", FROM_REV, ("payments", "shop")), TagRow("", TO_REV))

@@ -38,6 +38,7 @@ from tests.e2e.helm_install import (
     HelmCli,
     install_istio_as_a_platform,
 )
+from tests.e2e.istioctl import Istioctl
 from tests.e2e.kube import Kube, eventually, injecting_webhooks
 from tests.e2e.stacks import FROM, FROM_REV, TO, takeover_stack
 
@@ -208,6 +209,11 @@ def test_takes_over_a_helm_installed_istio_keeping_the_platforms_values(
     eventually(lambda: running_revisions(kube, "istio-ingress", "app=istio-ingress") == {FROM_REV},
                what="the adopted gateway's pods on meshlift's revision")
     assert len(running_pods(kube, "istio-ingress", "app=istio-ingress")) == 3
+    # The adopted Deployment carries meshlift's label of the revision injecting it, and nothing else of
+    # meshlift's (its field manager owns no field of the spec).
+    assert kube.deployment_revisions("istio-ingress") == {"istio-ingress": FROM_REV}
+    owned = kube.fields_of("istio-ingress", "istio-ingress", "meshlift-gateway")
+    assert '"f:istio.io/rev"' in owned and '"f:spec"' not in owned, owned
 
     # The platform's values, kept: in the cluster, in Helm's record of the upgraded release, and in
     # the mesh config of meshlift's revision, which the unrevisioned istiod's pods move to.
@@ -241,6 +247,9 @@ def test_takes_over_a_helm_installed_istio_keeping_the_platforms_values(
     for namespace, app in (("shop", "web"), ("payments", "api")):
         eventually(lambda: running_revisions(kube, namespace, f"app={app}") == {FROM_REV}, timeout=90,
                    what=f"{namespace}/{app} restarted onto {FROM_REV}")
+
+    # Istio's own analysis, by default and for meshlift's revision, raises nothing.
+    Istioctl.of(cluster, built_toolchain).assert_analyzes_clean(FROM_REV)
 
     # Adoption happens once: the next run has nothing to import and nothing to change.
     again = project.pulumi("preview", "--expect-no-changes", stack=STACK)

@@ -9,9 +9,9 @@ of port 15000, with traffic through it. meshlift's gates find those pods and rea
 those proxies with the same discovery and port-forward code users run. At each stage
 (before the upgrade, the canary waiting for approval, promoted, cleaned up) Istio's
 own `istioctl tag list` shows exactly the stack's tags, and `istioctl analyze -A`
-(by default and per revision) raises no error and no warning but the one its
-per-revision view causes (tests/e2e/istioctl.py). A bad canary is rolled back
-through the real stack history.
+(by default and per revision) raises nothing, each gateway Deployment labelled with
+the revision injecting it (tests/e2e/istioctl.py); a Helm upgrade of the gateway
+keeps that label. A bad canary is rolled back through the real stack history.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ CANARY_FAULTS = {
     "draining": {"proxy-not-draining", "proxy-ready"},  # the canary's Envoy told to fail health checks
 }
 current_fault = {"name": "none"}
-GATEWAY = "istio-ingress/istio-ingressgateway"  # the stack's gateway Deployment
+GATEWAY_NAMESPACE, GATEWAY = "istio-ingress", "istio-ingressgateway"  # the stack's gateway release and Deployment
+GATEWAY_MANAGER = "meshlift-gateway"  # components.gateway.FIELD_MANAGER
 
 
 def faulty_canaries(sidecar) -> None:
@@ -122,6 +123,25 @@ def a_second_workload_in_wave_1_restarted_one_at_a_time(project, kube: Kube, sta
     project.write_stack(stack, config)
 
 
+def a_helm_upgrade_of_the_gateway_keeps_its_revision_label(project, kube: Kube, stack: str = "e2e") -> None:
+    """The platform annotates its gateway Deployment (a chart value) with a plain `pulumi up`: Helm upgrades the
+    release, the label patch has nothing to change, and Helm's three-way merge keeps the label it never rendered."""
+    assert kube.deployment_revisions(GATEWAY_NAMESPACE) == {GATEWAY: FROM_REV}
+    before = kube.helm_releases(GATEWAY_NAMESPACE)[GATEWAY]["version"]
+    config = project.stack_config(stack)
+    config["meshlift:gateways"][0].setdefault("values", {})["annotations"] = {"platform.example/owner": "edge"}
+    project.write_stack(stack, config)
+    up = project.up(stack, label="pulumi up: the gateway's Deployment annotated")
+    assert up.returncode == 0, up.output
+    assert "~ 1 updated" in up.output, up.output  # the release alone: the label patch was not applied again
+    assert kube.helm_releases(GATEWAY_NAMESPACE)[GATEWAY]["version"] == before + 1
+    deployment = kube.apps.read_namespaced_deployment(GATEWAY, GATEWAY_NAMESPACE)
+    assert deployment.metadata.annotations["platform.example/owner"] == "edge"
+    assert kube.deployment_revisions(GATEWAY_NAMESPACE) == {GATEWAY: FROM_REV}
+    owned = kube.fields_of(GATEWAY_NAMESPACE, GATEWAY, GATEWAY_MANAGER)
+    assert '"f:istio.io/rev"' in owned and '"f:spec"' not in owned, owned
+
+
 def wave_events(project, stack: str = "e2e") -> list[dict]:
     lines = (project.directory / ".meshlift" / stack / "journal.jsonl").read_text().splitlines()
     return [e for e in map(json.loads, lines) if e["event"] in ("wave", "rollout") and e.get("status") != "progress"]
@@ -147,8 +167,9 @@ def test_an_upgrade_runs_from_install_to_cleanup_on_the_real_engine(project, hea
     cluster, kube, proxies = healthy_mesh
     istioctl = Istioctl.of(cluster, built_toolchain)
     the_mesh_before_the_upgrade(project, cluster, chart_repository, kube, proxies)
+    a_helm_upgrade_of_the_gateway_keeps_its_revision_label(project, kube)
     a_second_workload_in_wave_1_restarted_one_at_a_time(project, kube)
-    istioctl.assert_reads(TagRow("stable", FROM_REV, ("payments", "shop")), gateways={GATEWAY: FROM_REV})
+    istioctl.assert_reads(TagRow("stable", FROM_REV, ("payments", "shop")))
     # A bare pod no wave restarts, injected by the old revision: cleanup must wait for it.
     kube.core.create_namespaced_pod("shop", {"metadata": {"name": "batch-once", "labels": {"app": "batch"}},
                                              "spec": {"containers": [{"name": "batch", "image": "example/batch:1"}]}},
@@ -165,8 +186,8 @@ def test_an_upgrade_runs_from_install_to_cleanup_on_the_real_engine(project, hea
     eventually(lambda: run_phase(project, "e2e") == "WaitingApproval" or not upgrading.is_alive(), timeout=600,
                every=2, what="the canary waiting for approval")
     assert upgrading.is_alive(), done["result"].output[-4000:]
-    istioctl.assert_reads(TagRow("stable", FROM_REV, ("payments", "shop")), TagRow("", TO_REV),
-                          gateways={GATEWAY: FROM_REV, f"{GATEWAY}-canary": TO_REV})
+    assert kube.deployment_revisions(GATEWAY_NAMESPACE) == {GATEWAY: FROM_REV, f"{GATEWAY}-canary": TO_REV}
+    istioctl.assert_reads(TagRow("stable", FROM_REV, ("payments", "shop")), TagRow("", TO_REV))
     approved = project.meshlift("promote", "-s", "e2e", "--yes")
     assert approved.returncode == 0, approved.output
     upgrading.join(timeout=600)
@@ -176,8 +197,8 @@ def test_an_upgrade_runs_from_install_to_cleanup_on_the_real_engine(project, hea
     assert refused.returncode == 2, refused.output[-4000:]
     assert "Cleanup refused" in refused.output and "shop/batch-once" in refused.output
     # Promoted, both revisions still installed: the tag moved to the new one, the old one is a bare revision.
-    istioctl.assert_reads(TagRow("stable", TO_REV, ("payments", "shop")), TagRow("", FROM_REV),
-                          gateways={GATEWAY: TO_REV})
+    assert kube.deployment_revisions(GATEWAY_NAMESPACE) == {GATEWAY: TO_REV}
+    istioctl.assert_reads(TagRow("stable", TO_REV, ("payments", "shop")), TagRow("", FROM_REV))
 
     kube.core.delete_namespaced_pod("batch-once", "shop", grace_period_seconds=0)
     eventually(lambda: not kube.core.list_namespaced_pod("shop", label_selector="app=batch").items,
@@ -185,7 +206,8 @@ def test_an_upgrade_runs_from_install_to_cleanup_on_the_real_engine(project, hea
     upgrade = project.meshlift("upgrade", "-s", "e2e", "--to", TO, *approval, "--json",
                                label="meshlift upgrade (resumed at cleanup)")
     assert upgrade.returncode == 0, upgrade.output[-6000:]
-    istioctl.assert_reads(TagRow("stable", TO_REV, ("payments", "shop")), gateways={GATEWAY: TO_REV})
+    assert kube.deployment_revisions(GATEWAY_NAMESPACE) == {GATEWAY: TO_REV}
+    istioctl.assert_reads(TagRow("stable", TO_REV, ("payments", "shop")))
 
     assert set(kube.helm_releases("istio-system")) == {"istio-base", f"istiod-{TO_REV}"}
     tag = kube.mutating_webhooks()["istio-revision-tag-stable"]
