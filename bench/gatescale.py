@@ -27,7 +27,6 @@ from pathlib import Path
 
 import localmesh as lm
 from checks import AdminClient, Status, Target, run_checks
-from checks.client import limits_for
 from checks.sampling import choose
 from meshmodel.spec import GateSettings
 
@@ -73,8 +72,7 @@ def _gate_targets(fleet: list[lm.Proxy], version: str, settings: GateSettings) -
 
 def _gate_client(n_targets: int, settings: GateSettings) -> AdminClient:
     """The client `run_gate` makes for this many targets (`AdminClient.for_targets`), counting bytes."""
-    limits = limits_for(n_targets, settings.interval)
-    return CountingClient(concurrency=limits.concurrency, timeout=limits.timeout, deadline=limits.deadline)
+    return CountingClient.for_targets(n_targets, settings.interval)  # type: ignore[return-value]
 
 
 async def _two_samples(canary: list[Target], baseline: list[Target], settings: GateSettings) -> dict:

@@ -87,6 +87,9 @@ DEFAULT_POOL_PER_PROXY = 8
 _BACKOFF_S = 0.05  # before the second attempt; doubling after
 _MAX_CACHED_URLS = 8192  # a few per proxy; cleared when full
 DEFAULT_KEEPALIVE_S = 60.0
+# Reads of one proxy a gate's client has in flight: a sample's first reads of a proxy go out
+# together, and through port-forwards each extra connection costs a websocket handshake.
+GATE_CONNECTIONS_PER_PROXY = 2
 
 # How a gate's client grows with its targets. A steady sample makes about READS_PER_TARGET reads
 # of each proxy; through an API-server port-forward each takes ROUND_TRIP_S or more, so finishing
@@ -160,12 +163,18 @@ class AdminClient:
         verify: bool | str | ssl.SSLContext = True,
         pool_per_proxy: int = DEFAULT_POOL_PER_PROXY,
         keepalive_s: float = DEFAULT_KEEPALIVE_S,
+        connections_per_proxy: int | None = None,
     ) -> None:
         self.timeout = timeout
         self.deadline = deadline if deadline is not None else 2 * timeout
         self.max_body_bytes = max_body_bytes
         self.attempts = max(1, attempts)
         self._semaphore = asyncio.Semaphore(concurrency)
+        # Reads of one proxy in flight at once (None: as many as the client allows). Through a
+        # port-forward every new connection is a new websocket to the API server (a TLS handshake
+        # there and a stream to the node), so a gate reuses a few instead of opening one per read.
+        self._per_proxy = connections_per_proxy
+        self._proxy_slots: dict[str, asyncio.Semaphore] = {}
         self._options: dict[str, Any] = {
             "timeout": httpx.Timeout(timeout),
             "headers": dict(headers or {}),
@@ -198,6 +207,7 @@ class AdminClient:
     def for_targets(cls, targets: int, interval: float, **options: Any) -> AdminClient:
         """A client whose concurrency and time limits suit `targets` proxies sampled every `interval` s."""
         limits = limits_for(targets, interval)
+        options.setdefault("connections_per_proxy", GATE_CONNECTIONS_PER_PROXY)
         return cls(concurrency=limits.concurrency, timeout=limits.timeout, deadline=limits.deadline, **options)
 
     async def __aenter__(self) -> AdminClient:
@@ -267,6 +277,16 @@ class AdminClient:
         return (await self.get(base_url, path, params)).json()
 
     async def _get_once(self, url: str, params: Mapping[str, str] | None) -> AdminResponse:
+        if self._per_proxy is None:
+            return await self._get_in_turn(url, params)
+        origin = url[: url.find("/", url.find("//") + 2)]
+        slots = self._proxy_slots.get(origin)
+        if slots is None:
+            slots = self._proxy_slots[origin] = asyncio.Semaphore(self._per_proxy)
+        async with slots:  # waited for before a slot of the whole client is taken, and before the deadline
+            return await self._get_in_turn(url, params)
+
+    async def _get_in_turn(self, url: str, params: Mapping[str, str] | None) -> AdminResponse:
         async with self._semaphore:
             started = time.monotonic()
             with _translate(url):

@@ -17,6 +17,7 @@ from checks import (
     AdminTimeout,
     AdminUnreachable,
 )
+from checks.client import GATE_CONNECTIONS_PER_PROXY
 
 BASE = "http://proxy.test:15000"
 
@@ -215,3 +216,21 @@ async def test_a_client_made_for_targets_applies_those_limits() -> None:
     async with AdminClient.for_targets(2000, 1.0) as client:
         assert (client.timeout, client.deadline) == (6.0, 12.0)
         assert client._semaphore._value == 400
+
+
+async def test_a_gates_client_keeps_a_few_reads_of_each_proxy_in_flight_and_the_proxies_in_parallel() -> None:
+    in_flight: dict[str, int] = {}
+    most: dict[str, int] = {}
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        host = request.url.host
+        in_flight[host] = in_flight.get(host, 0) + 1
+        most[host] = max(most.get(host, 0), in_flight[host])
+        await asyncio.sleep(0.02)
+        in_flight[host] -= 1
+        return httpx.Response(200, text="LIVE")
+
+    async with AdminClient.for_targets(2, 1.0, transport=httpx.MockTransport(handler)) as client:
+        await asyncio.gather(*(client.get(f"http://{host}:15000", "/ready")
+                               for host in ("10.0.0.1", "10.0.0.2") for _ in range(6)))
+    assert most == {"10.0.0.1": GATE_CONNECTIONS_PER_PROXY, "10.0.0.2": GATE_CONNECTIONS_PER_PROXY}
