@@ -15,3 +15,17 @@ def without_gate_hooks(monkeypatch):
     real = rollout.hooks.gate_hooks
     monkeypatch.setattr(rollout.hooks, "gate_hooks", lambda spec, plan, **options: None)
     return real
+
+
+@pytest.fixture
+def passing_gate_hooks(monkeypatch):
+    """A promotion gate that passes, bound as the program binds the real one (before create and update)."""
+    import pulumi
+
+    def gate_hooks(spec, plan, **options):
+        def gate(args):
+            return None
+
+        return pulumi.ResourceHookBinding(before_create=[gate], before_update=[gate])
+
+    monkeypatch.setattr(rollout.hooks, "gate_hooks", gate_hooks)

@@ -256,14 +256,7 @@ def test_full_gc_passes_are_deferred_while_the_program_runs_and_only_then():
     assert gc.get_threshold() == before, "the harness restores the test process's GC settings"
 
 
-def test_a_namespace_enrolled_by_revision_name_is_relabelled_only_behind_the_gate(monkeypatch):
-    def gate_hooks(spec, plan, **options):
-        def gate(args):
-            return None
-
-        return pulumi.ResourceHookBinding(before_create=[gate], before_update=[gate])
-
-    monkeypatch.setattr(rollout.hooks, "gate_hooks", gate_hooks)
+def test_a_namespace_enrolled_by_revision_name_is_relabelled_only_behind_the_gate(passing_gate_hooks):
     namespaces = [{"name": "shop", "revision": "stable"}, {"name": "legacy", "revision": "1-30-3"}]
     run = run_program(minimal(namespaces=namespaces, rollout={"from": "1.30.3", "to": "1.31.0", "stage": "promote"}))
     legacy = [r for r in run if r.name.startswith("legacy")]

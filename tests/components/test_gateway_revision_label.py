@@ -3,9 +3,6 @@ reads it only in that revision's view (see components.gateway)."""
 
 from __future__ import annotations
 
-import pulumi
-
-import rollout.hooks
 from meshmodel.plan import REVISION_LABEL
 from tests.components.configs import minimal
 from tests.components.program import ProgramRun, Registration, run_program
@@ -89,14 +86,7 @@ def test_an_adopted_gateway_release_is_labelled_once_imported():
     assert run.depends_on(patch, run.named("ingress-release")), patch.urn
 
 
-def test_one_label_patch_per_gateway_release_and_none_behind_the_promotion_gate(monkeypatch):
-    def gate_hooks(spec, plan, **options):
-        def gate(args):
-            return None
-
-        return pulumi.ResourceHookBinding(before_create=[gate], before_update=[gate])
-
-    monkeypatch.setattr(rollout.hooks, "gate_hooks", gate_hooks)
+def test_one_label_patch_per_gateway_release_and_none_behind_the_promotion_gate(passing_gate_hooks):
     gateways = [{"name": "ingress", "namespace": "istio-ingress", "revision": "stable"},
                 {"name": "egress", "namespace": "istio-egress", "revision": "stable"}]
     for stage in ("canary", "promote"):

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import pulumi
 import pytest
 
-import rollout.hooks
 from tests.components.configs import minimal
 from tests.components.program import run_program
 
@@ -42,14 +40,7 @@ def test_each_pinned_object_is_labelled_old_until_the_tags_move_and_new_from_the
     assert envoy_filter.inputs["metadata"]["labels"] == {"istio.io/rev": revision}
 
 
-def test_the_relabel_is_a_promotion_step_and_workloads_restart_only_after_it(monkeypatch):
-    def gate_hooks(spec, plan, **options):
-        def gate(args):
-            return None
-
-        return pulumi.ResourceHookBinding(before_create=[gate], before_update=[gate])
-
-    monkeypatch.setattr(rollout.hooks, "gate_hooks", gate_hooks)
+def test_the_relabel_is_a_promotion_step_and_workloads_restart_only_after_it(passing_gate_hooks):
     run = run_program(relabel_config("promote", promotedWaves=1))
     patches = [r for r in run if r.name.startswith("pinned.")]
     assert len(patches) == 2
