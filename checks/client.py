@@ -227,7 +227,7 @@ class AdminClient:
             return self._shared
         if self._plain is not None and url.startswith("http://"):
             return self._plain
-        origin = url[: url.find("/", url.find("//") + 2)]  # scheme://host:port; _join added a path
+        origin = _origin(url)
         client = self._pools.get(origin)
         if client is None:
             client = self._pools[origin] = httpx.AsyncClient(**self._options)
@@ -279,7 +279,7 @@ class AdminClient:
     async def _get_once(self, url: str, params: Mapping[str, str] | None) -> AdminResponse:
         if self._per_proxy is None:
             return await self._get_in_turn(url, params)
-        origin = url[: url.find("/", url.find("//") + 2)]
+        origin = _origin(url)
         slots = self._proxy_slots.get(origin)
         if slots is None:
             slots = self._proxy_slots[origin] = asyncio.Semaphore(self._per_proxy)
@@ -321,6 +321,11 @@ class AdminClient:
                     )
                 chunks.append(chunk)
             return AdminResponse(url, response.status_code, b"".join(chunks), time.monotonic() - started)
+
+
+def _origin(url: str) -> str:
+    """`scheme://host:port` of a URL `_join` made (it always has a path)."""
+    return url[: url.find("/", url.find("//") + 2)]
 
 
 def _join(base_url: str, path: str) -> str:

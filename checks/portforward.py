@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import functools
 import socket
 import ssl
 import threading
@@ -107,18 +108,27 @@ def _tls(configuration: Any) -> ssl.SSLContext | bool:
     """The TLS settings the Kubernetes client's own websockets use (`kubernetes.stream.ws_client`)."""
     if not configuration.host.startswith("https"):
         return False
-    if not configuration.verify_ssl:
+    return _tls_context(bool(configuration.verify_ssl), configuration.ssl_ca_cert, configuration.assert_hostname,
+                        configuration.cert_file, configuration.key_file)
+
+
+# One context per set of settings for the process, as the Kubernetes client keeps one per ApiClient:
+# a gate's first sample opens hundreds of websockets, and building a context loads the CA file.
+@functools.lru_cache(maxsize=16)
+def _tls_context(verify: bool, ca_file: str | None, assert_hostname: bool | None, cert_file: str | None,
+                 key_file: str | None) -> ssl.SSLContext:
+    if not verify:
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     else:
         import certifi
 
-        context = ssl.create_default_context(cafile=configuration.ssl_ca_cert or certifi.where())
-        if configuration.assert_hostname is not None:
-            context.check_hostname = bool(configuration.assert_hostname)
-    if configuration.cert_file:
-        context.load_cert_chain(configuration.cert_file, configuration.key_file or None)
+        context = ssl.create_default_context(cafile=ca_file or certifi.where())
+        if assert_hostname is not None:
+            context.check_hostname = bool(assert_hostname)
+    if cert_file:
+        context.load_cert_chain(cert_file, key_file or None)
     return context
 
 
