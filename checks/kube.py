@@ -45,7 +45,7 @@ from .portforward import ADMIN_PORT, PortForward
 from .target import ContainerFacts, PodFacts, Target
 
 __all__ = [
-    "discover_pods", "pod_facts", "pod_targets", "pod_revision", "injected_revision", "revision_in_status", "PortForward", "kube_targets", "api_for",
+    "discover_pods", "pod_facts", "pod_targets", "pod_revision", "injected_revision", "revision_in_status", "PortForward", "kube_targets", "api_for", "kubeconfig_is_text",
     "ADMIN_PORT", "PROXY_CONTAINER", "STATUS_ANNOTATION",
 ]
 
@@ -53,6 +53,11 @@ PROXY_CONTAINER = "istio-proxy"
 STATUS_ANNOTATION = "sidecar.istio.io/status"
 REVISION_LABEL = "istio.io/rev"
 _HOLD = re.compile(r"holdApplicationUntilProxyStarts\"?\s*:\s*\"?true", re.IGNORECASE)
+
+
+def kubeconfig_is_text(kubeconfig: str) -> bool:
+    """Whether `kubernetes:kubeconfig` holds the kubeconfig itself (YAML or JSON), not a path to it."""
+    return "\n" in kubeconfig or kubeconfig.lstrip().startswith(("apiVersion", "{"))
 
 
 def api_for(*, kubeconfig: str | None = None, context: str | None = None) -> Any:
@@ -63,7 +68,7 @@ def api_for(*, kubeconfig: str | None = None, context: str | None = None) -> Any
     """
     from kubernetes import client, config
 
-    if kubeconfig and ("\n" in kubeconfig or kubeconfig.lstrip().startswith(("apiVersion", "{"))):
+    if kubeconfig and kubeconfig_is_text(kubeconfig):
         import yaml
 
         api_client = config.new_client_from_config_dict(yaml.safe_load(kubeconfig), context=context)

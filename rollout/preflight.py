@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from checks.kube import kubeconfig_is_text
 from meshmodel.spec import MeshSpec, Problem
 from rollout.errors import ClusterConflict, MeshliftError, PlatformError, PlatformUnavailable
 from rollout.namespace_checks import (
@@ -111,7 +112,7 @@ def cluster_named(config: Mapping[str, Any]) -> str:
     """The stack's cluster as a person names it: its context and kubeconfig (never an inline kubeconfig's text)."""
     context, kubeconfig = config.get("kubernetes:context"), config.get("kubernetes:kubeconfig")
     text = str(kubeconfig or "")
-    if text and not os.path.exists(text) and ("\n" in text or text.lstrip().startswith("{")):
+    if text and not os.path.exists(text) and kubeconfig_is_text(text):
         where = "the kubeconfig given inline in kubernetes:kubeconfig"
     else:
         where = f"kubeconfig {kubeconfig}" if kubeconfig else "the kubeconfig of KUBECONFIG or ~/.kube/config"

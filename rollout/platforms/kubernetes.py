@@ -177,13 +177,13 @@ class KubeDiscovery:
             listed: dict[str, list[Any]] = {}
             for selector in selectors:
                 if selector.sample == 0:  # left out of a wave gate's baseline sample: not even listed
-                    self.sampled.append(Sampled(f"{selector.namespace}/{selector.name}", selector.role, (), None))
+                    self.sampled.append(Sampled(selector.workload, selector.role, (), None))
                     continue
                 if selector.namespace not in listed:
                     listed[selector.namespace] = discover_pods(core_v1, namespace=selector.namespace)
                 pods = [pod for pod in listed[selector.namespace] if selector.selects(pod.metadata.labels or {})]
                 chosen = choose(pods, selector.sample, name=lambda pod: pod.metadata.name)
-                self.sampled.append(Sampled(f"{selector.namespace}/{selector.name}", selector.role,
+                self.sampled.append(Sampled(selector.workload, selector.role,
                                             tuple(pod.metadata.name for pod in chosen), len(pods)))
                 found = self._open.enter_context(pod_targets(
                     core_v1, chosen, role=selector.role, expected_version=selector.expected_version))

@@ -212,11 +212,11 @@ class LocalPlatform:
         canary, baseline, sampled = [], [], []
         for selector in selectors_for(plan, scope):
             if selector.sample == 0:  # left out of a wave gate's baseline sample
-                sampled.append(Sampled(f"{selector.namespace}/{selector.name}", selector.role, (), None))
+                sampled.append(Sampled(selector.workload, selector.role, (), None))
                 continue
             pods = [pod for pod in self._pods.values() if pod.key[:2] == (selector.namespace, selector.name)]
             chosen = choose(pods, selector.sample, name=lambda pod: pod.name)
-            sampled.append(Sampled(f"{selector.namespace}/{selector.name}", selector.role,
+            sampled.append(Sampled(selector.workload, selector.role,
                                    tuple(pod.name for pod in chosen), len(pods)))
             for pod in chosen:
                 target = Target(name=pod.name, admin_url=pod.proxy.admin_url, role=selector.role,  # type: ignore[arg-type]

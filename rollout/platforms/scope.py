@@ -38,6 +38,11 @@ class PodSelector:
         hold its pods, else the workload's own (a pod of any other revision fails the version check)."""
         return dict(self.also_runs).get(revision or "", self.expected_version)
 
+    @property
+    def workload(self) -> str:
+        """`namespace/name`: how gate reports name the workload."""
+        return f"{self.namespace}/{self.name}"
+
     def selects(self, labels: Mapping[str, str]) -> bool:
         """Whether a pod with `labels` is one of these, as the API server decides for `label_selector`."""
         return (all(labels.get(key) == value for key, value in self.labels.items())
@@ -88,7 +93,7 @@ def selectors_for(plan: MeshPlan, scope: GateScope) -> list[PodSelector]:
     if scope.kind != "wave":
         return selectors
     baseline = [s for s in selectors if s.role == "baseline"]
-    read = {id(s) for s in choose(baseline, scope.baseline_workloads, name=lambda s: f"{s.namespace}/{s.name}")}
+    read = {id(s) for s in choose(baseline, scope.baseline_workloads, name=lambda s: s.workload)}
     return [s if s.role != "baseline" or id(s) in read else replace(s, sample=0) for s in selectors]
 
 
