@@ -17,14 +17,25 @@ Steady samples stay cheap without hiding anything:
   into a small `ConfigSnapshot`, is carried over like `/server_info`, and only while
   no xDS counter, version or listener count in this sample's `/stats` moved
   (`config_fingerprint`): a push, a rejection or a listener warming re-reads it.
-- `/ready` (readiness and the server state), `/stats` and `/certs` are read
-  every sample.
+- `/certs` is carried over like `/server_info` for at most `CERTS_MAX_AGE_S`, and
+  only while no SDS counter or version (where the proxy exports them) and
+  `server.days_until_first_cert_expiring` moved (`certs_fingerprint`). Istio's
+  default stats matcher keeps no `sds.*` stat, so on its sidecars a rotated
+  certificate is seen within that age; an expiry is judged against the sample's
+  clock, so a carried certificate that expires meanwhile fails at once.
+- `/ready` (readiness and the server state) and `/stats` are read every sample.
+
+Each carried read is read again at its maximum age at the latest, each proxy at its
+own point between half of it and all of it (`carry_limit`): proxies first read in
+one sample are then read again spread over several, not all in one sample that
+would overrun its interval.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+import zlib
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -36,11 +47,15 @@ from .process import PROCESS_STATS, same_process
 from .stats import Stats, gc_paused, parse_json_stats, stats_filter
 from .target import Target
 
-__all__ = ["Read", "Observation", "ReadyState", "observe", "SERVER_INFO_MAX_AGE_S"]
+__all__ = ["Read", "Observation", "ReadyState", "observe", "carry_limit", "SERVER_INFO_MAX_AGE_S",
+           "CERTS_MAX_AGE_S"]
 
-# A carried /server_info is read again at least this often (seconds on the sample clock),
-# whatever the stats say: it bounds how long a restart no stat showed could go unseen.
+# A carried /server_info or config is read again at least this often (seconds on the sample
+# clock), whatever the stats say: it bounds how long a restart no stat showed could go unseen.
 SERVER_INFO_MAX_AGE_S = 30.0
+# A carried /certs is read again at least this often: on a proxy whose stats show no SDS update
+# (Istio's sidecars), it bounds how long a certificate loaded meanwhile goes unseen.
+CERTS_MAX_AGE_S = 10.0
 
 # What moves whenever a proxy's served config may have changed: every xDS subscription's
 # counters and version, and the listener manager's counts (a listener warming or draining).
@@ -55,6 +70,34 @@ def config_fingerprint(stats: Stats) -> tuple[tuple[str, Any], ...]:
 
 
 _CONFIG_SUFFIXES = (".update_attempt", ".update_success", ".update_rejected", ".update_failure", ".version_text")
+
+# What moves when a proxy may serve other certificates: each SDS subscription's counters and
+# version (exported unless a stats matcher drops them, as Istio's default one does), and the
+# days its soonest certificate has left.
+CERTS_STATS = (r"^sds\..*\.(update_attempt|update_success|update_rejected|update_failure|version_text)$",
+               r"^server\.days_until_first_cert_expiring$")
+_SOONEST_CERT_STAT = "server.days_until_first_cert_expiring"
+
+
+def certs_fingerprint(stats: Stats) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted((name, stats.text(name) if name.endswith("version_text") else stats.number(name))
+                        for name in stats if (name.startswith("sds.") and name.endswith(_CONFIG_SUFFIXES))
+                        or name == _SOONEST_CERT_STAT))
+
+
+def carry_limit(target: str, max_age: float) -> float:
+    """How long `target`'s carried read may be carried: its own point between half `max_age` and all of it."""
+    return max_age * (0.5 + 0.5 * zlib.crc32(target.encode()) / 2**32)
+
+
+@dataclass(frozen=True)
+class _Carry:
+    """When a read may be taken over from the last sample of the same process: at most `max_age`
+    seconds after it was fetched, `proof` among the stats read, and `fingerprint` of them unchanged."""
+
+    max_age: float
+    proof: tuple[str, ...]
+    fingerprint: Callable[[Stats], Any]
 
 # The LDS subscription's counters exist from its creation (at 0) and only with one.
 _LDS_STAT = r"^listener_manager\.lds\.update_attempt$"
@@ -71,6 +114,15 @@ class Read(str, Enum):
     LISTENER_STATE = "/config_dump"  # dynamic listeners' active version and error_state only
     CONFIG = "/config_dump?all"  # listeners, routes, clusters, bootstrap: a ConfigSnapshot (what the proxy serves)
     POD = "pod-status"  # Kubernetes pod status, known at discovery; no admin read
+
+
+_CARRIED = {
+    Read.SERVER_INFO: _Carry(SERVER_INFO_MAX_AGE_S, PROCESS_STATS, lambda _: None),
+    # The whole dump (~100 KiB and up) is read again only when an xDS counter or a listener
+    # count moved: an unchanged proxy serves what it served last sample.
+    Read.CONFIG: _Carry(SERVER_INFO_MAX_AGE_S, (*PROCESS_STATS, *CONFIG_STATS), config_fingerprint),
+    Read.CERTS: _Carry(CERTS_MAX_AGE_S, (*PROCESS_STATS, *CERTS_STATS), certs_fingerprint),
+}
 
 
 @dataclass(frozen=True)
@@ -134,44 +186,34 @@ async def observe(
     """Read what `reads` need from `target`; `previous` is this target's last observation, if any."""
     wanted = [r for r in dict.fromkeys(reads) if r is not Read.POD]
     patterns = set(stat_patterns)
-    if Read.SERVER_INFO in wanted:
-        patterns.update(PROCESS_STATS)  # the proof that a carried /server_info still holds
+    for read in wanted:
+        if read in _CARRIED:
+            patterns.update(_CARRIED[read].proof)
     if Read.LISTENER_STATE in wanted:
         patterns.add(_LDS_STAT)
-    if Read.CONFIG in wanted:
-        patterns.update((*PROCESS_STATS, *CONFIG_STATS))  # the proof that a carried config still holds
     if patterns and Read.STATS not in wanted:
         wanted.append(Read.STATS)
     flt = stats_filter(patterns)
 
-    info_since = _carry_candidate(previous, target, taken_at) if Read.SERVER_INFO in wanted else None
-    config_since = _carry_candidate(previous, target, taken_at, Read.CONFIG) if Read.CONFIG in wanted else None
+    fetched_at = {read: since for read in wanted if read in _CARRIED
+                  and (since := _carry_candidate(previous, target, taken_at, read)) is not None}
     # Fetch /config_dump together with the rest when the last sample saw an LDS subscription
     # (every Istio sidecar, so no extra round trip); otherwise only once this sample's stats show one.
     listeners_now = Read.LISTENER_STATE in wanted and previous is not None and _has_lds(previous) is True
-    deferred = {r for r in wanted if (r is Read.SERVER_INFO and info_since is not None)
-                or (r is Read.CONFIG and config_since is not None)
-                or (r is Read.LISTENER_STATE and not listeners_now)}
+    deferred = {*fetched_at, *((Read.LISTENER_STATE,) if Read.LISTENER_STATE in wanted and not listeners_now else ())}
     first = [r for r in wanted if r not in deferred]
     values: dict[Read, Any] = dict(zip(first, await asyncio.gather(*(_read(client, target, r, flt) for r in first))))
     carried: dict[Read, float] = {}
     later: list[Read] = []
     stats = values.get(Read.STATS)
-    if Read.SERVER_INFO in deferred:
-        if isinstance(stats, Stats) and previous is not None and same_process(stats, previous.stats):
-            values[Read.SERVER_INFO] = previous.reads[Read.SERVER_INFO]
-            carried[Read.SERVER_INFO] = info_since  # type: ignore[assignment]
-        else:
-            later.append(Read.SERVER_INFO)
-    if Read.CONFIG in deferred:
-        # The whole dump (~100 KiB and up) is read again only when an xDS counter or a
-        # listener count moved: an unchanged proxy serves what it served last sample.
+    for read, since in fetched_at.items():
+        fingerprint = _CARRIED[read].fingerprint
         if (isinstance(stats, Stats) and previous is not None and same_process(stats, previous.stats)
-                and config_fingerprint(stats) == config_fingerprint(previous.stats)):
-            values[Read.CONFIG] = previous.reads[Read.CONFIG]
-            carried[Read.CONFIG] = config_since  # type: ignore[assignment]
+                and fingerprint(stats) == fingerprint(previous.stats)):
+            values[read] = previous.reads[read]
+            carried[read] = since
         else:
-            later.append(Read.CONFIG)
+            later.append(read)
     if Read.LISTENER_STATE in deferred:
         if isinstance(stats, Stats) and not _lds_in(stats):
             values[Read.LISTENER_STATE] = []  # no LDS subscription: no dynamic listener (Envoy answers {})
@@ -185,16 +227,15 @@ async def observe(
                        admin_url=target.admin_url)
 
 
-def _carry_candidate(previous: Observation | None, target: Target, taken_at: float,
-                     read: Read = Read.SERVER_INFO) -> float | None:
-    """When `previous` holds a `read` (/server_info, the config) this sample may carry over: the time it was fetched."""
+def _carry_candidate(previous: Observation | None, target: Target, taken_at: float, read: Read) -> float | None:
+    """When `previous` holds a `read` this sample may carry over: the time it was fetched."""
     if previous is None or previous.admin_url != target.admin_url:
         return None
     value = previous.reads.get(read)
     if value is None or isinstance(value, AdminError) or previous.stats_or_none() is None:
         return None
     since = previous.carried.get(read, previous.taken_at)
-    return since if taken_at - since < SERVER_INFO_MAX_AGE_S else None
+    return since if taken_at - since < carry_limit(target.name, _CARRIED[read].max_age) else None
 
 
 def _has_lds(obs: Observation) -> bool | None:

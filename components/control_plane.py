@@ -18,8 +18,8 @@ stack's proxy profile (access log, upstream keepalive, proxy log levels; see
 then says so at its gate). The defaults also widen Istio's stats matcher
 (`proxyStatsMatcher`, `PROXY_STATS_MATCHER`) so the proxies of these
 revisions keep what the gates read beyond Istio's standard metrics: per-cluster
-request, 5xx, connect-failure and ejection counters, and the control-plane
-connection state (docs/checks.md says what each check reads).
+request, 5xx, connect-failure and ejection counters, the control-plane
+connection state and the SDS updates (docs/checks.md says what each check reads).
 """
 
 from __future__ import annotations
@@ -33,12 +33,13 @@ import pulumi
 from components._helm import deep_merge, layered_values, release
 from meshmodel.plan import ControlPlanePlan, istiod_release_name
 
-# Istio's default stats matcher keeps no per-cluster counters, no `control_plane.*` or `overload.*`
-# stats, and not the admin listener's request count (the proof that a proxy did not restart).
+# Istio's default stats matcher keeps no per-cluster counters, no `control_plane.*`, `overload.*`
+# or `sds.*` stats (an SDS push: the proof that a proxy's certificates did not change), and not
+# the admin listener's request count (the proof that a proxy did not restart).
 # Stat names carry Istio's `;` after the cluster name: `cluster.outbound|80||web.shop.svc.cluster.local;.upstream_rq_5xx`.
 # Envoy matches a regex against the whole name.
 PROXY_STATS_MATCHER: dict[str, Any] = {
-    "inclusionPrefixes": ["control_plane.", "overload.", "http.admin.downstream_rq_total"],
+    "inclusionPrefixes": ["control_plane.", "overload.", "sds.", "http.admin.downstream_rq_total"],
     "inclusionRegexps": [
         r"cluster\.(outbound|inbound)\|.*\.(upstream_rq_completed|upstream_rq_5xx|upstream_cx_connect_fail"
         r"|outlier_detection\.ejections_active)",

@@ -20,6 +20,7 @@ import pytest
 
 import localmesh as lm
 from checks import GateOutcome, Status, Target, run_checks, run_gate
+from checks.observe import Read
 from components.control_plane import PROXY_STATS_MATCHER
 from meshmodel.spec import GateSettings
 
@@ -167,3 +168,22 @@ async def test_proxy_cut_off_from_its_control_plane_fails_the_gate(started, envo
     assert gate.outcome is GateOutcome.FAILED
     assert gate.failing_checks == ("control-plane-connected",)
     assert gate.message.endswith("not connected to the control plane: no ADS stream open on xds-grpc")
+
+
+async def test_a_certificate_pushed_between_samples_is_read_at_the_next_one(started, envoy, root, settings) -> None:
+    """meshlift's matcher keeps the SDS updates, so a reused `/certs` is dropped at the push that outdates it."""
+    proxy = started(envoy, name=f"sidecar{next(_serial)}", tls=True, root=root,
+                    cert=lm.workload_cert(root, spiffe_id=SPIFFE, age=2 * HOUR), **ISTIO_STATS, **MESHLIFT_MATCHER)
+    target = [Target(name=proxy.spec.name, admin_url=proxy.admin_url, role="canary")]
+    first = await run_checks(target, settings, only=["certificates-valid"])
+    assert first.targets[0].result("certificates-valid").status is Status.PASS
+    unchanged = await run_checks(target, settings, only=["certificates-valid"], previous=first)
+    assert Read.CERTS in unchanged.history[proxy.spec.name][-1].carried  # the same process, no SDS update
+    pushes = proxy.stat("sds.server_cert.update_success")
+    assert pushes >= 1  # kept by meshlift's matcher (Istio's default drops every sds.* stat)
+    proxy.set_certificate(lm.workload_cert(root, spiffe_id=SPIFFE, age=20 * HOUR))
+    lm.wait_until(lambda: proxy.stat("sds.server_cert.update_success") > pushes, timeout_s=8)
+    pushed = await run_checks(target, settings, only=["certificates-valid"], previous=unchanged)
+    assert Read.CERTS not in pushed.history[proxy.spec.name][-1].carried
+    result = pushed.targets[0].result("certificates-valid")
+    assert result.status is Status.FAIL and "rotation stalled" in result.message

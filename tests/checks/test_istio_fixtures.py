@@ -253,7 +253,7 @@ def test_meshlift_revisions_keep_what_the_gates_read() -> None:
         assert kept(matcher, f"{OUTBOUND}.{suffix}"), suffix
         assert kept(matcher, f"cluster.inbound|8080||;.{suffix}"), suffix
     for name in ("control_plane.connected_state", "overload.envoy.overload_actions.stop_accepting_requests.active",
-                 "http.admin.downstream_rq_total"):
+                 "http.admin.downstream_rq_total", "sds.default.update_success", "sds.ROOTCA.version_text"):
         assert kept(matcher, name), name
         assert not kept({"inclusion_list": {"patterns": default}}, name), name
     assert not kept(matcher, OUTBOUND + ".upstream_rq_2xx")  # only what the gates read

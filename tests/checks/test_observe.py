@@ -1,14 +1,17 @@
 """What one sample reads: /server_info once per proxy process, /config_dump only with LDS,
-readiness and stats every time (recorded Envoy answers over the real client)."""
+/certs while no certificate can have changed, readiness and stats every time (recorded Envoy
+answers over the real client)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import math
+from collections import Counter
+from datetime import datetime, timedelta, timezone
 
 import httpx
 
 from checks import AdminClient, Report, Status, run_checks
-from checks.observe import SERVER_INFO_MAX_AGE_S, Read
+from checks.observe import CERTS_MAX_AGE_S, SERVER_INFO_MAX_AGE_S, Read, carry_limit
 from meshmodel.spec import GateSettings
 
 from .recorded import FakeAdmin
@@ -142,14 +145,95 @@ async def test_carried_server_info_is_read_again_after_its_maximum_age(settings)
     watched(admin)
     clock = Clock()
     report = await sample(admin, settings, clock=clock)
+    limit = carry_limit("p", SERVER_INFO_MAX_AGE_S)
     fetched = []
-    for _ in range(4):
+    for elapsed in (limit - 1, limit + 0.5, 2 * limit - 0.5, 2 * limit + 1):
         paths(admin)
-        clock.now += SERVER_INFO_MAX_AGE_S / 3
-        next_sample(admin, seconds=SERVER_INFO_MAX_AGE_S / 3)
+        next_sample(admin, seconds=elapsed - (clock.now - 100.0))
+        clock.now = 100.0 + elapsed
         report = await sample(admin, settings, report, clock=clock)
         fetched.append(paths(admin).count("/server_info"))
-    assert fetched == [0, 0, 1, 0]
+    assert fetched == [0, 1, 0, 1]
+
+
+def test_each_proxy_carries_its_reads_for_its_own_share_of_the_maximum_age() -> None:
+    limits = [carry_limit(f"shop/web-{i}", CERTS_MAX_AGE_S) for i in range(1000)]
+    assert all(CERTS_MAX_AGE_S / 2 <= limit < CERTS_MAX_AGE_S for limit in limits)
+    assert limits == [carry_limit(f"shop/web-{i}", CERTS_MAX_AGE_S) for i in range(1000)]  # stable
+    # Spread, so proxies first read together are read again over several samples, not in one.
+    per_second = Counter(int(limit) for limit in limits)
+    assert sorted(per_second) == [5, 6, 7, 8, 9] and max(per_second.values()) < 300
+
+
+async def test_certs_are_carried_until_an_sds_update_or_their_maximum_age(settings) -> None:
+    admin = FakeAdmin()
+    watched(admin)
+    clock = Clock()
+    report = await sample(admin, settings, clock=clock)
+    assert paths(admin).count("/certs") == 1
+    next_sample(admin)
+    clock.now += 1
+    report = await sample(admin, settings, report, clock=clock)
+    assert "/certs" not in paths(admin)
+    assert report.history["p"][-1].carried[Read.CERTS] == 100.0
+    # An SDS push: the proxy may serve another certificate from now on.
+    admin.proxy("p").add("sds.server_cert.update_success", 1)
+    next_sample(admin)
+    clock.now += 1
+    report = await sample(admin, settings, report, clock=clock)
+    assert paths(admin).count("/certs") == 1
+    assert Read.CERTS not in report.history["p"][-1].carried
+    # No stat moves (Istio's stats matcher keeps no sds.*): read again at its maximum age.
+    fetched = []
+    for _ in range(int(CERTS_MAX_AGE_S)):
+        next_sample(admin)
+        clock.now += 1
+        report = await sample(admin, settings, report, clock=clock)
+        fetched.append(paths(admin).count("/certs"))
+    first_read_again = fetched.index(1) + 1  # seconds after the last read
+    assert first_read_again == math.ceil(carry_limit("p", CERTS_MAX_AGE_S))
+    assert sum(fetched[:first_read_again]) == 1
+
+
+async def test_a_carried_certificate_that_expires_meanwhile_fails_at_once(settings) -> None:
+    admin = FakeAdmin()
+    watched(admin)
+    clock = Clock()
+    expires = NOW + timedelta(days=settings.min_cert_validity_days, seconds=2)
+    _serve_one_certificate(admin, expires)
+    first = await sample(admin, settings, clock=clock)
+    assert first.targets[0].result("certificates-valid").status is Status.PASS
+    paths(admin)
+    next_sample(admin)
+    clock.now += 3
+    async with admin.client() as client:
+        later = await run_checks([admin.target("p")], settings, client=client, previous=first, clock=clock,
+                                 wall_clock=lambda: NOW + timedelta(seconds=3))
+    assert "/certs" not in paths(admin)
+    assert later.targets[0].result("certificates-valid").status is Status.FAIL
+
+
+def _serve_one_certificate(admin: FakeAdmin, expires: datetime) -> None:
+    entry = admin.proxy("p").certs["certificates"][0]["cert_chain"][0]
+    entry["expiration_time"] = expires.strftime("%Y-%m-%dT%H:%M:%SZ")
+    admin.proxy("p").certs = {"certificates": [{"cert_chain": [entry], "ca_cert": []}]}
+
+
+async def test_certs_that_failed_or_came_from_another_process_are_read_again(settings) -> None:
+    admin = FakeAdmin()
+    watched(admin)
+    admin.proxy("p").certs = {"no": "certificates"}
+    first = await sample(admin, settings)
+    assert first.targets[0].result("certificates-valid").status is Status.ERROR
+    paths(admin)
+    admin.proxy("p").certs = FakeAdmin().proxy("p").certs
+    next_sample(admin)
+    second = await sample(admin, settings, first)
+    assert paths(admin).count("/certs") == 1
+    assert second.targets[0].result("certificates-valid").status is Status.PASS
+    admin.proxy("p").stats.update({"server.uptime": 0, "http.admin.downstream_rq_total": 3})  # a restart
+    await sample(admin, settings, second)
+    assert paths(admin).count("/certs") == 1
 
 
 async def test_server_info_that_failed_is_never_carried(settings) -> None:
