@@ -12,17 +12,24 @@ and raises httpx's own exceptions (`ConnectError`, `ConnectTimeout`,
 `ReadTimeout`, `WriteTimeout`, `RemoteProtocolError`, `ReadError`), which
 `client._translate` turns into ours. `https://` is not handled here: the client
 sends it through httpx's default transport.
+
+`fetch` is the same exchange without httpx's objects: a request head built once
+per URL and the answer's status, headers and body stream. The admin client
+reads plain-HTTP admin ports through it: httpx's client layer (request
+building, header merging, cookies, response wrapping) cost as much Python per
+read as the exchange itself, and a GET of a fixed URL needs none of it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
+from typing import NamedTuple
 
 import httpx
 
-__all__ = ["KeepAliveTransport"]
+__all__ = ["Answer", "KeepAliveTransport", "request_head"]
 
 _MAX_HEAD = 64 * 1024  # status line and headers
 _READ_SIZE = 256 * 1024
@@ -57,9 +64,16 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
         url = request.url
         if url.scheme != "http":
             raise httpx.UnsupportedProtocol(f"{url.scheme!r} is not plain HTTP", request=request)
-        origin = (url.host, url.port or 80)
-        timeouts = request.extensions.get("timeout", {})
-        head = _request_head(request)
+        answer = await self.fetch((url.host, url.port or 80), _request_head(request),
+                                  request.extensions.get("timeout", {}), request)
+        return httpx.Response(answer.status, headers=answer.headers, stream=answer.body, request=request)
+
+    async def fetch(self, origin: tuple[str, int], head: bytes, timeouts: Mapping[str, float | None],
+                    request: httpx.Request | None = None) -> Answer:
+        """Send `head` (a whole GET request head) to `origin`; the answer's body streams.
+
+        `timeouts` as httpx's request extension has them (`connect`, `read`, `write`);
+        `request`, when there is one, is named by the httpx exceptions raised."""
         conn = self._take(origin)
         if conn is not None:
             try:
@@ -95,7 +109,8 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
         conn.idle_since = asyncio.get_running_loop().time()
         conns.append(conn)
 
-    async def _connect(self, origin: tuple[str, int], request: httpx.Request, timeout: float | None) -> _Connection:
+    async def _connect(self, origin: tuple[str, int], request: httpx.Request | None, timeout: float | None
+                       ) -> _Connection:
         try:
             async with asyncio.timeout(timeout):
                 reader, writer = await asyncio.open_connection(*origin, limit=_MAX_HEAD)
@@ -106,9 +121,9 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
         return _Connection(reader, writer)
 
     async def _exchange(
-        self, conn: _Connection, origin: tuple[str, int], head: bytes, request: httpx.Request,
-        timeouts: dict[str, float | None],
-    ) -> httpx.Response:
+        self, conn: _Connection, origin: tuple[str, int], head: bytes, request: httpx.Request | None,
+        timeouts: Mapping[str, float | None],
+    ) -> Answer:
         read_timeout = timeouts.get("read")
         try:
             try:
@@ -127,7 +142,19 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
         reusable = _keep_alive(version, headers)
         stream = _BodyStream(body, on_complete=lambda: self._give_back(origin, conn) if reusable else conn.close(),
                              on_abandon=conn.close)
-        return httpx.Response(status, headers=headers, stream=stream, request=request)
+        return Answer(status, headers, stream)
+
+
+class Answer(NamedTuple):
+    """An answer's status, header lines as sent, and body (read it to the end, or `aclose` it)."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: _BodyStream
+
+    def header(self, name: bytes) -> bytes | None:
+        """The last value of header `name` (lower case), None when absent."""
+        return next((v for k, v in reversed(self.headers) if k.lower() == name), None)
 
 
 class _BodyStream(httpx.AsyncByteStream):
@@ -158,9 +185,14 @@ class _BodyStream(httpx.AsyncByteStream):
 
 
 def _request_head(request: httpx.Request) -> bytes:
-    target = request.url.raw_path  # path and query, already percent-encoded
-    lines = [b"%s %s HTTP/1.1" % (request.method.encode("ascii"), target)]
-    lines += [b"%s: %s" % (name, value) for name, value in request.headers.raw]
+    return request_head(request.method, request.url, request.headers.raw)
+
+
+def request_head(method: str, url: httpx.URL, headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """The HTTP/1.1 head of a request without a body: `headers` must hold `Host`."""
+    target = url.raw_path  # path and query, already percent-encoded
+    lines = [b"%s %s HTTP/1.1" % (method.encode("ascii"), target)]
+    lines += [b"%s: %s" % (name, value) for name, value in headers]
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
@@ -170,7 +202,7 @@ def _before_answer(exc: httpx.TransportError) -> httpx.TransportError:
 
 
 @asynccontextmanager
-async def _reading(request: httpx.Request, timeout: float | None) -> AsyncIterator[None]:
+async def _reading(request: httpx.Request | None, timeout: float | None) -> AsyncIterator[None]:
     try:
         async with asyncio.timeout(timeout):
             yield
@@ -180,7 +212,7 @@ async def _reading(request: httpx.Request, timeout: float | None) -> AsyncIterat
         raise httpx.ReadError(str(exc) or type(exc).__name__, request=request) from exc
 
 
-async def _read_head(reader: asyncio.StreamReader, request: httpx.Request, timeout: float | None
+async def _read_head(reader: asyncio.StreamReader, request: httpx.Request | None, timeout: float | None
                      ) -> tuple[bytes, int, list[tuple[bytes, bytes]]]:
     try:
         async with _reading(request, timeout):
@@ -220,7 +252,7 @@ def _keep_alive(version: bytes, headers: list[tuple[bytes, bytes]]) -> bool:
     return b"close" not in connection
 
 
-async def _body(conn: _Connection, status: int, headers: list[tuple[bytes, bytes]], request: httpx.Request,
+async def _body(conn: _Connection, status: int, headers: list[tuple[bytes, bytes]], request: httpx.Request | None,
                 timeout: float | None) -> AsyncIterator[bytes]:
     reader = conn.reader
     if status in (204, 304) or 100 <= status < 200:
@@ -255,7 +287,7 @@ async def _body(conn: _Connection, status: int, headers: list[tuple[bytes, bytes
         yield data
 
 
-async def _chunked(reader: asyncio.StreamReader, request: httpx.Request, timeout: float | None) -> AsyncIterator[bytes]:
+async def _chunked(reader: asyncio.StreamReader, request: httpx.Request | None, timeout: float | None) -> AsyncIterator[bytes]:
     try:
         while True:
             async with _reading(request, timeout):

@@ -1,8 +1,9 @@
 """Async, read-only client for Envoy admin interfaces.
 
 One `AdminClient` serves many proxies: a semaphore bounds concurrent requests
-across all of them, while connections are pooled per proxy (one small httpx pool
-per origin, idle connections kept `keepalive_s`), so every sample of a gate
+across all of them, while connections are pooled per proxy (plain HTTP through
+`_transport.KeepAliveTransport`, read without httpx's client layer; https through
+one small httpx pool per origin; idle connections kept `keepalive_s`), so every sample of a gate
 reuses the connections the first one opened instead of re-opening them against
 hundreds of proxies. (One shared pool cannot do this: httpcore matches each
 request against every pooled connection, which is quadratic at fleet size, and
@@ -14,7 +15,8 @@ read-only paths in `ALLOWED_PATHS` is possible. Connection failures are retried
 bad answers are not, so the worst case stays bounded at about
 `attempts * deadline`. All httpx errors are translated in `_translate()`.
 
-Tests never touch the network: pass `transport=httpx.MockTransport(handler)`.
+Unit tests need no network: pass `transport=httpx.MockTransport(handler)` (every
+read then goes through httpx's client with it).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import math
 import ssl
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -48,7 +50,7 @@ from ._exceptions import (
     AdminTimeout,
     AdminUnreachable,
 )
-from ._transport import KeepAliveTransport
+from ._transport import KeepAliveTransport, request_head
 
 __all__ = ["AdminClient", "AdminResponse", "ALLOWED_PATHS", "ClientLimits", "limits_for"]
 
@@ -86,6 +88,7 @@ DEFAULT_MAX_BODY = 16 * 1024 * 1024  # a 500-cluster /stats/prometheus is ~6.4 M
 DEFAULT_POOL_PER_PROXY = 8
 _BACKOFF_S = 0.05  # before the second attempt; doubling after
 _MAX_CACHED_URLS = 8192  # a few per proxy; cleared when full
+_USER_AGENT = b"meshlift-checks"
 DEFAULT_KEEPALIVE_S = 60.0
 # Reads of one proxy a gate's client has in flight: a sample's first reads of a proxy go out
 # together, and through port-forwards each extra connection costs a websocket handshake.
@@ -188,20 +191,20 @@ class AdminClient:
             ),
         }
         # A caller's transport (tests: httpx.MockTransport) does its own pooling: one client for all.
-        # Otherwise plain-HTTP admin ports (local Envoys, port-forwards) go through our lean
-        # keep-alive transport, and https (the API server's pod proxy) through httpx's own.
+        # Otherwise plain-HTTP admin ports (local Envoys, port-forwards) are read through our lean
+        # keep-alive transport directly (`KeepAliveTransport.fetch`), and https (the API server's
+        # pod proxy) through httpx's own.
         self._shared = httpx.AsyncClient(transport=transport, **self._options) if transport is not None else None
-        self._plain = (
-            httpx.AsyncClient(
-                transport=KeepAliveTransport(per_origin=pool_per_proxy, keepalive_s=keepalive_s), **self._options
-            )
-            if transport is None
-            else None
-        )
+        self._keepalive = (KeepAliveTransport(per_origin=pool_per_proxy, keepalive_s=keepalive_s)
+                           if transport is None else None)
+        self._timeouts = httpx.Timeout(timeout).as_dict()
+        self._extra_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
         self._pools: dict[str, httpx.AsyncClient] = {}
-        # Parsed request URLs: httpx re-parses and re-quotes the ~400-character stats filter
-        # character by character on every request; a gate asks the same few URLs every sample.
+        # Parsed request URLs (and, for plain HTTP, request heads): httpx re-parses and re-quotes the
+        # ~400-character stats filter character by character on every request; a gate asks the same
+        # few URLs every sample.
         self._urls: dict[tuple[str, tuple[tuple[str, str], ...]], httpx.URL] = {}
+        self._heads: dict[httpx.URL, tuple[tuple[str, int], bytes]] = {}
 
     @classmethod
     def for_targets(cls, targets: int, interval: float, **options: Any) -> AdminClient:
@@ -217,16 +220,16 @@ class AdminClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        clients = [*self._pools.values(), *(c for c in (self._shared, self._plain) if c is not None)]
+        clients = [*self._pools.values(), *((self._shared,) if self._shared is not None else ())]
         self._pools.clear()
         await asyncio.gather(*(c.aclose() for c in clients))
+        if self._keepalive is not None:
+            await self._keepalive.aclose()
 
     def _http(self, url: str) -> httpx.AsyncClient:
         """The httpx client (and connection pool) of `url`'s origin."""
         if self._shared is not None:
             return self._shared
-        if self._plain is not None and url.startswith("http://"):
-            return self._plain
         origin = _origin(url)
         client = self._pools.get(origin)
         if client is None:
@@ -304,23 +307,44 @@ class AdminClient:
         if target is None:
             if len(self._urls) >= _MAX_CACHED_URLS:
                 self._urls.clear()
+                self._heads.clear()
             target = self._urls[key] = httpx.URL(url, params=params)
+        if self._keepalive is not None and url.startswith("http://"):
+            origin, head = self._plain_request(target)
+            answer = await self._keepalive.fetch(origin, head, self._timeouts)
+            try:
+                return await self._collect(url, answer.status, answer.header(b"content-length"), answer.body, started)
+            finally:
+                await answer.body.aclose()  # a body left unread (over the cap) closes its connection
         async with self._http(url).stream("GET", target) as response:
             declared = response.headers.get("content-length")
-            if declared and declared.isdigit() and int(declared) > self.max_body_bytes:
-                raise AdminBodyTooLarge(
-                    f"{url} declares {declared} bytes, above the {self.max_body_bytes}-byte cap", url=url
-                )
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > self.max_body_bytes:
-                    raise AdminBodyTooLarge(
-                        f"{url} sent more than {self.max_body_bytes} bytes; stopped reading", url=url
-                    )
-                chunks.append(chunk)
-            return AdminResponse(url, response.status_code, b"".join(chunks), time.monotonic() - started)
+            return await self._collect(url, response.status_code, declared, response.aiter_bytes(), started)
+
+    def _plain_request(self, target: httpx.URL) -> tuple[tuple[str, int], bytes]:
+        """Where a plain-HTTP GET of `target` goes, and its request head (built once per URL)."""
+        known = self._heads.get(target)
+        if known is None:
+            port = target.port or 80
+            host = target.raw_host + (b":%d" % port if target.port else b"")
+            headers = [(b"Host", host), (b"Accept", b"*/*"), (b"User-Agent", _USER_AGENT), *self._extra_headers]
+            known = self._heads[target] = ((target.host, port), request_head("GET", target, headers))
+        return known
+
+    async def _collect(self, url: str, status: int, declared: str | bytes | None, chunks: AsyncIterable[bytes],
+                       started: float) -> AdminResponse:
+        """The body, read to its end unless it declares or sends more than `max_body_bytes`."""
+        if declared and declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise AdminBodyTooLarge(
+                f"{url} declares {int(declared)} bytes, above the {self.max_body_bytes}-byte cap", url=url
+            )
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in chunks:
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise AdminBodyTooLarge(f"{url} sent more than {self.max_body_bytes} bytes; stopped reading", url=url)
+            parts.append(chunk)
+        return AdminResponse(url, status, b"".join(parts), time.monotonic() - started)
 
 
 def _origin(url: str) -> str:

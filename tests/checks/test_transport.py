@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 
-from checks import AdminClient, AdminDecodeError, AdminTimeout
+from checks import AdminBodyTooLarge, AdminClient, AdminDecodeError, AdminTimeout
 from checks._transport import KeepAliveTransport
 
 Answer = Callable[[bytes], Awaitable[bytes | None]]  # request head -> raw answer (None: hang up)
@@ -151,3 +151,32 @@ async def test_an_http_1_0_answer_closes_its_connection_unless_kept_alive() -> N
         async with AdminClient() as client:
             texts = [(await client.get(base, "/ready")).text for _ in range(2)]
     assert texts == ["LIVE", "LIVE"] and server.connections == 2
+
+
+async def test_a_body_over_the_cap_stops_the_read_and_its_connection_is_not_reused() -> None:
+    async def answer(head: bytes) -> bytes:
+        if head.startswith(b"GET /stats/prometheus"):  # sent in chunks: no size known up front
+            chunk = b"%x\r\n%s\r\n" % (1024, b"y" * 1024)
+            return b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" + chunk * 64 + b"0\r\n\r\n"
+        if head.startswith(b"GET /config_dump"):
+            return b"HTTP/1.1 200 OK\r\ncontent-length: 5000\r\n\r\n" + b"x" * 5000
+        return b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nLIVE"
+
+    async with serving(answer) as (server, base), AdminClient(max_body_bytes=4000) as client:
+        with pytest.raises(AdminBodyTooLarge, match="declares 5000 bytes"):
+            await client.get(base, "/config_dump")
+        with pytest.raises(AdminBodyTooLarge, match="more than 4000 bytes"):
+            await client.get(base, "/stats/prometheus")
+        assert (await client.get(base, "/ready")).text == "LIVE"
+    # Each unread body closed its connection: the next read could not have started mid-body.
+    assert server.connections == 3
+
+
+async def test_a_clients_headers_go_with_every_plain_http_read_and_the_head_is_the_same_each_time() -> None:
+    async with serving(fixed(b"LIVE")) as (server, base), AdminClient(headers={"X-Meshlift-Gate": "wave-1"}) as client:
+        for _ in range(2):
+            await client.get(base, "/ready")
+    first, second = server.heads
+    assert first == second
+    assert first.startswith(b"GET /ready HTTP/1.1\r\n")
+    assert b"\r\nX-Meshlift-Gate: wave-1\r\n" in first and b"\r\nAccept: */*\r\n" in first
