@@ -23,10 +23,12 @@ so the orchestrator can journal evidence as it comes.
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import Enum
@@ -38,7 +40,7 @@ from .result import CheckResult, Report
 from .runner import run_checks
 from .target import Target
 
-__all__ = ["GateOutcome", "GateSample", "GateResult", "run_gate"]
+__all__ = ["GateOutcome", "GateSample", "GateResult", "run_gate", "evidence_kept_from_collection"]
 
 
 class GateOutcome(str, Enum):
@@ -161,64 +163,89 @@ async def run_gate(
     several = len(canary_targets) > 1
     starting: set[str] = set()  # successors found whose proxy is not ready yet: found again every sample
     try:
-        index = 0
-        while True:
-            report = await run_checks(
-                [_as_role(t, "canary" if t in canary_targets else "baseline") for t in targets],
-                settings, client=client, previous=previous, only=only, clock=clock, wall_clock=wall_clock,
-            )
-            previous = report
-            verdict, failing, no_data = _classify(report)
-            if retarget is not None and (verdict == "fail" or starting):
-                fresh = _fresh_targets(retarget)
-                if fresh is not None:
-                    found = {t.name for t in (*fresh[0], *fresh[1])}
-                    if verdict == "fail" and any(target not in found for target, _ in failing):
-                        verdict = "retargeted"  # the pod ended: its successor is judged next
-                    judged = {t.name for t in canary_targets}
-                    starting = {t.name for t in fresh[0] if _still_starting(t, judged)}
-                    ready = [t for t in fresh[0] if t.name not in starting]
-                    if ready:  # else no successor is ready yet: found again after the next sample
-                        canary_targets, baseline = ready, fresh[1]
-                        targets = [*canary_targets, *(t for t in baseline if t not in canary_targets)]
-            sample = GateSample(index, clock() - started, verdict, failing, no_data, report)
-            samples.append(sample)
-            if on_sample is not None:
-                maybe = on_sample(sample)
-                if inspect.isawaitable(maybe):
-                    await maybe
-            if verdict == "fail":
-                failures += 1
-                passes = 0
-                if failures >= settings.failure_limit:
-                    ids = tuple(dict.fromkeys(r.check_id for _, r in failing))
-                    return GateResult(
-                        name, GateOutcome.FAILED,
-                        f"Halt {name} advancement: {_describe(failing, several)}",
-                        ids, tuple(samples), clock() - started,
-                    )
-            elif verdict == "pass":
-                passes += 1
-                if passes >= settings.consecutive_passes:
-                    return GateResult(
-                        name, GateOutcome.PASSED,
-                        # A rollback gate promotes nothing: it proves the restored mesh healthy.
-                        f"{'Restored mesh healthy' if name == 'rollback' else f'Promote {name}'}: "
-                        f"{passes} consecutive passing samples",
-                        (), tuple(samples), clock() - started,
-                    )
-            else:
-                passes = 0
-            # Next slot on the interval grid; slots a slow sample overran are skipped, so a
-            # gate over hanging proxies still ends when the window does.
-            index = max(index + 1, math.ceil((clock() - started) / settings.interval))
-            due = started + index * settings.interval
-            if due - started > settings.window:
-                return _inconclusive(name, samples, passes, failures, settings, clock() - started, several)
-            await sleep(max(0.0, due - clock()))
+        with evidence_kept_from_collection() as keep:
+            index = 0
+            while True:
+                report = await run_checks(
+                    [_as_role(t, "canary" if t in canary_targets else "baseline") for t in targets],
+                    settings, client=client, previous=previous, only=only, clock=clock, wall_clock=wall_clock,
+                )
+                previous = report
+                verdict, failing, no_data = _classify(report)
+                if retarget is not None and (verdict == "fail" or starting):
+                    fresh = _fresh_targets(retarget)
+                    if fresh is not None:
+                        found = {t.name for t in (*fresh[0], *fresh[1])}
+                        if verdict == "fail" and any(target not in found for target, _ in failing):
+                            verdict = "retargeted"  # the pod ended: its successor is judged next
+                        judged = {t.name for t in canary_targets}
+                        starting = {t.name for t in fresh[0] if _still_starting(t, judged)}
+                        ready = [t for t in fresh[0] if t.name not in starting]
+                        if ready:  # else no successor is ready yet: found again after the next sample
+                            canary_targets, baseline = ready, fresh[1]
+                            targets = [*canary_targets, *(t for t in baseline if t not in canary_targets)]
+                sample = GateSample(index, clock() - started, verdict, failing, no_data, report)
+                samples.append(sample)
+                keep()
+                if on_sample is not None:
+                    maybe = on_sample(sample)
+                    if inspect.isawaitable(maybe):
+                        await maybe
+                if verdict == "fail":
+                    failures += 1
+                    passes = 0
+                    if failures >= settings.failure_limit:
+                        ids = tuple(dict.fromkeys(r.check_id for _, r in failing))
+                        return GateResult(
+                            name, GateOutcome.FAILED,
+                            f"Halt {name} advancement: {_describe(failing, several)}",
+                            ids, tuple(samples), clock() - started,
+                        )
+                elif verdict == "pass":
+                    passes += 1
+                    if passes >= settings.consecutive_passes:
+                        return GateResult(
+                            name, GateOutcome.PASSED,
+                            # A rollback gate promotes nothing: it proves the restored mesh healthy.
+                            f"{'Restored mesh healthy' if name == 'rollback' else f'Promote {name}'}: "
+                            f"{passes} consecutive passing samples",
+                            (), tuple(samples), clock() - started,
+                        )
+                else:
+                    passes = 0
+                # Next slot on the interval grid; slots a slow sample overran are skipped, so a
+                # gate over hanging proxies still ends when the window does.
+                index = max(index + 1, math.ceil((clock() - started) / settings.interval))
+                due = started + index * settings.interval
+                if due - started > settings.window:
+                    return _inconclusive(name, samples, passes, failures, settings, clock() - started, several)
+                await sleep(max(0.0, due - clock()))
     finally:
         if own_client:
             await client.aclose()
+
+
+@contextmanager
+def evidence_kept_from_collection() -> Iterator[Callable[[], None]]:
+    """While a gate runs, what exists is out of the cyclic collector's walks: all there is when
+    it starts, and whatever exists when `keep()` is called (after each sample).
+
+    A gate keeps every sample's report as its evidence, so its heap grows by a whole
+    report each sample. Python's full collections walk all of it: over 400 proxies one
+    took 0.2 s at the start of a window and 0.4 s twenty samples later, every few
+    samples, and made those samples overrun their interval. Frozen objects are not
+    walked (`gc.freeze`); reference counting still frees them, and everything is
+    handed back to the collector when the gate ends. A process that froze objects
+    itself keeps its own arrangement: nothing is frozen or unfrozen then.
+    """
+    if gc.get_freeze_count() or not gc.isenabled():
+        yield lambda: None
+        return
+    gc.freeze()
+    try:
+        yield gc.freeze
+    finally:
+        gc.unfreeze()
 
 
 def _fresh_targets(retarget: Callable[[], tuple[Sequence[Target], Sequence[Target]]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import random
 from collections.abc import Callable
@@ -309,3 +310,29 @@ async def test_without_retargeting_or_when_the_pod_is_still_there_a_failing_samp
     still_there = await gate(sim, GateSettings(), ["a", "b"], on_sample=_churn(1, sim, admin),
                              retarget=lambda: ([admin.target("a", role="canary"), admin.target("b", role="canary")], []))
     assert still_there.outcome is GateOutcome.FAILED, "an unreachable pod that still runs fails the gate"
+
+
+async def test_a_gates_evidence_is_kept_out_of_the_collectors_walks_until_it_ends() -> None:
+    sim = Simulation(FakeAdmin())
+    sim.proxy("can")
+    frozen_while_sampling: list[int] = []
+    result = await gate(sim, GateSettings(), ["can"],
+                        on_sample=lambda _: frozen_while_sampling.append(gc.get_freeze_count()))
+    assert result.outcome is GateOutcome.PASSED and len(frozen_while_sampling) >= 3
+    # What existed at the start, then each sample's report, is frozen: more after every sample.
+    assert 0 < frozen_while_sampling[0] < frozen_while_sampling[-1]
+    assert gc.get_freeze_count() == 0  # all handed back to the collector
+
+
+async def test_a_process_that_froze_objects_itself_keeps_them_frozen_and_nothing_more() -> None:
+    sim = Simulation(FakeAdmin())
+    sim.proxy("can")
+    gc.freeze()
+    try:
+        before = gc.get_freeze_count()
+        seen: list[int] = []
+        await gate(sim, GateSettings(), ["can"], on_sample=lambda _: seen.append(gc.get_freeze_count()))
+        # Frozen objects can still be freed (reference counting), never added to, nor unfrozen.
+        assert seen and all(0 < count <= before for count in (*seen, gc.get_freeze_count()))
+    finally:
+        gc.unfreeze()
