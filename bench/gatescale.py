@@ -7,9 +7,11 @@ loopback, sidecar-sized: `CLUSTERS` + 1 clusters each, static config), one
 workload of which is the canary under test; each size is the first N proxies.
 
 Per size, one sample with the client the gate makes for that many targets
-("first": fresh connections, every read) and the next sample on the same client
-with the previous report ("steady": what each later sample of a window costs),
-three times. Which pods are read is the gate's choice (`_gate_targets`), so a
+("first": fresh connections, every read) and the next sample at once on the same
+client with the previous report ("steady": a later sample in which every answer
+reused across samples is still young enough to be reused, so the cheapest one),
+three times. Benchmark 5 measures later samples over a gate's window instead
+(`gate_window`), where reused answers come due and are read again. Which pods are read is the gate's choice (`_gate_targets`), so a
 declared sample per workload shows here as fewer reads. The config reads are
 measured apart, on one proxy of each Envoy version at 101 and 501 clusters:
 bytes and time of the whole `/config_dump` against what the config checks read.
@@ -21,12 +23,15 @@ Every run keeps the figures of the earlier runs stored under other commits
 from __future__ import annotations
 
 import asyncio
+import math
+import statistics
 import subprocess
 import time
 from pathlib import Path
 
 import localmesh as lm
 from checks import AdminClient, Status, Target, run_checks
+from checks.gate import evidence_kept_from_collection
 from checks.sampling import choose
 from meshmodel.spec import GateSettings
 
@@ -76,20 +81,37 @@ def _gate_client(n_targets: int, settings: GateSettings) -> AdminClient:
 
 
 async def _two_samples(canary: list[Target], baseline: list[Target], settings: GateSettings) -> dict:
+    return await gate_window(canary, baseline, settings, later=1, paced=False)
+
+
+async def gate_window(canary: list[Target], baseline: list[Target], settings: GateSettings, *, later: int,
+                      paced: bool = True) -> dict:
+    """A first sample, then `later` ones: `paced`, each at its slot of the gate's interval grid, as
+    `run_gate` takes them (slots a sample overran are skipped); else each right after the last."""
     targets = [*canary, *baseline]
     client = _gate_client(len(targets), settings)
+    reports, durations = [], []
     try:
-        t0 = time.perf_counter()
-        first = await run_checks(targets, settings, client=client)
-        t1 = time.perf_counter()
-        first_bytes, first_requests = sum(client.bytes.values()), client.requests
-        second = await run_checks(targets, settings, client=client, previous=first)
-        t2 = time.perf_counter()
+        with evidence_kept_from_collection() as keep:  # as `run_gate` keeps its evidence
+            started = time.monotonic()
+            slot = 0
+            for _ in range(later + 1):
+                t0 = time.perf_counter()
+                reports.append(await run_checks(targets, settings, client=client,
+                                                previous=reports[-1] if reports else None))
+                durations.append(time.perf_counter() - t0)
+                keep()
+                if len(reports) == 1:
+                    first_bytes, first_requests = sum(client.bytes.values()), client.requests
+                if paced:
+                    slot = max(slot + 1, math.ceil((time.monotonic() - started) / settings.interval))
+                    await asyncio.sleep(max(0.0, started + slot * settings.interval - time.monotonic()))
     finally:
         await client.aclose()
-    errors = sorted({f"{r.check_id}: {r.message}"[:120] for report in (first, second) for t in report.targets
+    errors = sorted({f"{r.check_id}: {r.message}"[:120] for report in reports for t in report.targets
                      for r in t.results if r.status is Status.ERROR})
-    return {"first_s": t1 - t0, "steady_s": t2 - t1, "bytes": first_bytes, "requests": first_requests,
+    return {"first_s": durations[0], "steady_s": statistics.median(durations[1:]), "steady_max_s": max(durations[1:]),
+            "later_samples": later, "later_s": [round(d, 3) for d in durations[1:]], "bytes": first_bytes, "requests": first_requests,
             "errors": len(errors), "error_kinds": errors[:3]}
 
 
