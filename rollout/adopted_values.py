@@ -170,6 +170,12 @@ def overridden_defaults(defaults: Mapping[str, Any], installed: Mapping[str, Any
     return found
 
 
+# Gateway values an adopted release may set that meshlift reproduces its own way: the Deployment's
+# name (when it is the release's, as meshlift names it) and its revision label (meshlift labels the
+# Deployment with the gateway's revision; its pods follow `revision`).
+_SET_BY_MESHLIFT = {("name",), ("labels", "istio.io/rev")}
+
+
 def _stated_at(difference: Difference) -> str:
     """A gateway's difference with the key that states its value: a typed key, else `values.<path>`."""
     typed = next((key for prefix, key in _TYPED_GATEWAY_KEYS if _under(difference.path, (prefix,))), None)
@@ -192,11 +198,20 @@ def adopted_value_problems(spec: MeshSpec, reader: Any) -> list[Problem]:
         installed = record.get("config") or {}
         if PROXY_REVISION_ANNOTATION in (installed.get("podAnnotations") or {}):
             continue  # meshlift's own values since the takeover: changing them is the stack's business
+        named = installed.get("name")
+        if named not in (None, "", gateway.name):
+            problems.append(Problem(key_path("gateways", index), (
+                f"the adopted release {gateway.namespace}/{gateway.name} names its Deployment {named!r} "
+                f"(values.name): meshlift names a gateway's Deployment after the gateway, so taking it over would "
+                f"replace Deployment {named!r} with a new one. Take over a gateway release whose Deployment "
+                "carries the release's name")))
+            continue
         planned = next(g for g in plan.gateways if g.name == gateway.name)
         sent = gateway_values(planned, revision_label=planned.revision_label, revision=planned.revision,
                               replicas=planned.replicas, canary=False, chart_version=planned.version)
-        changed = [*differences(installed, sent, ignore=("revision",)),
-                   *overridden_defaults(chart_defaults(record), installed, sent, ignore=("revision",))]
+        changed = [d for d in (*differences(installed, sent, ignore=("revision",)),
+                               *overridden_defaults(chart_defaults(record), installed, sent, ignore=("revision",)))
+                   if d.path not in _SET_BY_MESHLIFT]
         if changed:
             problems.append(Problem(key_path("gateways", index), (
                 f"the adopted release {gateway.namespace}/{gateway.name} runs with values meshlift would "

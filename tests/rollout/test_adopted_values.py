@@ -138,6 +138,24 @@ def test_each_difference_names_the_stack_key_that_states_it():
     assert adopted_gateway(installed, stated) == []
 
 
+def test_a_name_and_revision_label_meshlift_sets_itself_are_not_asked_for():
+    # Validation refuses both keys in a stack; meshlift names the Deployment after the release and
+    # labels it with the gateway's revision, so the adopted values are reproduced without them.
+    installed = {"name": "istio-ingress", "labels": {"istio.io/rev": "1-30-3", "team": "edge"},
+                 "autoscaling": {"enabled": False}}
+    [problem] = adopted_gateway(installed, {})
+    assert 'labels.team: "edge" -> the chart\'s default [state it in values.labels.team]' in problem.reason
+    assert "istio.io/rev" not in problem.reason and "values.name" not in problem.reason
+    assert adopted_gateway(installed, {"values": {"autoscaling": {"enabled": False}, "labels": {"team": "edge"}}}) == []
+
+
+def test_a_release_whose_deployment_has_another_name_is_refused_not_renamed():
+    [problem] = adopted_gateway({"name": "edge-gateway", "autoscaling": {"enabled": False}}, {})
+    assert problem.key == "meshlift:gateways[0]"
+    assert "names its Deployment 'edge-gateway' (values.name)" in problem.reason
+    assert "replace Deployment 'edge-gateway' with a new one" in problem.reason
+
+
 def test_service_ports_compare_with_the_api_servers_defaults():
     # A platform's extra port written without protocol or targetPort is the port meshlift sends with both.
     ports = [{"name": "status-port", "port": 15021, "protocol": "TCP", "targetPort": 15021},
