@@ -18,11 +18,12 @@ Steady samples stay cheap without hiding anything:
   no xDS counter, version or listener count in this sample's `/stats` moved
   (`config_fingerprint`): a push, a rejection or a listener warming re-reads it.
 - `/certs` is carried over like `/server_info` for at most `CERTS_MAX_AGE_S`, and
-  only while no SDS counter or version (where the proxy exports them) and
-  `server.days_until_first_cert_expiring` moved (`certs_fingerprint`). Istio's
-  default stats matcher keeps no `sds.*` stat, so on its sidecars a rotated
-  certificate is seen within that age; an expiry is judged against the sample's
-  clock, so a carried certificate that expires meanwhile fails at once.
+  only while no SDS counter or version and `server.days_until_first_cert_expiring`
+  moved (`certs_fingerprint`). meshlift's `proxyStatsMatcher` keeps the `sds.*`
+  stats, so on its revisions a push re-reads at the next sample; a proxy whose
+  stats drop them but still prove the same process shows a new certificate
+  within that age. An expiry is judged against the sample's clock, so a carried
+  certificate that expires meanwhile fails at once.
 - `/ready` (readiness and the server state) and `/stats` are read every sample.
 
 Each carried read is read again at its maximum age at the latest, each proxy at its
