@@ -55,7 +55,7 @@ __all__ = ["Read", "Observation", "ReadyState", "observe", "carry_limit", "SERVE
 # clock), whatever the stats say: it bounds how long a restart no stat showed could go unseen.
 SERVER_INFO_MAX_AGE_S = 30.0
 # A carried /certs is read again at least this often: on a proxy whose stats show no SDS update
-# (Istio's sidecars), it bounds how long a certificate loaded meanwhile goes unseen.
+# (a stats matcher that drops `sds.*`), it bounds how long a certificate loaded meanwhile goes unseen.
 CERTS_MAX_AGE_S = 10.0
 
 # What moves whenever a proxy's served config may have changed: every xDS subscription's
@@ -65,9 +65,14 @@ CONFIG_STATS = (r"\.(update_attempt|update_success|update_rejected|update_failur
 
 
 def config_fingerprint(stats: Stats) -> tuple[tuple[str, Any], ...]:
+    return _values_of(stats, lambda name: name.endswith(_CONFIG_SUFFIXES)
+                      or name.startswith("listener_manager.total_listeners_"))
+
+
+def _values_of(stats: Stats, chosen: Callable[[str], bool]) -> tuple[tuple[str, Any], ...]:
+    """The chosen stats' values, by name: what must not move for a carried read to still hold."""
     return tuple(sorted((name, stats.text(name) if name.endswith("version_text") else stats.number(name))
-                        for name in stats if name.endswith(_CONFIG_SUFFIXES)
-                        or name.startswith("listener_manager.total_listeners_")))
+                        for name in stats if chosen(name)))
 
 
 _CONFIG_SUFFIXES = (".update_attempt", ".update_success", ".update_rejected", ".update_failure", ".version_text")
@@ -81,9 +86,8 @@ _SOONEST_CERT_STAT = "server.days_until_first_cert_expiring"
 
 
 def certs_fingerprint(stats: Stats) -> tuple[tuple[str, Any], ...]:
-    return tuple(sorted((name, stats.text(name) if name.endswith("version_text") else stats.number(name))
-                        for name in stats if (name.startswith("sds.") and name.endswith(_CONFIG_SUFFIXES))
-                        or name == _SOONEST_CERT_STAT))
+    return _values_of(stats, lambda name: (name.startswith("sds.") and name.endswith(_CONFIG_SUFFIXES))
+                      or name == _SOONEST_CERT_STAT)
 
 
 def carry_limit(target: str, max_age: float) -> float:
