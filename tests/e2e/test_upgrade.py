@@ -11,21 +11,28 @@ those proxies with the same discovery and port-forward code users run. At each s
 own `istioctl tag list` shows exactly the stack's tags, and `istioctl analyze -A`
 (by default and per revision) raises nothing, each gateway Deployment labelled with
 the revision injecting it (tests/e2e/istioctl.py); a Helm upgrade of the gateway
-keeps that label. A bad canary is rolled back through the real stack history.
+keeps that label. The new revision's sidecars keep their SDS updates in their stats
+(meshlift's proxyStatsMatcher), so a gate reuses their /certs between samples. A bad
+canary is rolled back through the real stack history.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
 
+import httpx
 import pytest
 
 import localmesh as lm
+from checks import Status, Target, run_checks
 from checks.kube import injected_revision
+from checks.observe import Read
 from components._restarts import FIELD_MANAGER as RESTART_MANAGER
 from localcluster.sidecars import SIDECAR_FAULTS
+from meshmodel.spec import GateSettings
 from rollout.cluster_rehearsal import (
     TEAM_MANAGER,
     TEAMS,
@@ -222,6 +229,7 @@ def test_an_upgrade_runs_from_install_to_cleanup_on_the_real_engine(project, hea
         owned = json.dumps(managers[RESTART_MANAGER].fields_v1) if RESTART_MANAGER in managers else ""
         assert "meshlift.io/proxy-revision" in owned and "f:containers" not in owned
     assert not [d for d in kube.apps.list_namespaced_deployment("shop").items if d.metadata.name.endswith("-canary")]
+    a_sidecar_of_meshlifts_revision_shows_its_sds_updates(proxies)
     # Wave 1 in two parts, each rolled out before the next (namespace, kind, name order: cart, then web).
     wave1 = [(e["event"], e["status"], e.get("part"), e.get("workloads") if e["event"] == "rollout" else None)
              for e in wave_events(project) if e["event"] == "rollout" or e["wave"] == 1][:7]
@@ -229,6 +237,28 @@ def test_an_upgrade_runs_from_install_to_cleanup_on_the_real_engine(project, hea
                      ("rollout", "done", None, ["Deployment shop/cart"]), ("wave", "restarted", 1, None),
                      ("wave", "applied", 2, None), ("rollout", "waiting", None, ["Deployment shop/web"]),
                      ("rollout", "done", None, ["Deployment shop/web"])], wave1
+
+
+def a_sidecar_of_meshlifts_revision_shows_its_sds_updates(proxies) -> None:
+    """meshlift's proxyStatsMatcher reaches the sidecar through pilot-agent: the SDS updates of the certificate
+    istiod issued are in its stats, so a gate reuses its /certs between samples and re-reads it on a push."""
+    def new_revisions_sidecars():
+        return [s for s in proxies.by_pod().values() if s.namespace == "shop" and s.revision == TO_REV and s.running]
+
+    sidecar = eventually(new_revisions_sidecars, timeout=120, what=f"a sidecar of shop on {TO_REV}")[0]
+    stats = httpx.get(f"{sidecar.admin_url}/stats", params={"filter": r"^sds\.", "format": "json"}, timeout=10)
+    updates = {e["name"]: e["value"] for e in stats.json()["stats"] if "value" in e}
+    assert updates.get("sds.default.update_success", 0) >= 1 and updates.get("sds.ROOTCA.update_success", 0) >= 1, \
+        updates
+
+    async def two_samples():
+        target = [Target(name=f"{sidecar.namespace}/{sidecar.pod}", admin_url=sidecar.admin_url, role="canary")]
+        first = await run_checks(target, GateSettings(), only=["certificates-valid"])
+        return first, await run_checks(target, GateSettings(), only=["certificates-valid"], previous=first)
+
+    first, second = asyncio.run(two_samples())
+    assert first.targets[0].result("certificates-valid").status is Status.PASS, first.targets[0].results
+    assert Read.CERTS in second.history[second.targets[0].target][-1].carried
 
 
 def test_each_bad_canary_is_rolled_back_through_the_stack_history(project, faulty_mesh, chart_repository) -> None:
