@@ -33,7 +33,7 @@ import binascii
 import gzip
 import json
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,8 +116,15 @@ def value_at(values: Mapping[str, Any], path: tuple[str, ...]) -> Any:
     return current
 
 
-def _under(path: tuple[str, ...], prefixes: tuple[str, ...]) -> bool:
-    return any(path[:len(p.split("."))] == tuple(p.split(".")) for p in prefixes)
+KeyPrefix = str | tuple[str, ...]  # `a.b.c`, or its parts where a key holds dots (`labels`, `istio.io/rev`)
+
+
+def _under(path: tuple[str, ...], prefixes: Iterable[KeyPrefix]) -> bool:
+    for prefix in prefixes:
+        parts = prefix if isinstance(prefix, tuple) else tuple(prefix.split("."))
+        if path[:len(parts)] == parts:
+            return True
+    return False
 
 
 def comparable(path: tuple[str, ...], value: Any) -> Any:
@@ -141,8 +148,8 @@ class Difference:
         return f"{'.'.join(self.path)}: {self.installed} -> {self.sent}"
 
 
-def differences(installed: Mapping[str, Any], sent: Mapping[str, Any], *, only: tuple[str, ...] = (),
-                ignore: tuple[str, ...] = ()) -> list[Difference]:
+def differences(installed: Mapping[str, Any], sent: Mapping[str, Any], *, only: tuple[KeyPrefix, ...] = (),
+                ignore: tuple[KeyPrefix, ...] = ()) -> list[Difference]:
     """Every installed value the sent values do not reproduce."""
     found = []
     for path, value in leaves(installed):
@@ -156,7 +163,7 @@ def differences(installed: Mapping[str, Any], sent: Mapping[str, Any], *, only: 
 
 
 def overridden_defaults(defaults: Mapping[str, Any], installed: Mapping[str, Any], sent: Mapping[str, Any], *,
-                        ignore: tuple[str, ...] = ()) -> list[Difference]:
+                        ignore: tuple[KeyPrefix, ...] = ()) -> list[Difference]:
     """Every chart default the installation ran with (it set nothing there) that the sent values replace."""
     found = []
     for path, value in leaves(sent):
@@ -170,10 +177,10 @@ def overridden_defaults(defaults: Mapping[str, Any], installed: Mapping[str, Any
     return found
 
 
-# Gateway values an adopted release may set that meshlift reproduces its own way: the Deployment's
-# name (when it is the release's, as meshlift names it) and its revision label (meshlift labels the
-# Deployment with the gateway's revision; its pods follow `revision`).
-_SET_BY_MESHLIFT = {("name",), ("labels", "istio.io/rev")}
+# Gateway values an adopted release may set that meshlift sets its own way: the revision (the gateway's
+# `revision` key), the Deployment's name (when it is the release's, as meshlift names it) and its
+# revision label (meshlift labels the Deployment with the gateway's revision).
+_SET_BY_MESHLIFT: tuple[KeyPrefix, ...] = ("revision", "name", ("labels", "istio.io/rev"))
 
 
 def _stated_at(difference: Difference) -> str:
@@ -209,9 +216,8 @@ def adopted_value_problems(spec: MeshSpec, reader: Any) -> list[Problem]:
         planned = next(g for g in plan.gateways if g.name == gateway.name)
         sent = gateway_values(planned, revision_label=planned.revision_label, revision=planned.revision,
                               replicas=planned.replicas, canary=False, chart_version=planned.version)
-        changed = [d for d in (*differences(installed, sent, ignore=("revision",)),
-                               *overridden_defaults(chart_defaults(record), installed, sent, ignore=("revision",)))
-                   if d.path not in _SET_BY_MESHLIFT]
+        changed = [*differences(installed, sent, ignore=_SET_BY_MESHLIFT),
+                   *overridden_defaults(chart_defaults(record), installed, sent, ignore=_SET_BY_MESHLIFT)]
         if changed:
             problems.append(Problem(key_path("gateways", index), (
                 f"the adopted release {gateway.namespace}/{gateway.name} runs with values meshlift would "
