@@ -35,6 +35,7 @@ would overrun its interval.
 from __future__ import annotations
 
 import asyncio
+import re
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -58,14 +59,18 @@ SERVER_INFO_MAX_AGE_S = 30.0
 # (a stats matcher that drops `sds.*`), it bounds how long a certificate loaded meanwhile goes unseen.
 CERTS_MAX_AGE_S = 10.0
 
+# What an xDS subscription (SDS's too) counts of its updates, and the version it holds.
+_SUBSCRIPTION_STATS = ("update_attempt", "update_success", "update_rejected", "update_failure", "version_text")
+_SUBSCRIPTION_SUFFIXES = tuple(f".{name}" for name in _SUBSCRIPTION_STATS)
+_SUBSCRIPTION_RE = rf"\.({'|'.join(_SUBSCRIPTION_STATS)})$"
+
 # What moves whenever a proxy's served config may have changed: every xDS subscription's
 # counters and version, and the listener manager's counts (a listener warming or draining).
-CONFIG_STATS = (r"\.(update_attempt|update_success|update_rejected|update_failure|version_text)$",
-                r"^listener_manager\.total_listeners_(active|warming|draining)$")
+CONFIG_STATS = (_SUBSCRIPTION_RE, r"^listener_manager\.total_listeners_(active|warming|draining)$")
 
 
 def config_fingerprint(stats: Stats) -> tuple[tuple[str, Any], ...]:
-    return _values_of(stats, lambda name: name.endswith(_CONFIG_SUFFIXES)
+    return _values_of(stats, lambda name: name.endswith(_SUBSCRIPTION_SUFFIXES)
                       or name.startswith("listener_manager.total_listeners_"))
 
 
@@ -75,18 +80,15 @@ def _values_of(stats: Stats, chosen: Callable[[str], bool]) -> tuple[tuple[str, 
                         for name in stats if chosen(name)))
 
 
-_CONFIG_SUFFIXES = (".update_attempt", ".update_success", ".update_rejected", ".update_failure", ".version_text")
-
 # What moves when a proxy may serve other certificates: each SDS subscription's counters and
 # version (exported unless a stats matcher drops them, as Istio's default one does), and the
 # days its soonest certificate has left.
-CERTS_STATS = (r"^sds\..*\.(update_attempt|update_success|update_rejected|update_failure|version_text)$",
-               r"^server\.days_until_first_cert_expiring$")
 _SOONEST_CERT_STAT = "server.days_until_first_cert_expiring"
+CERTS_STATS = (r"^sds\..*" + _SUBSCRIPTION_RE, rf"^{re.escape(_SOONEST_CERT_STAT)}$")
 
 
 def certs_fingerprint(stats: Stats) -> tuple[tuple[str, Any], ...]:
-    return _values_of(stats, lambda name: (name.startswith("sds.") and name.endswith(_CONFIG_SUFFIXES))
+    return _values_of(stats, lambda name: (name.startswith("sds.") and name.endswith(_SUBSCRIPTION_SUFFIXES))
                       or name == _SOONEST_CERT_STAT)
 
 
