@@ -19,9 +19,10 @@ through kube-apiserver and the kwok node), then a first sample and 15 later ones
 on the gate's 1 s interval grid with the client the gate makes for that many
 targets (later samples reuse answers a proxy's stats prove unchanged, each read
 again at its own point of its age, so the window shows them read again). No
-istio-proxy runs in these pods (no Envoy per pod at 1,000 workloads on two cores): each pod's admin port is forwarded (a kwok
-PortForward) to one of a few real Envoys, so every read crosses a real
-port-forward and reaches a real admin interface, but several pods share one.
+istio-proxy runs in these pods (no Envoy per pod at 1,000 workloads on two
+cores): each pod's admin port is forwarded (a kwok PortForward) to one of a few
+real Envoys, so every read crosses a real port-forward and reaches a real admin
+interface, but several pods share one.
 """
 
 from __future__ import annotations

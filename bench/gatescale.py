@@ -11,8 +11,9 @@ Per size, one sample with the client the gate makes for that many targets
 client with the previous report ("steady": a later sample in which every answer
 reused across samples is still young enough to be reused, so the cheapest one),
 three times. Benchmark 5 measures later samples over a gate's window instead
-(`gate_window`), where reused answers come due and are read again. Which pods are read is the gate's choice (`_gate_targets`), so a
-declared sample per workload shows here as fewer reads. The config reads are
+(`gate_window`), where reused answers come due and are read again. Which pods
+are read is the gate's choice (`_gate_targets`), so a declared sample per
+workload shows here as fewer reads. The config reads are
 measured apart, on one proxy of each Envoy version at 101 and 501 clusters:
 bytes and time of the whole `/config_dump` against what the config checks read.
 
@@ -110,9 +111,10 @@ async def gate_window(canary: list[Target], baseline: list[Target], settings: Ga
         await client.aclose()
     errors = sorted({f"{r.check_id}: {r.message}"[:120] for report in reports for t in report.targets
                      for r in t.results if r.status is Status.ERROR})
-    return {"first_s": durations[0], "steady_s": statistics.median(durations[1:]), "steady_max_s": max(durations[1:]),
-            "later_samples": later, "later_s": [round(d, 3) for d in durations[1:]], "bytes": first_bytes, "requests": first_requests,
-            "errors": len(errors), "error_kinds": errors[:3]}
+    later_s = durations[1:]
+    return {"first_s": durations[0], "steady_s": statistics.median(later_s), "steady_max_s": max(later_s),
+            "later_samples": later, "later_s": [round(d, 3) for d in later_s],
+            "bytes": first_bytes, "requests": first_requests, "errors": len(errors), "error_kinds": errors[:3]}
 
 
 def _measure_gate(sizes: list[int], reps: int) -> dict[str, dict]:
